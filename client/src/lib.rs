@@ -1,0 +1,796 @@
+//! An async (tokio) client for Wyrm servers, for bots, tests and tools.
+//!
+//! One [`Client`] is one connection over TCP, WebSocket or KCP. It speaks the
+//! protocol of `docs/protocol.md` (frames from [`wyrm_protocol`]), decodes
+//! MessagePack payloads into [`rmpv::Value`]s, and keeps a local view of the
+//! entities the server shows it: which one is the player, their types and
+//! their attributes, updated by every `Attr` frame.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wyrm_client::ClientError> {
+//! use std::time::Duration;
+//! use wyrm_client::{Client, Transport};
+//!
+//! let mut c = Client::connect(Transport::WebSocket, "127.0.0.1:7000").await?;
+//! let account = c.wait_player(Duration::from_secs(5)).await?;
+//! c.call(account, "register", ("ann", "secret")).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Arguments are serialised with `rmp_serde`; Wyrm methods take a
+//! MessagePack *array* of positional arguments, so pass a tuple — `("hi",)`
+//! for a single argument, `()` encodes as nil, not as an empty array (use
+//! [`NO_ARGS`] for that).
+//!
+//! The client is used through `&mut self`: it reads only while you await
+//! [`Client::next_event`] or one of the `expect_*` / `wait_*` helpers. Events
+//! that a helper skips are kept (up to [`BACKLOG_LIMIT`]) and returned by
+//! later calls, in order.
+
+mod error;
+mod event;
+mod transport;
+mod view;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
+
+use rmpv::Value;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::time::Instant;
+use wyrm_protocol::{ClientFrame, ServerFrame};
+
+pub use error::ClientError;
+pub use event::{from_value, Event};
+pub use transport::kcp_config;
+pub use view::{apply_attr, format_path, EntityView};
+pub use wyrm_protocol::{AttrOp, ErrorCode, PathSegment, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+
+use event::{decode_msgpack, decode_named, Seen};
+use transport::{Conn, Incoming};
+
+/// An empty argument list (`[]` in MessagePack), for methods without
+/// arguments: `client.call(id, "who", NO_ARGS)`.
+pub const NO_ARGS: [u8; 0] = [];
+
+/// Most events a client keeps for later when helpers skip them; beyond
+/// this the oldest are dropped.
+pub const BACKLOG_LIMIT: usize = 4096;
+
+/// The nonce of the `Ping` a KCP client sends to open its session (see
+/// [`Transport::Kcp`]); its `Pong` is not reported.
+const KCP_HELLO_NONCE: u64 = 0;
+
+/// How to reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// TCP, frames with a u32 LE length prefix.
+    Tcp,
+    /// WebSocket at `ws://HOST:PORT/ws`, one frame per binary message.
+    WebSocket,
+    /// KCP over UDP ([`kcp_config`]), frames with a u32 LE length prefix.
+    /// A KCP server learns of a client only from its first datagram, so on
+    /// connect this client sends a `Ping` (nonce 0) and hides its `Pong`.
+    Kcp,
+}
+
+/// What the server said in `Welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Welcome {
+    /// The server's protocol version.
+    pub version: u16,
+    /// The largest frame the server accepts; [`Client::call`] refuses to
+    /// send larger ones.
+    pub max_frame: u32,
+}
+
+/// Connection options. [`Client::connect`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    transport: Transport,
+    max_frame: usize,
+    connect_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Defaults: accept server frames up to 16 MiB, give up connecting
+    /// (transport set-up and `Welcome`) after 10 s.
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            transport,
+            max_frame: 16 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The largest frame accepted from the server. On stream transports a
+    /// larger frame is skipped and reported as [`ClientError::FrameTooLarge`];
+    /// on WebSocket it ends the connection.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How long to wait for the transport and the server's `Welcome`.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Connects to `addr` (`host:port`) and waits for `Welcome`.
+    pub async fn connect(self, addr: &str) -> Result<Client, ClientError> {
+        let timeout = self.connect_timeout;
+        let transport = self.transport;
+        match tokio::time::timeout(timeout, self.connect_inner(addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::ConnectTimeout {
+                transport,
+                addr: addr.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(self, addr: &str) -> Result<Client, ClientError> {
+        let conn = Conn::open(self.transport, addr, self.max_frame).await?;
+        let mut client = Client {
+            transport: self.transport,
+            conn,
+            welcome: Welcome {
+                version: 0,
+                max_frame: 0,
+            },
+            state: State::Open,
+            hello_pong_pending: false,
+            backlog: VecDeque::new(),
+            entities: HashMap::new(),
+            player: None,
+            next_req: 1,
+            next_nonce: KCP_HELLO_NONCE + 1,
+        };
+        if self.transport == Transport::Kcp {
+            client
+                .send_frame(&ClientFrame::Ping {
+                    nonce: KCP_HELLO_NONCE,
+                })
+                .await?;
+            client.hello_pong_pending = true;
+        }
+        let frame = match client.conn.recv().await? {
+            Incoming::Frame(f) => f,
+            Incoming::Closed => {
+                return Err(ClientError::ClosedWhileWaiting {
+                    waiting_for: "Welcome".into(),
+                    saw: "nothing".into(),
+                })
+            }
+        };
+        match ServerFrame::decode(&frame)? {
+            ServerFrame::Welcome { version, max_frame } => {
+                client.welcome = Welcome { version, max_frame };
+                Ok(client)
+            }
+            ServerFrame::Error {
+                req_id,
+                code,
+                message,
+            } => Err(ClientError::Server {
+                req_id,
+                code,
+                code_num: error_code_num(&frame, code),
+                message,
+                waiting_for: "Welcome".into(),
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "the first frame must be Welcome, got {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// The server announced it will close (KCP, where the client cannot see
+    /// the close itself); report `Closed` next.
+    CloseNext,
+    Closed,
+}
+
+/// A connection to a Wyrm server.
+pub struct Client {
+    transport: Transport,
+    conn: Conn,
+    welcome: Welcome,
+    state: State,
+    hello_pong_pending: bool,
+    backlog: VecDeque<Event>,
+    entities: HashMap<u64, EntityView>,
+    player: Option<u64>,
+    next_req: u32,
+    next_nonce: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("transport", &self.transport)
+            .field("welcome", &self.welcome)
+            .field("state", &self.state)
+            .field("player", &self.player)
+            .field("entities", &self.entities.len())
+            .field("backlog", &self.backlog.len())
+            .finish()
+    }
+}
+
+/// What a waiting helper does with one event.
+enum Pick<T> {
+    Take(T),
+    Fail(ClientError),
+    Skip(Event),
+}
+
+impl Client {
+    /// Connects with default options; see [`ClientBuilder`].
+    pub async fn connect(transport: Transport, addr: &str) -> Result<Client, ClientError> {
+        ClientBuilder::new(transport).connect(addr).await
+    }
+
+    /// Options for [`ClientBuilder::connect`].
+    pub fn builder(transport: Transport) -> ClientBuilder {
+        ClientBuilder::new(transport)
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// What the server said in `Welcome`.
+    pub fn welcome(&self) -> Welcome {
+        self.welcome
+    }
+
+    /// True until the connection is known to be closed.
+    pub fn is_open(&self) -> bool {
+        self.state != State::Closed
+    }
+
+    // ---- local view -------------------------------------------------------
+
+    /// The entity this client is bound to (the last `Create` with
+    /// `own = true`, until its `Destroy`).
+    pub fn player(&self) -> Option<u64> {
+        self.player
+    }
+
+    /// The view of [`player`](Self::player).
+    pub fn player_view(&self) -> Option<&EntityView> {
+        self.player.and_then(|id| self.entities.get(&id))
+    }
+
+    /// The view of entity `id`, if this client sees it.
+    pub fn entity(&self, id: u64) -> Option<&EntityView> {
+        self.entities.get(&id)
+    }
+
+    /// Every entity this client sees, in no particular order.
+    pub fn entities(&self) -> impl Iterator<Item = &EntityView> {
+        self.entities.values()
+    }
+
+    // ---- sending ----------------------------------------------------------
+
+    /// Calls `method` on `entity` with `args` serialised by `rmp_serde`
+    /// (pass a tuple: it encodes as the positional-argument array). Returns
+    /// the request id an `Error` about this call will carry. Success is not
+    /// acknowledged; the method's effects arrive as events.
+    pub async fn call(
+        &mut self,
+        entity: u64,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<u32, ClientError> {
+        let args = rmp_serde::to_vec(&args)?;
+        self.call_raw(entity, method, args).await
+    }
+
+    /// [`call`](Self::call) on this client's own entity.
+    pub async fn call_player(
+        &mut self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<u32, ClientError> {
+        let entity = self.player.ok_or(ClientError::NoPlayer)?;
+        self.call(entity, method, args).await
+    }
+
+    /// Calls `method` with `args` given as ready MessagePack bytes, sent
+    /// unchecked (for tests of bad payloads).
+    pub async fn call_raw(
+        &mut self,
+        entity: u64,
+        method: &str,
+        args: Vec<u8>,
+    ) -> Result<u32, ClientError> {
+        let req_id = self.next_req;
+        self.next_req = self.next_req.checked_add(1).unwrap_or(1);
+        self.send_frame(&ClientFrame::Call {
+            req_id,
+            entity,
+            method: method.to_owned(),
+            args,
+        })
+        .await?;
+        Ok(req_id)
+    }
+
+    /// Sends a `Ping`; the matching [`Event::Pong`] carries the returned
+    /// nonce.
+    pub async fn ping(&mut self) -> Result<u64, ClientError> {
+        let nonce = self.next_nonce;
+        self.next_nonce = self.next_nonce.wrapping_add(1).max(KCP_HELLO_NONCE + 1);
+        self.send_frame(&ClientFrame::Ping { nonce }).await?;
+        Ok(nonce)
+    }
+
+    /// Sends a `Ping` and waits for its `Pong`; returns the round-trip time.
+    /// Other events are kept for later.
+    pub async fn round_trip(&mut self, timeout: Duration) -> Result<Duration, ClientError> {
+        let start = Instant::now();
+        let nonce = self.ping().await?;
+        let waiting = format!("Pong({nonce})");
+        self.wait_for(waiting, timeout, |e| match e {
+            Event::Pong { nonce: n } if n == nonce => Pick::Take(()),
+            Event::Error { .. } => Pick::Fail(error_event("Pong", e)),
+            e => Pick::Skip(e),
+        })
+        .await?;
+        Ok(start.elapsed())
+    }
+
+    /// Sends `frame` (type byte + body) as is, adding only the transport's
+    /// framing (length prefix or WebSocket message). Not checked against
+    /// the server's `max_frame`.
+    pub async fn send_raw_frame(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        self.ensure_open()?;
+        let r = self.conn.send_frame(frame).await;
+        self.note(r)
+    }
+
+    /// Writes `bytes` to the stream as they are, with no framing (TCP and
+    /// KCP only).
+    pub async fn send_raw_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.ensure_open()?;
+        let r = self.conn.send_raw_bytes(bytes).await;
+        match self.note(r)? {
+            true => Ok(()),
+            false => Err(ClientError::Unsupported {
+                what: "sending raw bytes",
+                transport: self.transport,
+            }),
+        }
+    }
+
+    /// Sends a WebSocket *text* message (WebSocket only; the protocol uses
+    /// binary messages, so this is for tests of bad input).
+    pub async fn send_ws_text(&mut self, text: &str) -> Result<(), ClientError> {
+        self.ensure_open()?;
+        let r = self.conn.send_ws_text(text).await;
+        match self.note(r)? {
+            true => Ok(()),
+            false => Err(ClientError::Unsupported {
+                what: "a WebSocket text message",
+                transport: self.transport,
+            }),
+        }
+    }
+
+    /// Closes the connection (politely where the transport allows). Later
+    /// calls fail with [`ClientError::Closed`]; the local view stays.
+    pub async fn close(&mut self) {
+        self.conn.close().await;
+        self.state = State::Closed;
+    }
+
+    async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.ensure_open()?;
+        let mut bytes = Vec::new();
+        frame.encode(&mut bytes);
+        let max = self.welcome.max_frame as usize;
+        if max > 0 && bytes.len() > max {
+            return Err(ClientError::TooLargeToSend {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let r = self.conn.send_frame(&bytes).await;
+        self.note(r)
+    }
+
+    fn ensure_open(&self) -> Result<(), ClientError> {
+        match self.state {
+            State::Closed => Err(ClientError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks the client closed after a fatal error.
+    fn note<T>(&mut self, r: Result<T, ClientError>) -> Result<T, ClientError> {
+        if let Err(e) = &r {
+            if e.is_fatal() {
+                self.state = State::Closed;
+            }
+        }
+        r
+    }
+
+    // ---- receiving --------------------------------------------------------
+
+    /// The next event: first any kept by a helper, then from the connection.
+    /// The local view is updated before the event is returned.
+    ///
+    /// Cancel-safe: dropping the future (for example in `tokio::select!` or
+    /// a timeout) loses nothing. Non-fatal errors (see
+    /// [`ClientError::is_fatal`]) report one bad frame; call again to go on.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if let Some(e) = self.backlog.pop_front() {
+            return Ok(e);
+        }
+        self.read_event().await
+    }
+
+    /// [`next_event`](Self::next_event) with a deadline: `Ok(None)` if
+    /// nothing arrived in time.
+    pub async fn next_event_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Event>, ClientError> {
+        match tokio::time::timeout(timeout, self.next_event()).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Waits for the next server `Call` of `method` and returns its entity
+    /// and arguments. Other events are kept for later. Fails on timeout, on
+    /// an `Error` frame, or when the connection closes; the error lists what
+    /// arrived instead.
+    pub async fn expect_call(
+        &mut self,
+        method: &str,
+        timeout: Duration,
+    ) -> Result<(u64, Value), ClientError> {
+        let waiting = format!("server call {method}");
+        self.wait_for(waiting.clone(), timeout, |e| match e {
+            Event::Call {
+                entity,
+                method: m,
+                args,
+            } if m == method => Pick::Take((entity, args)),
+            Event::Error { .. } => Pick::Fail(error_event(&waiting, e)),
+            e => Pick::Skip(e),
+        })
+        .await
+    }
+
+    /// [`expect_call`](Self::expect_call), with the arguments decoded as `T`
+    /// (usually a tuple matching the positional arguments).
+    pub async fn expect_call_as<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        timeout: Duration,
+    ) -> Result<(u64, T), ClientError> {
+        let (entity, args) = self.expect_call(method, timeout).await?;
+        Ok((entity, decode_named(&args, &format!("args of {method}"))?))
+    }
+
+    /// Waits for the next `Error` frame and returns `(req_id, code,
+    /// message)`. Other events are kept for later.
+    pub async fn expect_error(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(u32, ErrorCode, String), ClientError> {
+        self.wait_for("an Error frame".into(), timeout, |e| match e {
+            Event::Error {
+                req_id,
+                code,
+                message,
+                ..
+            } => Pick::Take((req_id, code, message)),
+            e => Pick::Skip(e),
+        })
+        .await
+    }
+
+    /// Waits until the connection closes. Events before the close are kept
+    /// for later (including `Error` frames).
+    ///
+    /// Over KCP a server-side close cannot be seen; the client reports
+    /// `Closed` after an `Error` with code `Malformed` (the one code after
+    /// which the server always closes) and otherwise times out.
+    pub async fn expect_closed(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut seen = Seen::default();
+        for e in &self.backlog {
+            seen.push(e);
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, self.read_event()).await {
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        waiting_for: "the connection to close".into(),
+                        after: timeout,
+                        saw: seen.render(),
+                    })
+                }
+                Ok(Ok(Event::Closed)) | Ok(Err(ClientError::Closed)) => return Ok(()),
+                Ok(Ok(e)) => {
+                    seen.push(&e);
+                    self.keep(e);
+                }
+                Ok(Err(e)) if e.is_fatal() => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Returns the player entity, waiting for its `Create` (own = true) if
+    /// it has not arrived yet. Other events are kept for later.
+    pub async fn wait_player(&mut self, timeout: Duration) -> Result<u64, ClientError> {
+        if let Some(p) = self.player {
+            return Ok(p);
+        }
+        self.wait_for("Create of the own entity".into(), timeout, |e| match e {
+            Event::Created {
+                entity, own: true, ..
+            } => Pick::Take(entity),
+            Event::Error { .. } => Pick::Fail(error_event("the own entity", e)),
+            e => Pick::Skip(e),
+        })
+        .await
+    }
+
+    /// Scans the backlog, then reads, until `pick` takes or fails an event.
+    async fn wait_for<T>(
+        &mut self,
+        waiting_for: String,
+        timeout: Duration,
+        mut pick: impl FnMut(Event) -> Pick<T>,
+    ) -> Result<T, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Seen::default();
+        let mut i = 0;
+        while i < self.backlog.len() {
+            let Some(e) = self.backlog.remove(i) else {
+                break;
+            };
+            match pick(e) {
+                Pick::Take(t) => return Ok(t),
+                Pick::Fail(err) => return Err(err),
+                Pick::Skip(e) => {
+                    seen.push(&e);
+                    self.backlog.insert(i, e);
+                    i += 1;
+                }
+            }
+        }
+        loop {
+            let r = match tokio::time::timeout_at(deadline, self.read_event()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        waiting_for,
+                        after: timeout,
+                        saw: seen.render(),
+                    })
+                }
+            };
+            match r {
+                Ok(Event::Closed) | Err(ClientError::Closed) => {
+                    return Err(ClientError::ClosedWhileWaiting {
+                        waiting_for,
+                        saw: seen.render(),
+                    })
+                }
+                Err(e) => return Err(e),
+                Ok(e) => match pick(e) {
+                    Pick::Take(t) => return Ok(t),
+                    Pick::Fail(err) => return Err(err),
+                    Pick::Skip(e) => {
+                        seen.push(&e);
+                        self.keep(e);
+                    }
+                },
+            }
+        }
+    }
+
+    fn keep(&mut self, e: Event) {
+        if self.backlog.len() >= BACKLOG_LIMIT {
+            self.backlog.pop_front();
+        }
+        self.backlog.push_back(e);
+    }
+
+    /// Reads from the connection (not the backlog). Cancel-safe: the only
+    /// await is the transport's cancel-safe receive.
+    async fn read_event(&mut self) -> Result<Event, ClientError> {
+        loop {
+            match self.state {
+                State::Closed => return Err(ClientError::Closed),
+                State::CloseNext => {
+                    self.conn.close().await;
+                    self.state = State::Closed;
+                    return Ok(Event::Closed);
+                }
+                State::Open => {}
+            }
+            let r = self.conn.recv().await;
+            match self.note(r)? {
+                Incoming::Closed => {
+                    self.state = State::Closed;
+                    return Ok(Event::Closed);
+                }
+                Incoming::Frame(frame) => {
+                    if let Some(e) = self.apply_frame(&frame)? {
+                        return Ok(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes a server frame, updates the local view, and returns the event
+    /// to report (`None` for frames the client handles itself).
+    fn apply_frame(&mut self, frame: &[u8]) -> Result<Option<Event>, ClientError> {
+        let event = match ServerFrame::decode(frame)? {
+            ServerFrame::Welcome { .. } => {
+                return Err(ClientError::Protocol(
+                    "a second Welcome frame arrived".into(),
+                ))
+            }
+            ServerFrame::Pong { nonce } => {
+                if nonce == KCP_HELLO_NONCE && self.hello_pong_pending {
+                    self.hello_pong_pending = false;
+                    return Ok(None);
+                }
+                Event::Pong { nonce }
+            }
+            ServerFrame::Error {
+                req_id,
+                code,
+                message,
+            } => {
+                if code == ErrorCode::Malformed && self.transport == Transport::Kcp {
+                    self.state = State::CloseNext;
+                }
+                Event::Error {
+                    req_id,
+                    code,
+                    code_num: error_code_num(frame, code),
+                    message,
+                }
+            }
+            ServerFrame::Create {
+                entity,
+                type_name,
+                own,
+                attrs,
+            } => {
+                let attrs =
+                    decode_msgpack(&attrs, || format!("attrs of Create({entity} {type_name})"))?;
+                if !attrs.is_map() {
+                    return Err(ClientError::payload(
+                        format!("attrs of Create({entity} {type_name})"),
+                        "not a map",
+                    ));
+                }
+                if own {
+                    self.player = Some(entity);
+                } else if self.player == Some(entity) {
+                    self.player = None;
+                }
+                self.entities.insert(
+                    entity,
+                    EntityView {
+                        id: entity,
+                        type_name: type_name.clone(),
+                        own,
+                        attrs: attrs.clone(),
+                    },
+                );
+                Event::Created {
+                    entity,
+                    type_name,
+                    own,
+                    attrs,
+                }
+            }
+            ServerFrame::Destroy { entity } => {
+                self.entities.remove(&entity);
+                if self.player == Some(entity) {
+                    self.player = None;
+                }
+                Event::Destroyed { entity }
+            }
+            ServerFrame::Call {
+                entity,
+                method,
+                args,
+            } => {
+                let args = decode_msgpack(&args, || {
+                    format!("args of server call {method} on entity {entity}")
+                })?;
+                Event::Call {
+                    entity,
+                    method,
+                    args,
+                }
+            }
+            ServerFrame::Attr {
+                entity,
+                op,
+                path,
+                value,
+            } => {
+                let what = || format!("value of Attr({entity} {op:?} {})", format_path(&path));
+                let value = match op {
+                    AttrOp::Delete if value.is_empty() => None,
+                    AttrOp::Delete => {
+                        return Err(ClientError::payload(what(), "Delete carries no value"))
+                    }
+                    AttrOp::Set | AttrOp::Append => Some(decode_msgpack(&value, what)?),
+                };
+                let view = self
+                    .entities
+                    .get_mut(&entity)
+                    .ok_or_else(|| ClientError::View {
+                        entity,
+                        reason: "no such entity in this client's view".into(),
+                    })?;
+                apply_attr(&mut view.attrs, op, &path, value.clone())
+                    .map_err(|reason| ClientError::View { entity, reason })?;
+                Event::Attr {
+                    entity,
+                    op,
+                    path,
+                    value,
+                }
+            }
+        };
+        Ok(Some(event))
+    }
+}
+
+/// The numeric code of an `Error` frame (type u8, req_id u32, code u16, ...).
+fn error_code_num(frame: &[u8], code: ErrorCode) -> u16 {
+    match frame.get(5..7) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => code as u16,
+    }
+}
+
+fn error_event(waiting_for: &str, e: Event) -> ClientError {
+    match e {
+        Event::Error {
+            req_id,
+            code,
+            code_num,
+            message,
+        } => ClientError::Server {
+            req_id,
+            code,
+            code_num,
+            message,
+            waiting_for: waiting_for.to_owned(),
+        },
+        other => ClientError::Protocol(format!("unexpected {other}")),
+    }
+}

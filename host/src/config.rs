@@ -1,0 +1,192 @@
+//! Server configuration, read from a TOML file. Every relative path in it is
+//! resolved against the file's own folder, so a config works from any
+//! working directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Server-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Listeners and per-connection limits.
+    #[serde(default)]
+    pub net: NetConfig,
+    /// The game: which entities exist from the start, how clients are bound.
+    pub game: GameConfig,
+    /// Sandbox limits applied to every plugin call.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The plugins to load; their entity types together make the game.
+    #[serde(rename = "plugin", default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Name shown in logs.
+    pub name: String,
+    /// Folder for the server's data (and, later, its database).
+    pub data_dir: PathBuf,
+    /// Folder for compiled plugins; `<data_dir>/cache` when unset.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            name: "wyrm".into(),
+            data_dir: PathBuf::from(".wyrm"),
+            cache_dir: None,
+        }
+    }
+}
+
+/// `[net]`: each listener is optional; at least one must be set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetConfig {
+    /// WebSocket (at `/ws`) and the static web page, on one HTTP port.
+    pub websocket: Option<SocketAddr>,
+    /// TCP with length-prefixed frames.
+    pub tcp: Option<SocketAddr>,
+    /// KCP (reliable UDP) with length-prefixed frames.
+    pub kcp: Option<SocketAddr>,
+    /// Folder served over HTTP on the WebSocket port.
+    pub web_root: Option<PathBuf>,
+    /// Largest frame accepted from a client, in bytes.
+    pub max_frame: usize,
+    /// Frames queued to one client before it is judged too slow and dropped.
+    pub client_queue: usize,
+    /// Frames per second a client may send; bursts up to twice this.
+    pub client_rate: u32,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            websocket: None,
+            tcp: None,
+            kcp: None,
+            web_root: None,
+            max_frame: wyrm_protocol::DEFAULT_MAX_FRAME,
+            client_queue: 1024,
+            client_rate: 200,
+        }
+    }
+}
+
+/// `[game]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GameConfig {
+    /// Entity type created for, and bound to, each client that connects.
+    pub boot_entity: String,
+    /// Entity types of which one instance is created at start and found by
+    /// plugins through the `service` import.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest a single call into a plugin may run before it is stopped.
+    pub call_deadline_ms: u64,
+    /// Largest linear memory a plugin instance may grow to, in MiB.
+    pub memory_mb: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            call_deadline_ms: 200,
+            memory_mb: 64,
+        }
+    }
+}
+
+/// `[[plugin]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name used in logs and by admin commands.
+    pub name: String,
+    /// A `.wasm` component, or the folder of a Rust plugin crate that is
+    /// built (for `wasm32-wasip2`) when the server starts.
+    pub source: PathBuf,
+    /// Cargo features to enable when `source` is a crate.
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+impl Config {
+    /// Where compiled plugins are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.server
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("cache"))
+    }
+
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Makes relative paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.server.data_dir);
+        if let Some(c) = &mut self.server.cache_dir {
+            fix(c);
+        }
+        if let Some(w) = &mut self.net.web_root {
+            fix(w);
+        }
+        for p in &mut self.plugins {
+            fix(&mut p.source);
+        }
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let n = &self.net;
+        if n.websocket.is_none() && n.tcp.is_none() && n.kcp.is_none() {
+            anyhow::bail!("[net] sets no listener: set at least one of websocket, tcp, kcp");
+        }
+        if n.max_frame < 64 || n.max_frame > 16 * 1024 * 1024 {
+            anyhow::bail!("[net] max_frame must be between 64 bytes and 16 MiB");
+        }
+        if n.client_queue == 0 || n.client_rate == 0 {
+            anyhow::bail!("[net] client_queue and client_rate must be positive");
+        }
+        if self.plugins.is_empty() {
+            anyhow::bail!("no [[plugin]] is configured");
+        }
+        if self.limits.call_deadline_ms == 0 || self.limits.memory_mb == 0 {
+            anyhow::bail!("[limits] call_deadline_ms and memory_mb must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The game: one logic thread that owns the world and the plugin instances.
+//! Everything that touches guest code happens here, one message at a time,
+//! in order.
+//!
+//! A message from the dispatcher becomes work (a hook or a method call);
+//! work a call produces (calls to other entities, new entities, destroys) is
+//! queued and run after it, so a plugin is never re-entered. A call that
+//! faults fails alone: the instance is replaced by a fresh one that takes
+//! over every entity, and the queue carries on.
+
+mod attrs;
+mod passwords;
+mod timers;
+mod types;
+mod world;
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::sync::mpsc::UnboundedSender;
+use wyrm_protocol::ErrorCode;
+
+use crate::config::GameConfig;
+use crate::msg::{ToDispatcher, ToGame};
+use crate::plugin::{Caller, CallerKind, Fault, PluginCode, PluginInstance, PluginRuntime};
+
+pub use world::World;
+
+/// Work items run before the game looks at its inbox again, so an entity
+/// that keeps calling itself cannot starve clients.
+const WORK_BATCH: usize = 4096;
+
+struct PluginSlot {
+    code: PluginCode<World>,
+    instance: PluginInstance<World>,
+}
+
+/// A game, ready to run on its own thread.
+pub struct Game {
+    /// Present except while lent to a plugin during a call.
+    world: Option<Box<World>>,
+    plugins: Vec<PluginSlot>,
+    inbox: Receiver<ToGame>,
+    boot_entity: String,
+}
+
+impl Game {
+    /// Instantiates `plugins` (already loaded by `runtime`), checks the
+    /// config against the entity types they declare and creates the service
+    /// entities. `inbox_tx` is this game's own inbox, for continuations.
+    pub fn new(
+        plugins: Vec<PluginCode<World>>,
+        cfg: &GameConfig,
+        out: UnboundedSender<ToDispatcher>,
+        inbox: Receiver<ToGame>,
+        inbox_tx: Sender<ToGame>,
+    ) -> anyhow::Result<Self> {
+        let mut types = types::TypeRegistry::default();
+        let mut slots = Vec::new();
+        for (i, code) in plugins.into_iter().enumerate() {
+            let instance = code.instantiate()?;
+            let info = instance.info();
+            tracing::info!(
+                plugin = code.name(),
+                name = %info.name,
+                version = %info.version,
+                types = ?info.entity_types.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                "plugin ready"
+            );
+            types.add_plugin(i, info)?;
+            slots.push(PluginSlot { code, instance });
+        }
+        if types.find(&cfg.boot_entity).is_none() {
+            anyhow::bail!("[game] boot_entity {:?} is not an entity type of any plugin", cfg.boot_entity);
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let passwords = passwords::PasswordPool::start(workers, inbox_tx).context("cannot start password threads")?;
+        let mut world = World::new(types, out, passwords);
+        for s in &cfg.services {
+            world
+                .create_service(s)
+                .map_err(|e| anyhow::anyhow!("[game] service {s:?}: {e}"))?;
+        }
+        let mut game = Self {
+            world: Some(Box::new(world)),
+            plugins: slots,
+            inbox,
+            boot_entity: cfg.boot_entity.clone(),
+        };
+        game.run_work();
+        Ok(game)
+    }
+
+    /// Runs until `Shutdown` arrives or every sender is gone.
+    pub fn run(mut self) {
+        loop {
+            let has_work = !self.world().work.is_empty();
+            let deadline = if has_work { Some(Instant::now()) } else { self.world().timers.next_due() };
+            let msg = match deadline {
+                Some(d) => self.inbox.recv_deadline(d),
+                None => self.inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match msg {
+                Ok(ToGame::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(m) => self.handle(m),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.world().fire_timers(Instant::now());
+            self.run_work();
+        }
+        tracing::info!("game stopped");
+    }
+
+    fn world(&mut self) -> &mut World {
+        // Invariant: the world is lent only inside `PluginInstance::run`,
+        // which always hands it back before returning.
+        self.world.as_deref_mut().expect("world is lent only during a plugin call")
+    }
+
+    fn handle(&mut self, msg: ToGame) {
+        match msg {
+            ToGame::ClientConnected { client } => {
+                let boot = self.boot_entity.clone();
+                if let Err(e) = self.world().connect_client(client, &boot) {
+                    tracing::error!(client, "cannot create boot entity {boot}: {e}");
+                }
+            }
+            ToGame::ClientDisconnected { client } => self.world().disconnect_client(client),
+            ToGame::ClientCall {
+                client,
+                req_id,
+                entity,
+                method,
+                args,
+            } => self.world().client_call(client, req_id, entity, method, args),
+            ToGame::Continuation { entity, method, args } => {
+                self.world().work.push_back(world::Work::Call(world::Call {
+                    entity,
+                    method,
+                    args,
+                    caller: Caller {
+                        kind: CallerKind::Server,
+                        entity: None,
+                    },
+                    reply: None,
+                }));
+            }
+            ToGame::Shutdown => {}
+        }
+    }
+
+    /// Runs queued work, up to a batch.
+    fn run_work(&mut self) {
+        for _ in 0..WORK_BATCH {
+            let Some(work) = self.world().work.pop_front() else {
+                return;
+            };
+            self.run_one(work);
+        }
+    }
+
+    fn run_one(&mut self, work: world::Work) {
+        use world::Work;
+        let (id, reply) = match &work {
+            Work::Created(id) | Work::Destroy(id) | Work::ClientConnected(id) | Work::ClientDisconnected(id) => (*id, None),
+            Work::Call(c) => (c.entity, c.reply),
+        };
+        let target = match &work {
+            Work::Destroy(id) => self.world().remove_entity(*id),
+            _ => self.world().entity_ref(id),
+        };
+        let Some((plugin, entity)) = target else {
+            if let Work::Call(c) = &work {
+                let msg = format!("entity {} is gone", c.entity);
+                self.world().reply_error(reply, ErrorCode::NoSuchEntity, msg);
+            }
+            return;
+        };
+        let _span = tracing::debug_span!("work", entity = id, plugin).entered();
+        self.world().current = Some(id);
+        let slot = &mut self.plugins[plugin];
+        let result = match work {
+            Work::Created(_) => slot.instance.run(&mut self.world, |g, s| g.call_created(s, entity)),
+            Work::Destroy(_) => slot.instance.run(&mut self.world, |g, s| g.call_destroyed(s, entity).map(Ok)),
+            Work::ClientConnected(_) => slot.instance.run(&mut self.world, |g, s| g.call_client_connected(s, entity).map(Ok)),
+            Work::ClientDisconnected(_) => slot.instance.run(&mut self.world, |g, s| g.call_client_disconnected(s, entity).map(Ok)),
+            Work::Call(c) => {
+                let r = slot.instance.call(&mut self.world, entity, &c.method, &c.args, c.caller);
+                if let Ok(Err(e)) = &r {
+                    tracing::debug!(entity = id, method = %c.method, "call returned an error: {e}");
+                }
+                r
+            }
+        };
+        self.world().current = None;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => self.world().reply_error(reply, ErrorCode::CallFailed, message),
+            Err(fault) => {
+                self.world().reply_error(reply, ErrorCode::PluginFault, fault.to_string());
+                self.recover(plugin, &fault);
+            }
+        }
+    }
+
+    /// Replaces a faulted instance with a fresh one that takes over every
+    /// entity of the plugin. Host-owned state (attributes, clients, timers)
+    /// is untouched; private state starts fresh.
+    fn recover(&mut self, plugin: usize, fault: &Fault) {
+        let slot = &mut self.plugins[plugin];
+        tracing::error!(plugin = slot.code.name(), "{fault}; starting a fresh instance");
+        let started = Instant::now();
+        let mut fresh = match slot.code.instantiate() {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(plugin = slot.code.name(), "cannot start a fresh instance, calls will keep failing: {e:#}");
+                return;
+            }
+        };
+        let states = self.world().fresh_states_of(plugin);
+        let count = states.len();
+        let version = fresh.info().version.clone();
+        match fresh.run(&mut self.world, |g, s| g.call_import_entities(s, &version, &states)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(plugin, "fresh instance refused its entities: {e}"),
+            Err(f) => tracing::error!(plugin, "fresh instance faulted taking over its entities: {f}"),
+        }
+        let slot = &mut self.plugins[plugin];
+        slot.instance = fresh;
+        tracing::info!(plugin = slot.code.name(), entities = count, elapsed = ?started.elapsed(), "plugin instance replaced");
+    }
+}
+
+/// Starts `game` on its own thread.
+pub fn spawn(game: Game) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("wyrm-game".into()).spawn(move || game.run())
+}
+
+/// Loads every configured plugin (building Rust crates from source first).
+pub fn load_plugins(runtime: &PluginRuntime, cfg: &crate::config::Config) -> anyhow::Result<Vec<PluginCode<World>>> {
+    let mut out = Vec::new();
+    for p in &cfg.plugins {
+        let wasm = if p.source.is_dir() {
+            let opts = crate::plugin::BuildOptions {
+                features: p.features.clone(),
+                debug: false,
+            };
+            crate::plugin::build_rust_plugin(&p.source, &opts)?
+        } else {
+            p.source.clone()
+        };
+        out.push(runtime.load(&p.name, &wasm)?);
+    }
+    Ok(out)
+}
+

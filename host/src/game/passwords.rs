@@ -1,0 +1,99 @@
+//! Password hashing off the game thread. Argon2 is slow on purpose; the
+//! game thread must not wait for it. The result comes back to the game as a
+//! continuation: a server call (entity, method, args).
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+use crate::msg::{EntityId, ToGame};
+
+/// Where a result goes: `method` on `entity` with args `[result, context]`.
+#[derive(Debug)]
+pub struct Continuation {
+    /// The entity to call.
+    pub entity: EntityId,
+    /// The method to call.
+    pub method: String,
+    /// A MessagePack value passed back untouched.
+    pub context: Vec<u8>,
+}
+
+enum Job {
+    Hash(String, Continuation),
+    Verify(String, String, Continuation),
+}
+
+/// A small pool of hashing threads.
+pub struct PasswordPool {
+    jobs: crossbeam_channel::Sender<Job>,
+}
+
+impl PasswordPool {
+    /// Starts `workers` threads that deliver results into `game`.
+    pub fn start(workers: usize, game: crossbeam_channel::Sender<ToGame>) -> std::io::Result<Self> {
+        let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..workers.max(1) {
+            let (rx, game) = (rx.clone(), game.clone());
+            std::thread::Builder::new()
+                .name(format!("wyrm-passwords-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        let (args, cont) = run(job);
+                        let msg = ToGame::Continuation {
+                            entity: cont.entity,
+                            method: cont.method,
+                            args,
+                        };
+                        if game.send(msg).is_err() {
+                            break; // the game has stopped
+                        }
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Hashes `password`; the result arrives as `[hash: string, context]`.
+    pub fn hash(&self, password: String, cont: Continuation) {
+        let _ = self.jobs.send(Job::Hash(password, cont));
+    }
+
+    /// Checks `password` against `hash`; arrives as `[ok: bool, context]`.
+    pub fn verify(&self, password: String, hash: String, cont: Continuation) {
+        let _ = self.jobs.send(Job::Verify(password, hash, cont));
+    }
+}
+
+fn run(job: Job) -> (Vec<u8>, Continuation) {
+    let mut args = Vec::with_capacity(128);
+    let _ = rmp::encode::write_array_len(&mut args, 2);
+    let cont = match job {
+        Job::Hash(password, cont) => {
+            let salt = SaltString::generate(&mut OsRng);
+            match Argon2::default().hash_password(password.as_bytes(), &salt) {
+                Ok(h) => {
+                    let _ = rmp::encode::write_str(&mut args, &h.to_string());
+                }
+                Err(e) => {
+                    tracing::error!("password hashing failed: {e}");
+                    let _ = rmp::encode::write_nil(&mut args);
+                }
+            }
+            cont
+        }
+        Job::Verify(password, hash, cont) => {
+            let ok = PasswordHash::new(&hash)
+                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false);
+            let _ = rmp::encode::write_bool(&mut args, ok);
+            cont
+        }
+    };
+    if cont.context.is_empty() {
+        let _ = rmp::encode::write_nil(&mut args);
+    } else {
+        args.extend_from_slice(&cont.context);
+    }
+    (args, cont)
+}

@@ -1,0 +1,28 @@
+//! The Wyrm game server host.
+//!
+//! A native host that owns everything that must stay up while a game is
+//! played — client connections, routing, the entity table, attributes,
+//! timers — and runs game logic as WebAssembly components that implement the
+//! `wyrm:game` WIT world. See `ARCHITECTURE.md` at the repository root for
+//! the map.
+//!
+//! Modules, by concern, dependencies pointing down:
+//! - [`server`]: wires one gate, one dispatcher and one game into a process.
+//! - [`gate`]: client connections, tags, fan-out, rate limits.
+//! - [`dispatcher`]: routes messages between gates and games.
+//! - [`game`]: the logic thread: world, work queue, crash recovery.
+//! - [`plugin`]: the wasmtime runtime: compile, cache, sandbox, call.
+//! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
+//! - [`msg`]: the message vocabulary; [`config`]: the TOML config.
+
+pub mod config;
+pub mod dispatcher;
+pub mod game;
+pub mod gate;
+pub mod msg;
+pub mod net;
+pub mod plugin;
+pub mod server;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,72 @@
+//! The one message vocabulary spoken between gate, dispatcher and game.
+//! In `wyrm serve` these travel over in-process channels; a cluster will
+//! carry the same messages between processes.
+
+use bytes::Bytes;
+
+/// A connected client, unique within a server.
+pub type ClientId = u64;
+/// An entity, unique within a server, never reused.
+pub type EntityId = u64;
+
+/// To a game.
+#[derive(Debug)]
+pub enum ToGame {
+    /// A client connected: create its boot entity and bind the client to it.
+    ClientConnected { client: ClientId },
+    /// A client went away.
+    ClientDisconnected { client: ClientId },
+    /// A client called a method on an entity.
+    ClientCall {
+        client: ClientId,
+        req_id: u32,
+        entity: EntityId,
+        method: String,
+        args: Vec<u8>,
+    },
+    /// A continuation arriving from off the game thread (a password hash, a
+    /// storage reply): a server call of `method` on `entity`.
+    Continuation {
+        entity: EntityId,
+        method: String,
+        args: Vec<u8>,
+    },
+    /// Stop the game loop.
+    Shutdown,
+}
+
+/// To a gate.
+#[derive(Debug)]
+pub enum ToGate {
+    /// The client is now bound to `entity` (or to none). The gate uses it to
+    /// address fan-out calls.
+    Bind {
+        client: ClientId,
+        entity: Option<EntityId>,
+    },
+    /// One encoded frame for one client.
+    Send { client: ClientId, frame: Bytes },
+    /// Set or remove a tag on a client.
+    SetTag {
+        client: ClientId,
+        key: String,
+        value: Option<String>,
+    },
+    /// Call `method` on every client whose tags include all of `filter`.
+    CallFiltered {
+        filter: Vec<(String, String)>,
+        method: String,
+        args: Bytes,
+    },
+    /// Call `method` on every client.
+    Broadcast { method: String, args: Bytes },
+}
+
+/// Into the dispatcher.
+#[derive(Debug)]
+pub enum ToDispatcher {
+    /// From a gate, about one of its clients.
+    FromGate(ToGame),
+    /// From a game, for a gate.
+    FromGame(ToGate),
+}

@@ -1,0 +1,149 @@
+//! Just enough HTTP/1.1 for one port to serve a static web page and accept
+//! WebSocket upgrades: a request head parser and a file responder.
+
+use std::path::{Component, Path, PathBuf};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this asks for a WebSocket upgrade.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+            && self
+                .header("connection")
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+    }
+}
+
+/// Reads a request head. Returns it with any bytes read past its end.
+pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(Request, Vec<u8>)>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find_head_end(&buf) {
+            let rest = buf.split_off(end);
+            return Ok(parse_head(&buf).map(|r| (r, rest)));
+        }
+        if buf.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn parse_head(head: &[u8]) -> Option<Request> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_owned();
+    let path = first.next()?.to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some(Request { method, path, headers })
+}
+
+/// Answers a plain HTTP request from `web_root`, then closes.
+pub async fn serve_file(stream: &mut TcpStream, req: &Request, web_root: Option<&Path>) -> std::io::Result<()> {
+    if req.method != "GET" && req.method != "HEAD" {
+        return respond(stream, "405 Method Not Allowed", "text/plain", b"method not allowed\n", req).await;
+    }
+    let Some(file) = web_root.and_then(|root| resolve(root, &req.path)) else {
+        return respond(stream, "404 Not Found", "text/plain", b"not found\n", req).await;
+    };
+    match tokio::fs::read(&file).await {
+        Ok(body) => respond(stream, "200 OK", content_type(&file), &body, req).await,
+        Err(_) => respond(stream, "404 Not Found", "text/plain", b"not found\n", req).await,
+    }
+}
+
+/// Maps a URL path to a file under `root`, refusing anything that would
+/// leave it.
+fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let path = url_path.split(['?', '#']).next().unwrap_or("/");
+    let mut out = root.to_path_buf();
+    for part in Path::new(path.trim_start_matches('/')).components() {
+        match part {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    if out.is_dir() {
+        out.push("index.html");
+    }
+    Some(out)
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("wasm") => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8], req: &Request) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    if req.method != "HEAD" {
+        stream.write_all(body).await?;
+    }
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_refuses_escapes() {
+        let root = Path::new("/srv/web");
+        assert_eq!(resolve(root, "/../etc/passwd"), None);
+        assert_eq!(resolve(root, "/a/b.js?x=1"), Some(PathBuf::from("/srv/web/a/b.js")));
+    }
+
+    #[test]
+    fn parses_upgrade_request() {
+        let r = parse_head(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n").unwrap();
+        assert_eq!(r.path, "/ws");
+        assert!(r.is_websocket_upgrade());
+    }
+}

@@ -1,0 +1,108 @@
+//! Stream transports: TCP and KCP, both carrying frames behind a u32
+//! little-endian length prefix.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_kcp::{KcpConfig, KcpListener, KcpNoDelayConfig, KcpStream};
+use wyrm_protocol::{FrameDecoder, FrameError};
+
+use super::{FrameConn, Inbound, NetError};
+
+/// A length-prefixed connection over any byte stream.
+pub struct StreamConn<S> {
+    io: S,
+    decoder: FrameDecoder,
+    out: Vec<u8>,
+    name: &'static str,
+}
+
+impl<S> StreamConn<S> {
+    /// Wraps a stream accepting frames of at most `max_frame` bytes.
+    pub fn new(io: S, max_frame: usize, name: &'static str) -> Self {
+        Self {
+            io,
+            decoder: FrameDecoder::new(max_frame),
+            out: Vec::new(),
+            name,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameConn for StreamConn<S> {
+    async fn recv(&mut self) -> Result<Option<Inbound>, NetError> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Ok(Some(Inbound::Frame(frame.freeze()))),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, .. }) => return Ok(Some(Inbound::TooLarge { len })),
+                Err(e @ FrameError::BadLength(_)) => return Err(NetError::Framing(e.to_string())),
+            }
+            // read_buf appends into the decoder's buffer: cancel-safe.
+            if self.io.read_buf(self.decoder.buffer_mut()).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.out.clear();
+        wyrm_protocol::write_prefixed(&mut self.out, frame);
+        self.io.write_all(&self.out).await?;
+        self.io.flush().await?;
+        if self.out.capacity() > 16 * 1024 {
+            self.out = Vec::new(); // do not pin a big frame's buffer
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        let _ = self.io.shutdown().await;
+    }
+
+    fn transport(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// Binds a TCP listener.
+pub async fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Prepares an accepted TCP stream.
+pub fn tcp_conn(stream: TcpStream, max_frame: usize) -> StreamConn<TcpStream> {
+    let _ = stream.set_nodelay(true);
+    StreamConn::new(stream, max_frame, "tcp")
+}
+
+/// The KCP settings both sides use: lowest latency, flushed at once, in
+/// stream mode (our frames are length-prefixed, KCP need not keep message
+/// boundaries).
+pub fn kcp_config() -> KcpConfig {
+    KcpConfig {
+        mtu: 1400,
+        nodelay: KcpNoDelayConfig::fastest(),
+        wnd_size: (256, 256),
+        session_expire: Duration::from_secs(30),
+        flush_write: true,
+        flush_acks_input: true,
+        stream: true,
+        ..Default::default()
+    }
+}
+
+/// Binds a KCP listener.
+pub async fn listen_kcp(addr: SocketAddr) -> io::Result<KcpListener> {
+    KcpListener::bind(kcp_config(), addr)
+        .await
+        .map_err(|e| io::Error::other(format!("cannot bind KCP on {addr}: {e}")))
+}
+
+/// Prepares an accepted KCP stream.
+pub fn kcp_conn(stream: KcpStream, max_frame: usize) -> StreamConn<KcpStream> {
+    StreamConn::new(stream, max_frame, "kcp")
+}

@@ -1,0 +1,164 @@
+//! The data a plugin's store holds, and the host imports it answers.
+//!
+//! Game state is not owned here: the game lends its world (anything that
+//! implements [`GameHost`]) to the store for the length of one call, so
+//! several plugins can share it without locks and a plugin can never hold
+//! on to it.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{HostImports, LogLevel, PathSegment, Tag};
+
+/// Entity ids as plugins see them.
+pub type EntityId = u64;
+
+/// What the game provides to plugins: the host imports of the WIT world,
+/// in Rust terms. Functions that can fail return `Err(message)`, which the
+/// plugin receives as its error value (never a trap).
+#[allow(missing_docs)] // each function is documented in wit/host.wit
+pub trait GameHost: Send + 'static {
+    fn create_entity(&mut self, type_name: &str, attrs: &[u8]) -> Result<EntityId, String>;
+    fn destroy_entity(&mut self, id: EntityId) -> Result<(), String>;
+    fn entity_type(&mut self, id: EntityId) -> Option<String>;
+    fn service(&mut self, type_name: &str) -> Option<EntityId>;
+    fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>);
+    fn call_client(&mut self, id: EntityId, method: &str, args: &[u8]) -> bool;
+    fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>);
+    fn broadcast(&mut self, method: String, args: Vec<u8>);
+    fn give_client_to(&mut self, from: EntityId, to: EntityId) -> Result<(), String>;
+    fn set_client_tag(&mut self, id: EntityId, key: String, value: Option<String>) -> Result<(), String>;
+    fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String>;
+    fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
+    fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String>;
+    fn attr_append(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
+    fn set_timer(&mut self, id: EntityId, delay_ms: u32, repeat: bool, method: String, args: Vec<u8>) -> Result<u64, String>;
+    fn cancel_timer(&mut self, timer: u64) -> bool;
+    fn hash_password(&mut self, id: EntityId, password: String, method: String, context: Vec<u8>);
+    fn verify_password(&mut self, id: EntityId, password: String, hash: String, method: String, context: Vec<u8>);
+}
+
+/// A plugin store's data.
+pub struct HostState<W> {
+    /// The plugin's name, for log lines.
+    pub(crate) plugin: std::sync::Arc<str>,
+    /// The game world, present only while the game is calling in.
+    pub(crate) world: Option<Box<W>>,
+    pub(crate) limits: StoreLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl<W> HostState<W> {
+    pub(crate) fn new(plugin: std::sync::Arc<str>, limits: StoreLimits, wasi: WasiCtx) -> Self {
+        Self {
+            plugin,
+            world: None,
+            limits,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn world(&mut self) -> wasmtime::Result<&mut W> {
+        // Host functions only run inside a call, and the game lends its world
+        // for every call; reaching this without one is a host bug, reported
+        // as a trap rather than a panic.
+        self.world
+            .as_deref_mut()
+            .ok_or_else(|| wasmtime::Error::msg("host function called outside a game call"))
+    }
+}
+
+impl<W: Send> WasiView for HostState<W> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+type R<T> = wasmtime::Result<T>;
+
+impl<W: GameHost> super::bindings::wyrm::game::types::Host for HostState<W> {}
+
+impl<W: GameHost> HostImports for HostState<W> {
+    fn create_entity(&mut self, type_name: String, attrs: Vec<u8>) -> R<Result<EntityId, String>> {
+        Ok(self.world()?.create_entity(&type_name, &attrs))
+    }
+    fn destroy_entity(&mut self, id: EntityId) -> R<Result<(), String>> {
+        Ok(self.world()?.destroy_entity(id))
+    }
+    fn entity_type(&mut self, id: EntityId) -> R<Option<String>> {
+        Ok(self.world()?.entity_type(id))
+    }
+    fn service(&mut self, type_name: String) -> R<Option<EntityId>> {
+        Ok(self.world()?.service(&type_name))
+    }
+    fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) -> R<()> {
+        self.world()?.call_entity(id, method, args);
+        Ok(())
+    }
+    fn call_client(&mut self, id: EntityId, method: String, args: Vec<u8>) -> R<bool> {
+        Ok(self.world()?.call_client(id, &method, &args))
+    }
+    fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>) -> R<()> {
+        self.world()?.call_filtered_clients(filter, method, args);
+        Ok(())
+    }
+    fn broadcast(&mut self, method: String, args: Vec<u8>) -> R<()> {
+        self.world()?.broadcast(method, args);
+        Ok(())
+    }
+    fn give_client_to(&mut self, from: EntityId, to: EntityId) -> R<Result<(), String>> {
+        Ok(self.world()?.give_client_to(from, to))
+    }
+    fn set_client_tag(&mut self, id: EntityId, key: String, value: Option<String>) -> R<Result<(), String>> {
+        Ok(self.world()?.set_client_tag(id, key, value))
+    }
+    fn attr_get(&mut self, id: EntityId, path: Vec<PathSegment>) -> R<Result<Option<Vec<u8>>, String>> {
+        Ok(self.world()?.attr_get(id, &path))
+    }
+    fn attr_set(&mut self, id: EntityId, path: Vec<PathSegment>, value: Vec<u8>) -> R<Result<(), String>> {
+        Ok(self.world()?.attr_set(id, &path, &value))
+    }
+    fn attr_delete(&mut self, id: EntityId, path: Vec<PathSegment>) -> R<Result<(), String>> {
+        Ok(self.world()?.attr_delete(id, &path))
+    }
+    fn attr_append(&mut self, id: EntityId, path: Vec<PathSegment>, value: Vec<u8>) -> R<Result<(), String>> {
+        Ok(self.world()?.attr_append(id, &path, &value))
+    }
+    fn set_timer(&mut self, id: EntityId, delay_ms: u32, repeat: bool, method: String, args: Vec<u8>) -> R<Result<u64, String>> {
+        Ok(self.world()?.set_timer(id, delay_ms, repeat, method, args))
+    }
+    fn cancel_timer(&mut self, timer: u64) -> R<bool> {
+        Ok(self.world()?.cancel_timer(timer))
+    }
+    fn hash_password(&mut self, id: EntityId, password: String, method: String, context: Vec<u8>) -> R<()> {
+        self.world()?.hash_password(id, password, method, context);
+        Ok(())
+    }
+    fn verify_password(&mut self, id: EntityId, password: String, hash: String, method: String, context: Vec<u8>) -> R<()> {
+        self.world()?.verify_password(id, password, hash, method, context);
+        Ok(())
+    }
+    fn log(&mut self, level: LogLevel, message: String) -> R<()> {
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+    fn now_ms(&mut self) -> R<u64> {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+    }
+}

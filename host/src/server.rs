@@ -1,0 +1,172 @@
+//! `wyrm serve`: one gate, one dispatcher and one game in one process.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+use crate::game::{self, Game};
+use crate::gate::{self, ConnContext, ConnLimits, Gate};
+use crate::msg::ToGame;
+use crate::net;
+use crate::plugin::{Limits, PluginRuntime};
+
+/// A running server.
+pub struct Server {
+    /// Where WebSocket (and the web page) listen, if enabled.
+    pub websocket: Option<SocketAddr>,
+    /// Where TCP listens, if enabled.
+    pub tcp: Option<SocketAddr>,
+    /// Where KCP listens, if enabled.
+    pub kcp: Option<SocketAddr>,
+    game_tx: crossbeam_channel::Sender<ToGame>,
+    game_thread: Option<std::thread::JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    _runtime: Arc<PluginRuntime>,
+}
+
+impl Server {
+    /// Builds and loads the plugins, starts the game thread and binds every
+    /// configured listener. Must run inside a tokio runtime.
+    pub async fn start(cfg: Config) -> anyhow::Result<Self> {
+        let limits = Limits {
+            deadline: Duration::from_millis(cfg.limits.call_deadline_ms),
+            memory_bytes: cfg.limits.memory_mb * 1024 * 1024,
+        };
+        let runtime = Arc::new(PluginRuntime::new(cfg.cache_dir(), limits)?);
+
+        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+        let (game_tx, game_rx) = crossbeam_channel::unbounded();
+        let (gate_tx, gate_rx) = mpsc::unbounded_channel();
+
+        // Building and compiling plugins is slow, blocking work.
+        let game = {
+            let (runtime, cfg) = (runtime.clone(), cfg.clone());
+            let (dispatch_tx, game_tx) = (dispatch_tx.clone(), game_tx.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Game> {
+                let plugins = game::load_plugins(&runtime, &cfg)?;
+                Game::new(plugins, &cfg.game, dispatch_tx, game_rx, game_tx)
+            })
+            .await
+            .context("plugin loading panicked")??
+        };
+        let game_thread = game::spawn(game).context("cannot start the game thread")?;
+
+        let mut tasks = vec![
+            tokio::spawn(Dispatcher::new(dispatch_rx, game_tx.clone(), gate_tx.clone()).run()),
+            tokio::spawn(Gate::new(gate_rx).run()),
+        ];
+        let ctx = ConnContext {
+            gate: gate_tx,
+            dispatcher: dispatch_tx,
+            limits: ConnLimits {
+                max_frame: cfg.net.max_frame,
+                queue: cfg.net.client_queue,
+                rate: cfg.net.client_rate,
+            },
+        };
+        let ids = Arc::new(AtomicU64::new(1));
+        let mut server = Self {
+            websocket: None,
+            tcp: None,
+            kcp: None,
+            game_tx,
+            game_thread: Some(game_thread),
+            tasks: Vec::new(),
+            _runtime: runtime,
+        };
+
+        if let Some(addr) = cfg.net.tcp {
+            let listener = net::listen_tcp(addr).await.with_context(|| format!("cannot listen for TCP on {addr}"))?;
+            server.tcp = Some(listener.local_addr()?);
+            let (ctx, ids) = (ctx.clone(), ids.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            let conn = net::tcp_conn(stream, ctx.limits.max_frame);
+                            tokio::spawn(gate::serve_connection(conn, ids.fetch_add(1, Ordering::Relaxed), ctx.clone()));
+                        }
+                        Err(e) => accept_failed("tcp", e).await,
+                    }
+                }
+            }));
+        }
+        if let Some(addr) = cfg.net.kcp {
+            let mut listener = net::listen_kcp(addr).await?;
+            server.kcp = Some(listener.local_addr().context("KCP listener has no address")?);
+            let (ctx, ids) = (ctx.clone(), ids.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            let conn = net::kcp_conn(stream, ctx.limits.max_frame);
+                            tokio::spawn(gate::serve_connection(conn, ids.fetch_add(1, Ordering::Relaxed), ctx.clone()));
+                        }
+                        Err(e) => accept_failed("kcp", std::io::Error::other(e.to_string())).await,
+                    }
+                }
+            }));
+        }
+        if let Some(addr) = cfg.net.websocket {
+            let listener = net::listen_websocket(addr)
+                .await
+                .with_context(|| format!("cannot listen for WebSocket on {addr}"))?;
+            server.websocket = Some(listener.local_addr()?);
+            let web_root: Option<Arc<std::path::Path>> = cfg.net.web_root.clone().map(Into::into);
+            let (ctx, ids) = (ctx.clone(), ids.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
+                            tokio::spawn(async move {
+                                match net::accept_http(stream, web_root.as_deref(), ctx.limits.max_frame).await {
+                                    Ok(Some(conn)) => {
+                                        gate::serve_connection(conn, ids.fetch_add(1, Ordering::Relaxed), ctx).await
+                                    }
+                                    Ok(None) => {}
+                                    Err(e) => tracing::debug!("http connection failed: {e}"),
+                                }
+                            });
+                        }
+                        Err(e) => accept_failed("websocket", e).await,
+                    }
+                }
+            }));
+        }
+        server.tasks = tasks;
+        tracing::info!(
+            name = %cfg.server.name,
+            websocket = ?server.websocket,
+            tcp = ?server.tcp,
+            kcp = ?server.kcp,
+            "server started"
+        );
+        Ok(server)
+    }
+
+    /// Stops accepting, stops the game and waits for it.
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.game_tx.send(ToGame::Shutdown);
+        if let Some(t) = self.game_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// Accept errors (out of file descriptors, mostly) are transient: log and
+/// back off instead of spinning.
+async fn accept_failed(transport: &str, e: std::io::Error) {
+    tracing::warn!(transport, "accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}

@@ -1,0 +1,442 @@
+//! The frames of the protocol and their encoding. Layouts are documented in
+//! `docs/protocol.md`; keep the two in step.
+
+use crate::codec::{put_str, put_u16, put_u32, put_u64, DecodeError, Reader};
+
+/// Frame type bytes. Client-to-server types are below 0x80.
+mod ty {
+    pub const C_CALL: u8 = 0x01;
+    pub const C_PING: u8 = 0x02;
+    pub const S_WELCOME: u8 = 0x80;
+    pub const S_ERROR: u8 = 0x81;
+    pub const S_CREATE: u8 = 0x82;
+    pub const S_DESTROY: u8 = 0x83;
+    pub const S_CALL: u8 = 0x84;
+    pub const S_ATTR: u8 = 0x85;
+    pub const S_PONG: u8 = 0x86;
+}
+
+/// A frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// Call `method` on `entity` with MessagePack `args`. If the call is
+    /// refused or fails, the server answers with an `Error` carrying `req_id`.
+    Call {
+        req_id: u32,
+        entity: u64,
+        method: String,
+        args: Vec<u8>,
+    },
+    /// Asks for a `Pong` with the same nonce.
+    Ping { nonce: u64 },
+}
+
+/// A frame a server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    /// First frame on every connection.
+    Welcome { version: u16, max_frame: u32 },
+    /// A request failed, or the connection is about to close (`req_id` 0
+    /// when no request is concerned).
+    Error {
+        req_id: u32,
+        code: ErrorCode,
+        message: String,
+    },
+    /// The client now sees `entity`; `own` is true for the entity this client
+    /// is bound to (its player). `attrs` is a MessagePack map of the
+    /// attributes this client may see.
+    Create {
+        entity: u64,
+        type_name: String,
+        own: bool,
+        attrs: Vec<u8>,
+    },
+    /// The client no longer sees `entity`.
+    Destroy { entity: u64 },
+    /// The server calls `method` on the client's view of `entity`.
+    Call {
+        entity: u64,
+        method: String,
+        args: Vec<u8>,
+    },
+    /// An attribute of `entity` changed.
+    Attr {
+        entity: u64,
+        op: AttrOp,
+        path: Vec<PathSegment>,
+        /// MessagePack value for `Set` and `Append`; empty for `Delete`.
+        value: Vec<u8>,
+    },
+    /// Answer to `Ping`.
+    Pong { nonce: u64 },
+}
+
+/// Why a request failed. Numeric values are part of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// A frame could not be decoded; the server closes the connection.
+    Malformed = 1,
+    /// A frame was larger than the server's maximum; it was discarded.
+    FrameTooLarge = 2,
+    /// The called entity does not exist.
+    NoSuchEntity = 3,
+    /// The called entity's type has no such method.
+    NoSuchMethod = 4,
+    /// The caller may not call that method (for example a server-only one).
+    NotAllowed = 5,
+    /// The plugin ran the method and returned an error.
+    CallFailed = 6,
+    /// The plugin trapped, ran past its deadline or out of memory.
+    PluginFault = 7,
+    /// The client sends too fast or the server is saturated.
+    Overloaded = 8,
+    /// Anything else on the server's side.
+    Internal = 9,
+    /// A code this version does not know.
+    Unknown = 0xffff,
+}
+
+impl ErrorCode {
+    /// The code for a wire value; unknown values map to `Unknown`.
+    pub fn from_u16(v: u16) -> Self {
+        match v {
+            1 => Self::Malformed,
+            2 => Self::FrameTooLarge,
+            3 => Self::NoSuchEntity,
+            4 => Self::NoSuchMethod,
+            5 => Self::NotAllowed,
+            6 => Self::CallFailed,
+            7 => Self::PluginFault,
+            8 => Self::Overloaded,
+            9 => Self::Internal,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// What an `Attr` frame does at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrOp {
+    /// Set the value at the path.
+    Set = 0,
+    /// Remove the value at the path.
+    Delete = 1,
+    /// Append the value to the list at the path.
+    Append = 2,
+}
+
+/// One step of an attribute path: a map key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathSegment {
+    Key(String),
+    Index(u32),
+}
+
+impl ClientFrame {
+    /// Appends the encoded frame (type byte and body) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Call {
+                req_id,
+                entity,
+                method,
+                args,
+            } => {
+                out.push(ty::C_CALL);
+                put_u32(out, *req_id);
+                put_u64(out, *entity);
+                put_str(out, method);
+                out.extend_from_slice(args);
+            }
+            Self::Ping { nonce } => {
+                out.push(ty::C_PING);
+                put_u64(out, *nonce);
+            }
+        }
+    }
+
+    /// Decodes one whole frame.
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        let (&t, body) = frame.split_first().ok_or(DecodeError::Empty)?;
+        let mut r = Reader::new(body);
+        let f = match t {
+            ty::C_CALL => Self::Call {
+                req_id: r.u32("req_id")?,
+                entity: r.u64("entity")?,
+                method: r.str("method")?,
+                args: r.rest().to_vec(),
+            },
+            ty::C_PING => Self::Ping {
+                nonce: r.u64("nonce")?,
+            },
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        expect_end(&r)?;
+        Ok(f)
+    }
+}
+
+impl ServerFrame {
+    /// Appends the encoded frame (type byte and body) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Welcome { version, max_frame } => {
+                out.push(ty::S_WELCOME);
+                put_u16(out, *version);
+                put_u32(out, *max_frame);
+            }
+            Self::Error {
+                req_id,
+                code,
+                message,
+            } => {
+                out.push(ty::S_ERROR);
+                put_u32(out, *req_id);
+                put_u16(out, *code as u16);
+                put_str(out, message);
+            }
+            Self::Create {
+                entity,
+                type_name,
+                own,
+                attrs,
+            } => {
+                out.push(ty::S_CREATE);
+                put_u64(out, *entity);
+                put_str(out, type_name);
+                out.push(u8::from(*own));
+                out.extend_from_slice(attrs);
+            }
+            Self::Destroy { entity } => {
+                out.push(ty::S_DESTROY);
+                put_u64(out, *entity);
+            }
+            Self::Call {
+                entity,
+                method,
+                args,
+            } => {
+                out.push(ty::S_CALL);
+                put_u64(out, *entity);
+                put_str(out, method);
+                out.extend_from_slice(args);
+            }
+            Self::Attr {
+                entity,
+                op,
+                path,
+                value,
+            } => {
+                out.push(ty::S_ATTR);
+                put_u64(out, *entity);
+                out.push(*op as u8);
+                encode_path(out, path);
+                out.extend_from_slice(value);
+            }
+            Self::Pong { nonce } => {
+                out.push(ty::S_PONG);
+                put_u64(out, *nonce);
+            }
+        }
+    }
+
+    /// The encoded frame as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes one whole frame.
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        let (&t, body) = frame.split_first().ok_or(DecodeError::Empty)?;
+        let mut r = Reader::new(body);
+        let f = match t {
+            ty::S_WELCOME => Self::Welcome {
+                version: r.u16("version")?,
+                max_frame: r.u32("max_frame")?,
+            },
+            ty::S_ERROR => Self::Error {
+                req_id: r.u32("req_id")?,
+                code: ErrorCode::from_u16(r.u16("code")?),
+                message: r.str("message")?,
+            },
+            ty::S_CREATE => Self::Create {
+                entity: r.u64("entity")?,
+                type_name: r.str("type")?,
+                own: r.u8("own")? != 0,
+                attrs: r.rest().to_vec(),
+            },
+            ty::S_DESTROY => Self::Destroy {
+                entity: r.u64("entity")?,
+            },
+            ty::S_CALL => Self::Call {
+                entity: r.u64("entity")?,
+                method: r.str("method")?,
+                args: r.rest().to_vec(),
+            },
+            ty::S_ATTR => {
+                let entity = r.u64("entity")?;
+                let op = match r.u8("op")? {
+                    0 => AttrOp::Set,
+                    1 => AttrOp::Delete,
+                    2 => AttrOp::Append,
+                    _ => return Err(DecodeError::Invalid("attr op")),
+                };
+                let path = decode_path(&mut r)?;
+                Self::Attr {
+                    entity,
+                    op,
+                    path,
+                    value: r.rest().to_vec(),
+                }
+            }
+            ty::S_PONG => Self::Pong {
+                nonce: r.u64("nonce")?,
+            },
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        expect_end(&r)?;
+        Ok(f)
+    }
+}
+
+fn expect_end(r: &Reader<'_>) -> Result<(), DecodeError> {
+    if r.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::Invalid("trailing bytes after frame"))
+    }
+}
+
+/// A path is a MessagePack array whose items are strings (keys) or unsigned
+/// integers (indices).
+fn encode_path(out: &mut Vec<u8>, path: &[PathSegment]) {
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_array_len(out, path.len() as u32);
+    for seg in path {
+        let _ = match seg {
+            PathSegment::Key(k) => rmp::encode::write_str(out, k),
+            PathSegment::Index(i) => rmp::encode::write_uint(out, u64::from(*i)).map(|_| ()),
+        };
+    }
+}
+
+fn decode_path(r: &mut Reader<'_>) -> Result<Vec<PathSegment>, DecodeError> {
+    const BAD: DecodeError = DecodeError::Invalid("attr path");
+    let mut cur = r.remaining();
+    let n = rmp::decode::read_array_len(&mut cur).map_err(|_| BAD)?;
+    let mut path = Vec::with_capacity((n as usize).min(16));
+    for _ in 0..n {
+        let marker_probe = cur.first().copied().ok_or(BAD)?;
+        let is_str = matches!(marker_probe, 0xa0..=0xbf | 0xd9 | 0xda | 0xdb);
+        if is_str {
+            let len = rmp::decode::read_str_len(&mut cur).map_err(|_| BAD)? as usize;
+            if cur.len() < len {
+                return Err(BAD);
+            }
+            let (s, tail) = cur.split_at(len);
+            let s = std::str::from_utf8(s).map_err(|_| DecodeError::BadUtf8("attr path key"))?;
+            path.push(PathSegment::Key(s.to_owned()));
+            cur = tail;
+        } else {
+            let i: u64 = rmp::decode::read_int(&mut cur).map_err(|_| BAD)?;
+            path.push(PathSegment::Index(u32::try_from(i).map_err(|_| BAD)?));
+        }
+    }
+    r.advance_to(cur);
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip_server(f: ServerFrame) {
+        let bytes = f.to_bytes();
+        assert_eq!(ServerFrame::decode(&bytes), Ok(f));
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        round_trip_server(ServerFrame::Welcome {
+            version: 1,
+            max_frame: 65536,
+        });
+        round_trip_server(ServerFrame::Error {
+            req_id: 7,
+            code: ErrorCode::NotAllowed,
+            message: "server-only".into(),
+        });
+        round_trip_server(ServerFrame::Create {
+            entity: 42,
+            type_name: "Avatar".into(),
+            own: true,
+            attrs: vec![0x80],
+        });
+        round_trip_server(ServerFrame::Attr {
+            entity: 9,
+            op: AttrOp::Append,
+            path: vec![PathSegment::Key("log".into()), PathSegment::Index(3)],
+            value: vec![0xa2, b'h', b'i'],
+        });
+        round_trip_server(ServerFrame::Attr {
+            entity: 9,
+            op: AttrOp::Delete,
+            path: vec![PathSegment::Key("x".into())],
+            value: vec![],
+        });
+    }
+
+    #[test]
+    fn client_call_round_trips() {
+        let f = ClientFrame::Call {
+            req_id: 3,
+            entity: u64::MAX,
+            method: "say".into(),
+            args: vec![0x91, 0x01],
+        };
+        let mut out = Vec::new();
+        f.encode(&mut out);
+        assert_eq!(ClientFrame::decode(&out), Ok(f));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let mut out = Vec::new();
+        ClientFrame::Call {
+            req_id: 1,
+            entity: 2,
+            method: "hello".into(),
+            args: vec![],
+        }
+        .encode(&mut out);
+        for cut in 0..out.len() {
+            assert!(ClientFrame::decode(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        let attr = ServerFrame::Attr {
+            entity: 1,
+            op: AttrOp::Set,
+            path: vec![PathSegment::Key("hp".into())],
+            value: vec![],
+        }
+        .to_bytes();
+        for cut in 0..attr.len() {
+            let _ = ServerFrame::decode(&attr[..cut]);
+        }
+    }
+
+    #[test]
+    fn unknown_type_and_trailing_bytes_are_rejected() {
+        assert_eq!(
+            ClientFrame::decode(&[0x7f]),
+            Err(DecodeError::UnknownType(0x7f))
+        );
+        let mut ping = Vec::new();
+        ClientFrame::Ping { nonce: 1 }.encode(&mut ping);
+        ping.push(0);
+        assert!(ClientFrame::decode(&ping).is_err());
+    }
+}

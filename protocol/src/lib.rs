@@ -1,0 +1,22 @@
+//! Wyrm's client protocol: the frames a client and a server exchange, their
+//! binary encoding, and the length-prefixed framing used on stream
+//! transports (TCP, KCP). WebSocket carries one frame per binary message.
+//!
+//! This crate is shared by the host and the Rust client SDK; it does no I/O.
+//! The wire format is specified in `docs/protocol.md`; this code is its
+//! reference implementation and every decoder here is total: malformed input
+//! yields a [`DecodeError`], never a panic.
+
+mod codec;
+mod frame;
+mod stream;
+
+pub use codec::DecodeError;
+pub use frame::{AttrOp, ClientFrame, ErrorCode, PathSegment, ServerFrame};
+pub use stream::{write_prefixed, FrameDecoder, FrameError, LENGTH_PREFIX};
+
+/// Version of the protocol this crate speaks; sent in `Welcome`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default largest frame (type byte + body) either side accepts.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;

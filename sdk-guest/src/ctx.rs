@@ -1,0 +1,313 @@
+//! `Ctx`: the entity being called, and typed access to every host import.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{self, encode, encode_args};
+use crate::{raw, Caller, CallerKind, EntityId, Error, LogLevel, Path, Result, Tag, TimerId};
+
+/// The context of one call into an entity: which entity, who called, and
+/// typed wrappers around the host imports.
+///
+/// Methods without an `_of` suffix act on the current entity; their `_of`
+/// twins take another entity's id. Arguments for calls (`args`) are encoded
+/// with [`codec::encode_args`]: pass a tuple, `(a, b)` → `[a, b]`, `()` → `[]`.
+/// Values (attributes, contexts) are encoded with named struct fields.
+///
+/// Effects that reach other entities or clients are queued by the host and
+/// delivered after the current call returns, in the order they were made.
+pub struct Ctx {
+    id: EntityId,
+    type_name: &'static str,
+    caller: Caller,
+}
+
+impl Ctx {
+    #[doc(hidden)]
+    pub fn new(id: EntityId, type_name: &'static str, caller: Caller) -> Self {
+        Ctx {
+            id,
+            type_name,
+            caller,
+        }
+    }
+
+    // ---- who ----
+
+    /// The current entity's id.
+    pub fn id(&self) -> EntityId {
+        self.id
+    }
+
+    /// The current entity's type name.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// Who made this call. Lifecycle hooks see the server with no entity.
+    pub fn caller(&self) -> Caller {
+        self.caller
+    }
+
+    /// Whether the call came from a client (own or other).
+    pub fn called_by_client(&self) -> bool {
+        !matches!(self.caller.kind, CallerKind::Server)
+    }
+
+    // ---- entities ----
+
+    /// Creates an entity of `type_name` with initial attributes `attrs`: a
+    /// map from attribute name to value ([`Attrs`](crate::Attrs), a
+    /// `BTreeMap`, a struct with named fields) or `()` for none. Its
+    /// `on_created` runs after the current call returns.
+    pub fn create_entity(&mut self, type_name: &str, attrs: impl Serialize) -> Result<EntityId> {
+        let mut bytes = encode(&attrs)?;
+        if bytes == [0xc0] {
+            bytes.clear(); // `()` / `None`: no attributes
+        }
+        raw::create_entity(type_name, &bytes).map_err(Error::from)
+    }
+
+    /// Destroys entity `id` (possibly the current one) after the current call
+    /// returns.
+    pub fn destroy_entity(&mut self, id: EntityId) -> Result<()> {
+        raw::destroy_entity(id).map_err(Error::from)
+    }
+
+    /// The type name of a live entity, or `None`.
+    pub fn entity_type(&self, id: EntityId) -> Option<String> {
+        raw::entity_type(id)
+    }
+
+    /// The id of the service entity of `type_name`, or `None`.
+    pub fn service(&self, type_name: &str) -> Option<EntityId> {
+        raw::service(type_name)
+    }
+
+    // ---- messages ----
+
+    /// Calls `method` on entity `id` as the server.
+    pub fn call(&mut self, id: EntityId, method: &str, args: impl Serialize) -> Result<()> {
+        raw::call_entity(id, method, &encode_args(&args)?);
+        Ok(())
+    }
+
+    /// Calls `method` on the client bound to the current entity. `Ok(false)`
+    /// when no client is bound.
+    pub fn call_client(&mut self, method: &str, args: impl Serialize) -> Result<bool> {
+        self.call_client_of(self.id, method, args)
+    }
+
+    /// Calls `method` on the client bound to entity `id`. `Ok(false)` when no
+    /// client is bound.
+    pub fn call_client_of(
+        &mut self,
+        id: EntityId,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<bool> {
+        Ok(raw::call_client(id, method, &encode_args(&args)?))
+    }
+
+    /// Calls `method` on every client whose tags include all of `filter`
+    /// (`&[("room", "lobby")]`); each receives it on the entity it is bound to.
+    pub fn call_filtered_clients(
+        &mut self,
+        filter: &[(&str, &str)],
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<()> {
+        let tags: Vec<Tag> = filter
+            .iter()
+            .map(|(k, v)| Tag {
+                key: (*k).to_owned(),
+                value: (*v).to_owned(),
+            })
+            .collect();
+        raw::call_filtered_clients(&tags, method, &encode_args(&args)?);
+        Ok(())
+    }
+
+    /// Calls `method` on every connected client, on the entity it is bound to.
+    pub fn broadcast(&mut self, method: &str, args: impl Serialize) -> Result<()> {
+        raw::broadcast(method, &encode_args(&args)?);
+        Ok(())
+    }
+
+    /// Moves the client bound to `from` to `to`. Fails if `from` has no
+    /// client or `to` has one.
+    pub fn give_client_to(&mut self, from: EntityId, to: EntityId) -> Result<()> {
+        raw::give_client_to(from, to).map_err(Error::from)
+    }
+
+    /// Sets tag `key` = `value` on the current entity's client.
+    pub fn set_client_tag(&mut self, key: &str, value: &str) -> Result<()> {
+        self.set_client_tag_of(self.id, key, value)
+    }
+
+    /// Sets tag `key` = `value` on the client bound to entity `id`.
+    pub fn set_client_tag_of(&mut self, id: EntityId, key: &str, value: &str) -> Result<()> {
+        raw::set_client_tag(id, key, Some(value)).map_err(Error::from)
+    }
+
+    /// Removes tag `key` from the current entity's client.
+    pub fn remove_client_tag(&mut self, key: &str) -> Result<()> {
+        self.remove_client_tag_of(self.id, key)
+    }
+
+    /// Removes tag `key` from the client bound to entity `id`.
+    pub fn remove_client_tag_of(&mut self, id: EntityId, key: &str) -> Result<()> {
+        raw::set_client_tag(id, key, None).map_err(Error::from)
+    }
+
+    // ---- attributes ----
+
+    /// The current entity's attribute value at `path` (an attribute name or
+    /// a [`path!`](crate::path)), decoded as `T`; `None` if nothing is there.
+    pub fn get_attr<T: DeserializeOwned>(&self, path: impl Into<Path>) -> Result<Option<T>> {
+        self.get_attr_of(self.id, path)
+    }
+
+    /// Entity `id`'s attribute value at `path`, decoded as `T`.
+    pub fn get_attr_of<T: DeserializeOwned>(
+        &self,
+        id: EntityId,
+        path: impl Into<Path>,
+    ) -> Result<Option<T>> {
+        let path = path.into();
+        match raw::attr_get(id, path.segments())? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| Error::new(format!("attribute {}: {e}", path.display()))),
+        }
+    }
+
+    /// Sets the current entity's attribute value at `path`. Intermediate
+    /// maps are created; a list index must exist.
+    pub fn set_attr(&mut self, path: impl Into<Path>, value: impl Serialize) -> Result<()> {
+        self.set_attr_of(self.id, path, value)
+    }
+
+    /// Sets entity `id`'s attribute value at `path`.
+    pub fn set_attr_of(
+        &mut self,
+        id: EntityId,
+        path: impl Into<Path>,
+        value: impl Serialize,
+    ) -> Result<()> {
+        let path = path.into();
+        raw::attr_set(id, path.segments(), &encode(&value)?).map_err(Error::from)
+    }
+
+    /// Removes the current entity's value at `path` (a map key, or a list
+    /// element). Removing what is not there is not an error.
+    pub fn delete_attr(&mut self, path: impl Into<Path>) -> Result<()> {
+        self.delete_attr_of(self.id, path)
+    }
+
+    /// Removes entity `id`'s value at `path`.
+    pub fn delete_attr_of(&mut self, id: EntityId, path: impl Into<Path>) -> Result<()> {
+        raw::attr_delete(id, path.into().segments()).map_err(Error::from)
+    }
+
+    /// Appends `value` to the current entity's list at `path`, creating the
+    /// list if absent.
+    pub fn append_attr(&mut self, path: impl Into<Path>, value: impl Serialize) -> Result<()> {
+        self.append_attr_of(self.id, path, value)
+    }
+
+    /// Appends `value` to entity `id`'s list at `path`.
+    pub fn append_attr_of(
+        &mut self,
+        id: EntityId,
+        path: impl Into<Path>,
+        value: impl Serialize,
+    ) -> Result<()> {
+        let path = path.into();
+        raw::attr_append(id, path.segments(), &encode(&value)?).map_err(Error::from)
+    }
+
+    // ---- timers ----
+
+    /// Calls `method` with `args` on the current entity once, after
+    /// `delay_ms`.
+    pub fn set_timer(
+        &mut self,
+        delay_ms: u32,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<TimerId> {
+        self.set_timer_on(self.id, delay_ms, false, method, args)
+    }
+
+    /// Calls `method` with `args` on the current entity every `interval_ms`.
+    pub fn set_repeating_timer(
+        &mut self,
+        interval_ms: u32,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<TimerId> {
+        self.set_timer_on(self.id, interval_ms, true, method, args)
+    }
+
+    /// Calls `method` with `args` on entity `id` after `delay_ms`, then every
+    /// `delay_ms` if `repeat`. The timer dies with its entity.
+    pub fn set_timer_on(
+        &mut self,
+        id: EntityId,
+        delay_ms: u32,
+        repeat: bool,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<TimerId> {
+        raw::set_timer(id, delay_ms, repeat, method, &encode_args(&args)?).map_err(Error::from)
+    }
+
+    /// Cancels a timer. `false` if it had already fired (one-shot) or was
+    /// unknown.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        raw::cancel_timer(timer)
+    }
+
+    // ---- passwords ----
+
+    /// Hashes `password` (argon2id, off the game thread), then calls `method`
+    /// on the current entity with args `[hash: String, context]`: declare it
+    /// as `fn method(&mut self, ctx: &mut Ctx, hash: String, context: C)`.
+    pub fn hash_password(
+        &mut self,
+        password: &str,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        raw::hash_password(self.id, password, method, &encode(&context)?);
+        Ok(())
+    }
+
+    /// Checks `password` against an argon2 `hash` (off the game thread), then
+    /// calls `method` on the current entity with args `[ok: bool, context]`.
+    pub fn verify_password(
+        &mut self,
+        password: &str,
+        hash: &str,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        raw::verify_password(self.id, password, hash, method, &encode(&context)?);
+        Ok(())
+    }
+
+    // ---- misc ----
+
+    /// Writes a log line attributed to the plugin. See also the
+    /// [`info!`](crate::info) family of macros.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        raw::log(level, message);
+    }
+
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        raw::now_ms()
+    }
+}

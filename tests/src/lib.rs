@@ -1,0 +1,146 @@
+//! Test harness: builds the plugins from source, starts real servers on
+//! loopback ports and connects real clients to them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wyrm::config::{Config, GameConfig, LimitsConfig, NetConfig, PluginConfig, ServerConfig};
+use wyrm_client::{Client, Transport};
+
+pub use wyrm_client;
+
+pub mod chat;
+
+/// How long a test waits for something that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Turns on log output once (`WYRM_LOG=debug cargo test` to see more).
+pub fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let filter = std::env::var("WYRM_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Builds a plugin crate from source once per test process.
+fn build_once(cell: &'static OnceLock<PathBuf>, dir: &str, features: &[&str]) -> PathBuf {
+    cell.get_or_init(|| {
+        let opts = wyrm::plugin::BuildOptions {
+            features: features.iter().map(|s| s.to_string()).collect(),
+            debug: false,
+        };
+        match wyrm::plugin::build_rust_plugin(&repo_root().join(dir), &opts) {
+            Ok(p) => p,
+            Err(e) => panic!("building {dir} failed: {e:#}"),
+        }
+    })
+    .clone()
+}
+
+/// The chatroom plugin, with the `faults` feature (methods that loop and
+/// panic on request).
+pub fn chatroom_plugin() -> PathBuf {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    build_once(&CELL, "examples/chatroom/plugin", &["faults"])
+}
+
+/// The testbed plugin.
+pub fn testbed_plugin() -> PathBuf {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    build_once(&CELL, "plugins/testbed", &[])
+}
+
+/// A server running in this process on loopback ports.
+pub struct TestServer {
+    /// The running server.
+    pub server: wyrm::Server,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with every transport on, running `plugin`.
+    pub async fn start(plugin: PathBuf, boot_entity: &str, services: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("no temp dir: {e}"),
+        };
+        let any = |p| Some(SocketAddr::from(([127, 0, 0, 1], p)));
+        let mut cfg = Config {
+            server: ServerConfig {
+                name: "test".into(),
+                data_dir: dir.path().to_path_buf(),
+                // Compiled plugins are shared between tests so that each
+                // server does not compile them again.
+                cache_dir: Some(repo_root().join("target/wyrm-test-cache")),
+            },
+            net: NetConfig {
+                websocket: any(0),
+                tcp: any(0),
+                kcp: any(0),
+                web_root: Some(repo_root().join("examples/chatroom/web")),
+                ..NetConfig::default()
+            },
+            game: GameConfig {
+                boot_entity: boot_entity.into(),
+                services: services.iter().map(|s| s.to_string()).collect(),
+            },
+            limits: LimitsConfig {
+                call_deadline_ms: 200,
+                memory_mb: 64,
+            },
+            plugins: vec![PluginConfig {
+                name: "game".into(),
+                source: plugin,
+                features: vec![],
+            }],
+        };
+        tweak(&mut cfg);
+        let server = match wyrm::Server::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => panic!("server did not start: {e:#}"),
+        };
+        Self { server, _dir: dir }
+    }
+
+    /// The chatroom server.
+    pub async fn chatroom() -> Self {
+        Self::start(chatroom_plugin(), "Account", &["Lobby"], |_| {}).await
+    }
+
+    /// The address a transport listens on.
+    pub fn addr(&self, t: Transport) -> String {
+        let a = match t {
+            Transport::WebSocket => self.server.websocket,
+            Transport::Tcp => self.server.tcp,
+            Transport::Kcp => self.server.kcp,
+        };
+        match a {
+            Some(a) => a.to_string(),
+            None => panic!("{t:?} is not enabled"),
+        }
+    }
+
+    /// A connected client whose own entity has arrived.
+    pub async fn connect(&self, t: Transport) -> Client {
+        let mut c = match Client::connect(t, &self.addr(t)).await {
+            Ok(c) => c,
+            Err(e) => panic!("connect over {t:?}: {e}"),
+        };
+        if let Err(e) = c.wait_player(WAIT).await {
+            panic!("no own entity over {t:?}: {e}");
+        }
+        c
+    }
+}
