@@ -794,3 +794,82 @@ fn error_event(waiting_for: &str, e: Event) -> ClientError {
         other => ClientError::Protocol(format!("unexpected {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split(|c: char| c.is_whitespace() || c == '|')
+            .filter(|t| !t.is_empty())
+            .map(|t| u8::from_str_radix(t, 16).unwrap())
+            .collect()
+    }
+
+    /// The hex examples in docs/protocol.md §8, checked against the encoder.
+    #[test]
+    fn protocol_doc_examples_match_the_encoder() {
+        let mut call = Vec::new();
+        ClientFrame::Call {
+            req_id: 1,
+            entity: 42,
+            method: "say".into(),
+            args: rmp_serde::to_vec(&("hello",)).unwrap(),
+        }
+        .encode(&mut call);
+        let mut wire = Vec::new();
+        wyrm_protocol::write_prefixed(&mut wire, &call);
+        assert_eq!(
+            wire,
+            hex("19 00 00 00 01 01 00 00 00 2a 00 00 00 00 00 00 00 03 00 73 61 79 91 a5 68 65 6c 6c 6f")
+        );
+        let cases = [
+            (
+                ServerFrame::Welcome {
+                    version: 1,
+                    max_frame: 65536,
+                },
+                "80 | 01 00 | 00 00 01 00",
+            ),
+            (
+                ServerFrame::Create {
+                    entity: 42,
+                    type_name: "Avatar".into(),
+                    own: true,
+                    attrs: hex("81 a4 6e 61 6d 65 a3 61 6e 6e"),
+                },
+                "82 | 2a 00 00 00 00 00 00 00 | 06 00 41 76 61 74 61 72 | 01 | 81 a4 6e 61 6d 65 a3 61 6e 6e",
+            ),
+            (
+                ServerFrame::Attr {
+                    entity: 42,
+                    op: AttrOp::Set,
+                    path: vec![PathSegment::Key("room".into())],
+                    value: hex("a5 6c 6f 62 62 79"),
+                },
+                "85 | 2a 00 00 00 00 00 00 00 | 00 | 91 a4 72 6f 6f 6d | a5 6c 6f 62 62 79",
+            ),
+            (
+                ServerFrame::Error {
+                    req_id: 1,
+                    code: ErrorCode::NoSuchMethod,
+                    message: "no method sya".into(),
+                },
+                "81 | 01 00 00 00 | 04 00 | 0d 00 6e 6f 20 6d 65 74 68 6f 64 20 73 79 61",
+            ),
+        ];
+        for (frame, text) in cases {
+            assert_eq!(frame.to_bytes(), hex(text), "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn argument_encodings() {
+        assert_eq!(rmp_serde::to_vec(&NO_ARGS).unwrap(), [0x90]);
+        assert_eq!(rmp_serde::to_vec(&()).unwrap(), [0xc0]);
+        assert_eq!(
+            rmp_serde::to_vec(&("a", 1)).unwrap(),
+            [0x92, 0xa1, b'a', 0x01]
+        );
+    }
+}

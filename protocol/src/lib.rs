@@ -7,6 +7,7 @@
 //! reference implementation and every decoder here is total: malformed input
 //! yields a [`DecodeError`], never a panic.
 
+pub mod attr;
 mod codec;
 mod frame;
 mod stream;

@@ -132,8 +132,11 @@ pub struct EntityTypeDef {
     /// Declared methods.
     pub methods: &'static [MethodSpec],
     pub(crate) fresh: fn() -> Box<dyn AnyEntity>,
-    pub(crate) restore: fn(&str, &[u8]) -> Result<Box<dyn AnyEntity>, String>,
+    pub(crate) restore: RestoreFn,
 }
+
+/// Rebuilds a type-erased state from `(from_version, data)`.
+pub(crate) type RestoreFn = fn(&str, &[u8]) -> Result<Box<dyn AnyEntity>, String>;
 
 impl EntityTypeDef {
     /// The description of entity type `T`.

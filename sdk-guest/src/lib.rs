@@ -5,7 +5,7 @@
 //! [`#[entity]`](entity), lists them in [`plugin!`], and builds for
 //! `wasm32-wasip2` with `crate-type = ["cdylib"]`:
 //!
-//! ```ignore
+//! ```no_run
 //! use wyrm_sdk::prelude::*;
 //!
 //! #[derive(Default, Serialize, Deserialize)]

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use crate::bindings::exports::wyrm::game::entities;
-use crate::bindings::wyrm::game::types::{
-    AoiEvent, AttrDecl, EntityType, MethodDecl, PluginInfo,
-};
+use crate::bindings::wyrm::game::types::{AoiEvent, AttrDecl, EntityType, MethodDecl, PluginInfo};
 use crate::entity::{AnyEntity, Hook};
-use crate::{Caller, CallerKind, Ctx, EntityId, EntityRef, EntityState, EntityTypeDef, LogLevel, PluginDef};
+use crate::{
+    Caller, CallerKind, Ctx, EntityId, EntityRef, EntityState, EntityTypeDef, LogLevel, PluginDef,
+};
 
 /// Implemented by [`plugin!`](crate::plugin) for a hidden type that names the
 /// plugin's [`PluginDef`].
@@ -86,7 +86,10 @@ fn log_hook_error(def: &PluginDef, entity: EntityRef, hook: Hook, result: Result
     if let Err(e) = result {
         crate::log(
             LogLevel::Warn,
-            &format!("{}: {hook:?} hook of entity {} failed: {e}", def.name, entity.id),
+            &format!(
+                "{}: {hook:?} hook of entity {} failed: {e}",
+                def.name, entity.id
+            ),
         );
     }
 }
@@ -175,14 +178,21 @@ pub(crate) fn export_entities(
                         .save()
                         .map_err(|e| format!("cannot export {} {id}: {e}", ty.name))?;
                     out.push(EntityState {
-                        entity: EntityRef { id, kind: slot.kind },
+                        entity: EntityRef {
+                            id,
+                            kind: slot.kind,
+                        },
                         type_name: ty.name.to_owned(),
                         data,
                     });
                 }
                 None => {
-                    let Some(name) = lookup_type(id) else { continue };
-                    let Some(kind) = kind_of(def, &name) else { continue };
+                    let Some(name) = lookup_type(id) else {
+                        continue;
+                    };
+                    let Some(kind) = kind_of(def, &name) else {
+                        continue;
+                    };
                     out.push(EntityState {
                         entity: EntityRef { id, kind },
                         type_name: name,
@@ -276,7 +286,12 @@ impl<P: Plugin> entities::Guest for Guest<P> {
         );
     }
 
-    fn call(entity: EntityRef, method: String, args: Vec<u8>, caller: Caller) -> Result<(), String> {
+    fn call(
+        entity: EntityRef,
+        method: String,
+        args: Vec<u8>,
+        caller: Caller,
+    ) -> Result<(), String> {
         call(P::def(), entity, &method, &args, caller)
     }
 

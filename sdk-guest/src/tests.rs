@@ -49,6 +49,13 @@ impl Counter {
         }
     }
 
+    // Compiled out, and so is everything `#[entity]` generates for it.
+    #[cfg(any())]
+    #[own_client]
+    fn ghost(&mut self) {
+        this_does_not_exist();
+    }
+
     #[helper]
     fn helper(&self) -> u64 {
         self.n
@@ -129,7 +136,10 @@ fn encode_args_always_makes_an_array() {
     struct P {
         x: u8,
     }
-    assert_eq!(encode_args(&(P { x: 1 },)).unwrap(), [0x91, 0x81, 0xa1, b'x', 0x01]);
+    assert_eq!(
+        encode_args(&(P { x: 1 },)).unwrap(),
+        [0x91, 0x81, 0xa1, b'x', 0x01]
+    );
 }
 
 #[test]
@@ -206,7 +216,10 @@ fn entity_declarations() {
             ("plain", AttrFlags::empty()),
         ]
     );
-    let methods: Vec<_> = Counter::METHODS.iter().map(|m| (m.name, m.exposure)).collect();
+    let methods: Vec<_> = Counter::METHODS
+        .iter()
+        .map(|m| (m.name, m.exposure))
+        .collect();
     assert_eq!(
         methods,
         [
@@ -235,10 +248,38 @@ fn init_describes_the_plugin() {
 #[test]
 fn calls_dispatch_and_state_appears_lazily() {
     // No `created` first: the state is made on the first call, from `kind`.
-    runtime::call(&DEF, er(7, 0), "add", &encode_args(&(5u64,)).unwrap(), own()).unwrap();
-    runtime::call(&DEF, er(7, 0), "add", &encode_args(&(2u64,)).unwrap(), own()).unwrap();
-    runtime::call(&DEF, er(7, 0), "greet", &encode_args(&("ann", 2)).unwrap(), own()).unwrap();
-    runtime::call(&DEF, er(7, 0), "value", &encode_args(&(rmpv::Value::from(3),)).unwrap(), server()).unwrap();
+    runtime::call(
+        &DEF,
+        er(7, 0),
+        "add",
+        &encode_args(&(5u64,)).unwrap(),
+        own(),
+    )
+    .unwrap();
+    runtime::call(
+        &DEF,
+        er(7, 0),
+        "add",
+        &encode_args(&(2u64,)).unwrap(),
+        own(),
+    )
+    .unwrap();
+    runtime::call(
+        &DEF,
+        er(7, 0),
+        "greet",
+        &encode_args(&("ann", 2)).unwrap(),
+        own(),
+    )
+    .unwrap();
+    runtime::call(
+        &DEF,
+        er(7, 0),
+        "value",
+        &encode_args(&(rmpv::Value::from(3),)).unwrap(),
+        server(),
+    )
+    .unwrap();
     let s = counter_state(7);
     assert_eq!(s.n, 7);
     assert_eq!(s.log, ["add 5 on 7", "add 2 on 7", "ann x2", "3"]);
@@ -248,10 +289,18 @@ fn calls_dispatch_and_state_appears_lazily() {
     assert_eq!(counter_state(7).n, 0);
 
     // Errors: from the method, bad args, unknown method, wrong caller seen.
-    let e = runtime::call(&DEF, er(7, 0), "add", &encode_args(&(0u64,)).unwrap(), own());
+    let e = runtime::call(
+        &DEF,
+        er(7, 0),
+        "add",
+        &encode_args(&(0u64,)).unwrap(),
+        own(),
+    );
     assert_eq!(e.unwrap_err(), "zero");
     let e = runtime::call(&DEF, er(7, 0), "add", &encode_args(&("x",)).unwrap(), own());
-    assert!(e.unwrap_err().starts_with("bad arguments for Counter.add: "));
+    assert!(e
+        .unwrap_err()
+        .starts_with("bad arguments for Counter.add: "));
     let e = runtime::call(&DEF, er(7, 0), "nope", &[], own());
     assert_eq!(e.unwrap_err(), "unknown method Counter.nope");
     let e = runtime::call(&DEF, er(7, 0), "helper", &[], own());
@@ -279,7 +328,14 @@ fn hooks_run_and_destroy_drops_state() {
 
 #[test]
 fn export_import_round_trip() {
-    runtime::call(&DEF, er(1, 0), "add", &encode_args(&(3u64,)).unwrap(), own()).unwrap();
+    runtime::call(
+        &DEF,
+        er(1, 0),
+        "add",
+        &encode_args(&(3u64,)).unwrap(),
+        own(),
+    )
+    .unwrap();
     runtime::created(&DEF, er(2, 1)).unwrap();
     // 3 is unknown to the table: exported fresh if the host knows its type,
     // left out if not.
@@ -289,11 +345,22 @@ fn export_import_round_trip() {
     .unwrap();
     let summary: Vec<_> = out
         .iter()
-        .map(|s| (s.entity.id, s.entity.kind, s.type_name.as_str(), s.data.is_empty()))
+        .map(|s| {
+            (
+                s.entity.id,
+                s.entity.kind,
+                s.type_name.as_str(),
+                s.data.is_empty(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
-        [(1, 0, "Counter", false), (2, 1, "Renamed", false), (3, 1, "Renamed", true)]
+        [
+            (1, 0, "Counter", false),
+            (2, 1, "Renamed", false),
+            (3, 1, "Renamed", true)
+        ]
     );
     // Named fields, so other languages can read the state.
     let v: rmpv::Value = decode(&out[0].data).unwrap();
@@ -338,7 +405,10 @@ fn import_migrates_and_is_all_or_nothing() {
         ],
     )
     .unwrap_err();
-    assert!(e.starts_with("cannot import Counter 7 from version 2.0.0: "), "{e}");
+    assert!(
+        e.starts_with("cannot import Counter 7 from version 2.0.0: "),
+        "{e}"
+    );
     let e = runtime::import_entities(&DEF, "2.0.0", &[state(8, "Gone", Vec::new())]).unwrap_err();
     assert!(e.contains("has no entity type Gone"), "{e}");
     assert_eq!(runtime::table_len(), 1);

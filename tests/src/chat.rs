@@ -75,7 +75,7 @@ pub async fn assert_no_chat(c: &mut Client) {
 
 /// Lists who is in the client's room.
 pub async fn who(c: &mut Client) -> (String, Vec<String>) {
-    call_own(c, "who", ()).await;
+    call_own(c, "who", wyrm_client::NO_ARGS).await;
     expect(c, "on_who").await
 }
 

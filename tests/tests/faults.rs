@@ -19,7 +19,7 @@ async fn a_looping_method_fails_within_the_deadline_and_others_keep_chatting() {
     }
 
     let started = Instant::now();
-    let req = chat::call_own(&mut looper, "spin", ()).await;
+    let req = chat::call_own(&mut looper, "spin", wyrm_client::NO_ARGS).await;
     let (id, code, msg) = looper.expect_error(WAIT).await.expect("the looping call must fail");
     let took = started.elapsed();
     assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
@@ -46,7 +46,7 @@ async fn a_panicking_method_fails_alone_and_a_fresh_instance_serves_on() {
     join(&mut q, "den").await;
     let avatar = p.player().expect("pat's avatar");
 
-    let req = chat::call_own(&mut p, "boom", ()).await;
+    let req = chat::call_own(&mut p, "boom", wyrm_client::NO_ARGS).await;
     let (id, code, msg) = p.expect_error(WAIT).await.expect("the panicking call must fail");
     assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
 

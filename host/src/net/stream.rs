@@ -61,6 +61,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameConn for StreamCon
 
     async fn close(&mut self) {
         let _ = self.io.shutdown().await;
+        if self.name != "tcp" {
+            return; // KCP has no end-of-stream to wait for
+        }
+        // Closing a TCP socket with unread input makes the kernel send a
+        // reset, which can destroy the last frame we sent (an error saying
+        // why we close). Drain until the peer closes too, briefly.
+        let mut sink = [0u8; 1024];
+        let drain = async {
+            while let Ok(n) = self.io.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
     }
 
     fn transport(&self) -> &'static str {

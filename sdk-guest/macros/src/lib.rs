@@ -7,9 +7,7 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{
-    FnArg, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, ReturnType, Type, TypeReference,
-};
+use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, ReturnType, Type, TypeReference};
 
 /// Turns an inherent `impl` block into a `wyrm_sdk::Entity` implementation.
 ///
@@ -130,6 +128,7 @@ const MARKERS: [&str; 4] = ["own_client", "all_clients", "server", "helper"];
 
 struct Method {
     name: syn::Ident,
+    cfgs: Vec<syn::Attribute>,
     exposure: &'static str,
     takes_ctx: bool,
     params: Vec<Type>,
@@ -138,6 +137,7 @@ struct Method {
 
 struct HookFn {
     name: syn::Ident,
+    cfgs: Vec<syn::Attribute>,
     takes_ctx: bool,
     returns_unit: bool,
 }
@@ -210,7 +210,10 @@ fn split_params(f: &ImplItemFn) -> syn::Result<(bool, Vec<Type>)> {
                 } else {
                     if let Pat::Ident(pi) = pt.pat.as_ref() {
                         if pi.by_ref.is_some() {
-                            return Err(syn::Error::new(pi.span(), "`ref` parameters are not supported"));
+                            return Err(syn::Error::new(
+                                pi.span(),
+                                "`ref` parameters are not supported",
+                            ));
                         }
                     }
                     if let Type::ImplTrait(_) = pt.ty.as_ref() {
@@ -258,7 +261,7 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
 
     let mut methods = Vec::new();
     let mut hooks = Vec::new();
-    let mut has_migrate = false;
+    let mut migrate_cfgs: Option<Vec<syn::Attribute>> = None;
 
     for it in item.items.iter_mut() {
         let ImplItem::Fn(f) = it else { continue };
@@ -266,12 +269,19 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         let name = f.sig.ident.clone();
         let name_str = name.to_string();
         let has_self = matches!(f.sig.inputs.first(), Some(FnArg::Receiver(_)));
+        // `#[cfg(...)]` on a method also guards what we generate for it.
+        let cfgs: Vec<syn::Attribute> = f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
+            .cloned()
+            .collect();
 
         if name_str == "migrate" && !has_self {
             if let Some((_, span)) = marker {
                 return Err(syn::Error::new(span, "`migrate` is not an RPC method"));
             }
-            has_migrate = true;
+            migrate_cfgs = Some(cfgs);
             continue;
         }
         if !has_self {
@@ -299,6 +309,7 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
             }
             hooks.push(HookFn {
                 name,
+                cfgs,
                 takes_ctx,
                 returns_unit: returns_unit(&f.sig.output),
             });
@@ -311,7 +322,10 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
             _ => "Server",
         };
         if f.sig.asyncness.is_some() {
-            return Err(syn::Error::new(f.sig.span(), "entity methods cannot be async"));
+            return Err(syn::Error::new(
+                f.sig.span(),
+                "entity methods cannot be async",
+            ));
         }
         if !f.sig.generics.params.is_empty() {
             return Err(syn::Error::new(
@@ -322,6 +336,7 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         let (takes_ctx, params) = split_params(f)?;
         methods.push(Method {
             name,
+            cfgs,
             exposure,
             takes_ctx,
             params,
@@ -341,7 +356,9 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
     let method_specs = methods.iter().map(|m| {
         let name = m.name.to_string();
         let exposure = format_ident!("{}", m.exposure);
+        let cfgs = &m.cfgs;
         quote! {
+            #(#cfgs)*
             ::wyrm_sdk::MethodSpec { name: #name, exposure: ::wyrm_sdk::Exposure::#exposure }
         }
     });
@@ -374,7 +391,9 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         } else {
             quote! { ::wyrm_sdk::IntoCallResult::into_call_result(#invoke) }
         };
+        let cfgs = &m.cfgs;
         quote! {
+            #(#cfgs)*
             #name_str => {
                 #decode
                 #run
@@ -395,7 +414,9 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         } else {
             quote! { ::wyrm_sdk::IntoCallResult::into_call_result(#invoke) }
         };
+        let cfgs = &h.cfgs;
         quote! {
+            #(#cfgs)*
             #[allow(unused_variables)]
             fn #name(&mut self, __wyrm_ctx: &mut ::wyrm_sdk::Ctx) -> ::core::result::Result<(), ::std::string::String> {
                 #run
@@ -403,8 +424,9 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         }
     });
 
-    let migrate_fn = if has_migrate {
+    let migrate_fn = if let Some(cfgs) = migrate_cfgs {
         quote! {
+            #(#cfgs)*
             fn migrate(from_version: &str, data: &[u8]) -> ::core::result::Result<Self, ::std::string::String> {
                 <Self>::migrate(from_version, data)
             }

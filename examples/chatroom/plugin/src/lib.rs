@@ -1,1 +1,377 @@
-//! placeholder
+//! The chatroom example's server logic as a Wyrm plugin: `Account` (one per
+//! connecting client: register, log in), `Avatar` (a logged-in user: chat,
+//! rooms) and the `Lobby` service (accounts, who is online, room membership).
+//!
+//! All arguments, including those of client callbacks, are MessagePack arrays
+//! of positional values. Client callbacks:
+//!
+//! | callback | args | on entity |
+//! |---|---|---|
+//! | `on_register` | `[ok: bool, message: string]` | Account |
+//! | `on_login` | `[ok: bool, message: string]` | Account on failure, Avatar on success |
+//! | `on_chat` | `[from_name, room, text]` (strings) | Avatar |
+//! | `on_joined` | `[room: string]` | Avatar |
+//! | `on_who` | `[room: string, names: string[]]` (sorted) | Avatar |
+//!
+//! The Lobby keeps everything in host attributes (`accounts`, `online`,
+//! `members`), never in guest memory, so a plugin crash or swap loses nothing.
+
+use std::collections::BTreeMap;
+
+use wyrm_sdk::prelude::*;
+
+const LOBBY: &str = "Lobby";
+const FIRST_ROOM: &str = "lobby";
+const WRONG_LOGIN: &str = "wrong name or password";
+const MAX_TEXT: usize = 500;
+
+/// A user name: 1–20 characters of `[A-Za-z0-9_]`.
+fn valid_name(name: &str) -> bool {
+    (1..=20).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A room name: 1–20 characters of `[A-Za-z0-9_-]`.
+fn valid_room(room: &str) -> bool {
+    (1..=20).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn lobby(ctx: &Ctx) -> Result<EntityId, Error> {
+    ctx.service(LOBBY)
+        .ok_or_else(|| Error::new("the Lobby service is not running"))
+}
+
+/// The entity a connecting client is bound to until it logs in.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Account {}
+
+#[wyrm_sdk::entity]
+impl Account {
+    /// Registers `name` with `password`. The client gets exactly one
+    /// `on_register(ok, message)`.
+    #[own_client]
+    fn register(&mut self, ctx: &mut Ctx, name: String, password: String) -> Result<(), Error> {
+        if !valid_name(&name) {
+            ctx.call_client(
+                "on_register",
+                (false, "name must be 1-20 letters, digits or _"),
+            )?;
+        } else if password.chars().count() < 4 {
+            ctx.call_client(
+                "on_register",
+                (false, "password must be at least 4 characters"),
+            )?;
+        } else {
+            ctx.hash_password(&password, "hashed", &name)?;
+        }
+        Ok(())
+    }
+
+    /// `hash_password` continuation: hand the account to the Lobby.
+    fn hashed(&mut self, ctx: &mut Ctx, hash: String, name: String) -> Result<(), Error> {
+        match lobby(ctx) {
+            Ok(lobby) => ctx.call(lobby, "store_account", (name, hash, ctx.id())),
+            Err(e) => {
+                ctx.call_client("on_register", (false, "server not ready"))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Logs in as `name`. On success the client moves to a new Avatar and
+    /// gets `on_login(true, "")` there; otherwise `on_login(false, reason)`
+    /// here.
+    #[own_client]
+    fn login(&mut self, ctx: &mut Ctx, name: String, password: String) -> Result<(), Error> {
+        if !valid_name(&name) {
+            ctx.call_client("on_login", (false, WRONG_LOGIN))?;
+            return Ok(());
+        }
+        match lobby(ctx) {
+            Ok(lobby) => ctx.call(lobby, "login", (name, password, ctx.id())),
+            Err(e) => {
+                ctx.call_client("on_login", (false, "server not ready"))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The client left (or moved to its Avatar): the Account is done.
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
+        // Already destroyed after a login; that error is expected.
+        let _ = ctx.destroy_entity(ctx.id());
+    }
+}
+
+/// A logged-in user.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Avatar {}
+
+impl Avatar {
+    fn name(ctx: &Ctx) -> Result<String, Error> {
+        ctx.get_attr("name")?
+            .ok_or_else(|| Error::new("avatar has no name"))
+    }
+
+    fn room(ctx: &Ctx) -> Result<String, Error> {
+        Ok(ctx
+            .get_attr("room")?
+            .unwrap_or_else(|| FIRST_ROOM.to_owned()))
+    }
+
+    fn chat(ctx: &mut Ctx, from: &str, text: &str) -> Result<(), Error> {
+        let room = Self::room(ctx)?;
+        ctx.call_filtered_clients(&[("room", &room)], "on_chat", (from, &room, text))
+    }
+}
+
+#[wyrm_sdk::entity(attrs(name = "all_clients", room = "own_client"))]
+impl Avatar {
+    /// Says `text` (1–500 characters) to everyone in the avatar's room,
+    /// sender included: `on_chat(name, room, text)`.
+    #[own_client]
+    fn say(&mut self, ctx: &mut Ctx, text: String) -> Result<(), Error> {
+        if text.is_empty() {
+            return Err(Error::new("empty message"));
+        }
+        if text.chars().count() > MAX_TEXT {
+            return Err(Error::new(format!(
+                "message too long (at most {MAX_TEXT} characters)"
+            )));
+        }
+        let name = Self::name(ctx)?;
+        Self::chat(ctx, &name, &text)
+    }
+
+    /// Moves to `room` (1–20 characters of `[A-Za-z0-9_-]`); the client gets
+    /// `on_joined(room)`.
+    #[own_client]
+    fn join(&mut self, ctx: &mut Ctx, room: String) -> Result<(), Error> {
+        if !valid_room(&room) {
+            return Err(Error::new("room name must be 1-20 letters, digits, _ or -"));
+        }
+        let name = Self::name(ctx)?;
+        let old = Self::room(ctx)?;
+        ctx.set_client_tag("room", &room)?;
+        ctx.set_attr("room", &room)?;
+        let lobby = lobby(ctx)?;
+        ctx.call(lobby, "moved", (name, old, &room, ctx.id()))?;
+        ctx.call_client("on_joined", (room,))?;
+        Ok(())
+    }
+
+    /// Asks who is in the avatar's room; the client gets
+    /// `on_who(room, names)`, names sorted.
+    #[own_client]
+    fn who(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let room = Self::room(ctx)?;
+        let lobby = lobby(ctx)?;
+        ctx.call(lobby, "who", (room, ctx.id()))
+    }
+
+    /// The Lobby's answer to `who`.
+    fn who_reply(&mut self, ctx: &mut Ctx, room: String, names: Vec<String>) -> Result<(), Error> {
+        ctx.call_client("on_who", (room, names))?;
+        Ok(())
+    }
+
+    /// Server only: `on_chat("server", room, text)` to the avatar's room.
+    fn announce(&mut self, ctx: &mut Ctx, text: String) -> Result<(), Error> {
+        Self::chat(ctx, "server", &text)
+    }
+
+    /// Loops forever (feature `faults`): for the host's deadline.
+    #[cfg(feature = "faults")]
+    #[own_client]
+    fn spin(&mut self) {
+        let mut i = 0u64;
+        loop {
+            i = core::hint::black_box(i.wrapping_add(1));
+        }
+    }
+
+    /// Panics (feature `faults`): for the host's crash recovery.
+    #[cfg(feature = "faults")]
+    #[own_client]
+    fn boom(&mut self) {
+        panic!("Avatar.boom called");
+    }
+
+    /// The client is now bound here (right after login): tag it with the
+    /// room and confirm the login.
+    fn on_client_connected(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let room = Self::room(ctx)?;
+        ctx.set_client_tag("room", &room)?;
+        ctx.call_client("on_login", (true, ""))?;
+        Ok(())
+    }
+
+    /// The client went away: leave the Lobby's books and go.
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let name = Self::name(ctx);
+        let room = Self::room(ctx);
+        let id = ctx.id();
+        if let (Ok(name), Ok(room), Ok(lobby)) = (name, room, lobby(ctx)) {
+            ctx.call(lobby, "left", (name, room, id))?;
+        }
+        ctx.destroy_entity(id)
+    }
+}
+
+/// The service that owns accounts, the online list and room membership, all
+/// in host attributes: `accounts` (name → password hash, persistent),
+/// `online` (name → avatar id), `members` (room → name → avatar id).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Lobby {}
+
+impl Lobby {
+    /// Removes `name` from `room` if it is there as `avatar`, and the room
+    /// itself once it is empty.
+    fn leave_room(ctx: &mut Ctx, name: &str, room: &str, avatar: EntityId) -> Result<(), Error> {
+        if ctx.get_attr::<EntityId>(path!["members", room, name])? == Some(avatar) {
+            ctx.delete_attr(path!["members", room, name])?;
+        }
+        let left: Option<BTreeMap<String, EntityId>> = ctx.get_attr(path!["members", room])?;
+        if left.is_some_and(|m| m.is_empty()) {
+            ctx.delete_attr(path!["members", room])?;
+        }
+        Ok(())
+    }
+}
+
+#[wyrm_sdk::entity(attrs(accounts = "persistent", online = "none", members = "none"))]
+impl Lobby {
+    /// Stores a new account unless the name is taken; answers the account's
+    /// client with `on_register`.
+    fn store_account(
+        &mut self,
+        ctx: &mut Ctx,
+        name: String,
+        hash: String,
+        account: EntityId,
+    ) -> Result<(), Error> {
+        if ctx.get_attr::<String>(path!["accounts", &name])?.is_some() {
+            ctx.call_client_of(account, "on_register", (false, "name taken"))?;
+        } else {
+            ctx.set_attr(path!["accounts", &name], hash)?;
+            ctx.call_client_of(account, "on_register", (true, ""))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a login: checks the password off-thread, continuing in
+    /// `verified`.
+    fn login(
+        &mut self,
+        ctx: &mut Ctx,
+        name: String,
+        password: String,
+        account: EntityId,
+    ) -> Result<(), Error> {
+        match ctx.get_attr::<String>(path!["accounts", &name])? {
+            None => {
+                ctx.call_client_of(account, "on_login", (false, WRONG_LOGIN))?;
+            }
+            Some(hash) => {
+                ctx.verify_password(&password, &hash, "verified", (name, account))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `verify_password` continuation: on success, replace the Account by a
+    /// new Avatar in room `lobby`.
+    fn verified(
+        &mut self,
+        ctx: &mut Ctx,
+        ok: bool,
+        context: (String, EntityId),
+    ) -> Result<(), Error> {
+        let (name, account) = context;
+        if !ok {
+            ctx.call_client_of(account, "on_login", (false, WRONG_LOGIN))?;
+            return Ok(());
+        }
+        if ctx.entity_type(account).as_deref() != Some("Account") {
+            return Ok(()); // the client left while we were checking
+        }
+        if let Some(avatar) = ctx.get_attr::<EntityId>(path!["online", &name])? {
+            if ctx.entity_type(avatar).as_deref() == Some("Avatar") {
+                ctx.call_client_of(account, "on_login", (false, "already online"))?;
+                return Ok(());
+            }
+        }
+        let avatar =
+            ctx.create_entity("Avatar", attrs! { "name" => &name, "room" => FIRST_ROOM })?;
+        if let Err(e) = ctx.give_client_to(account, avatar) {
+            let _ = ctx.destroy_entity(avatar);
+            ctx.call_client_of(account, "on_login", (false, "login failed"))?;
+            return Err(e);
+        }
+        // The Avatar tags its client and sends `on_login(true, "")` once the
+        // client is bound to it (`on_client_connected`).
+        ctx.destroy_entity(account)?;
+        ctx.set_attr(path!["online", &name], avatar)?;
+        ctx.set_attr(path!["members", FIRST_ROOM, &name], avatar)?;
+        Ok(())
+    }
+
+    /// An avatar changed rooms.
+    fn moved(
+        &mut self,
+        ctx: &mut Ctx,
+        name: String,
+        from: String,
+        to: String,
+        avatar: EntityId,
+    ) -> Result<(), Error> {
+        if from != to {
+            Self::leave_room(ctx, &name, &from, avatar)?;
+        }
+        ctx.set_attr(path!["members", &to, &name], avatar)
+    }
+
+    /// Answers an avatar's `who` with `who_reply(room, names)`.
+    fn who(&mut self, ctx: &mut Ctx, room: String, avatar: EntityId) -> Result<(), Error> {
+        let members: BTreeMap<String, EntityId> =
+            ctx.get_attr(path!["members", &room])?.unwrap_or_default();
+        let names: Vec<&String> = members.keys().collect(); // sorted: a BTreeMap
+        ctx.call(avatar, "who_reply", (&room, names))
+    }
+
+    /// An avatar went offline.
+    fn left(
+        &mut self,
+        ctx: &mut Ctx,
+        name: String,
+        room: String,
+        avatar: EntityId,
+    ) -> Result<(), Error> {
+        if ctx.get_attr::<EntityId>(path!["online", &name])? == Some(avatar) {
+            ctx.delete_attr(path!["online", &name])?;
+        }
+        Self::leave_room(ctx, &name, &room, avatar)
+    }
+}
+
+wyrm_sdk::plugin!(name = "chatroom", entities = [Account, Avatar, Lobby]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_rooms() {
+        assert!(valid_name("bob_42"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a-b"));
+        assert!(!valid_name(&"x".repeat(21)));
+        assert!(valid_name(&"x".repeat(20)));
+        assert!(!valid_name("bøb"));
+        assert!(valid_room("side-room_2"));
+        assert!(!valid_room("a b"));
+        assert!(!valid_room(""));
+    }
+}

@@ -1,0 +1,131 @@
+//! Host→guest call cost: ns per call of an empty entity method (`noop` in
+//! the testbed plugin, a Rust guest), through the same path the game uses
+//! (`PluginInstance::call`, with the epoch deadline set on every call).
+//!
+//! Prints the median over several runs and, as a baseline measured in the
+//! same run, the cost of `PluginInstance::run` with a closure that does not
+//! enter the guest: the difference is the component-model boundary itself.
+//!
+//! Run: `cargo bench -p wyrm --bench call_cost`
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wyrm::plugin::bindings::{PathSegment, Tag};
+use wyrm::plugin::{BuildOptions, Caller, CallerKind, EntityId, EntityRef, GameHost, Limits, PluginRuntime};
+
+/// A world with nothing in it: `noop` calls no host function, so the
+/// benchmark measures only the boundary.
+struct EmptyWorld;
+
+impl GameHost for EmptyWorld {
+    fn create_entity(&mut self, _: &str, _: &[u8]) -> Result<EntityId, String> {
+        Err("empty world".into())
+    }
+    fn destroy_entity(&mut self, _: EntityId) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn entity_type(&mut self, _: EntityId) -> Option<String> {
+        None
+    }
+    fn service(&mut self, _: &str) -> Option<EntityId> {
+        None
+    }
+    fn call_entity(&mut self, _: EntityId, _: String, _: Vec<u8>) {}
+    fn call_client(&mut self, _: EntityId, _: &str, _: &[u8]) -> bool {
+        false
+    }
+    fn call_filtered_clients(&mut self, _: Vec<Tag>, _: String, _: Vec<u8>) {}
+    fn broadcast(&mut self, _: String, _: Vec<u8>) {}
+    fn give_client_to(&mut self, _: EntityId, _: EntityId) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn set_client_tag(&mut self, _: EntityId, _: String, _: Option<String>) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn attr_get(&mut self, _: EntityId, _: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    fn attr_set(&mut self, _: EntityId, _: &[PathSegment], _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+    fn attr_delete(&mut self, _: EntityId, _: &[PathSegment]) -> Result<(), String> {
+        Ok(())
+    }
+    fn attr_append(&mut self, _: EntityId, _: &[PathSegment], _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+    fn set_timer(&mut self, _: EntityId, _: u32, _: bool, _: String, _: Vec<u8>) -> Result<u64, String> {
+        Err("empty world".into())
+    }
+    fn cancel_timer(&mut self, _: u64) -> bool {
+        false
+    }
+    fn hash_password(&mut self, _: EntityId, _: String, _: String, _: Vec<u8>) {}
+    fn verify_password(&mut self, _: EntityId, _: String, _: String, _: String, _: Vec<u8>) {}
+}
+
+const CALLS: u32 = 200_000;
+const RUNS: usize = 7;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
+    let cache = tempfile::tempdir()?;
+    let runtime = PluginRuntime::new(
+        cache.path().to_path_buf(),
+        Limits {
+            deadline: Duration::from_secs(1),
+            memory_bytes: 64 << 20,
+        },
+    )?;
+    let code = runtime.load::<EmptyWorld>("testbed", &wasm)?;
+    let mut inst = code.instantiate()?;
+    let kind = inst
+        .info()
+        .entity_types
+        .iter()
+        .position(|t| t.name == "Probe")
+        .ok_or_else(|| anyhow::anyhow!("testbed declares no Probe"))? as u32;
+    let entity = EntityRef { id: 1, kind };
+    let caller = Caller {
+        kind: CallerKind::Server,
+        entity: None,
+    };
+    let args = vec![0x90]; // an empty MessagePack array: no arguments
+    let mut world = Some(Box::new(EmptyWorld));
+
+    // Warm up, and make sure the call really succeeds.
+    for _ in 0..10_000 {
+        inst.call(&mut world, entity, "noop", &args, caller)
+            .map_err(|f| anyhow::anyhow!("{f}"))?
+            .map_err(|e| anyhow::anyhow!("noop failed: {e}"))?;
+    }
+
+    let mut guest = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        for _ in 0..CALLS {
+            let _ = inst.call(&mut world, entity, "noop", &args, caller);
+        }
+        guest.push(t.elapsed().as_nanos() as f64 / f64::from(CALLS));
+        let t = Instant::now();
+        for _ in 0..CALLS {
+            let _ = inst.run(&mut world, |_, _| Ok(std::hint::black_box(())));
+        }
+        baseline.push(t.elapsed().as_nanos() as f64 / f64::from(CALLS));
+    }
+    let (g, b) = (median(guest.clone()), median(baseline));
+    println!("host->guest call of an empty method (Rust guest, {RUNS} runs x {CALLS} calls)");
+    println!("  median     {g:8.0} ns/call   (runs: {})", guest.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", "));
+    println!("  host side  {b:8.0} ns/call   (lend world + deadline, no guest entry)");
+    println!("  boundary   {:8.0} ns/call   ratio call/host-side = {:.1}x", g - b, g / b.max(1.0));
+    println!("  target    <=     500 ns/call: {}", if g <= 500.0 { "met" } else { "NOT met" });
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Server resident memory per idle WebSocket connection.
+//!
+//! Starts the real `wyrm` binary (testbed plugin, one `Probe` entity bound to
+//! each client), measures its resident set before and after opening N
+//! WebSocket connections from this process, and prints the difference per
+//! connection. Each connection is a whole Wyrm client: socket, gate state,
+//! queues and its boot entity.
+//!
+//! Run: `cargo bench -p wyrm --bench idle_connections` (N defaults to
+//! 10,000; set WYRM_BENCH_CONNS to change it).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wyrm_client::{Client, Transport};
+
+const RUNS: usize = 3;
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(dir: &Path, wasm: &Path) -> anyhow::Result<(ServerProcess, String)> {
+    let cfg = dir.join("wyrm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nname = \"bench\"\ndata_dir = \"data\"\n\n[net]\nwebsocket = \"127.0.0.1:0\"\nclient_queue = 64\n\n[game]\nboot_entity = \"Probe\"\n\n[[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
+            wasm.display().to_string()
+        ),
+    )?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wyrm"))
+        .arg("serve")
+        .arg(&cfg)
+        .env("WYRM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .split("ws://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("server did not print its address: {line:?}"))?
+        .to_string();
+    Ok((ServerProcess(child), addr))
+}
+
+async fn open(addr: &str, n: usize) -> anyhow::Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(n);
+    let mut started = 0;
+    while started < n {
+        let batch = (n - started).min(250);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            let addr = addr.to_string();
+            set.spawn(async move {
+                let mut c = Client::connect(Transport::WebSocket, &addr).await?;
+                c.wait_player(Duration::from_secs(30)).await?;
+                anyhow::Ok(c)
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            clients.push(r??);
+        }
+        started += batch;
+    }
+    Ok(clients)
+}
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("WYRM_BENCH_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &Default::default())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let mut per_conn = Vec::new();
+    for run in 0..RUNS {
+        let dir = tempfile::tempdir()?;
+        let (server, addr) = start_server(dir.path(), &wasm)?;
+        let pid = server.0.id();
+        // Let the server finish starting and one client warm every path.
+        rt.block_on(open(&addr, 1))?;
+        std::thread::sleep(Duration::from_millis(500));
+        let before = rss_kib(pid)?;
+        let t = Instant::now();
+        let clients = rt.block_on(open(&addr, n))?;
+        let opened = t.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        let after = rss_kib(pid)?;
+        let kib = (after.saturating_sub(before)) as f64 / n as f64;
+        println!(
+            "run {}: {n} idle WebSocket connections opened in {:.1}s; server RSS {before} KiB -> {after} KiB: {kib:.2} KiB per connection",
+            run + 1,
+            opened.as_secs_f64()
+        );
+        per_conn.push(kib);
+        drop(clients);
+        drop(server);
+    }
+    per_conn.sort_by(f64::total_cmp);
+    let med = per_conn[per_conn.len() / 2];
+    println!("median: {med:.2} KiB server memory per idle WebSocket connection (target <= 8 KiB; Colyseus adds 9-15 KiB per client on this machine)");
+    Ok(())
+}
