@@ -71,7 +71,6 @@ pub fn format_path(path: &[PathSegment]) -> String {
     s
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,11 +83,32 @@ mod tests {
     fn applies_set_append_delete() {
         let mut v = Value::Map(vec![]);
         apply_attr(&mut v, AttrOp::Set, &[key("hp")], Some(Value::from(7))).unwrap();
-        apply_attr(&mut v, AttrOp::Append, &[key("log")], Some(Value::from("a"))).unwrap();
-        apply_attr(&mut v, AttrOp::Append, &[key("log")], Some(Value::from("b"))).unwrap();
-        apply_attr(&mut v, AttrOp::Delete, &[key("log"), PathSegment::Index(0)], None).unwrap();
+        apply_attr(
+            &mut v,
+            AttrOp::Append,
+            &[key("log")],
+            Some(Value::from("a")),
+        )
+        .unwrap();
+        apply_attr(
+            &mut v,
+            AttrOp::Append,
+            &[key("log")],
+            Some(Value::from("b")),
+        )
+        .unwrap();
+        apply_attr(
+            &mut v,
+            AttrOp::Delete,
+            &[key("log"), PathSegment::Index(0)],
+            None,
+        )
+        .unwrap();
         assert_eq!(get(&v, &[key("hp")]), Some(&Value::from(7)));
-        assert_eq!(get(&v, &[key("log")]), Some(&Value::Array(vec![Value::from("b")])));
+        assert_eq!(
+            get(&v, &[key("log")]),
+            Some(&Value::Array(vec![Value::from("b")]))
+        );
     }
 
     #[test]
@@ -96,7 +116,13 @@ mod tests {
         let mut v = Value::Map(vec![]);
         assert!(apply_attr(&mut v, AttrOp::Set, &[key("hp")], None).is_err());
         assert!(apply_attr(&mut v, AttrOp::Delete, &[key("hp")], Some(Value::Nil)).is_err());
-        let err = apply_attr(&mut v, AttrOp::Append, &[key("hp"), PathSegment::Index(2)], Some(Value::Nil)).unwrap_err();
+        let err = apply_attr(
+            &mut v,
+            AttrOp::Append,
+            &[key("hp"), PathSegment::Index(2)],
+            Some(Value::Nil),
+        )
+        .unwrap_err();
         assert!(err.contains("/hp/2"), "{err}");
     }
 

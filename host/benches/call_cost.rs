@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use wyrm::plugin::bindings::{PathSegment, Tag};
-use wyrm::plugin::{BuildOptions, Caller, CallerKind, EntityId, EntityRef, GameHost, Limits, PluginRuntime};
+use wyrm::plugin::{
+    BuildOptions, Caller, CallerKind, EntityId, EntityRef, GameHost, Limits, PluginRuntime,
+};
 
 /// A world with nothing in it: `noop` calls no host function, so the
 /// benchmark measures only the boundary.
@@ -55,7 +57,14 @@ impl GameHost for EmptyWorld {
     fn attr_append(&mut self, _: EntityId, _: &[PathSegment], _: &[u8]) -> Result<(), String> {
         Ok(())
     }
-    fn set_timer(&mut self, _: EntityId, _: u32, _: bool, _: String, _: Vec<u8>) -> Result<u64, String> {
+    fn set_timer(
+        &mut self,
+        _: EntityId,
+        _: u32,
+        _: bool,
+        _: String,
+        _: Vec<u8>,
+    ) -> Result<u64, String> {
         Err("empty world".into())
     }
     fn cancel_timer(&mut self, _: u64) -> bool {
@@ -75,7 +84,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
+    let wasm =
+        wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
     let cache = tempfile::tempdir()?;
     let runtime = PluginRuntime::new(
         cache.path().to_path_buf(),
@@ -117,15 +127,31 @@ fn main() -> anyhow::Result<()> {
         guest.push(t.elapsed().as_nanos() as f64 / f64::from(CALLS));
         let t = Instant::now();
         for _ in 0..CALLS {
-            let _ = inst.run(&mut world, |_, _| Ok(std::hint::black_box(())));
+            let _ = inst.run(&mut world, |_, s| {
+                Ok(std::hint::black_box(s as *mut _ as usize))
+            });
         }
         baseline.push(t.elapsed().as_nanos() as f64 / f64::from(CALLS));
     }
     let (g, b) = (median(guest.clone()), median(baseline));
     println!("host->guest call of an empty method (Rust guest, {RUNS} runs x {CALLS} calls)");
-    println!("  median     {g:8.0} ns/call   (runs: {})", guest.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "  median     {g:8.0} ns/call   (runs: {})",
+        guest
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  host side  {b:8.0} ns/call   (lend world + deadline, no guest entry)");
-    println!("  boundary   {:8.0} ns/call   ratio call/host-side = {:.1}x", g - b, g / b.max(1.0));
-    println!("  target    <=     500 ns/call: {}", if g <= 500.0 { "met" } else { "NOT met" });
+    println!(
+        "  boundary   {:8.0} ns/call   ratio call/host-side = {:.1}x",
+        g - b,
+        g / b.max(1.0)
+    );
+    println!(
+        "  target    <=     500 ns/call: {}",
+        if g <= 500.0 { "met" } else { "NOT met" }
+    );
     Ok(())
 }

@@ -52,7 +52,10 @@ fn start_server(dir: &Path, wasm: &Path) -> anyhow::Result<(ServerProcess, Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let addr = line
@@ -87,10 +90,16 @@ async fn open(addr: &str, n: usize) -> anyhow::Result<Vec<Client>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("WYRM_BENCH_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("WYRM_BENCH_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &Default::default())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let mut per_conn = Vec::new();
     for run in 0..RUNS {
         let dir = tempfile::tempdir()?;

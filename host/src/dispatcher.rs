@@ -18,7 +18,11 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher between one gate and one game.
-    pub fn new(inbox: mpsc::UnboundedReceiver<ToDispatcher>, game: Sender<ToGame>, gate: mpsc::UnboundedSender<GateMsg>) -> Self {
+    pub fn new(
+        inbox: mpsc::UnboundedReceiver<ToDispatcher>,
+        game: Sender<ToGame>,
+        gate: mpsc::UnboundedSender<GateMsg>,
+    ) -> Self {
         Self { inbox, game, gate }
     }
 

@@ -21,7 +21,10 @@ use crate::net::{FrameConn, Inbound};
 #[derive(Debug)]
 pub enum GateMsg {
     /// A connection started; frames for it go into `tx`.
-    Register { client: ClientId, tx: mpsc::Sender<Bytes> },
+    Register {
+        client: ClientId,
+        tx: mpsc::Sender<Bytes>,
+    },
     /// A connection ended.
     Unregister { client: ClientId },
     /// Something the dispatcher routed here.
@@ -86,10 +89,18 @@ impl Gate {
                     };
                 }
             }
-            GateMsg::Route(ToGate::CallFiltered { filter, method, args }) => {
-                self.fan_out(&method, &args, |c| filter.iter().all(|(k, v)| c.tags.get(k) == Some(v)));
+            GateMsg::Route(ToGate::CallFiltered {
+                filter,
+                method,
+                args,
+            }) => {
+                self.fan_out(&method, &args, |c| {
+                    filter.iter().all(|(k, v)| c.tags.get(k) == Some(v))
+                });
             }
-            GateMsg::Route(ToGate::Broadcast { method, args }) => self.fan_out(&method, &args, |_| true),
+            GateMsg::Route(ToGate::Broadcast { method, args }) => {
+                self.fan_out(&method, &args, |_| true)
+            }
         }
     }
 
@@ -120,7 +131,10 @@ impl Gate {
         match c.tx.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(client, "client reads too slowly, outbound queue full: dropping it");
+                tracing::warn!(
+                    client,
+                    "client reads too slowly, outbound queue full: dropping it"
+                );
                 // Dropping the sender ends its connection task.
                 self.clients.remove(&client);
             }
@@ -173,13 +187,15 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
         version: PROTOCOL_VERSION,
         max_frame: ctx.limits.max_frame as u32,
     };
-    if conn.send(&welcome.to_bytes()).await.is_err() {
+    if conn.send(welcome.to_bytes().into()).await.is_err() {
         return;
     }
     if ctx.gate.send(GateMsg::Register { client, tx }).is_err() {
         return;
     }
-    let _ = ctx.dispatcher.send(ToDispatcher::FromGate(ToGame::ClientConnected { client }));
+    let _ = ctx
+        .dispatcher
+        .send(ToDispatcher::FromGate(ToGame::ClientConnected { client }));
     span.in_scope(|| tracing::debug!("connected"));
 
     let mut bucket = TokenBucket::new(ctx.limits.rate);
@@ -188,7 +204,7 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
             biased;
             out = rx.recv() => match out {
                 Some(frame) => {
-                    if let Err(e) = conn.send(&frame).await {
+                    if let Err(e) = conn.send(frame).await {
                         break End::Io(e.to_string());
                     }
                 }
@@ -215,7 +231,7 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
                     }
                     match ClientFrame::decode(&frame) {
                         Ok(ClientFrame::Ping { nonce }) => {
-                            if conn.send(&ServerFrame::Pong { nonce }.to_bytes()).await.is_err() {
+                            if conn.send(ServerFrame::Pong { nonce }.to_bytes().into()).await.is_err() {
                                 break End::Io("write failed".into());
                             }
                         }
@@ -231,7 +247,11 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
         }
     };
     let _ = ctx.gate.send(GateMsg::Unregister { client });
-    let _ = ctx.dispatcher.send(ToDispatcher::FromGate(ToGame::ClientDisconnected { client }));
+    let _ = ctx
+        .dispatcher
+        .send(ToDispatcher::FromGate(ToGame::ClientDisconnected {
+            client,
+        }));
     span.in_scope(|| match &end {
         End::PeerClosed => tracing::debug!("disconnected"),
         End::Dropped => tracing::warn!("dropped by the server"),
@@ -244,15 +264,35 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
             let _ = send_error(&mut conn, 0, ErrorCode::Malformed, why).await;
         }
         End::Flooding => {
-            let _ = send_error(&mut conn, 0, ErrorCode::Overloaded, "flooding; disconnected".into()).await;
+            let _ = send_error(
+                &mut conn,
+                0,
+                ErrorCode::Overloaded,
+                "flooding; disconnected".into(),
+            )
+            .await;
         }
         _ => {}
     }
     conn.close().await;
 }
 
-async fn send_error<C: FrameConn>(conn: &mut C, req_id: u32, code: ErrorCode, message: String) -> std::io::Result<()> {
-    conn.send(&ServerFrame::Error { req_id, code, message }.to_bytes()).await
+async fn send_error<C: FrameConn>(
+    conn: &mut C,
+    req_id: u32,
+    code: ErrorCode,
+    message: String,
+) -> std::io::Result<()> {
+    conn.send(
+        ServerFrame::Error {
+            req_id,
+            code,
+            message,
+        }
+        .to_bytes()
+        .into(),
+    )
+    .await
 }
 
 enum Admit {
@@ -285,7 +325,9 @@ impl TokenBucket {
 
     fn take(&mut self) -> Admit {
         let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.last).min(Duration::from_secs(10));
+        let elapsed = now
+            .saturating_duration_since(self.last)
+            .min(Duration::from_secs(10));
         self.last = now;
         self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
         if self.tokens >= 1.0 {

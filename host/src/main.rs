@@ -32,15 +32,19 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WYRM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("WYRM_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve { config } => serve(config),
         Command::Build { dir, features } => {
-            let opts = wyrm::plugin::BuildOptions { features, debug: false };
+            let opts = wyrm::plugin::BuildOptions {
+                features,
+                debug: false,
+            };
             let wasm = wyrm::plugin::build_rust_plugin(&dir, &opts)?;
             println!("{}", wasm.display());
             Ok(())
@@ -58,7 +62,9 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     rt.block_on(async {
         let server = wyrm::Server::start(cfg).await?;
         if let Some(addr) = server.websocket {
-            println!("Wyrm is serving. Open http://{addr}/ in a browser (WebSocket at ws://{addr}/ws).");
+            println!(
+                "Wyrm is serving. Open http://{addr}/ in a browser (WebSocket at ws://{addr}/ws)."
+            );
         }
         if let Some(addr) = server.tcp {
             println!("TCP clients: {addr}");

@@ -83,7 +83,9 @@ impl Server {
         };
 
         if let Some(addr) = cfg.net.tcp {
-            let listener = net::listen_tcp(addr).await.with_context(|| format!("cannot listen for TCP on {addr}"))?;
+            let listener = net::listen_tcp(addr)
+                .await
+                .with_context(|| format!("cannot listen for TCP on {addr}"))?;
             server.tcp = Some(listener.local_addr()?);
             let (ctx, ids) = (ctx.clone(), ids.clone());
             tasks.push(tokio::spawn(async move {
@@ -91,7 +93,11 @@ impl Server {
                     match listener.accept().await {
                         Ok((stream, _)) => {
                             let conn = net::tcp_conn(stream, ctx.limits.max_frame);
-                            tokio::spawn(gate::serve_connection(conn, ids.fetch_add(1, Ordering::Relaxed), ctx.clone()));
+                            tokio::spawn(gate::serve_connection(
+                                conn,
+                                ids.fetch_add(1, Ordering::Relaxed),
+                                ctx.clone(),
+                            ));
                         }
                         Err(e) => accept_failed("tcp", e).await,
                     }
@@ -100,14 +106,22 @@ impl Server {
         }
         if let Some(addr) = cfg.net.kcp {
             let mut listener = net::listen_kcp(addr).await?;
-            server.kcp = Some(listener.local_addr().context("KCP listener has no address")?);
+            server.kcp = Some(
+                listener
+                    .local_addr()
+                    .context("KCP listener has no address")?,
+            );
             let (ctx, ids) = (ctx.clone(), ids.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
                             let conn = net::kcp_conn(stream, ctx.limits.max_frame);
-                            tokio::spawn(gate::serve_connection(conn, ids.fetch_add(1, Ordering::Relaxed), ctx.clone()));
+                            tokio::spawn(gate::serve_connection(
+                                conn,
+                                ids.fetch_add(1, Ordering::Relaxed),
+                                ctx.clone(),
+                            ));
                         }
                         Err(e) => accept_failed("kcp", std::io::Error::other(e.to_string())).await,
                     }
@@ -127,9 +141,20 @@ impl Server {
                         Ok((stream, _)) => {
                             let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
                             tokio::spawn(async move {
-                                match net::accept_http(stream, web_root.as_deref(), ctx.limits.max_frame).await {
+                                match net::accept_http(
+                                    stream,
+                                    web_root.as_deref(),
+                                    ctx.limits.max_frame,
+                                )
+                                .await
+                                {
                                     Ok(Some(conn)) => {
-                                        gate::serve_connection(conn, ids.fetch_add(1, Ordering::Relaxed), ctx).await
+                                        gate::serve_connection(
+                                            conn,
+                                            ids.fetch_add(1, Ordering::Relaxed),
+                                            ctx,
+                                        )
+                                        .await
                                     }
                                     Ok(None) => {}
                                     Err(e) => tracing::debug!("http connection failed: {e}"),

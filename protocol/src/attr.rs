@@ -100,7 +100,11 @@ pub fn delete<S: Segment>(root: &mut Value, path: &[S]) -> Result<(), String> {
 /// way) if absent.
 pub fn append<S: Segment>(root: &mut Value, path: &[S], value: Value) -> Result<(), String> {
     if root.is_nil() {
-        *root = if path.is_empty() { Value::Array(Vec::new()) } else { Value::Map(Vec::new()) };
+        *root = if path.is_empty() {
+            Value::Array(Vec::new())
+        } else {
+            Value::Map(Vec::new())
+        };
     }
     match walk_creating(root, path, true)? {
         Value::Array(items) => {
@@ -113,7 +117,10 @@ pub fn append<S: Segment>(root: &mut Value, path: &[S], value: Value) -> Result<
 
 fn child<'v, S: Segment>(v: &'v Value, seg: &S) -> Option<&'v Value> {
     match (v, seg.key(), seg.index()) {
-        (Value::Map(entries), Some(k), _) => entries.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v),
+        (Value::Map(entries), Some(k), _) => entries
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(k))
+            .map(|(_, v)| v),
         (Value::Array(items), _, Some(i)) => items.get(i as usize),
         _ => None,
     }
@@ -121,7 +128,10 @@ fn child<'v, S: Segment>(v: &'v Value, seg: &S) -> Option<&'v Value> {
 
 fn child_mut<'v, S: Segment>(v: &'v mut Value, seg: &S) -> Option<&'v mut Value> {
     match (v, seg.key(), seg.index()) {
-        (Value::Map(entries), Some(k), _) => entries.iter_mut().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v),
+        (Value::Map(entries), Some(k), _) => entries
+            .iter_mut()
+            .find(|(key, _)| key.as_str() == Some(k))
+            .map(|(_, v)| v),
         (Value::Array(items), _, Some(i)) => items.get_mut(i as usize),
         _ => None,
     }
@@ -129,7 +139,11 @@ fn child_mut<'v, S: Segment>(v: &'v mut Value, seg: &S) -> Option<&'v mut Value>
 
 /// Walks `path`, creating missing map entries: as maps, except the last one
 /// when `last_is_list`.
-fn walk_creating<'v, S: Segment>(mut v: &'v mut Value, path: &[S], last_is_list: bool) -> Result<&'v mut Value, String> {
+fn walk_creating<'v, S: Segment>(
+    mut v: &'v mut Value,
+    path: &[S],
+    last_is_list: bool,
+) -> Result<&'v mut Value, String> {
     for (n, seg) in path.iter().enumerate() {
         let make_list = last_is_list && n + 1 == path.len();
         if v.is_nil() {
@@ -140,7 +154,11 @@ fn walk_creating<'v, S: Segment>(mut v: &'v mut Value, path: &[S], last_is_list:
                 let pos = match entries.iter().position(|(key, _)| key.as_str() == Some(k)) {
                     Some(p) => p,
                     None => {
-                        let fresh = if make_list { Value::Array(Vec::new()) } else { Value::Map(Vec::new()) };
+                        let fresh = if make_list {
+                            Value::Array(Vec::new())
+                        } else {
+                            Value::Map(Vec::new())
+                        };
                         entries.push((Value::from(k), fresh));
                         entries.len() - 1
                     }
@@ -195,7 +213,10 @@ mod tests {
         set(&mut root, &[key("top")], Value::from(1)).unwrap();
         assert_eq!(get(&root, &[key("top")]), Some(&Value::from(1)));
         set(&mut root, &[key("rooms"), key("lobby")], Value::from(3)).unwrap();
-        assert_eq!(get(&root, &[key("rooms"), key("lobby")]), Some(&Value::from(3)));
+        assert_eq!(
+            get(&root, &[key("rooms"), key("lobby")]),
+            Some(&Value::from(3))
+        );
         delete(&mut root, &[key("rooms"), key("lobby")]).unwrap();
         assert_eq!(get(&root, &[key("rooms"), key("lobby")]), None);
         delete(&mut root, &[key("nope"), key("deeper")]).unwrap();
@@ -207,10 +228,18 @@ mod tests {
         for i in 0..3 {
             append(&mut root, &[key("log")], Value::from(i)).unwrap();
         }
-        set(&mut root, &[key("log"), PathSegment::Index(1)], Value::from("x")).unwrap();
+        set(
+            &mut root,
+            &[key("log"), PathSegment::Index(1)],
+            Value::from("x"),
+        )
+        .unwrap();
         assert!(set(&mut root, &[key("log"), PathSegment::Index(9)], Value::Nil).is_err());
         delete(&mut root, &[key("log"), PathSegment::Index(0)]).unwrap();
-        assert_eq!(get(&root, &[key("log")]), Some(&Value::Array(vec![Value::from("x"), Value::from(2)])));
+        assert_eq!(
+            get(&root, &[key("log")]),
+            Some(&Value::Array(vec![Value::from("x"), Value::from(2)]))
+        );
     }
 
     #[test]

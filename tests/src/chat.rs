@@ -17,7 +17,11 @@ pub async fn login(c: &mut Client, name: &str, password: &str) -> (bool, String)
     call_own(c, "login", (name, password)).await;
     let (ok, msg): (bool, String) = expect(c, "on_login").await;
     if ok {
-        assert_eq!(c.player_view().map(|v| v.type_name.as_str()), Some("Avatar"), "after login the client is bound to its avatar");
+        assert_eq!(
+            c.player_view().map(|v| v.type_name.as_str()),
+            Some("Avatar"),
+            "after login the client is bound to its avatar"
+        );
     }
     (ok, msg)
 }
@@ -68,7 +72,10 @@ pub async fn next_chat(c: &mut Client) -> (String, String, String) {
 
 /// Asserts no chat line arrives within a short while.
 pub async fn assert_no_chat(c: &mut Client) {
-    if let Ok((_, v)) = c.expect_call("on_chat", std::time::Duration::from_millis(300)).await {
+    if let Ok((_, v)) = c
+        .expect_call("on_chat", std::time::Duration::from_millis(300))
+        .await
+    {
         panic!("unexpected chat line {v:?}");
     }
 }

@@ -70,7 +70,12 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server with every transport on, running `plugin`.
-    pub async fn start(plugin: PathBuf, boot_entity: &str, services: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start(
+        plugin: PathBuf,
+        boot_entity: &str,
+        services: &[&str],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         init_logs();
         let dir = match tempfile::tempdir() {
             Ok(d) => d,

@@ -33,7 +33,11 @@ async fn two_players_chat(server: &TestServer, ta: Transport, tb: Transport, tag
                 from_b.push(text);
             }
         }
-        assert_eq!(from_a, ["a0", "a1", "a2", "a3", "a4"], "{who} saw ann's lines out of order");
+        assert_eq!(
+            from_a,
+            ["a0", "a1", "a2", "a3", "a4"],
+            "{who} saw ann's lines out of order"
+        );
         assert_eq!(from_b, ["b0"]);
         chat::assert_no_chat(c).await;
     }
@@ -43,14 +47,23 @@ async fn two_players_chat(server: &TestServer, ta: Transport, tb: Transport, tag
     let other = format!("other_{tag}");
     join(&mut b, &other).await;
     say(&mut a, "only a hears this").await;
-    assert_eq!(next_chat(&mut a).await, (na.clone(), room.clone(), "only a hears this".into()));
+    assert_eq!(
+        next_chat(&mut a).await,
+        (na.clone(), room.clone(), "only a hears this".into())
+    );
     say(&mut b, "only b hears this").await;
-    assert_eq!(next_chat(&mut b).await, (nb.clone(), other.clone(), "only b hears this".into()));
+    assert_eq!(
+        next_chat(&mut b).await,
+        (nb.clone(), other.clone(), "only b hears this".into())
+    );
     chat::assert_no_chat(&mut a).await;
     chat::assert_no_chat(&mut b).await;
 
     // The room attribute follows (own-client attribute pushed to b).
-    assert_eq!(chat::as_str(b.player_view().and_then(|v| v.attr("room"))), Some(other.as_str()));
+    assert_eq!(
+        chat::as_str(b.player_view().and_then(|v| v.attr("room"))),
+        Some(other.as_str())
+    );
     let (r, names) = chat::who(&mut a).await;
     assert_eq!((r, names), (room.clone(), vec![na.clone()]));
 }
@@ -90,7 +103,10 @@ async fn chat_across_transports_in_one_room() {
     }
     say(&mut k, "hello from kcp").await;
     for c in [&mut w, &mut t, &mut k] {
-        assert_eq!(next_chat(c).await, ("k3".into(), "mixed".into(), "hello from kcp".into()));
+        assert_eq!(
+            next_chat(c).await,
+            ("k3".into(), "mixed".into(), "hello from kcp".into())
+        );
     }
     let (_, mut names) = chat::who(&mut t).await;
     names.sort();
@@ -106,20 +122,33 @@ async fn wrong_password_and_taken_name_are_refused() {
     let mut b = server.connect(Transport::WebSocket).await;
     let (ok, msg) = chat::register(&mut b, "carol", "another").await;
     assert!(!ok, "a taken name must be refused");
-    assert!(msg.contains("taken"), "reason should say the name is taken: {msg}");
+    assert!(
+        msg.contains("taken"),
+        "reason should say the name is taken: {msg}"
+    );
     let (ok, msg) = chat::login(&mut b, "carol", "wrong-pass").await;
     assert!(!ok, "a wrong password must be refused");
     assert_eq!(msg, "wrong name or password");
-    assert_eq!(b.player_view().map(|v| v.type_name.as_str()), Some("Account"), "still not logged in");
+    assert_eq!(
+        b.player_view().map(|v| v.type_name.as_str()),
+        Some("Account"),
+        "still not logged in"
+    );
     let (ok, msg) = chat::login(&mut b, "nobody", "whatever").await;
-    assert!(!ok && msg == "wrong name or password", "unknown name: {msg}");
+    assert!(
+        !ok && msg == "wrong name or password",
+        "unknown name: {msg}"
+    );
     // Bad input is refused with a reason, not a crash.
     let (ok, _) = chat::register(&mut b, "not a valid name!", "pass").await;
     assert!(!ok);
     // The right password works, once.
     assert!(chat::login(&mut a, "carol", "right-pass").await.0);
     let (ok, msg) = chat::login(&mut b, "carol", "right-pass").await;
-    assert!(!ok && msg.contains("online"), "a second login of an online name is refused: {msg}");
+    assert!(
+        !ok && msg.contains("online"),
+        "a second login of an online name is refused: {msg}"
+    );
     server.server.shutdown().await;
 }
 
@@ -128,23 +157,38 @@ async fn client_cannot_call_server_only_or_unknown_methods() {
     let server = TestServer::chatroom().await;
     let mut a = chat::player(&server, Transport::Tcp, "dave").await;
     let req = chat::call_own(&mut a, "announce", ("I am the server now",)).await;
-    let (id, code, msg) = a.expect_error(WAIT).await.expect("an error for a server-only method");
+    let (id, code, msg) = a
+        .expect_error(WAIT)
+        .await
+        .expect("an error for a server-only method");
     assert_eq!((id, code), (req, ErrorCode::NotAllowed), "{msg}");
     let req = chat::call_own(&mut a, "no_such_method", ()).await;
-    let (id, code, _) = a.expect_error(WAIT).await.expect("an error for an unknown method");
+    let (id, code, _) = a
+        .expect_error(WAIT)
+        .await
+        .expect("an error for an unknown method");
     assert_eq!((id, code), (req, ErrorCode::NoSuchMethod));
     let req = a.call(999_999, "say", ("hi",)).await.expect("send");
-    let (id, code, _) = a.expect_error(WAIT).await.expect("an error for an unknown entity");
+    let (id, code, _) = a
+        .expect_error(WAIT)
+        .await
+        .expect("an error for an unknown entity");
     assert_eq!((id, code), (req, ErrorCode::NoSuchEntity));
     // Arguments of the wrong shape: the plugin refuses, the server stays up.
     let req = chat::call_own(&mut a, "say", (42, 43)).await;
-    let (id, code, _) = a.expect_error(WAIT).await.expect("an error for bad arguments");
+    let (id, code, _) = a
+        .expect_error(WAIT)
+        .await
+        .expect("an error for bad arguments");
     assert_eq!((id, code), (req, ErrorCode::CallFailed));
     // Another player's own-client method is not ours to call.
     let mut b: Client = chat::player(&server, Transport::WebSocket, "erin").await;
     let erin = b.player().expect("erin's avatar");
     let req = a.call(erin, "say", ("impersonating",)).await.expect("send");
-    let (id, code, _) = a.expect_error(WAIT).await.expect("an error for someone else's method");
+    let (id, code, _) = a
+        .expect_error(WAIT)
+        .await
+        .expect("an error for someone else's method");
     assert_eq!((id, code), (req, ErrorCode::NotAllowed));
     chat::assert_no_chat(&mut b).await;
     // Still serving.

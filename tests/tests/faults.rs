@@ -20,17 +20,26 @@ async fn a_looping_method_fails_within_the_deadline_and_others_keep_chatting() {
 
     let started = Instant::now();
     let req = chat::call_own(&mut looper, "spin", wyrm_client::NO_ARGS).await;
-    let (id, code, msg) = looper.expect_error(WAIT).await.expect("the looping call must fail");
+    let (id, code, msg) = looper
+        .expect_error(WAIT)
+        .await
+        .expect("the looping call must fail");
     let took = started.elapsed();
     assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
-    assert!(msg.contains("deadline"), "the error names the deadline: {msg}");
+    assert!(
+        msg.contains("deadline"),
+        "the error names the deadline: {msg}"
+    );
     // 200 ms deadline in the test config; generous bound for a loaded box.
     assert!(took < Duration::from_secs(3), "stopped after {took:?}");
 
     // The others keep chatting, and so does the looper.
     say(&mut a, "still alive?").await;
     for c in [&mut looper, &mut a, &mut b] {
-        assert_eq!(next_chat(c).await, ("amy".into(), "busy".into(), "still alive?".into()));
+        assert_eq!(
+            next_chat(c).await,
+            ("amy".into(), "busy".into(), "still alive?".into())
+        );
     }
     say(&mut looper, "sorry").await;
     assert_eq!(next_chat(&mut b).await.2, "sorry");
@@ -47,7 +56,10 @@ async fn a_panicking_method_fails_alone_and_a_fresh_instance_serves_on() {
     let avatar = p.player().expect("pat's avatar");
 
     let req = chat::call_own(&mut p, "boom", wyrm_client::NO_ARGS).await;
-    let (id, code, msg) = p.expect_error(WAIT).await.expect("the panicking call must fail");
+    let (id, code, msg) = p
+        .expect_error(WAIT)
+        .await
+        .expect("the panicking call must fail");
     assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
 
     // Host-owned state survived: bindings, tags, attributes, the Lobby's
@@ -55,11 +67,17 @@ async fn a_panicking_method_fails_alone_and_a_fresh_instance_serves_on() {
     assert_eq!(p.player(), Some(avatar));
     say(&mut p, "after the crash").await;
     for c in [&mut p, &mut q] {
-        assert_eq!(next_chat(c).await, ("pat".into(), "den".into(), "after the crash".into()));
+        assert_eq!(
+            next_chat(c).await,
+            ("pat".into(), "den".into(), "after the crash".into())
+        );
     }
     let (room, mut names) = chat::who(&mut q).await;
     names.sort();
-    assert_eq!((room.as_str(), names), ("den", vec!["pat".to_string(), "quinn".to_string()]));
+    assert_eq!(
+        (room.as_str(), names),
+        ("den", vec!["pat".to_string(), "quinn".to_string()])
+    );
     // Accounts live in host attributes: a new login still checks them.
     let mut r = server.connect(Transport::Kcp).await;
     let (ok, msg) = chat::login(&mut r, "pat", "wrong").await;
@@ -80,7 +98,10 @@ async fn oversized_frames_are_refused_and_the_connection_stays() {
         let mut frame = vec![0x02];
         frame.resize(100 * 1024, 0);
         c.send_raw_frame(&frame).await.expect("send");
-        let (_, code, msg) = c.expect_error(WAIT).await.expect("an error for the oversized frame");
+        let (_, code, msg) = c
+            .expect_error(WAIT)
+            .await
+            .expect("an error for the oversized frame");
         assert_eq!(code, ErrorCode::FrameTooLarge, "{t:?}: {msg}");
         // Still connected and served.
         let rtt = c.round_trip(WAIT).await;
@@ -97,23 +118,30 @@ async fn malformed_frames_close_only_that_connection() {
     let mut bystander = chat::player(&server, Transport::Tcp, "calm").await;
     join(&mut bystander, "calm").await;
     let bad_frames: [&[u8]; 3] = [
-        &[0x7e, 1, 2, 3],         // unknown frame type
-        &[0x01, 1, 0],            // a truncated Call
+        &[0x7e, 1, 2, 3],                                              // unknown frame type
+        &[0x01, 1, 0],                                                 // a truncated Call
         &[0x01, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0xff, 0xfe], // method name not UTF-8
     ];
     for t in [Transport::Tcp, Transport::WebSocket, Transport::Kcp] {
         for bad in bad_frames {
             let mut c = server.connect(t).await;
             c.send_raw_frame(bad).await.expect("send");
-            let (_, code, msg) = c.expect_error(WAIT).await.expect("an error for the malformed frame");
+            let (_, code, msg) = c
+                .expect_error(WAIT)
+                .await
+                .expect("an error for the malformed frame");
             assert_eq!(code, ErrorCode::Malformed, "{t:?}: {msg}");
-            c.expect_closed(WAIT).await.expect("the server closes a malformed connection");
+            c.expect_closed(WAIT)
+                .await
+                .expect("the server closes a malformed connection");
         }
     }
     // A zero-length frame on a stream transport is not the protocol either.
     let mut c = server.connect(Transport::Tcp).await;
     c.send_raw_bytes(&[0, 0, 0, 0]).await.expect("send");
-    c.expect_closed(WAIT).await.expect("closed after a zero-length frame");
+    c.expect_closed(WAIT)
+        .await
+        .expect("closed after a zero-length frame");
 
     say(&mut bystander, "unaffected").await;
     assert_eq!(next_chat(&mut bystander).await.2, "unaffected");
@@ -122,9 +150,14 @@ async fn malformed_frames_close_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_client_is_throttled_then_dropped_alone() {
-    let server = TestServer::start(wyrm_tests::chatroom_plugin(), "Account", &["Lobby"], |cfg| {
-        cfg.net.client_rate = 20;
-    })
+    let server = TestServer::start(
+        wyrm_tests::chatroom_plugin(),
+        "Account",
+        &["Lobby"],
+        |cfg| {
+            cfg.net.client_rate = 20;
+        },
+    )
     .await;
     let mut calm = chat::player(&server, Transport::WebSocket, "zen").await;
     join(&mut calm, "zen").await;
@@ -135,11 +168,17 @@ async fn a_flooding_client_is_throttled_then_dropped_alone() {
             break;
         }
         if i == 100 {
-            refused = matches!(flood.expect_error(WAIT).await, Ok((_, ErrorCode::Overloaded, _)));
+            refused = matches!(
+                flood.expect_error(WAIT).await,
+                Ok((_, ErrorCode::Overloaded, _))
+            );
         }
     }
     assert!(refused, "a client over its rate gets Overloaded errors");
-    flood.expect_closed(WAIT).await.expect("a client that keeps flooding is dropped");
+    flood
+        .expect_closed(WAIT)
+        .await
+        .expect("a client that keeps flooding is dropped");
     say(&mut calm, "fine here").await;
     assert_eq!(next_chat(&mut calm).await.2, "fine here");
     server.server.shutdown().await;

@@ -12,7 +12,10 @@ async fn get(addr: &str, path: &str) -> (String, String) {
     let mut body = String::new();
     s.read_to_string(&mut body).await.expect("read");
     let (head, body) = body.split_once("\r\n\r\n").unwrap_or((&body, ""));
-    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,9 +24,15 @@ async fn the_chat_page_is_served_beside_the_websocket() {
     let addr = server.addr(Transport::WebSocket);
     let (status, body) = get(&addr, "/").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.contains("<html") && body.contains("/ws"), "the chat page, which connects to /ws");
+    assert!(
+        body.contains("<html") && body.contains("/ws"),
+        "the chat page, which connects to /ws"
+    );
     let (status, _) = get(&addr, "/../../Cargo.toml").await;
-    assert_eq!(status, "HTTP/1.1 404 Not Found", "no path escapes the web root");
+    assert_eq!(
+        status, "HTTP/1.1 404 Not Found",
+        "no path escapes the web root"
+    );
     let (status, _) = get(&addr, "/missing.js").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     // And a WebSocket client still connects on the same port.

@@ -59,7 +59,12 @@ impl Attrs {
     }
 
     /// Appends to the list at `rest` inside attribute `index`.
-    pub fn append(&mut self, index: usize, rest: &[PathSegment], value: Value) -> Result<(), String> {
+    pub fn append(
+        &mut self,
+        index: usize,
+        rest: &[PathSegment],
+        value: Value,
+    ) -> Result<(), String> {
         attr::append(self.slot(index)?, rest, value)
     }
 

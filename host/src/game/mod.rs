@@ -72,10 +72,16 @@ impl Game {
             slots.push(PluginSlot { code, instance });
         }
         if types.find(&cfg.boot_entity).is_none() {
-            anyhow::bail!("[game] boot_entity {:?} is not an entity type of any plugin", cfg.boot_entity);
+            anyhow::bail!(
+                "[game] boot_entity {:?} is not an entity type of any plugin",
+                cfg.boot_entity
+            );
         }
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let passwords = passwords::PasswordPool::start(workers, inbox_tx).context("cannot start password threads")?;
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        let passwords = passwords::PasswordPool::start(workers, inbox_tx)
+            .context("cannot start password threads")?;
         let mut world = World::new(types, out, passwords);
         for s in &cfg.services {
             world
@@ -96,10 +102,17 @@ impl Game {
     pub fn run(mut self) {
         loop {
             let has_work = !self.world().work.is_empty();
-            let deadline = if has_work { Some(Instant::now()) } else { self.world().timers.next_due() };
+            let deadline = if has_work {
+                Some(Instant::now())
+            } else {
+                self.world().timers.next_due()
+            };
             let msg = match deadline {
                 Some(d) => self.inbox.recv_deadline(d),
-                None => self.inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                None => self
+                    .inbox
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
             };
             match msg {
                 Ok(ToGame::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
@@ -115,7 +128,9 @@ impl Game {
     fn world(&mut self) -> &mut World {
         // Invariant: the world is lent only inside `PluginInstance::run`,
         // which always hands it back before returning.
-        self.world.as_deref_mut().expect("world is lent only during a plugin call")
+        self.world
+            .as_deref_mut()
+            .expect("world is lent only during a plugin call")
     }
 
     fn handle(&mut self, msg: ToGame) {
@@ -133,8 +148,14 @@ impl Game {
                 entity,
                 method,
                 args,
-            } => self.world().client_call(client, req_id, entity, method, args),
-            ToGame::Continuation { entity, method, args } => {
+            } => self
+                .world()
+                .client_call(client, req_id, entity, method, args),
+            ToGame::Continuation {
+                entity,
+                method,
+                args,
+            } => {
                 self.world().work.push_back(world::Work::Call(world::Call {
                     entity,
                     method,
@@ -163,7 +184,10 @@ impl Game {
     fn run_one(&mut self, work: world::Work) {
         use world::Work;
         let (id, reply) = match &work {
-            Work::Created(id) | Work::Destroy(id) | Work::ClientConnected(id) | Work::ClientDisconnected(id) => (*id, None),
+            Work::Created(id)
+            | Work::Destroy(id)
+            | Work::ClientConnected(id)
+            | Work::ClientDisconnected(id) => (*id, None),
             Work::Call(c) => (c.entity, c.reply),
         };
         let target = match &work {
@@ -173,7 +197,8 @@ impl Game {
         let Some((plugin, entity)) = target else {
             if let Work::Call(c) = &work {
                 let msg = format!("entity {} is gone", c.entity);
-                self.world().reply_error(reply, ErrorCode::NoSuchEntity, msg);
+                self.world()
+                    .reply_error(reply, ErrorCode::NoSuchEntity, msg);
             }
             return;
         };
@@ -181,12 +206,22 @@ impl Game {
         self.world().current = Some(id);
         let slot = &mut self.plugins[plugin];
         let result = match work {
-            Work::Created(_) => slot.instance.run(&mut self.world, |g, s| g.call_created(s, entity)),
-            Work::Destroy(_) => slot.instance.run(&mut self.world, |g, s| g.call_destroyed(s, entity).map(Ok)),
-            Work::ClientConnected(_) => slot.instance.run(&mut self.world, |g, s| g.call_client_connected(s, entity).map(Ok)),
-            Work::ClientDisconnected(_) => slot.instance.run(&mut self.world, |g, s| g.call_client_disconnected(s, entity).map(Ok)),
+            Work::Created(_) => slot
+                .instance
+                .run(&mut self.world, |g, s| g.call_created(s, entity)),
+            Work::Destroy(_) => slot
+                .instance
+                .run(&mut self.world, |g, s| g.call_destroyed(s, entity).map(Ok)),
+            Work::ClientConnected(_) => slot.instance.run(&mut self.world, |g, s| {
+                g.call_client_connected(s, entity).map(Ok)
+            }),
+            Work::ClientDisconnected(_) => slot.instance.run(&mut self.world, |g, s| {
+                g.call_client_disconnected(s, entity).map(Ok)
+            }),
             Work::Call(c) => {
-                let r = slot.instance.call(&mut self.world, entity, &c.method, &c.args, c.caller);
+                let r = slot
+                    .instance
+                    .call(&mut self.world, entity, &c.method, &c.args, c.caller);
                 if let Ok(Err(e)) = &r {
                     tracing::debug!(entity = id, method = %c.method, "call returned an error: {e}");
                 }
@@ -196,9 +231,12 @@ impl Game {
         self.world().current = None;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => self.world().reply_error(reply, ErrorCode::CallFailed, message),
+            Ok(Err(message)) => self
+                .world()
+                .reply_error(reply, ErrorCode::CallFailed, message),
             Err(fault) => {
-                self.world().reply_error(reply, ErrorCode::PluginFault, fault.to_string());
+                self.world()
+                    .reply_error(reply, ErrorCode::PluginFault, fault.to_string());
                 self.recover(plugin, &fault);
             }
         }
@@ -209,22 +247,33 @@ impl Game {
     /// is untouched; private state starts fresh.
     fn recover(&mut self, plugin: usize, fault: &Fault) {
         let slot = &mut self.plugins[plugin];
-        tracing::error!(plugin = slot.code.name(), "{fault}; starting a fresh instance");
+        tracing::error!(
+            plugin = slot.code.name(),
+            "{fault}; starting a fresh instance"
+        );
         let started = Instant::now();
         let mut fresh = match slot.code.instantiate() {
             Ok(i) => i,
             Err(e) => {
-                tracing::error!(plugin = slot.code.name(), "cannot start a fresh instance, calls will keep failing: {e:#}");
+                tracing::error!(
+                    plugin = slot.code.name(),
+                    "cannot start a fresh instance, calls will keep failing: {e:#}"
+                );
                 return;
             }
         };
         let states = self.world().fresh_states_of(plugin);
         let count = states.len();
         let version = fresh.info().version.clone();
-        match fresh.run(&mut self.world, |g, s| g.call_import_entities(s, &version, &states)) {
+        match fresh.run(&mut self.world, |g, s| {
+            g.call_import_entities(s, &version, &states)
+        }) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(plugin, "fresh instance refused its entities: {e}"),
-            Err(f) => tracing::error!(plugin, "fresh instance faulted taking over its entities: {f}"),
+            Err(f) => tracing::error!(
+                plugin,
+                "fresh instance faulted taking over its entities: {f}"
+            ),
         }
         let slot = &mut self.plugins[plugin];
         slot.instance = fresh;
@@ -234,11 +283,16 @@ impl Game {
 
 /// Starts `game` on its own thread.
 pub fn spawn(game: Game) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("wyrm-game".into()).spawn(move || game.run())
+    std::thread::Builder::new()
+        .name("wyrm-game".into())
+        .spawn(move || game.run())
 }
 
 /// Loads every configured plugin (building Rust crates from source first).
-pub fn load_plugins(runtime: &PluginRuntime, cfg: &crate::config::Config) -> anyhow::Result<Vec<PluginCode<World>>> {
+pub fn load_plugins(
+    runtime: &PluginRuntime,
+    cfg: &crate::config::Config,
+) -> anyhow::Result<Vec<PluginCode<World>>> {
     let mut out = Vec::new();
     for p in &cfg.plugins {
         let wasm = if p.source.is_dir() {
@@ -254,4 +308,3 @@ pub fn load_plugins(runtime: &PluginRuntime, cfg: &crate::config::Config) -> any
     }
     Ok(out)
 }
-

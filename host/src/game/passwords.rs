@@ -84,7 +84,11 @@ fn run(job: Job) -> (Vec<u8>, Continuation) {
         }
         Job::Verify(password, hash, cont) => {
             let ok = PasswordHash::new(&hash)
-                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
                 .unwrap_or(false);
             let _ = rmp::encode::write_bool(&mut args, ok);
             cont

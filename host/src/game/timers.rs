@@ -106,7 +106,10 @@ mod tests {
     fn fires_in_order_repeats_and_cancels() {
         let mut t = Timers::default();
         let a = t.arm(Duration::from_millis(20), timer(1, None));
-        t.arm(Duration::from_millis(10), timer(2, Some(Duration::from_millis(10))));
+        t.arm(
+            Duration::from_millis(10),
+            timer(2, Some(Duration::from_millis(10))),
+        );
         let mut out = Vec::new();
         t.take_due(Instant::now() + Duration::from_millis(25), &mut out);
         let mut fired: Vec<_> = out.iter().map(|t| t.entity).collect();

@@ -48,7 +48,11 @@ impl TypeRegistry {
     pub fn add_plugin(&mut self, plugin: usize, info: &PluginInfo) -> anyhow::Result<()> {
         for (kind, t) in info.entity_types.iter().enumerate() {
             if self.by_name.contains_key(&t.name) {
-                anyhow::bail!("entity type {} is declared by more than one plugin (again by {})", t.name, info.name);
+                anyhow::bail!(
+                    "entity type {} is declared by more than one plugin (again by {})",
+                    t.name,
+                    info.name
+                );
             }
             let mut attr_index = HashMap::new();
             for (i, a) in t.attrs.iter().enumerate() {
@@ -56,7 +60,11 @@ impl TypeRegistry {
                     anyhow::bail!("entity type {} declares attribute {} twice", t.name, a.name);
                 }
             }
-            let methods = t.methods.iter().map(|m| (m.name.clone(), m.exposure)).collect();
+            let methods = t
+                .methods
+                .iter()
+                .map(|m| (m.name.clone(), m.exposure))
+                .collect();
             self.by_name.insert(t.name.clone(), self.types.len());
             self.types.push(EntityTypeInfo {
                 name: t.name.clone(),

@@ -81,7 +81,11 @@ pub struct World {
 }
 
 impl World {
-    pub(super) fn new(types: TypeRegistry, out: UnboundedSender<ToDispatcher>, passwords: PasswordPool) -> Self {
+    pub(super) fn new(
+        types: TypeRegistry,
+        out: UnboundedSender<ToDispatcher>,
+        passwords: PasswordPool,
+    ) -> Self {
         Self {
             types,
             entities: HashMap::new(),
@@ -137,7 +141,11 @@ impl World {
     // ---- clients ----
 
     /// A client connected: create its boot entity and bind it.
-    pub(super) fn connect_client(&mut self, client: ClientId, boot_type: &str) -> Result<EntityId, String> {
+    pub(super) fn connect_client(
+        &mut self,
+        client: ClientId,
+        boot_type: &str,
+    ) -> Result<EntityId, String> {
         let id = self.create_entity(boot_type, &[])?;
         self.bind(client, id);
         self.work.push_back(Work::ClientConnected(id));
@@ -156,10 +164,21 @@ impl World {
     }
 
     /// Checks a client's call and queues it, or answers with an error.
-    pub(super) fn client_call(&mut self, client: ClientId, req_id: u32, entity: EntityId, method: String, args: Vec<u8>) {
+    pub(super) fn client_call(
+        &mut self,
+        client: ClientId,
+        req_id: u32,
+        entity: EntityId,
+        method: String,
+        args: Vec<u8>,
+    ) {
         let reply = Some(Reply { client, req_id });
         let Some(target) = self.entities.get(&entity) else {
-            return self.reply_error(reply, ErrorCode::NoSuchEntity, format!("no entity {entity}"));
+            return self.reply_error(
+                reply,
+                ErrorCode::NoSuchEntity,
+                format!("no entity {entity}"),
+            );
         };
         let t = self.types.get(target.ty);
         let own = target.client == Some(client);
@@ -174,12 +193,20 @@ impl World {
             Exposure::AllClients => true,
         };
         if !allowed {
-            let who = if matches!(exposure, Exposure::Server) { "the server" } else { "its own client" };
+            let who = if matches!(exposure, Exposure::Server) {
+                "the server"
+            } else {
+                "its own client"
+            };
             let msg = format!("{}.{method} may only be called by {who}", t.name);
             return self.reply_error(reply, ErrorCode::NotAllowed, msg);
         }
         let caller = Caller {
-            kind: if own { CallerKind::OwnClient } else { CallerKind::OtherClient },
+            kind: if own {
+                CallerKind::OwnClient
+            } else {
+                CallerKind::OtherClient
+            },
             entity: self.clients.get(&client).copied(),
         };
         self.work.push_back(Work::Call(Call {
@@ -194,7 +221,14 @@ impl World {
     /// Tells a client its request failed.
     pub(super) fn reply_error(&self, reply: Option<Reply>, code: ErrorCode, message: String) {
         if let Some(Reply { client, req_id }) = reply {
-            self.send(client, &ServerFrame::Error { req_id, code, message });
+            self.send(
+                client,
+                &ServerFrame::Error {
+                    req_id,
+                    code,
+                    message,
+                },
+            );
         }
     }
 
@@ -246,7 +280,10 @@ impl World {
         if let Some(client) = e.client {
             self.clients.remove(&client);
             self.send(client, &ServerFrame::Destroy { entity: id });
-            self.to_gate(ToGate::Bind { client, entity: None });
+            self.to_gate(ToGate::Bind {
+                client,
+                entity: None,
+            });
         }
         self.timers.cancel_entity(id);
         self.services.retain(|_, s| *s != id);
@@ -290,18 +327,35 @@ impl World {
 
     /// Resolves an attribute path's first step; returns the entity, the
     /// attribute's index and flags.
-    fn attr_target(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(&mut Entity, usize, AttrFlags), String> {
-        let e = self.entities.get_mut(&id).ok_or_else(|| format!("no entity {id}"))?;
+    fn attr_target(
+        &mut self,
+        id: EntityId,
+        path: &[PathSegment],
+    ) -> Result<(&mut Entity, usize, AttrFlags), String> {
+        let e = self
+            .entities
+            .get_mut(&id)
+            .ok_or_else(|| format!("no entity {id}"))?;
         let t = self.types.get(e.ty);
         let Some(PathSegment::Key(name)) = path.first() else {
             return Err("an attribute path starts with the attribute's name".into());
         };
-        let index = t.attr(name).ok_or_else(|| format!("{} declares no attribute {name:?}", t.name))?;
+        let index = t
+            .attr(name)
+            .ok_or_else(|| format!("{} declares no attribute {name:?}", t.name))?;
         Ok((e, index, t.attrs[index].1))
     }
 
     /// Pushes a change to the entity's owner if the attribute is visible.
-    fn push_attr(&self, client: Option<ClientId>, flags: AttrFlags, id: EntityId, op: AttrOp, path: &[PathSegment], value: &[u8]) {
+    fn push_attr(
+        &self,
+        client: Option<ClientId>,
+        flags: AttrFlags,
+        id: EntityId,
+        op: AttrOp,
+        path: &[PathSegment],
+        value: &[u8],
+    ) {
         let Some(client) = client else { return };
         if !client_visible(flags) {
             return;
@@ -349,7 +403,8 @@ fn client_visible(flags: AttrFlags) -> bool {
 /// Decodes exactly one MessagePack value.
 fn decode_value(bytes: &[u8]) -> Result<Value, String> {
     let mut cur = bytes;
-    let v = rmpv::decode::read_value(&mut cur).map_err(|e| format!("invalid MessagePack value: {e}"))?;
+    let v = rmpv::decode::read_value(&mut cur)
+        .map_err(|e| format!("invalid MessagePack value: {e}"))?;
     if !cur.is_empty() {
         return Err("trailing bytes after a MessagePack value".into());
     }
@@ -358,7 +413,10 @@ fn decode_value(bytes: &[u8]) -> Result<Value, String> {
 
 impl GameHost for World {
     fn create_entity(&mut self, type_name: &str, attrs: &[u8]) -> Result<EntityId, String> {
-        let ty = self.types.find(type_name).ok_or_else(|| format!("no entity type {type_name:?}"))?;
+        let ty = self
+            .types
+            .find(type_name)
+            .ok_or_else(|| format!("no entity type {type_name:?}"))?;
         let t = self.types.get(ty);
         let mut values = Attrs::new(t.attrs.len());
         if !attrs.is_empty() {
@@ -367,7 +425,9 @@ impl GameHost for World {
             };
             for (k, v) in entries {
                 let name = k.as_str().ok_or("attribute names must be strings")?;
-                let index = t.attr(name).ok_or_else(|| format!("{type_name} declares no attribute {name:?}"))?;
+                let index = t
+                    .attr(name)
+                    .ok_or_else(|| format!("{type_name} declares no attribute {name:?}"))?;
                 values.set(index, &[], v)?;
             }
         }
@@ -387,7 +447,10 @@ impl GameHost for World {
     }
 
     fn destroy_entity(&mut self, id: EntityId) -> Result<(), String> {
-        let e = self.entities.get_mut(&id).ok_or_else(|| format!("no entity {id}"))?;
+        let e = self
+            .entities
+            .get_mut(&id)
+            .ok_or_else(|| format!("no entity {id}"))?;
         if !e.doomed {
             e.doomed = true;
             self.work.push_back(Work::Destroy(id));
@@ -396,7 +459,9 @@ impl GameHost for World {
     }
 
     fn entity_type(&mut self, id: EntityId) -> Option<String> {
-        self.entities.get(&id).map(|e| self.types.get(e.ty).name.clone())
+        self.entities
+            .get(&id)
+            .map(|e| self.types.get(e.ty).name.clone())
     }
 
     fn service(&mut self, type_name: &str) -> Option<EntityId> {
@@ -460,7 +525,10 @@ impl GameHost for World {
             .ok_or_else(|| format!("no entity {from}"))?
             .client
             .ok_or_else(|| format!("entity {from} has no client"))?;
-        let target = self.entities.get(&to).ok_or_else(|| format!("no entity {to}"))?;
+        let target = self
+            .entities
+            .get(&to)
+            .ok_or_else(|| format!("no entity {to}"))?;
         if target.client.is_some() {
             return Err(format!("entity {to} already has a client"));
         }
@@ -477,7 +545,12 @@ impl GameHost for World {
         Ok(())
     }
 
-    fn set_client_tag(&mut self, id: EntityId, key: String, value: Option<String>) -> Result<(), String> {
+    fn set_client_tag(
+        &mut self,
+        id: EntityId,
+        key: String,
+        value: Option<String>,
+    ) -> Result<(), String> {
         let client = self
             .entities
             .get(&id)
@@ -514,7 +587,12 @@ impl GameHost for World {
         Ok(())
     }
 
-    fn attr_append(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String> {
+    fn attr_append(
+        &mut self,
+        id: EntityId,
+        path: &[PathSegment],
+        value: &[u8],
+    ) -> Result<(), String> {
         let v = decode_value(value)?;
         let (e, index, flags) = self.attr_target(id, path)?;
         e.attrs.append(index, &path[1..], v)?;
@@ -523,11 +601,24 @@ impl GameHost for World {
         Ok(())
     }
 
-    fn set_timer(&mut self, id: EntityId, delay_ms: u32, repeat: bool, method: String, args: Vec<u8>) -> Result<u64, String> {
-        let e = self.entities.get(&id).ok_or_else(|| format!("no entity {id}"))?;
+    fn set_timer(
+        &mut self,
+        id: EntityId,
+        delay_ms: u32,
+        repeat: bool,
+        method: String,
+        args: Vec<u8>,
+    ) -> Result<u64, String> {
+        let e = self
+            .entities
+            .get(&id)
+            .ok_or_else(|| format!("no entity {id}"))?;
         let t = self.types.get(e.ty);
         if t.method(&method).is_none() {
-            return Err(format!("{} has no method {method:?} for a timer to call", t.name));
+            return Err(format!(
+                "{} has no method {method:?} for a timer to call",
+                t.name
+            ));
         }
         if repeat && delay_ms == 0 {
             return Err("a repeating timer needs a delay of at least 1 ms".into());
@@ -554,7 +645,14 @@ impl GameHost for World {
         }
     }
 
-    fn verify_password(&mut self, id: EntityId, password: String, hash: String, method: String, context: Vec<u8>) {
+    fn verify_password(
+        &mut self,
+        id: EntityId,
+        password: String,
+        hash: String,
+        method: String,
+        context: Vec<u8>,
+    ) {
         if let Some(cont) = self.continuation(id, method, context) {
             self.passwords.verify(password, hash, cont);
         }

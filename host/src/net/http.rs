@@ -28,10 +28,12 @@ impl Request {
 
     /// Whether this asks for a WebSocket upgrade.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-            && self
-                .header("connection")
-                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        self.header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+            && self.header("connection").is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
     }
 }
 
@@ -69,13 +71,28 @@ fn parse_head(head: &[u8]) -> Option<Request> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Some(Request { method, path, headers })
+    Some(Request {
+        method,
+        path,
+        headers,
+    })
 }
 
 /// Answers a plain HTTP request from `web_root`, then closes.
-pub async fn serve_file(stream: &mut TcpStream, req: &Request, web_root: Option<&Path>) -> std::io::Result<()> {
+pub async fn serve_file(
+    stream: &mut TcpStream,
+    req: &Request,
+    web_root: Option<&Path>,
+) -> std::io::Result<()> {
     if req.method != "GET" && req.method != "HEAD" {
-        return respond(stream, "405 Method Not Allowed", "text/plain", b"method not allowed\n", req).await;
+        return respond(
+            stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"method not allowed\n",
+            req,
+        )
+        .await;
     }
     let Some(file) = web_root.and_then(|root| resolve(root, &req.path)) else {
         return respond(stream, "404 Not Found", "text/plain", b"not found\n", req).await;
@@ -117,7 +134,13 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8], req: &Request) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &[u8],
+    req: &Request,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
         body.len()
@@ -137,7 +160,10 @@ mod tests {
     fn resolve_refuses_escapes() {
         let root = Path::new("/srv/web");
         assert_eq!(resolve(root, "/../etc/passwd"), None);
-        assert_eq!(resolve(root, "/a/b.js?x=1"), Some(PathBuf::from("/srv/web/a/b.js")));
+        assert_eq!(
+            resolve(root, "/a/b.js?x=1"),
+            Some(PathBuf::from("/srv/web/a/b.js"))
+        );
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub trait FrameConn: Send + 'static {
     /// a cancelled call loses no bytes.
     fn recv(&mut self) -> impl Future<Output = Result<Option<Inbound>, NetError>> + Send;
 
-    /// Sends one frame.
-    fn send(&mut self, frame: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Sends one frame (shared bytes: a fan-out frame is not copied).
+    fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Closes the connection, flushing what was sent.
     fn close(&mut self) -> impl Future<Output = ()> + Send;

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_kcp::{KcpConfig, KcpListener, KcpNoDelayConfig, KcpStream};
@@ -38,7 +39,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameConn for StreamCon
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => return Ok(Some(Inbound::Frame(frame.freeze()))),
                 Ok(None) => {}
-                Err(FrameError::TooLarge { len, .. }) => return Ok(Some(Inbound::TooLarge { len })),
+                Err(FrameError::TooLarge { len, .. }) => {
+                    return Ok(Some(Inbound::TooLarge { len }))
+                }
                 Err(e @ FrameError::BadLength(_)) => return Err(NetError::Framing(e.to_string())),
             }
             // read_buf appends into the decoder's buffer: cancel-safe.
@@ -48,9 +51,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameConn for StreamCon
         }
     }
 
-    async fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         self.out.clear();
-        wyrm_protocol::write_prefixed(&mut self.out, frame);
+        wyrm_protocol::write_prefixed(&mut self.out, &frame);
         self.io.write_all(&self.out).await?;
         self.io.flush().await?;
         if self.out.capacity() > 16 * 1024 {

@@ -48,7 +48,11 @@ fn ws_config(max_frame: usize) -> WebSocketConfig {
 
 /// Handles a new HTTP connection: serves a file and closes, or upgrades to a
 /// WebSocket and returns it.
-pub async fn accept_http(mut stream: TcpStream, web_root: Option<&Path>, max_frame: usize) -> io::Result<Option<WsConn>> {
+pub async fn accept_http(
+    mut stream: TcpStream,
+    web_root: Option<&Path>,
+    max_frame: usize,
+) -> io::Result<Option<WsConn>> {
     let _ = stream.set_nodelay(true);
     let Ok(head) = tokio::time::timeout(HEAD_TIMEOUT, http::read_request(&mut stream)).await else {
         return Ok(None);
@@ -63,7 +67,9 @@ pub async fn accept_http(mut stream: TcpStream, web_root: Option<&Path>, max_fra
     let key = req.header("sec-websocket-key").unwrap_or_default();
     if req.path.split('?').next() != Some("/ws") || key.is_empty() {
         stream
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
             .await?;
         return Ok(None);
     }
@@ -93,19 +99,25 @@ impl FrameConn for WsConn {
                 Some(Err(e)) => return Err(NetError::Framing(e.to_string())),
             };
             match msg {
-                Message::Binary(b) if b.len() > self.max_frame => return Ok(Some(Inbound::TooLarge { len: b.len() })),
-                Message::Binary(b) => return Ok(Some(Inbound::Frame(Bytes::from(b)))),
+                Message::Binary(b) if b.len() > self.max_frame => {
+                    return Ok(Some(Inbound::TooLarge { len: b.len() }))
+                }
+                Message::Binary(b) => return Ok(Some(Inbound::Frame(b))),
                 Message::Close(_) => return Ok(None),
                 // tungstenite answers pings itself; text is not our protocol.
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                Message::Text(_) => return Err(NetError::Framing("text message: the protocol is binary".into())),
+                Message::Text(_) => {
+                    return Err(NetError::Framing(
+                        "text message: the protocol is binary".into(),
+                    ))
+                }
             }
         }
     }
 
-    async fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         self.ws
-            .send(Message::Binary(Bytes::copy_from_slice(frame).into()))
+            .send(Message::Binary(frame))
             .await
             .map_err(|e| match e {
                 WsError::Io(e) => e,

@@ -46,9 +46,14 @@ pub fn build_rust_plugin(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Resul
     if !opts.features.is_empty() {
         cmd.arg("--features").arg(opts.features.join(","));
     }
-    let status = cmd.status().with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
     if !status.success() {
-        bail!("building plugin {name} in {} failed ({status}); see cargo's output above", crate_dir.display());
+        bail!(
+            "building plugin {name} in {} failed ({status}); see cargo's output above",
+            crate_dir.display()
+        );
     }
     let profile = if opts.debug { "debug" } else { "release" };
     let wasm = target_dir
@@ -56,16 +61,24 @@ pub fn build_rust_plugin(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Resul
         .join(profile)
         .join(format!("{}.wasm", name.replace('-', "_")));
     if !wasm.is_file() {
-        bail!("cargo built plugin {name} but {} is missing: is its crate-type \"cdylib\"?", wasm.display());
+        bail!(
+            "cargo built plugin {name} but {} is missing: is its crate-type \"cdylib\"?",
+            wasm.display()
+        );
     }
     tracing::info!(plugin = %name, wasm = %wasm.display(), elapsed = ?started.elapsed(), "plugin built");
     Ok(wasm)
 }
 
 fn package_name(manifest: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("{} is not a Rust crate (cannot read it)", manifest.display()))?;
-    let doc: toml::Table = toml::from_str(&text).with_context(|| format!("invalid {}", manifest.display()))?;
+    let text = std::fs::read_to_string(manifest).with_context(|| {
+        format!(
+            "{} is not a Rust crate (cannot read it)",
+            manifest.display()
+        )
+    })?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid {}", manifest.display()))?;
     doc.get("package")
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
@@ -76,21 +89,41 @@ fn package_name(manifest: &Path) -> anyhow::Result<String> {
 /// Plugins build into their own target folder beside the workspace's, one per
 /// feature set, so builds never wait on the host's build lock and two
 /// feature sets of one crate never overwrite each other's output.
-fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path, features: &[String]) -> anyhow::Result<PathBuf> {
+fn plugin_target_dir(
+    cargo: &std::ffi::OsStr,
+    manifest: &Path,
+    features: &[String],
+) -> anyhow::Result<PathBuf> {
     let out = Command::new(cargo)
-        .args(["locate-project", "--workspace", "--message-format", "plain", "--manifest-path"])
+        .args([
+            "locate-project",
+            "--workspace",
+            "--message-format",
+            "plain",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .output()
         .context("cannot run cargo locate-project")?;
     if !out.status.success() {
-        bail!("cargo cannot find the workspace of {}: {}", manifest.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "cargo cannot find the workspace of {}: {}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let root_manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let root = root_manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = root_manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut dir = String::from("plugins");
     for f in features {
         dir.push('-');
-        dir.extend(f.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
+        dir.extend(
+            f.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+        );
     }
     Ok(root.join("target").join(dir))
 }
@@ -98,10 +131,15 @@ fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path, features: &[Strin
 /// Adds the guest target with rustup when it is missing; rustup on some
 /// machines does not add targets on its own.
 fn ensure_target() -> anyhow::Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
         Ok(out) if out.status.success() => {
-            if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == GUEST_TARGET) {
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == GUEST_TARGET)
+            {
                 return Ok(());
             }
         }

@@ -14,7 +14,12 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// Loads `wasm` as a component, from the cache in `dir` when possible.
-pub(crate) fn load_component(engine: &Engine, dir: &Path, wasm: &[u8], label: &str) -> anyhow::Result<Component> {
+pub(crate) fn load_component(
+    engine: &Engine,
+    dir: &Path,
+    wasm: &[u8],
+    label: &str,
+) -> anyhow::Result<Component> {
     let path = artifact_path(engine, dir, wasm);
     if path.exists() {
         let started = Instant::now();
@@ -26,7 +31,9 @@ pub(crate) fn load_component(engine: &Engine, dir: &Path, wasm: &[u8], label: &s
                 tracing::info!(plugin = label, artifact = %path.display(), elapsed = ?started.elapsed(), "loaded cached compiled plugin");
                 return Ok(c);
             }
-            Err(e) => tracing::warn!(plugin = label, artifact = %path.display(), "cached artifact unusable, recompiling: {e:#}"),
+            Err(e) => {
+                tracing::warn!(plugin = label, artifact = %path.display(), "cached artifact unusable, recompiling: {e:#}")
+            }
         }
     }
     let started = Instant::now();
@@ -35,20 +42,32 @@ pub(crate) fn load_component(engine: &Engine, dir: &Path, wasm: &[u8], label: &s
         .with_context(|| format!("plugin {label} is not a valid WebAssembly component"))?;
     tracing::info!(plugin = label, elapsed = ?started.elapsed(), "compiled plugin");
     if let Err(e) = store(&component, &path) {
-        tracing::warn!(plugin = label, "could not cache compiled plugin at {}: {e:#}", path.display());
+        tracing::warn!(
+            plugin = label,
+            "could not cache compiled plugin at {}: {e:#}",
+            path.display()
+        );
     }
     Ok(component)
 }
 
 fn artifact_path(engine: &Engine, dir: &Path, wasm: &[u8]) -> PathBuf {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let digest = Sha256::digest(wasm);
-    dir.join(format!("{}-{:016x}.cwasm", hex::encode(&digest[..16]), engine_hash.finish()))
+    dir.join(format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(&digest[..16]),
+        engine_hash.finish()
+    ))
 }
 
 fn store(component: &Component, path: &Path) -> anyhow::Result<()> {
-    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

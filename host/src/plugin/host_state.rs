@@ -28,15 +28,39 @@ pub trait GameHost: Send + 'static {
     fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>);
     fn broadcast(&mut self, method: String, args: Vec<u8>);
     fn give_client_to(&mut self, from: EntityId, to: EntityId) -> Result<(), String>;
-    fn set_client_tag(&mut self, id: EntityId, key: String, value: Option<String>) -> Result<(), String>;
+    fn set_client_tag(
+        &mut self,
+        id: EntityId,
+        key: String,
+        value: Option<String>,
+    ) -> Result<(), String>;
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String>;
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
     fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String>;
-    fn attr_append(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
-    fn set_timer(&mut self, id: EntityId, delay_ms: u32, repeat: bool, method: String, args: Vec<u8>) -> Result<u64, String>;
+    fn attr_append(
+        &mut self,
+        id: EntityId,
+        path: &[PathSegment],
+        value: &[u8],
+    ) -> Result<(), String>;
+    fn set_timer(
+        &mut self,
+        id: EntityId,
+        delay_ms: u32,
+        repeat: bool,
+        method: String,
+        args: Vec<u8>,
+    ) -> Result<u64, String>;
     fn cancel_timer(&mut self, timer: u64) -> bool;
     fn hash_password(&mut self, id: EntityId, password: String, method: String, context: Vec<u8>);
-    fn verify_password(&mut self, id: EntityId, password: String, hash: String, method: String, context: Vec<u8>);
+    fn verify_password(
+        &mut self,
+        id: EntityId,
+        password: String,
+        hash: String,
+        method: String,
+        context: Vec<u8>,
+    );
 }
 
 /// A plugin store's data.
@@ -115,33 +139,73 @@ impl<W: GameHost> HostImports for HostState<W> {
     fn give_client_to(&mut self, from: EntityId, to: EntityId) -> R<Result<(), String>> {
         Ok(self.world()?.give_client_to(from, to))
     }
-    fn set_client_tag(&mut self, id: EntityId, key: String, value: Option<String>) -> R<Result<(), String>> {
+    fn set_client_tag(
+        &mut self,
+        id: EntityId,
+        key: String,
+        value: Option<String>,
+    ) -> R<Result<(), String>> {
         Ok(self.world()?.set_client_tag(id, key, value))
     }
-    fn attr_get(&mut self, id: EntityId, path: Vec<PathSegment>) -> R<Result<Option<Vec<u8>>, String>> {
+    fn attr_get(
+        &mut self,
+        id: EntityId,
+        path: Vec<PathSegment>,
+    ) -> R<Result<Option<Vec<u8>>, String>> {
         Ok(self.world()?.attr_get(id, &path))
     }
-    fn attr_set(&mut self, id: EntityId, path: Vec<PathSegment>, value: Vec<u8>) -> R<Result<(), String>> {
+    fn attr_set(
+        &mut self,
+        id: EntityId,
+        path: Vec<PathSegment>,
+        value: Vec<u8>,
+    ) -> R<Result<(), String>> {
         Ok(self.world()?.attr_set(id, &path, &value))
     }
     fn attr_delete(&mut self, id: EntityId, path: Vec<PathSegment>) -> R<Result<(), String>> {
         Ok(self.world()?.attr_delete(id, &path))
     }
-    fn attr_append(&mut self, id: EntityId, path: Vec<PathSegment>, value: Vec<u8>) -> R<Result<(), String>> {
+    fn attr_append(
+        &mut self,
+        id: EntityId,
+        path: Vec<PathSegment>,
+        value: Vec<u8>,
+    ) -> R<Result<(), String>> {
         Ok(self.world()?.attr_append(id, &path, &value))
     }
-    fn set_timer(&mut self, id: EntityId, delay_ms: u32, repeat: bool, method: String, args: Vec<u8>) -> R<Result<u64, String>> {
+    fn set_timer(
+        &mut self,
+        id: EntityId,
+        delay_ms: u32,
+        repeat: bool,
+        method: String,
+        args: Vec<u8>,
+    ) -> R<Result<u64, String>> {
         Ok(self.world()?.set_timer(id, delay_ms, repeat, method, args))
     }
     fn cancel_timer(&mut self, timer: u64) -> R<bool> {
         Ok(self.world()?.cancel_timer(timer))
     }
-    fn hash_password(&mut self, id: EntityId, password: String, method: String, context: Vec<u8>) -> R<()> {
+    fn hash_password(
+        &mut self,
+        id: EntityId,
+        password: String,
+        method: String,
+        context: Vec<u8>,
+    ) -> R<()> {
         self.world()?.hash_password(id, password, method, context);
         Ok(())
     }
-    fn verify_password(&mut self, id: EntityId, password: String, hash: String, method: String, context: Vec<u8>) -> R<()> {
-        self.world()?.verify_password(id, password, hash, method, context);
+    fn verify_password(
+        &mut self,
+        id: EntityId,
+        password: String,
+        hash: String,
+        method: String,
+        context: Vec<u8>,
+    ) -> R<()> {
+        self.world()?
+            .verify_password(id, password, hash, method, context);
         Ok(())
     }
     fn log(&mut self, level: LogLevel, message: String) -> R<()> {

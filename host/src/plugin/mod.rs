@@ -49,7 +49,10 @@ pub struct Limits {
 pub enum Fault {
     /// The call ran past its deadline and was stopped.
     #[error("plugin {plugin} ran past its {deadline:?} deadline and was stopped")]
-    Deadline { plugin: Arc<str>, deadline: Duration },
+    Deadline {
+        plugin: Arc<str>,
+        deadline: Duration,
+    },
     /// The guest trapped (a panic, an out-of-bounds access, out of memory…).
     #[error("plugin {plugin} trapped: {reason}")]
     Trap { plugin: Arc<str>, reason: String },
@@ -97,22 +100,28 @@ impl PluginRuntime {
     /// Compiles (or loads from cache) the component at `wasm` and prepares
     /// it for instantiation.
     pub fn load<W: GameHost>(&self, name: &str, wasm: &Path) -> anyhow::Result<PluginCode<W>> {
-        let bytes = std::fs::read(wasm).with_context(|| format!("cannot read plugin {name} at {}", wasm.display()))?;
+        let bytes = std::fs::read(wasm)
+            .with_context(|| format!("cannot read plugin {name} at {}", wasm.display()))?;
         self.load_bytes(name, &bytes)
     }
 
     /// Like [`load`](Self::load), from bytes in memory.
-    pub fn load_bytes<W: GameHost>(&self, name: &str, wasm: &[u8]) -> anyhow::Result<PluginCode<W>> {
+    pub fn load_bytes<W: GameHost>(
+        &self,
+        name: &str,
+        wasm: &[u8],
+    ) -> anyhow::Result<PluginCode<W>> {
         let component = cache::load_component(&self.engine, &self.cache_dir, wasm, name)?;
         let mut linker: Linker<HostState<W>> = Linker::new(&self.engine);
         let wasm_err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(wasm_err)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("plugin {name} does not fit the wyrm:game world: {e:#}"))?;
-        let pre = bindings::PluginPre::new(pre)
-            .map_err(|e| anyhow::anyhow!("plugin {name} does not export wyrm:game/entities@0.1.0: {e:#}"))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!("plugin {name} does not fit the wyrm:game world: {e:#}")
+        })?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| {
+            anyhow::anyhow!("plugin {name} does not export wyrm:game/entities@0.1.0: {e:#}")
+        })?;
         Ok(PluginCode {
             name: name.into(),
             pre,
@@ -152,7 +161,10 @@ impl<W: GameHost> PluginCode<W> {
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limits, wasi));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(self.name.clone(), limits, wasi),
+        );
         store.limiter(|s| &mut s.limits);
         let mut instance = PluginInstance {
             name: self.name.clone(),

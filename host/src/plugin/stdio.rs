@@ -50,14 +50,22 @@ impl LineLogger {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end();
         if !text.is_empty() {
-            tracing::warn!(plugin = &*self.out.plugin, stream = self.out.stream, "{text}");
+            tracing::warn!(
+                plugin = &*self.out.plugin,
+                stream = self.out.stream,
+                "{text}"
+            );
         }
         self.line.clear();
     }
 }
 
 impl AsyncWrite for LineLogger {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         for &b in buf {
             if b == b'\n' || self.line.len() >= MAX_LINE {
                 self.emit();

@@ -47,6 +47,25 @@ impl Probe {
         Ok(())
     }
 
+    /// Sends `on_hits(hits)` with the host-owned attribute `hits` as the host
+    /// holds it (nil when unset): shows what survives a crash.
+    #[own_client]
+    fn read_hits(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let hits: Option<u64> = ctx.get_attr("hits")?;
+        ctx.call_client("on_hits", (hits,))?;
+        Ok(())
+    }
+
+    /// Allocates and touches `mib` MiB, for the host's memory cap; sends
+    /// `on_hogged(mib)` if it got that far.
+    #[own_client]
+    fn hog(&mut self, ctx: &mut Ctx, mib: u32) -> Result<(), Error> {
+        let block = vec![1u8; mib as usize * 1024 * 1024];
+        let sum: u64 = block.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+        ctx.call_client("on_hogged", (core::hint::black_box(sum) / 256,))?;
+        Ok(())
+    }
+
     /// Loops forever, for the host's deadline.
     #[own_client]
     fn spin(&mut self) {

@@ -1,0 +1,113 @@
+//! The plugin runtime through a real server and client, with the testbed
+//! plugin: timers, attributes, private state, the memory cap, and what a
+//! crash keeps.
+
+use std::time::{Duration, Instant};
+
+use rmpv::Value;
+use wyrm_client::{Client, ErrorCode, Transport, NO_ARGS};
+use wyrm_tests::{chat::expect, TestServer, WAIT};
+
+async fn probe() -> (TestServer, Client) {
+    let server = TestServer::start(wyrm_tests::testbed_plugin(), "Probe", &[], |_| {}).await;
+    let client = server.connect(Transport::Tcp).await;
+    (server, client)
+}
+
+async fn call(c: &mut Client, method: &str, args: impl serde::Serialize) -> u32 {
+    c.call_player(method, args).await.expect("send")
+}
+
+async fn crash(c: &mut Client) {
+    let req = call(c, "boom", NO_ARGS).await;
+    let (id, code, msg) = c.expect_error(WAIT).await.expect("boom must fail");
+    assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
+    assert!(msg.contains("trapped"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_are_pushed_and_survive_a_crash_while_private_state_restarts() {
+    let (server, mut c) = probe().await;
+    for n in 1..=3u64 {
+        call(&mut c, "count", NO_ARGS).await;
+        let (got,): (u64,) = expect(&mut c, "on_count").await;
+        assert_eq!(got, n);
+    }
+    assert_eq!(
+        c.player_view().and_then(|v| v.attr("hits")),
+        Some(&Value::from(3)),
+        "all-clients attribute pushed to the owner"
+    );
+
+    crash(&mut c).await;
+    call(&mut c, "read_hits", NO_ARGS).await;
+    let (hits,): (Option<u64>,) = expect(&mut c, "on_hits").await;
+    assert_eq!(hits, Some(3), "host-owned attributes survive the crash");
+    // Private state starts fresh in the new instance (checkpoints that
+    // restore it come with hot swap).
+    call(&mut c, "count", NO_ARGS).await;
+    let (got,): (u64,) = expect(&mut c, "on_count").await;
+    assert_eq!(got, 1);
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_armed_before_a_crash_fires_into_the_fresh_instance() {
+    let (server, mut c) = probe().await;
+    let armed = Instant::now();
+    call(&mut c, "arm", (400u32, "tick")).await;
+    crash(&mut c).await;
+    let _: Value = expect(&mut c, "on_tick").await;
+    let waited = armed.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400),
+        "fired early, after {waited:?}"
+    );
+    // And timers keep working afterwards.
+    call(&mut c, "arm", (10u32, "tick")).await;
+    let _: Value = expect(&mut c, "on_tick").await;
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messagepack_arguments_round_trip_unchanged() {
+    let (server, mut c) = probe().await;
+    let v = Value::Map(vec![
+        (
+            Value::from("list"),
+            Value::Array(vec![Value::from(1), Value::from(-2), Value::Nil]),
+        ),
+        (Value::from("text"), Value::from("héllo")),
+        (Value::from("float"), Value::F64(1.5)),
+        (Value::from("big"), Value::from(u64::MAX)),
+        (Value::from("bytes"), Value::Binary(vec![0, 255, 7])),
+    ]);
+    call(&mut c, "echo", (v.clone(),)).await;
+    let (back,): (Value,) = expect(&mut c, "on_echo").await;
+    assert_eq!(back, v);
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_over_its_memory_cap_fails_alone() {
+    let (server, mut c) = probe().await;
+    let mut other = server.connect(Transport::WebSocket).await;
+    // Well under the 64 MiB cap: fine.
+    call(&mut c, "hog", (8u32,)).await;
+    let (n,): (u64,) = expect(&mut c, "on_hogged").await;
+    assert_eq!(n, 8);
+    // Over it: the call fails, nothing else does.
+    let req = call(&mut c, "hog", (256u32,)).await;
+    let (id, code, msg) = c
+        .expect_error(WAIT)
+        .await
+        .expect("an allocation over the cap must fail");
+    assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
+    call(&mut other, "count", NO_ARGS).await;
+    let (got,): (u64,) = expect(&mut other, "on_count").await;
+    assert_eq!(got, 1);
+    call(&mut c, "hog", (1u32,)).await;
+    let (n,): (u64,) = expect(&mut c, "on_hogged").await;
+    assert_eq!(n, 1);
+    server.server.shutdown().await;
+}
