@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use wyrm_protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 
 use crate::msg::{ClientId, EntityId, ToDispatcher, ToGame, ToGate};
-use crate::net::{FrameConn, Inbound};
+use crate::net::{FrameConn, Inbound, NetError};
 
 /// Into the gate task.
 #[derive(Debug)]
@@ -212,7 +212,8 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
             },
             inbound = conn.recv() => match inbound {
                 Ok(None) => break End::PeerClosed,
-                Err(e) => break End::Malformed(e.to_string()),
+                Err(NetError::Io(e)) => break End::Io(e.to_string()),
+                Err(e @ NetError::Framing(_)) => break End::Malformed(e.to_string()),
                 Ok(Some(Inbound::TooLarge { len })) => {
                     span.in_scope(|| tracing::warn!(len, max = ctx.limits.max_frame, "oversized frame refused"));
                     let msg = format!("frame of {len} bytes exceeds the maximum of {}", ctx.limits.max_frame);

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -94,7 +95,11 @@ impl FrameConn for WsConn {
             let msg = match self.ws.next().await {
                 None => return Ok(None),
                 Some(Ok(m)) => m,
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(None),
+                Some(Err(
+                    WsError::ConnectionClosed
+                    | WsError::AlreadyClosed
+                    | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                )) => return Ok(None),
                 Some(Err(WsError::Io(e))) => return Err(NetError::Io(e)),
                 Some(Err(e)) => return Err(NetError::Framing(e.to_string())),
             };
