@@ -2,7 +2,7 @@
 //! frame. Stream transports (TCP, KCP) add the u32 LE length prefix;
 //! WebSocket carries one frame per binary message.
 
-use std::{io, time::Duration};
+use std::io;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -10,7 +10,7 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
-use tokio_kcp::{KcpConfig, KcpNoDelayConfig, KcpStream};
+use tokio_kcp::KcpStream;
 use tokio_tungstenite::{
     tungstenite::{self, protocol::WebSocketConfig, Message},
     WebSocketStream,
@@ -19,26 +19,10 @@ use wyrm_protocol::{write_prefixed, FrameDecoder, FrameError};
 
 use crate::{ClientError, Transport};
 
-/// The KCP settings both sides of a Wyrm connection use (see
-/// `docs/protocol.md`). A server must use the same `mtu`, `stream` mode and
-/// no-delay settings.
-pub fn kcp_config() -> KcpConfig {
-    KcpConfig {
-        mtu: 1400,
-        nodelay: KcpNoDelayConfig::fastest(),
-        wnd_size: (256, 256),
-        session_expire: Duration::from_secs(90),
-        flush_write: true,
-        flush_acks_input: true,
-        stream: true,
-        ..Default::default()
-    }
-}
+/// The KCP settings both sides use; defined once in the protocol crate.
+pub use wyrm_protocol::kcp_config;
 
-/// Largest single write handed to a stream. KCP refuses one `send` that
-/// would need 128 or more segments (about 172 KiB at MTU 1400), so big
-/// writes go in pieces.
-const WRITE_CHUNK: usize = 32 * 1024;
+use wyrm_protocol::STREAM_WRITE_CHUNK as WRITE_CHUNK;
 
 pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> StreamIo for T {}

@@ -6,6 +6,11 @@ use bytes::{Buf, BytesMut};
 /// Bytes in the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
 
+/// Largest single write to hand a stream transport. KCP refuses one send
+/// that needs 128 or more segments (about 172 KiB at MTU 1400), so both
+/// sides write big frames in pieces of this size.
+pub const STREAM_WRITE_CHUNK: usize = 32 * 1024;
+
 /// A problem with the framing itself (not with a frame's contents).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {

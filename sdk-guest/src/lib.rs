@@ -207,7 +207,13 @@ macro_rules! plugin {
                     &__WYRM_PLUGIN_DEF
                 }
             }
+            #[allow(dead_code)] // used only by the wasm exports below
             type __WyrmGuest = $crate::__private::Guest<__WyrmPlugin>;
+            // The component exports exist only in the wasm build: natively
+            // (unit tests, clippy) the plugin crate is plain Rust, and its
+            // export names (`wyrm:game/entities@0.1.0#call`) could not be
+            // linked into a native library anyway.
+            #[cfg(target_family = "wasm")]
             $crate::bindings::export!(__WyrmGuest with_types_in $crate::bindings);
         };
     };

@@ -14,7 +14,7 @@ use std::io;
 
 use bytes::Bytes;
 
-pub use stream::{kcp_config, kcp_conn, listen_kcp, listen_tcp, tcp_conn, StreamConn};
+pub use stream::{kcp_conn, listen_kcp, listen_tcp, tcp_conn, StreamConn};
 pub use ws::{accept_http, listen_websocket, WsConn};
 
 /// What a connection received.

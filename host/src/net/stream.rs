@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_kcp::{KcpConfig, KcpListener, KcpNoDelayConfig, KcpStream};
+use tokio_kcp::{KcpListener, KcpStream};
 use wyrm_protocol::{FrameDecoder, FrameError};
 
 use super::{FrameConn, Inbound, NetError};
@@ -54,7 +54,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameConn for StreamCon
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         self.out.clear();
         wyrm_protocol::write_prefixed(&mut self.out, &frame);
-        self.io.write_all(&self.out).await?;
+        for chunk in self.out.chunks(wyrm_protocol::STREAM_WRITE_CHUNK) {
+            self.io.write_all(chunk).await?;
+        }
         self.io.flush().await?;
         if self.out.capacity() > 16 * 1024 {
             self.out = Vec::new(); // do not pin a big frame's buffer
@@ -97,25 +99,9 @@ pub fn tcp_conn(stream: TcpStream, max_frame: usize) -> StreamConn<TcpStream> {
     StreamConn::new(stream, max_frame, "tcp")
 }
 
-/// The KCP settings both sides use: lowest latency, flushed at once, in
-/// stream mode (our frames are length-prefixed, KCP need not keep message
-/// boundaries).
-pub fn kcp_config() -> KcpConfig {
-    KcpConfig {
-        mtu: 1400,
-        nodelay: KcpNoDelayConfig::fastest(),
-        wnd_size: (256, 256),
-        session_expire: Duration::from_secs(30),
-        flush_write: true,
-        flush_acks_input: true,
-        stream: true,
-        ..Default::default()
-    }
-}
-
 /// Binds a KCP listener.
 pub async fn listen_kcp(addr: SocketAddr) -> io::Result<KcpListener> {
-    KcpListener::bind(kcp_config(), addr)
+    KcpListener::bind(wyrm_protocol::kcp_config(), addr)
         .await
         .map_err(|e| io::Error::other(format!("cannot bind KCP on {addr}: {e}")))
 }
