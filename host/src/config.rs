@@ -93,6 +93,15 @@ pub struct GameConfig {
     /// plugins through the `service` import.
     #[serde(default)]
     pub services: Vec<String>,
+    /// How often plugins' private state is checkpointed, so a crash costs
+    /// at most this much of it (0 turns checkpoints off; every swap takes
+    /// one anyway).
+    #[serde(default = "default_checkpoint_ms")]
+    pub checkpoint_interval_ms: u64,
+}
+
+fn default_checkpoint_ms() -> u64 {
+    5000
 }
 
 /// `[limits]`

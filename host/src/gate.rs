@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use wyrm_protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 
 use crate::msg::{ClientId, EntityId, ToDispatcher, ToGame, ToGate};
@@ -177,11 +178,14 @@ enum End {
     Io(String),
 }
 
-/// Serves one client connection until it ends.
-pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: ConnContext) {
+/// Serves one client connection until it ends; its log lines carry the
+/// client's id and transport.
+pub async fn serve_connection<C: FrameConn>(conn: C, client: ClientId, ctx: ConnContext) {
     let span = tracing::info_span!("client", id = client, transport = conn.transport());
-    let _enter = span.enter();
-    drop(_enter);
+    serve(conn, client, ctx).instrument(span).await
+}
+
+async fn serve<C: FrameConn>(mut conn: C, client: ClientId, ctx: ConnContext) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(ctx.limits.queue);
     let welcome = ServerFrame::Welcome {
         version: PROTOCOL_VERSION,
@@ -196,7 +200,7 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
     let _ = ctx
         .dispatcher
         .send(ToDispatcher::FromGate(ToGame::ClientConnected { client }));
-    span.in_scope(|| tracing::debug!("connected"));
+    tracing::debug!("connected");
 
     let mut bucket = TokenBucket::new(ctx.limits.rate);
     let end = loop {
@@ -215,7 +219,7 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
                 Err(NetError::Io(e)) => break End::Io(e.to_string()),
                 Err(e @ NetError::Framing(_)) => break End::Malformed(e.to_string()),
                 Ok(Some(Inbound::TooLarge { len })) => {
-                    span.in_scope(|| tracing::warn!(len, max = ctx.limits.max_frame, "oversized frame refused"));
+                    tracing::warn!(len, max = ctx.limits.max_frame, "oversized frame refused");
                     let msg = format!("frame of {len} bytes exceeds the maximum of {}", ctx.limits.max_frame);
                     if send_error(&mut conn, 0, ErrorCode::FrameTooLarge, msg).await.is_err() {
                         break End::Io("write failed".into());
@@ -237,7 +241,7 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
                             }
                         }
                         Ok(ClientFrame::Call { req_id, entity, method, args }) => {
-                            span.in_scope(|| tracing::trace!(req_id, entity, %method, "call"));
+                            tracing::trace!(req_id, entity, %method, "call");
                             let msg = ToGame::ClientCall { client, req_id, entity, method, args };
                             let _ = ctx.dispatcher.send(ToDispatcher::FromGate(msg));
                         }
@@ -253,13 +257,13 @@ pub async fn serve_connection<C: FrameConn>(mut conn: C, client: ClientId, ctx: 
         .send(ToDispatcher::FromGate(ToGame::ClientDisconnected {
             client,
         }));
-    span.in_scope(|| match &end {
+    match &end {
         End::PeerClosed => tracing::debug!("disconnected"),
         End::Dropped => tracing::warn!("dropped by the server"),
         End::Malformed(why) => tracing::warn!("malformed input, closing: {why}"),
         End::Flooding => tracing::warn!("kept flooding past its rate limit, closing"),
         End::Io(why) => tracing::debug!("connection failed: {why}"),
-    });
+    }
     match end {
         End::Malformed(why) => {
             let _ = send_error(&mut conn, 0, ErrorCode::Malformed, why).await;

@@ -31,6 +31,8 @@ pub enum ToGame {
         method: String,
         args: Vec<u8>,
     },
+    /// Replace a plugin with a new version (hot swap).
+    Swap(Box<crate::game::SwapRequest>),
     /// Stop the game loop.
     Shutdown,
 }

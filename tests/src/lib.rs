@@ -100,6 +100,7 @@ impl TestServer {
             game: GameConfig {
                 boot_entity: boot_entity.into(),
                 services: services.iter().map(|s| s.to_string()).collect(),
+                checkpoint_interval_ms: 5000,
             },
             limits: LimitsConfig {
                 call_deadline_ms: 200,

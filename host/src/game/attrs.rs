@@ -74,3 +74,17 @@ impl Attrs {
             .ok_or_else(|| "attribute index out of range".to_string())
     }
 }
+
+impl Attrs {
+    /// Moves values to new indices after the type's declaration changed:
+    /// `map[old] = new`, `len` the new number of attributes.
+    pub fn remap(&mut self, map: &[usize], len: usize) {
+        let mut values = vec![Value::Nil; len];
+        for (old, v) in std::mem::take(&mut self.values).into_iter().enumerate() {
+            if let Some(&new) = map.get(old) {
+                values[new] = v;
+            }
+        }
+        self.values = values;
+    }
+}

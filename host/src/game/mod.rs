@@ -10,11 +10,12 @@
 
 mod attrs;
 mod passwords;
+mod swap;
 mod timers;
 mod types;
 mod world;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -23,8 +24,9 @@ use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
 use crate::msg::{ToDispatcher, ToGame};
-use crate::plugin::{Caller, CallerKind, Fault, PluginCode, PluginInstance, PluginRuntime};
+use crate::plugin::{Caller, CallerKind, PluginCode, PluginInstance, PluginRuntime};
 
+pub use swap::{SwapOutcome, SwapReport, SwapRequest};
 pub use world::World;
 
 /// Work items run before the game looks at its inbox again, so an entity
@@ -43,6 +45,10 @@ pub struct Game {
     plugins: Vec<PluginSlot>,
     inbox: Receiver<ToGame>,
     boot_entity: String,
+    /// Per plugin, its last saved private state.
+    checkpoints: Vec<Option<swap::Checkpoint>>,
+    checkpoint_every: Option<Duration>,
+    next_checkpoint: Option<Instant>,
 }
 
 impl Game {
@@ -88,11 +94,16 @@ impl Game {
                 .create_service(s)
                 .map_err(|e| anyhow::anyhow!("[game] service {s:?}: {e}"))?;
         }
+        let checkpoint_every = (cfg.checkpoint_interval_ms > 0)
+            .then(|| Duration::from_millis(cfg.checkpoint_interval_ms));
         let mut game = Self {
             world: Some(Box::new(world)),
+            checkpoints: slots.iter().map(|_| None).collect(),
             plugins: slots,
             inbox,
             boot_entity: cfg.boot_entity.clone(),
+            checkpoint_every,
+            next_checkpoint: checkpoint_every.map(|d| Instant::now() + d),
         };
         game.run_work();
         Ok(game)
@@ -119,10 +130,24 @@ impl Game {
                 Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            self.world().fire_timers(Instant::now());
+            let now = Instant::now();
+            self.world().fire_timers(now);
             self.run_work();
+            if let (Some(due), Some(every)) = (self.next_checkpoint, self.checkpoint_every) {
+                if due <= now {
+                    self.checkpoint_all();
+                    self.next_checkpoint = Some(Instant::now() + every);
+                }
+            }
         }
         tracing::info!("game stopped");
+    }
+
+    fn world_ref(&self) -> &World {
+        // See `world`.
+        self.world
+            .as_deref()
+            .expect("world is lent only during a plugin call")
     }
 
     fn world(&mut self) -> &mut World {
@@ -167,6 +192,7 @@ impl Game {
                     reply: None,
                 }));
             }
+            ToGame::Swap(req) => self.swap(*req),
             ToGame::Shutdown => {}
         }
     }
@@ -240,44 +266,6 @@ impl Game {
                 self.recover(plugin, &fault);
             }
         }
-    }
-
-    /// Replaces a faulted instance with a fresh one that takes over every
-    /// entity of the plugin. Host-owned state (attributes, clients, timers)
-    /// is untouched; private state starts fresh.
-    fn recover(&mut self, plugin: usize, fault: &Fault) {
-        let slot = &mut self.plugins[plugin];
-        tracing::error!(
-            plugin = slot.code.name(),
-            "{fault}; starting a fresh instance"
-        );
-        let started = Instant::now();
-        let mut fresh = match slot.code.instantiate() {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!(
-                    plugin = slot.code.name(),
-                    "cannot start a fresh instance, calls will keep failing: {e:#}"
-                );
-                return;
-            }
-        };
-        let states = self.world().fresh_states_of(plugin);
-        let count = states.len();
-        let version = fresh.info().version.clone();
-        match fresh.run(&mut self.world, |g, s| {
-            g.call_import_entities(s, &version, &states)
-        }) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(plugin, "fresh instance refused its entities: {e}"),
-            Err(f) => tracing::error!(
-                plugin,
-                "fresh instance faulted taking over its entities: {f}"
-            ),
-        }
-        let slot = &mut self.plugins[plugin];
-        slot.instance = fresh;
-        tracing::info!(plugin = slot.code.name(), entities = count, elapsed = ?started.elapsed(), "plugin instance replaced");
     }
 }
 

@@ -13,7 +13,7 @@ use wyrm_protocol::{AttrOp, ErrorCode, ServerFrame};
 use super::attrs::Attrs;
 use super::passwords::{Continuation, PasswordPool};
 use super::timers::{Timer, Timers};
-use super::types::{TypeIndex, TypeRegistry};
+use super::types::{SwapPlan, TypeIndex, TypeRegistry};
 use crate::msg::{ClientId, EntityId, ToDispatcher, ToGate};
 use crate::plugin::bindings::{AttrFlags, PathSegment, Tag};
 use crate::plugin::{Caller, CallerKind, EntityRef, EntityState, GameHost};
@@ -119,23 +119,59 @@ impl World {
         Some((t.plugin, EntityRef { id, kind: t.kind }))
     }
 
-    /// Every live entity a plugin runs, with empty state: what a fresh
-    /// instance must take over.
-    pub(super) fn fresh_states_of(&self, plugin: usize) -> Vec<EntityState> {
-        let mut states: Vec<EntityState> = self
+    /// The ids of every live entity a plugin runs, in ascending order.
+    pub(super) fn ids_of_plugin(&self, plugin: usize) -> Vec<EntityId> {
+        let mut ids: Vec<EntityId> = self
             .entities
             .iter()
-            .filter_map(|(&id, e)| {
-                let t = self.types.get(e.ty);
-                (t.plugin == plugin).then(|| EntityState {
+            .filter(|(_, e)| self.types.get(e.ty).plugin == plugin)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// What a fresh instance of `plugin` must take over: every live entity
+    /// it runs, with its state from `saved` (a checkpoint) where there is
+    /// one, fresh otherwise.
+    pub(super) fn states_for_revival(
+        &self,
+        plugin: usize,
+        saved: Option<&HashMap<EntityId, Vec<u8>>>,
+    ) -> Vec<EntityState> {
+        self.ids_of_plugin(plugin)
+            .into_iter()
+            .filter_map(|id| {
+                let t = self.types.get(self.entities.get(&id)?.ty);
+                Some(EntityState {
                     entity: EntityRef { id, kind: t.kind },
                     type_name: t.name.clone(),
-                    data: Vec::new(),
+                    data: saved.and_then(|s| s.get(&id)).cloned().unwrap_or_default(),
                 })
             })
-            .collect();
-        states.sort_by_key(|s| s.entity.id);
-        states
+            .collect()
+    }
+
+    /// Checks a new version of `plugin` against the live entities.
+    pub(super) fn plan_swap(
+        &self,
+        plugin: usize,
+        info: &crate::plugin::PluginInfo,
+    ) -> Result<SwapPlan, String> {
+        self.types.plan_swap(plugin, info, |ty| {
+            self.entities.values().any(|e| e.ty == ty)
+        })
+    }
+
+    /// Switches the registry to a new version's types, moving attribute
+    /// values whose declared position changed.
+    pub(super) fn apply_swap(&mut self, plan: SwapPlan) {
+        for (ty, map, len) in plan.attr_moves() {
+            for e in self.entities.values_mut().filter(|e| e.ty == ty) {
+                e.attrs.remap(map, len);
+            }
+        }
+        self.types.apply(plan);
     }
 
     // ---- clients ----

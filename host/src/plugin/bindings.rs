@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use wyrm::game::host::Host as HostImports;
-pub use wyrm::game::types::{
+pub use self::wyrm::game::host::Host as HostImports;
+pub use self::wyrm::game::types::{
     AoiEvent, AttrDecl, AttrFlags, Caller, CallerKind, EntityRef, EntityState, EntityType,
     Exposure, LogLevel, MethodDecl, PathSegment, PluginInfo, Tag,
 };

@@ -217,6 +217,33 @@ impl<W: GameHost> PluginInstance<W> {
         &self.info
     }
 
+    /// The version the plugin declared.
+    pub fn version(&self) -> &str {
+        &self.info.version
+    }
+
+    /// The state hook, export side: the private state of `ids`.
+    pub fn export(
+        &mut self,
+        world: &mut Option<Box<W>>,
+        ids: &[EntityId],
+    ) -> Result<Result<Vec<EntityState>, String>, Fault> {
+        self.run(world, |g, s| g.call_export_entities(s, ids))
+    }
+
+    /// The state hook, import side: take over `states`, exported by a plugin
+    /// of `from_version`.
+    pub fn import(
+        &mut self,
+        world: &mut Option<Box<W>>,
+        from_version: &str,
+        states: &[EntityState],
+    ) -> Result<Result<(), String>, Fault> {
+        self.run(world, |g, s| {
+            g.call_import_entities(s, from_version, states)
+        })
+    }
+
     /// Runs `f` against the guest with `world` lent to the store, under the
     /// deadline. The world is always returned to `world`, whatever happens.
     pub fn run<R>(
