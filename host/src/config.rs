@@ -22,6 +22,9 @@ pub struct Config {
     /// Sandbox limits applied to every plugin call.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The local admin endpoint (hot swap).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The plugins to load; their entity types together make the game.
     #[serde(rename = "plugin", default)]
     pub plugins: Vec<PluginConfig>,
@@ -104,6 +107,28 @@ fn default_checkpoint_ms() -> u64 {
     5000
 }
 
+/// `[admin]`: the endpoint `wyrm swap` talks to. It listens on loopback by
+/// default; every request needs the token, which the server writes with its
+/// address to `<data_dir>/admin.json` (readable by the owner only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where to listen; unset turns the endpoint off. Port 0 picks a free
+    /// port (written to `admin.json`).
+    pub listen: Option<SocketAddr>,
+    /// A fixed token; unset makes a random one at every start.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            token: None,
+        }
+    }
+}
+
 /// `[limits]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,6 +163,11 @@ pub struct PluginConfig {
 }
 
 impl Config {
+    /// Where the running server publishes its admin address and token.
+    pub fn admin_file(&self) -> PathBuf {
+        self.server.data_dir.join("admin.json")
+    }
+
     /// Where compiled plugins are cached.
     pub fn cache_dir(&self) -> PathBuf {
         self.server

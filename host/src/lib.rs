@@ -13,8 +13,10 @@
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
 //! - [`plugin`]: the wasmtime runtime: compile, cache, sandbox, call.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
+//! - [`admin`]: the local admin endpoint (hot swap) and its client.
 //! - [`msg`]: the message vocabulary; [`config`]: the TOML config.
 
+pub mod admin;
 pub mod config;
 pub mod dispatcher;
 pub mod game;
@@ -25,4 +27,5 @@ pub mod plugin;
 pub mod server;
 
 pub use config::Config;
-pub use server::Server;
+pub use game::{SwapOutcome, SwapReport};
+pub use server::{Server, Swapper};

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod dev;
+
 #[derive(Parser)]
 #[command(name = "wyrm", version, about = "Wyrm game server host")]
 struct Cli {
@@ -18,6 +20,31 @@ enum Command {
     Serve {
         /// The server's TOML config.
         config: PathBuf,
+    },
+    /// Run a server and hot-swap its Rust plugins whenever their source
+    /// changes: edit, save, and connected players keep playing on the new
+    /// code with their state.
+    Dev {
+        /// The server's TOML config.
+        config: PathBuf,
+    },
+    /// Replace a plugin of a running server (started with the same config)
+    /// with a new version, keeping every player connected and every entity's
+    /// state.
+    Swap {
+        /// The running server's TOML config (to find its admin endpoint).
+        config: PathBuf,
+        /// The plugin's name in that config.
+        plugin: String,
+        /// The new version: a `.wasm` component, or a Rust plugin crate to
+        /// build first.
+        source: PathBuf,
+        /// Cargo features, when `source` is a crate.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Export, import into a scratch instance and report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Build a Rust plugin crate into a component and print its path.
     Build {
@@ -39,7 +66,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => serve(config, false),
+        Command::Dev { config } => serve(config, true),
+        Command::Swap {
+            config,
+            plugin,
+            source,
+            features,
+            dry_run,
+        } => swap(config, plugin, source, features, dry_run),
         Command::Build { dir, features } => {
             let opts = wyrm::plugin::BuildOptions {
                 features,
@@ -52,15 +87,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: PathBuf) -> anyhow::Result<()> {
-    let cfg = wyrm::Config::load(&config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wyrm-net")
         .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let server = wyrm::Server::start(cfg).await?;
+        .context("cannot start the async runtime")
+}
+
+fn serve(config: PathBuf, dev: bool) -> anyhow::Result<()> {
+    let cfg = wyrm::Config::load(&config)?;
+    runtime()?.block_on(async {
+        let server = wyrm::Server::start(cfg.clone()).await?;
         if let Some(addr) = server.websocket {
             println!(
                 "Wyrm is serving. Open http://{addr}/ in a browser (WebSocket at ws://{addr}/ws)."
@@ -72,11 +110,49 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         if let Some(addr) = server.kcp {
             println!("KCP clients: {addr}");
         }
-        wait_for_signal().await;
+        if dev {
+            let watch = dev::watch(&cfg, server.swapper());
+            tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = watch => {}
+            }
+        } else {
+            wait_for_signal().await;
+        }
         tracing::info!("shutting down");
         server.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+fn swap(
+    config: PathBuf,
+    plugin: String,
+    source: PathBuf,
+    features: Vec<String>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let cfg = wyrm::Config::load(&config)?;
+    let info = wyrm::admin::read_info(&cfg)?;
+    let wasm_path = if source.is_dir() {
+        wyrm::plugin::build_rust_plugin(
+            &source,
+            &wyrm::plugin::BuildOptions {
+                features,
+                debug: false,
+            },
+        )?
+    } else {
+        source
+    };
+    let wasm = std::fs::read(&wasm_path)
+        .with_context(|| format!("cannot read {}", wasm_path.display()))?;
+    let report = runtime()?.block_on(wyrm::admin::request_swap(&info, &plugin, &wasm, dry_run))?;
+    println!("{report}");
+    if !report.succeeded() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -9,9 +9,10 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
-use crate::game::{self, Game};
+use crate::game::{self, Game, SwapReport, SwapRequest, World};
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
 use crate::msg::ToGame;
 use crate::net;
@@ -25,10 +26,86 @@ pub struct Server {
     pub tcp: Option<SocketAddr>,
     /// Where KCP listens, if enabled.
     pub kcp: Option<SocketAddr>,
+    /// Where the admin endpoint listens, if enabled.
+    pub admin: Option<SocketAddr>,
     game_tx: crossbeam_channel::Sender<ToGame>,
     game_thread: Option<std::thread::JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
-    _runtime: Arc<PluginRuntime>,
+    runtime: Arc<PluginRuntime>,
+    plugin_names: Arc<[String]>,
+}
+
+/// What a running server offers its admin endpoint and `wyrm dev`: a handle
+/// that can swap plugins.
+#[derive(Clone)]
+pub struct Swapper {
+    game_tx: crossbeam_channel::Sender<ToGame>,
+    runtime: Arc<PluginRuntime>,
+    plugin_names: Arc<[String]>,
+}
+
+impl Swapper {
+    /// Replaces plugin `plugin` with the component `wasm` while the server
+    /// runs. Compiling and instantiating happen off the game thread; the
+    /// game pauses only to move private state. Every failure, including a
+    /// component that does not load, comes back as a refused report.
+    pub async fn swap(&self, plugin: &str, wasm: Vec<u8>, dry_run: bool) -> SwapReport {
+        if !self.plugin_names.iter().any(|n| n == plugin) {
+            let reason = format!(
+                "no plugin named {plugin:?} (loaded: {})",
+                self.plugin_names.join(", ")
+            );
+            return SwapReport::refused(plugin, "", "", dry_run, reason);
+        }
+        let (runtime, name) = (self.runtime.clone(), plugin.to_owned());
+        let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let code = runtime.load_bytes::<World>(&name, &wasm)?;
+            let instance = code.instantiate()?;
+            Ok((code, instance))
+        })
+        .await;
+        let (code, instance) = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                return SwapReport::refused(
+                    plugin,
+                    "",
+                    "",
+                    dry_run,
+                    format!("the new component does not load: {e:#}"),
+                )
+            }
+            Err(e) => {
+                return SwapReport::refused(
+                    plugin,
+                    "",
+                    "",
+                    dry_run,
+                    format!("loading the new component failed: {e}"),
+                )
+            }
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let req = SwapRequest {
+            plugin: plugin.to_owned(),
+            code,
+            instance,
+            dry_run,
+            reply,
+        };
+        if self.game_tx.send(ToGame::Swap(Box::new(req))).is_err() {
+            return SwapReport::refused(plugin, "", "", dry_run, "the game has stopped".into());
+        }
+        answer.await.unwrap_or_else(|_| {
+            SwapReport::refused(
+                plugin,
+                "",
+                "",
+                dry_run,
+                "the game stopped during the swap".into(),
+            )
+        })
+    }
 }
 
 impl Server {
@@ -76,10 +153,12 @@ impl Server {
             websocket: None,
             tcp: None,
             kcp: None,
+            admin: None,
             game_tx,
             game_thread: Some(game_thread),
             tasks: Vec::new(),
-            _runtime: runtime,
+            runtime,
+            plugin_names: cfg.plugins.iter().map(|p| p.name.clone()).collect(),
         };
 
         if let Some(addr) = cfg.net.tcp {
@@ -166,15 +245,38 @@ impl Server {
                 }
             }));
         }
+        if let Some(addr) = cfg.admin.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for admin requests on {addr}"))?;
+            let local = listener.local_addr()?;
+            let token = admin::publish(&cfg, local)?;
+            server.admin = Some(local);
+            tasks.push(tokio::spawn(admin::serve(
+                listener,
+                token,
+                server.swapper(),
+            )));
+        }
         server.tasks = tasks;
         tracing::info!(
             name = %cfg.server.name,
             websocket = ?server.websocket,
             tcp = ?server.tcp,
             kcp = ?server.kcp,
+            admin = ?server.admin,
             "server started"
         );
         Ok(server)
+    }
+
+    /// A handle that swaps this server's plugins.
+    pub fn swapper(&self) -> Swapper {
+        Swapper {
+            game_tx: self.game_tx.clone(),
+            runtime: self.runtime.clone(),
+            plugin_names: self.plugin_names.clone(),
+        }
     }
 
     /// Stops accepting, stops the game and waits for it.

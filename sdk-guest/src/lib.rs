@@ -73,7 +73,10 @@ mod runtime;
 
 pub use attrs::Attrs;
 pub use ctx::Ctx;
-pub use entity::{AttrSpec, Entity, EntityTypeDef, IntoCallResult, MethodSpec, PluginDef};
+pub use entity::{
+    decode_state, encode_state, AttrSpec, Entity, EntityTypeDef, IntoCallResult, MethodSpec,
+    PluginDef,
+};
 pub use error::{Error, Result};
 pub use path::{IntoSegment, Path};
 pub use runtime::Plugin;

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use wyrm::config::{Config, GameConfig, LimitsConfig, NetConfig, PluginConfig, ServerConfig};
+use wyrm::config::{
+    AdminConfig, Config, GameConfig, LimitsConfig, NetConfig, PluginConfig, ServerConfig,
+};
 use wyrm_client::{Client, Transport};
 
 pub use wyrm_client;
@@ -33,38 +35,58 @@ pub fn init_logs() {
     });
 }
 
-/// Builds a plugin crate from source once per test process.
-fn build_once(cell: &'static OnceLock<PathBuf>, dir: &str, features: &[&str]) -> PathBuf {
-    cell.get_or_init(|| {
-        let opts = wyrm::plugin::BuildOptions {
-            features: features.iter().map(|s| s.to_string()).collect(),
-            debug: false,
-        };
-        match wyrm::plugin::build_rust_plugin(&repo_root().join(dir), &opts) {
-            Ok(p) => p,
-            Err(e) => panic!("building {dir} failed: {e:#}"),
-        }
-    })
-    .clone()
+/// Builds a plugin crate (folder relative to the repository root) with
+/// `features`, once per test process.
+pub fn plugin(dir: &str, features: &[&str]) -> PathBuf {
+    static BUILT: Mutex<Vec<((String, Vec<String>), PathBuf)>> = Mutex::new(Vec::new());
+    let key = (
+        dir.to_owned(),
+        features.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(k, _)| *k == key) {
+        return p.clone();
+    }
+    let opts = wyrm::plugin::BuildOptions {
+        features: key.1.clone(),
+        debug: false,
+    };
+    let path = match wyrm::plugin::build_rust_plugin(&repo_root().join(dir), &opts) {
+        Ok(p) => p,
+        Err(e) => panic!("building {dir} with {features:?} failed: {e:#}"),
+    };
+    built.push((key, path.clone()));
+    path
 }
 
 /// The chatroom plugin, with the `faults` feature (methods that loop and
-/// panic on request).
+/// panic on request) and any `extra` features.
+pub fn chatroom_plugin_with(extra: &[&str]) -> PathBuf {
+    let mut features = vec!["faults"];
+    features.extend_from_slice(extra);
+    plugin("examples/chatroom/plugin", &features)
+}
+
+/// The chatroom plugin, with the `faults` feature.
 pub fn chatroom_plugin() -> PathBuf {
-    static CELL: OnceLock<PathBuf> = OnceLock::new();
-    build_once(&CELL, "examples/chatroom/plugin", &["faults"])
+    chatroom_plugin_with(&[])
+}
+
+/// The testbed plugin, with `features`.
+pub fn testbed_plugin_with(features: &[&str]) -> PathBuf {
+    plugin("plugins/testbed", features)
 }
 
 /// The testbed plugin.
 pub fn testbed_plugin() -> PathBuf {
-    static CELL: OnceLock<PathBuf> = OnceLock::new();
-    build_once(&CELL, "plugins/testbed", &[])
+    testbed_plugin_with(&[])
 }
 
 /// A server running in this process on loopback ports.
 pub struct TestServer {
     /// The running server.
     pub server: wyrm::Server,
+    cfg: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -102,6 +124,7 @@ impl TestServer {
                 services: services.iter().map(|s| s.to_string()).collect(),
                 checkpoint_interval_ms: 5000,
             },
+            admin: AdminConfig::default(),
             limits: LimitsConfig {
                 call_deadline_ms: 200,
                 memory_mb: 64,
@@ -113,11 +136,37 @@ impl TestServer {
             }],
         };
         tweak(&mut cfg);
-        let server = match wyrm::Server::start(cfg).await {
+        let server = match wyrm::Server::start(cfg.clone()).await {
             Ok(s) => s,
             Err(e) => panic!("server did not start: {e:#}"),
         };
-        Self { server, _dir: dir }
+        Self {
+            server,
+            cfg,
+            _dir: dir,
+        }
+    }
+
+    /// Swaps the server's plugin (named "game") for the component at `wasm`
+    /// through the admin endpoint, as `wyrm swap` does.
+    pub async fn swap(&self, wasm: &Path, dry_run: bool) -> wyrm::SwapReport {
+        let info = match wyrm::admin::read_info(&self.cfg) {
+            Ok(i) => i,
+            Err(e) => panic!("no admin endpoint: {e:#}"),
+        };
+        let bytes = match std::fs::read(wasm) {
+            Ok(b) => b,
+            Err(e) => panic!("cannot read {}: {e}", wasm.display()),
+        };
+        match wyrm::admin::request_swap(&info, "game", &bytes, dry_run).await {
+            Ok(r) => r,
+            Err(e) => panic!("swap request failed: {e:#}"),
+        }
+    }
+
+    /// The server's config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     /// The chatroom server.

@@ -116,7 +116,8 @@ impl Game {
             let deadline = if has_work {
                 Some(Instant::now())
             } else {
-                self.world().timers.next_due()
+                let timer = self.world().timers.next_due();
+                timer.into_iter().chain(self.next_checkpoint).min()
             };
             let msg = match deadline {
                 Some(d) => self.inbox.recv_deadline(d),

@@ -57,6 +57,50 @@ pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(Req
     }
 }
 
+/// Reads a request body of `Content-Length` bytes (at most `max`), `rest`
+/// being what was read past the head.
+pub async fn read_body(
+    stream: &mut TcpStream,
+    req: &Request,
+    mut rest: Vec<u8>,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    let len: usize = req
+        .header("content-length")
+        .ok_or("a Content-Length header is required")?
+        .parse()
+        .map_err(|_| "invalid Content-Length")?;
+    if len > max {
+        return Err(format!("body of {len} bytes exceeds the limit of {max}"));
+    }
+    if rest.len() > len {
+        return Err("more bytes than Content-Length announced".into());
+    }
+    let have = rest.len();
+    rest.resize(len, 0);
+    stream
+        .read_exact(&mut rest[have..])
+        .await
+        .map_err(|e| format!("body ended early: {e}"))?;
+    Ok(rest)
+}
+
+/// Writes a whole response and closes the write side.
+pub async fn respond_with(
+    stream: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }

@@ -5,7 +5,7 @@
 //! serves any of them the same way. This module knows frames as bytes only:
 //! nothing here decodes a frame's contents or knows of entities.
 
-mod http;
+pub(crate) mod http;
 mod stream;
 mod ws;
 

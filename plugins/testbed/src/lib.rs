@@ -5,10 +5,51 @@
 use wyrm_sdk::prelude::*;
 
 /// A probe entity. Its private state counts `count` calls.
+#[cfg(not(feature = "v2"))]
 #[derive(Default, Serialize, Deserialize)]
 pub struct Probe {
     n: u64,
 }
+
+/// Version 2 of the probe's state: a different shape, migrated from
+/// version 1's (feature `v2`).
+#[cfg(feature = "v2")]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Probe {
+    count: u64,
+    migrated_from: Option<String>,
+}
+
+/// Version 1's state, as version 2 reads it when migrating.
+#[cfg(feature = "v2")]
+#[derive(Deserialize)]
+struct ProbeV1 {
+    n: u64,
+}
+
+impl Probe {
+    #[cfg(not(feature = "v2"))]
+    fn counter(&mut self) -> &mut u64 {
+        &mut self.n
+    }
+
+    #[cfg(feature = "v2")]
+    fn counter(&mut self) -> &mut u64 {
+        &mut self.count
+    }
+}
+
+/// The version this build reports; each feature is a "release" for the
+/// hot-swap tests.
+const VERSION: &str = if cfg!(feature = "v2") {
+    "0.2.0"
+} else if cfg!(feature = "refuse_import") {
+    "0.1.1-refuse"
+} else if cfg!(feature = "trap_import") {
+    "0.1.1-trap"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
 
 #[wyrm_sdk::entity(attrs(hits = "all_clients"))]
 impl Probe {
@@ -27,9 +68,11 @@ impl Probe {
     /// sends `on_count(n)` to the client.
     #[own_client]
     fn count(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
-        self.n += 1;
-        ctx.set_attr("hits", self.n)?;
-        ctx.call_client("on_count", (self.n,))?;
+        let n = self.counter();
+        *n += 1;
+        let n = *n;
+        ctx.set_attr("hits", n)?;
+        ctx.call_client("on_count", (n,))?;
         Ok(())
     }
 
@@ -41,10 +84,36 @@ impl Probe {
         Ok(())
     }
 
-    /// Timer target: sends `on_tick()` to the client.
+    /// Timer target: sends `on_tick()` to the client (`on_tick("v2")` from
+    /// version 2, so a test sees which code a timer fired into).
     fn tick(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
-        ctx.call_client("on_tick", ())?;
+        if cfg!(feature = "v2") {
+            ctx.call_client("on_tick", ("v2",))?;
+        } else {
+            ctx.call_client("on_tick", ())?;
+        }
         Ok(())
+    }
+
+    /// Reads state exported by an earlier version. Version 2 migrates
+    /// version 1's shape; the `refuse_import` and `trap_import` builds
+    /// refuse or trap, for the swap's rollback.
+    fn migrate(from_version: &str, data: &[u8]) -> Result<Self, String> {
+        if cfg!(feature = "refuse_import") {
+            return Err(format!("this build refuses state from {from_version}"));
+        }
+        if cfg!(feature = "trap_import") {
+            panic!("this build traps importing state from {from_version}");
+        }
+        #[cfg(feature = "v2")]
+        if from_version.starts_with("0.1") && !data.is_empty() {
+            let old: ProbeV1 = wyrm_sdk::rmp_serde::from_slice(data).map_err(|e| e.to_string())?;
+            return Ok(Self {
+                count: old.n,
+                migrated_from: Some(from_version.to_owned()),
+            });
+        }
+        wyrm_sdk::decode_state(data)
     }
 
     /// Sends `on_hits(hits)` with the host-owned attribute `hits` as the host
@@ -82,4 +151,33 @@ impl Probe {
     }
 }
 
-wyrm_sdk::plugin!(name = "testbed", entities = [Probe]);
+/// An entity with about 100 bytes of private state and nothing else: the
+/// swap-pause benchmark moves many of these.
+#[derive(Serialize, Deserialize)]
+pub struct Blob {
+    payload: Vec<u8>,
+    touched: u64,
+}
+
+impl Default for Blob {
+    fn default() -> Self {
+        Self {
+            payload: vec![42; 90],
+            touched: 0,
+        }
+    }
+}
+
+#[wyrm_sdk::entity]
+impl Blob {
+    /// Changes the state a little.
+    fn touch(&mut self) {
+        self.touched += 1;
+    }
+}
+
+wyrm_sdk::plugin!(
+    name = "testbed",
+    version = VERSION,
+    entities = [Probe, Blob]
+);

@@ -182,6 +182,14 @@ impl Avatar {
         Self::chat(ctx, "server", &text)
     }
 
+    /// Says `text` in capitals (feature `v2`): the new chat command a hot
+    /// swap brings in while players are connected.
+    #[cfg(feature = "v2")]
+    #[own_client]
+    fn shout(&mut self, ctx: &mut Ctx, text: String) -> Result<(), Error> {
+        self.say(ctx, text.to_uppercase())
+    }
+
     /// Loops forever (feature `faults`): for the host's deadline.
     #[cfg(feature = "faults")]
     #[own_client]
@@ -356,7 +364,19 @@ impl Lobby {
     }
 }
 
-wyrm_sdk::plugin!(name = "chatroom", entities = [Account, Avatar, Lobby]);
+/// The version a build reports: feature `v2` is the "next release" used to
+/// show hot swap.
+const VERSION: &str = if cfg!(feature = "v2") {
+    "0.2.0"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
+wyrm_sdk::plugin!(
+    name = "chatroom",
+    version = VERSION,
+    entities = [Account, Avatar, Lobby]
+);
 
 #[cfg(test)]
 mod tests {
