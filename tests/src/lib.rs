@@ -38,7 +38,9 @@ pub fn init_logs() {
 /// Builds a plugin crate (folder relative to the repository root) with
 /// `features`, once per test process.
 pub fn plugin(dir: &str, features: &[&str]) -> PathBuf {
-    static BUILT: Mutex<Vec<((String, Vec<String>), PathBuf)>> = Mutex::new(Vec::new());
+    /// A crate folder and its features.
+    type BuildKey = (String, Vec<String>);
+    static BUILT: Mutex<Vec<(BuildKey, PathBuf)>> = Mutex::new(Vec::new());
     let key = (
         dir.to_owned(),
         features.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
