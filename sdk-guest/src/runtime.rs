@@ -2,7 +2,8 @@
 //! the export functions `plugin!` wires up.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 
 use crate::bindings::exports::wyrm::game::entities;
@@ -28,7 +29,28 @@ struct Slot {
 }
 
 thread_local! {
-    static TABLE: RefCell<BTreeMap<EntityId, Slot>> = const { RefCell::new(BTreeMap::new()) };
+    static TABLE: RefCell<HashMap<EntityId, Slot, BuildHasherDefault<IdHasher>>> =
+        const { RefCell::new(HashMap::with_hasher(BuildHasherDefault::new())) };
+}
+
+/// Hashes entity ids for the state table. Ids are host-assigned integers, not
+/// attacker-chosen keys, so a multiply-shift (as in FxHash) is safe and far
+/// cheaper than SipHash on the swap path.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 const SERVER: Caller = Caller {
@@ -63,8 +85,8 @@ fn with_entity<R>(
             .try_borrow_mut()
             .map_err(|_| "re-entrant call into the plugin".to_owned())?;
         let slot = match table.entry(entity.id) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
                 let ty = type_def(def, entity.kind)?;
                 e.insert(Slot {
                     kind: entity.kind,

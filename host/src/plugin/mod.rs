@@ -72,6 +72,11 @@ impl PluginRuntime {
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
+        // `WYRM_PROFILE=perfmap` names guest functions for `perf`, so a
+        // plugin's hot spots can be profiled like native code.
+        if std::env::var("WYRM_PROFILE").is_ok_and(|v| v == "perfmap") {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());

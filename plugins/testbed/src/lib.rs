@@ -151,18 +151,30 @@ impl Probe {
     }
 }
 
-/// An entity with about 100 bytes of private state and nothing else: the
-/// swap-pause benchmark moves many of these.
+/// An entity with about 100 bytes of private state and nothing else, shaped
+/// like a game character's: the swap-pause benchmark moves many of these.
 #[derive(Serialize, Deserialize)]
 pub struct Blob {
-    payload: Vec<u8>,
+    name: String,
+    level: u32,
+    xp: u64,
+    hp: f32,
+    pos: [f32; 3],
+    inventory: Vec<u32>,
+    quest: Option<String>,
     touched: u64,
 }
 
 impl Default for Blob {
     fn default() -> Self {
         Self {
-            payload: vec![42; 90],
+            name: "wandering-blob".into(),
+            level: 17,
+            xp: 123_456,
+            hp: 87.5,
+            pos: [1024.5, 33.25, -7.0],
+            inventory: vec![101, 2002, 30_003, 4, 55, 666, 7_777_777],
+            quest: Some("find the wyrm".into()),
             touched: 0,
         }
     }

@@ -1,0 +1,70 @@
+//! Shared by the benchmarks.
+
+#![allow(dead_code)] // each benchmark uses part of this
+
+use wyrm::plugin::bindings::{PathSegment, Tag};
+use wyrm::plugin::{EntityId, GameHost};
+
+/// A world with nothing in it, for benchmarks of the plugin boundary alone:
+/// the guest code they run calls no host function that needs a world.
+pub struct EmptyWorld;
+
+impl GameHost for EmptyWorld {
+    fn create_entity(&mut self, _: &str, _: &[u8]) -> Result<EntityId, String> {
+        Err("empty world".into())
+    }
+    fn destroy_entity(&mut self, _: EntityId) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn entity_type(&mut self, _: EntityId) -> Option<String> {
+        None
+    }
+    fn service(&mut self, _: &str) -> Option<EntityId> {
+        None
+    }
+    fn call_entity(&mut self, _: EntityId, _: String, _: Vec<u8>) {}
+    fn call_client(&mut self, _: EntityId, _: &str, _: &[u8]) -> bool {
+        false
+    }
+    fn call_filtered_clients(&mut self, _: Vec<Tag>, _: String, _: Vec<u8>) {}
+    fn broadcast(&mut self, _: String, _: Vec<u8>) {}
+    fn give_client_to(&mut self, _: EntityId, _: EntityId) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn set_client_tag(&mut self, _: EntityId, _: String, _: Option<String>) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn attr_get(&mut self, _: EntityId, _: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    fn attr_set(&mut self, _: EntityId, _: &[PathSegment], _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+    fn attr_delete(&mut self, _: EntityId, _: &[PathSegment]) -> Result<(), String> {
+        Ok(())
+    }
+    fn attr_append(&mut self, _: EntityId, _: &[PathSegment], _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+    fn set_timer(
+        &mut self,
+        _: EntityId,
+        _: u32,
+        _: bool,
+        _: String,
+        _: Vec<u8>,
+    ) -> Result<u64, String> {
+        Err("empty world".into())
+    }
+    fn cancel_timer(&mut self, _: u64) -> bool {
+        false
+    }
+    fn hash_password(&mut self, _: EntityId, _: String, _: String, _: Vec<u8>) {}
+    fn verify_password(&mut self, _: EntityId, _: String, _: String, _: String, _: Vec<u8>) {}
+}
+
+/// The median of some measurements.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
