@@ -11,10 +11,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wyrm::plugin::bindings::{PathSegment, Tag};
-use wyrm::plugin::{
-    BuildOptions, Caller, CallerKind, EntityId, EntityRef, GameHost, Limits, PluginRuntime,
-};
+use wyrm::plugin::{BuildOptions, Caller, CallerKind, EntityRef, Limits, PluginRuntime};
+
+mod support;
+use support::{median, EmptyWorld};
 
 const CALLS: u32 = 200_000;
 const RUNS: usize = 7;
