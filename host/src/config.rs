@@ -25,6 +25,9 @@ pub struct Config {
     /// The local admin endpoint (hot swap).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The embedded database.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// The plugins to load; their entity types together make the game.
     #[serde(rename = "plugin", default)]
     pub plugins: Vec<PluginConfig>,
@@ -107,6 +110,34 @@ fn default_checkpoint_ms() -> u64 {
     5000
 }
 
+/// `[storage]`: the embedded SQLite databases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The game database (entities, key-value store, mailboxes);
+    /// `<data_dir>/wyrm.db` when unset.
+    pub path: Option<PathBuf>,
+    /// The stats database; `<data_dir>/stats.db` when unset.
+    pub stats_path: Option<PathBuf>,
+    /// How often changed persistent attributes are saved.
+    pub save_interval_ms: u64,
+    /// Sync every commit to the disk itself (SQLite `synchronous = FULL`):
+    /// survives power loss, at a cost per commit. Without it, commits
+    /// survive any crash of the server process.
+    pub durable: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            stats_path: None,
+            save_interval_ms: 1000,
+            durable: false,
+        }
+    }
+}
+
 /// `[admin]`: the endpoint `wyrm swap` talks to. It listens on loopback by
 /// default; every request needs the token, which the server writes with its
 /// address to `<data_dir>/admin.json` (readable by the owner only).
@@ -163,6 +194,22 @@ pub struct PluginConfig {
 }
 
 impl Config {
+    /// The game database's file.
+    pub fn database_path(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("wyrm.db"))
+    }
+
+    /// The stats database's file.
+    pub fn stats_path(&self) -> PathBuf {
+        self.storage
+            .stats_path
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("stats.db"))
+    }
+
     /// Where the running server publishes its admin address and token.
     pub fn admin_file(&self) -> PathBuf {
         self.server.data_dir.join("admin.json")
@@ -200,6 +247,12 @@ impl Config {
         if let Some(c) = &mut self.server.cache_dir {
             fix(c);
         }
+        if let Some(p) = &mut self.storage.path {
+            fix(p);
+        }
+        if let Some(p) = &mut self.storage.stats_path {
+            fix(p);
+        }
         if let Some(w) = &mut self.net.web_root {
             fix(w);
         }
@@ -222,6 +275,9 @@ impl Config {
         }
         if self.plugins.is_empty() {
             anyhow::bail!("no [[plugin]] is configured");
+        }
+        if self.storage.save_interval_ms == 0 {
+            anyhow::bail!("[storage] save_interval_ms must be positive");
         }
         if self.limits.call_deadline_ms == 0 || self.limits.memory_mb == 0 {
             anyhow::bail!("[limits] call_deadline_ms and memory_mb must be positive");

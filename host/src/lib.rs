@@ -12,6 +12,7 @@
 //! - [`dispatcher`]: routes messages between gates and games.
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
 //! - [`plugin`]: the wasmtime runtime: compile, cache, sandbox, call.
+//! - [`storage`]: the embedded SQLite database and the stats sink.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
 //! - [`msg`]: the message vocabulary; [`config`]: the TOML config.
@@ -25,6 +26,7 @@ pub mod msg;
 pub mod net;
 pub mod plugin;
 pub mod server;
+pub mod storage;
 
 pub use config::Config;
 pub use game::{SwapOutcome, SwapReport};

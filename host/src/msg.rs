@@ -31,6 +31,11 @@ pub enum ToGame {
         method: String,
         args: Vec<u8>,
     },
+    /// A saved entity read by storage (or why it could not be).
+    Loaded {
+        id: EntityId,
+        result: Result<crate::storage::LoadedEntity, String>,
+    },
     /// Replace a plugin with a new version (hot swap).
     Swap(Box<crate::game::SwapRequest>),
     /// Stop the game loop.

@@ -12,11 +12,12 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
-use crate::game::{self, Game, SwapReport, SwapRequest, World};
+use crate::game::{self, Game, GameStorage, SwapReport, SwapRequest, World};
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
 use crate::msg::ToGame;
 use crate::net;
 use crate::plugin::{Limits, PluginRuntime};
+use crate::storage;
 
 /// A running server.
 pub struct Server {
@@ -30,6 +31,8 @@ pub struct Server {
     pub admin: Option<SocketAddr>,
     game_tx: crossbeam_channel::Sender<ToGame>,
     game_thread: Option<std::thread::JoinHandle<()>>,
+    /// Storage and stats threads; they end once the game has.
+    storage_threads: Vec<std::thread::JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
@@ -123,15 +126,33 @@ impl Server {
         let (gate_tx, gate_rx) = mpsc::unbounded_channel();
 
         // Building and compiling plugins is slow, blocking work.
-        let game = {
+        // Opening databases and building, compiling and loading plugins is
+        // slow, blocking work.
+        let (game, storage_threads) = {
             let (runtime, cfg) = (runtime.clone(), cfg.clone());
             let (dispatch_tx, game_tx) = (dispatch_tx.clone(), game_tx.clone());
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Game> {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let opened = storage::open(
+                    &cfg.database_path(),
+                    cfg.storage.durable,
+                    &cfg.game.services,
+                    game_tx.clone(),
+                )?;
+                let (stats, stats_thread) = storage::StatsSink::open(&cfg.stats_path())?;
                 let plugins = game::load_plugins(&runtime, &cfg)?;
-                Game::new(plugins, &cfg.game, dispatch_tx, game_rx, game_tx)
+                let storage = GameStorage {
+                    store: opened.store,
+                    stats,
+                    next_id: opened.next_id,
+                    reserved: opened.reserved,
+                    services: opened.services,
+                    save_every: Duration::from_millis(cfg.storage.save_interval_ms),
+                };
+                let game = Game::new(plugins, &cfg.game, dispatch_tx, game_rx, game_tx, storage)?;
+                Ok((game, [opened.thread, stats_thread]))
             })
             .await
-            .context("plugin loading panicked")??
+            .context("starting the game panicked")??
         };
         let game_thread = game::spawn(game).context("cannot start the game thread")?;
 
@@ -156,6 +177,7 @@ impl Server {
             admin: None,
             game_tx,
             game_thread: Some(game_thread),
+            storage_threads: storage_threads.into(),
             tasks: Vec::new(),
             runtime,
             plugin_names: cfg.plugins.iter().map(|p| p.name.clone()).collect(),
@@ -280,14 +302,24 @@ impl Server {
     }
 
     /// Stops accepting, stops the game and waits for it.
+    /// Stops accepting, saves every persistent entity, stops the game and
+    /// waits until storage has closed its files.
     pub async fn shutdown(mut self) {
         for t in &self.tasks {
             t.abort();
         }
         let _ = self.game_tx.send(ToGame::Shutdown);
-        if let Some(t) = self.game_thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        let game = self.game_thread.take();
+        let storage = std::mem::take(&mut self.storage_threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = game {
+                let _ = t.join();
+            }
+            for t in storage {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 

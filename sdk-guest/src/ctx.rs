@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::bindings::wyrm::game::storage;
 use crate::codec::{self, encode, encode_args};
 use crate::{raw, Caller, CallerKind, EntityId, Error, LogLevel, Path, Result, Tag, TimerId};
 
@@ -295,6 +296,114 @@ impl Ctx {
         context: impl Serialize,
     ) -> Result<()> {
         raw::verify_password(self.id, password, hash, method, &encode(&context)?);
+        Ok(())
+    }
+
+    // ---- storage ----
+    // Every answer comes back as a call of `method` on the current entity
+    // with args `[error, value, context]`: declare it as
+    // `fn method(&mut self, ctx: &mut Ctx, error: Option<String>, value: T, context: C)`.
+
+    fn reply_to(&self, method: &str, context: impl Serialize) -> Result<storage::ReplyTo> {
+        Ok(storage::ReplyTo {
+            entity: self.id,
+            method: method.to_owned(),
+            context: encode(&context)?,
+        })
+    }
+
+    /// Loads saved entity `id` with its persistent attributes (its calls
+    /// waiting in the mailbox run next); answers with value = the id.
+    pub fn load_entity(
+        &mut self,
+        id: EntityId,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        storage::load_entity(id, &self.reply_to(method, context)?);
+        Ok(())
+    }
+
+    /// Saves the current entity's persistent attributes now; answers (value:
+    /// the id) once they are on disk.
+    pub fn save_now(&mut self, method: &str, context: impl Serialize) -> Result<()> {
+        storage::save_entity(self.id, Some(&self.reply_to(method, context)?));
+        Ok(())
+    }
+
+    /// Whether `id` is loaded or saved; answers with value = bool.
+    pub fn entity_exists(
+        &mut self,
+        id: EntityId,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        storage::entity_exists(id, &self.reply_to(method, context)?);
+        Ok(())
+    }
+
+    /// The saved ids of `type_name`; answers with value = a list of ids.
+    pub fn saved_ids(
+        &mut self,
+        type_name: &str,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        storage::saved_ids(type_name, &self.reply_to(method, context)?);
+        Ok(())
+    }
+
+    /// The value under `key` in the key-value store (value: `Option<T>`).
+    pub fn kv_get(&mut self, key: &str, method: &str, context: impl Serialize) -> Result<()> {
+        storage::kv_get(key, &self.reply_to(method, context)?);
+        Ok(())
+    }
+
+    /// Stores `value` under `key`, without an answer.
+    pub fn kv_put(&mut self, key: &str, value: impl Serialize) -> Result<()> {
+        storage::kv_put(key, &encode(&value)?, None);
+        Ok(())
+    }
+
+    /// Stores `value` under `key`; answers (value: nil) once on disk.
+    pub fn kv_put_then(
+        &mut self,
+        key: &str,
+        value: impl Serialize,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        storage::kv_put(
+            key,
+            &encode(&value)?,
+            Some(&self.reply_to(method, context)?),
+        );
+        Ok(())
+    }
+
+    /// Stores `value` under `key` unless something is there; answers with
+    /// whichever value is stored.
+    pub fn kv_get_or_put(
+        &mut self,
+        key: &str,
+        value: impl Serialize,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        storage::kv_get_or_put(key, &encode(&value)?, &self.reply_to(method, context)?);
+        Ok(())
+    }
+
+    /// Every key starting with `prefix`; answers with a list of
+    /// `(key, value)` pairs in key order.
+    pub fn kv_range(&mut self, prefix: &str, method: &str, context: impl Serialize) -> Result<()> {
+        storage::kv_range(prefix, &self.reply_to(method, context)?);
+        Ok(())
+    }
+
+    /// Records a stats event: a name and fields (a serialisable map).
+    pub fn emit_stat(&mut self, name: &str, fields: impl Serialize) -> Result<()> {
+        storage::emit_stat(name, &encode(&fields)?);
         Ok(())
     }
 

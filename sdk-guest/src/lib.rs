@@ -93,6 +93,9 @@ pub use bindings::wyrm::game::types::{
 /// them also has a typed wrapper on [`Ctx`] or in this crate's root.
 pub use bindings::wyrm::game::host as raw;
 
+/// The raw storage imports (`wit/storage.wit`); [`Ctx`] wraps each of them.
+pub use bindings::wyrm::game::storage as raw_storage;
+
 /// Re-exported so plugins use the same versions as the SDK.
 pub use rmp_serde;
 /// Re-exported so plugins use the same versions as the SDK.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use wyrm::config::{
     AdminConfig, Config, GameConfig, LimitsConfig, NetConfig, PluginConfig, ServerConfig,
+    StorageConfig,
 };
 use wyrm_client::{Client, Transport};
 
@@ -93,23 +94,27 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with every transport on, running `plugin`.
+    /// Starts a server with every transport on, running `plugin`, its data
+    /// in a fresh temporary folder.
     pub async fn start(
         plugin: PathBuf,
         boot_entity: &str,
         services: &[&str],
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
-        init_logs();
-        let dir = match tempfile::tempdir() {
-            Ok(d) => d,
-            Err(e) => panic!("no temp dir: {e}"),
-        };
+        match Self::try_start(plugin, boot_entity, services, tweak, None).await {
+            Ok(s) => s,
+            Err(e) => panic!("server did not start: {e:#}"),
+        }
+    }
+
+    /// The config [`start`](Self::start) uses, with data in `dir`.
+    pub fn config_in(dir: &Path, plugin: PathBuf, boot_entity: &str, services: &[&str]) -> Config {
         let any = |p| Some(SocketAddr::from(([127, 0, 0, 1], p)));
-        let mut cfg = Config {
+        Config {
             server: ServerConfig {
                 name: "test".into(),
-                data_dir: dir.path().to_path_buf(),
+                data_dir: dir.to_path_buf(),
                 // Compiled plugins are shared between tests so that each
                 // server does not compile them again.
                 cache_dir: Some(repo_root().join("target/wyrm-test-cache")),
@@ -127,6 +132,7 @@ impl TestServer {
                 checkpoint_interval_ms: 5000,
             },
             admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
             limits: LimitsConfig {
                 call_deadline_ms: 200,
                 memory_mb: 64,
@@ -136,17 +142,28 @@ impl TestServer {
                 source: plugin,
                 features: vec![],
             }],
-        };
+        }
+    }
+
+    /// Starts a server whose data lives in `dir` (kept by the caller, to
+    /// start again on it) or, with `None`, in a fresh temporary folder.
+    pub async fn try_start(
+        plugin: PathBuf,
+        boot_entity: &str,
+        services: &[&str],
+        tweak: impl FnOnce(&mut Config),
+        dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        init_logs();
+        let temp = tempfile::tempdir()?;
+        let mut cfg = Self::config_in(dir.unwrap_or(temp.path()), plugin, boot_entity, services);
         tweak(&mut cfg);
-        let server = match wyrm::Server::start(cfg.clone()).await {
-            Ok(s) => s,
-            Err(e) => panic!("server did not start: {e:#}"),
-        };
-        Self {
+        let server = wyrm::Server::start(cfg.clone()).await?;
+        Ok(Self {
             server,
             cfg,
-            _dir: dir,
-        }
+            _dir: temp,
+        })
     }
 
     /// Swaps the server's plugin (named "game") for the component at `wasm`

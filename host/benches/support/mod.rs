@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each benchmark uses part of this
 
-use wyrm::plugin::bindings::{PathSegment, Tag};
+use wyrm::plugin::bindings::{PathSegment, ReplyTo, Tag};
 use wyrm::plugin::{EntityId, GameHost};
 
 /// A world with nothing in it, for benchmarks of the plugin boundary alone:
@@ -61,6 +61,15 @@ impl GameHost for EmptyWorld {
     }
     fn hash_password(&mut self, _: EntityId, _: String, _: String, _: Vec<u8>) {}
     fn verify_password(&mut self, _: EntityId, _: String, _: String, _: String, _: Vec<u8>) {}
+    fn load_entity(&mut self, _: EntityId, _: ReplyTo) {}
+    fn save_entity(&mut self, _: EntityId, _: Option<ReplyTo>) {}
+    fn entity_exists(&mut self, _: EntityId, _: ReplyTo) {}
+    fn saved_ids(&mut self, _: String, _: ReplyTo) {}
+    fn kv_get(&mut self, _: String, _: ReplyTo) {}
+    fn kv_put(&mut self, _: String, _: Vec<u8>, _: Option<ReplyTo>) {}
+    fn kv_get_or_put(&mut self, _: String, _: Vec<u8>, _: ReplyTo) {}
+    fn kv_range(&mut self, _: String, _: ReplyTo) {}
+    fn emit_stat(&mut self, _: String, _: Vec<u8>) {}
 }
 
 /// The median of some measurements.

@@ -49,18 +49,38 @@ pub struct Game {
     checkpoints: Vec<Option<swap::Checkpoint>>,
     checkpoint_every: Option<Duration>,
     next_checkpoint: Option<Instant>,
+    save_every: Duration,
+    next_save: Instant,
+}
+
+/// What a game persists through (see [`crate::storage`]).
+pub struct GameStorage {
+    /// The storage thread.
+    pub store: crate::storage::Store,
+    /// The stats sink.
+    pub stats: crate::storage::StatsSink,
+    /// The first entity id this run may hand out.
+    pub next_id: u64,
+    /// Ids below this are reserved for this run.
+    pub reserved: u64,
+    /// Service entities earlier runs saved, by type.
+    pub services: std::collections::HashMap<String, crate::storage::LoadedEntity>,
+    /// How often changed persistent entities are saved.
+    pub save_every: Duration,
 }
 
 impl Game {
     /// Instantiates `plugins` (already loaded by `runtime`), checks the
-    /// config against the entity types they declare and creates the service
-    /// entities. `inbox_tx` is this game's own inbox, for continuations.
+    /// config against the entity types they declare and brings up the
+    /// service entities (loaded, if an earlier run saved them). `inbox_tx`
+    /// is this game's own inbox, for continuations.
     pub fn new(
         plugins: Vec<PluginCode<World>>,
         cfg: &GameConfig,
         out: UnboundedSender<ToDispatcher>,
         inbox: Receiver<ToGame>,
         inbox_tx: Sender<ToGame>,
+        storage: GameStorage,
     ) -> anyhow::Result<Self> {
         let mut types = types::TypeRegistry::default();
         let mut slots = Vec::new();
@@ -88,10 +108,25 @@ impl Game {
             .min(4);
         let passwords = passwords::PasswordPool::start(workers, inbox_tx)
             .context("cannot start password threads")?;
-        let mut world = World::new(types, out, passwords);
+        let GameStorage {
+            store,
+            stats,
+            next_id,
+            reserved,
+            mut services,
+            save_every,
+        } = storage;
+        let persistence = world::Persistence {
+            store,
+            stats,
+            reserved,
+            dirty: Default::default(),
+            loading: Default::default(),
+        };
+        let mut world = World::new(types, out, passwords, persistence, next_id);
         for s in &cfg.services {
             world
-                .create_service(s)
+                .start_service(s, services.remove(s))
                 .map_err(|e| anyhow::anyhow!("[game] service {s:?}: {e}"))?;
         }
         let checkpoint_every = (cfg.checkpoint_interval_ms > 0)
@@ -104,6 +139,8 @@ impl Game {
             boot_entity: cfg.boot_entity.clone(),
             checkpoint_every,
             next_checkpoint: checkpoint_every.map(|d| Instant::now() + d),
+            save_every,
+            next_save: Instant::now() + save_every,
         };
         game.run_work();
         Ok(game)
@@ -117,7 +154,8 @@ impl Game {
                 Some(Instant::now())
             } else {
                 let timer = self.world().timers.next_due();
-                timer.into_iter().chain(self.next_checkpoint).min()
+                let chores = [Some(self.next_save), self.next_checkpoint];
+                timer.into_iter().chain(chores.into_iter().flatten()).min()
             };
             let msg = match deadline {
                 Some(d) => self.inbox.recv_deadline(d),
@@ -127,13 +165,20 @@ impl Game {
                     .map_err(|_| RecvTimeoutError::Disconnected),
             };
             match msg {
-                Ok(ToGame::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(ToGame::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    self.world().save_all_and_flush();
+                    break;
+                }
                 Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             let now = Instant::now();
             self.world().fire_timers(now);
             self.run_work();
+            if self.next_save <= now {
+                self.world().save_dirty();
+                self.next_save = Instant::now() + self.save_every;
+            }
             if let (Some(due), Some(every)) = (self.next_checkpoint, self.checkpoint_every) {
                 if due <= now {
                     self.checkpoint_all();
@@ -193,6 +238,7 @@ impl Game {
                     reply: None,
                 }));
             }
+            ToGame::Loaded { id, result } => self.world().finish_load(id, result),
             ToGame::Swap(req) => self.swap(*req),
             ToGame::Shutdown => {}
         }

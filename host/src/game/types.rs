@@ -52,6 +52,14 @@ impl EntityTypeInfo {
         })
     }
 
+    /// Whether entities of this type are saved: it declares a persistent
+    /// attribute.
+    pub fn persistent(&self) -> bool {
+        self.attrs
+            .iter()
+            .any(|(_, f)| f.contains(AttrFlags::PERSISTENT))
+    }
+
     /// The index of a declared attribute.
     pub fn attr(&self, name: &str) -> Option<usize> {
         self.attr_index.get(name).copied()

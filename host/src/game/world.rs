@@ -2,7 +2,7 @@
 //! and the queue of work produced by calls. It implements the host imports
 //! ([`GameHost`]); the game lends it to a plugin for each call.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,9 +14,10 @@ use super::attrs::Attrs;
 use super::passwords::{Continuation, PasswordPool};
 use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
-use crate::msg::{ClientId, EntityId, ToDispatcher, ToGate};
-use crate::plugin::bindings::{AttrFlags, PathSegment, Tag};
+use crate::msg::{ClientId, EntityId, ToDispatcher, ToGame, ToGate};
+use crate::plugin::bindings::{AttrFlags, PathSegment, ReplyTo as WitReplyTo, Tag};
 use crate::plugin::{Caller, CallerKind, EntityRef, EntityState, GameHost};
+use crate::storage::{self, EntityRow, LoadedEntity, Op, ReplyTo, StatsSink, Store};
 
 /// Work a call produced, run after it returns, in order.
 #[derive(Debug)]
@@ -78,18 +79,51 @@ pub struct World {
     pub(super) current: Option<EntityId>,
     out: UnboundedSender<ToDispatcher>,
     passwords: PasswordPool,
+    storage: Persistence,
+}
+
+/// What the world keeps for storage.
+pub(super) struct Persistence {
+    pub store: Store,
+    pub stats: StatsSink,
+    /// Entity ids may be handed out below this without asking storage.
+    pub reserved: u64,
+    /// Persistent entities changed since their last save.
+    pub dirty: HashSet<EntityId>,
+    /// Entities being loaded: who waits for them, and calls made to them
+    /// meanwhile.
+    pub loading: HashMap<EntityId, Loading>,
+}
+
+/// An entity on its way from storage.
+#[derive(Default)]
+pub(super) struct Loading {
+    replies: Vec<ReplyTo>,
+    calls: Vec<Call>,
+}
+
+fn reply_to(r: WitReplyTo) -> ReplyTo {
+    ReplyTo {
+        entity: r.entity,
+        method: r.method,
+        context: r.context,
+    }
 }
 
 impl World {
+    /// A world whose entity ids start at `next_entity` (ids below it may be
+    /// saved by earlier runs).
     pub(super) fn new(
         types: TypeRegistry,
         out: UnboundedSender<ToDispatcher>,
         passwords: PasswordPool,
+        storage: Persistence,
+        next_entity: EntityId,
     ) -> Self {
         Self {
             types,
             entities: HashMap::new(),
-            next_entity: 0,
+            next_entity,
             services: HashMap::new(),
             clients: HashMap::new(),
             timers: Timers::default(),
@@ -97,6 +131,7 @@ impl World {
             current: None,
             out,
             passwords,
+            storage,
         }
     }
 
@@ -105,11 +140,228 @@ impl World {
         self.entities.len()
     }
 
-    /// Creates the service entity of `type_name`.
-    pub(super) fn create_service(&mut self, type_name: &str) -> Result<EntityId, String> {
-        let id = self.create_entity(type_name, &[])?;
+    /// Brings up the service entity of `type_name`: the one an earlier run
+    /// saved, with its mailbox, or a new one.
+    pub(super) fn start_service(
+        &mut self,
+        type_name: &str,
+        saved: Option<LoadedEntity>,
+    ) -> Result<EntityId, String> {
+        let id = match saved {
+            Some(loaded) => {
+                let id = loaded.row.id;
+                self.insert_loaded(loaded, Vec::new())?;
+                id
+            }
+            None => {
+                let id = self.create_entity(type_name, &[])?;
+                self.storage.store.send(Op::Service {
+                    type_name: type_name.to_owned(),
+                    id,
+                });
+                id
+            }
+        };
         self.services.insert(type_name.to_owned(), id);
         Ok(id)
+    }
+
+    /// The next free entity id, reserving more from storage ahead of need so
+    /// no id is ever handed out twice, even across a crash.
+    fn allocate_id(&mut self) -> EntityId {
+        self.next_entity += 1;
+        let id = self.next_entity - 1;
+        let p = &mut self.storage;
+        if id + storage::ID_BLOCK / 2 >= p.reserved {
+            p.reserved += storage::ID_BLOCK;
+            p.store.send(Op::ReserveIds {
+                ceiling: p.reserved,
+            });
+        }
+        id
+    }
+
+    // ---- persistence ----
+
+    /// The saved form of a persistent entity.
+    fn row(&self, id: EntityId) -> Option<EntityRow> {
+        let e = self.entities.get(&id)?;
+        let t = self.types.get(e.ty);
+        if !t.persistent() {
+            return None;
+        }
+        let map: Vec<(Value, Value)> = t
+            .attrs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, f))| f.contains(AttrFlags::PERSISTENT))
+            .filter_map(|(i, (name, _))| {
+                e.attrs
+                    .top(i)
+                    .map(|v| (Value::from(name.as_str()), v.clone()))
+            })
+            .collect();
+        let mut attrs = Vec::new();
+        let _ = rmpv::encode::write_value(&mut attrs, &Value::Map(map));
+        Some(EntityRow {
+            id,
+            type_name: t.name.clone(),
+            attrs,
+        })
+    }
+
+    /// Saves every persistent entity changed since its last save.
+    pub(super) fn save_dirty(&mut self) {
+        if self.storage.dirty.is_empty() {
+            return;
+        }
+        let mut ids: Vec<EntityId> = self.storage.dirty.drain().collect();
+        ids.sort_unstable();
+        let rows: Vec<EntityRow> = ids.into_iter().filter_map(|id| self.row(id)).collect();
+        if !rows.is_empty() {
+            self.storage.store.send(Op::Save { rows, reply: None });
+        }
+    }
+
+    /// Saves every persistent entity and waits until it is on disk: the
+    /// graceful shutdown.
+    pub(super) fn save_all_and_flush(&mut self) {
+        self.storage.dirty.clear();
+        let mut ids: Vec<EntityId> = self.entities.keys().copied().collect();
+        ids.sort_unstable();
+        let rows: Vec<EntityRow> = ids.into_iter().filter_map(|id| self.row(id)).collect();
+        let n = rows.len();
+        if !rows.is_empty() {
+            self.storage.store.send(Op::Save { rows, reply: None });
+        }
+        if self.storage.store.flush(Duration::from_secs(30)) {
+            tracing::info!(entities = n, "saved every persistent entity");
+        } else {
+            tracing::error!("storage did not confirm the final save within 30 s");
+        }
+    }
+
+    fn mark_dirty(&mut self, id: EntityId, flags: AttrFlags) {
+        if flags.contains(AttrFlags::PERSISTENT) {
+            self.storage.dirty.insert(id);
+        }
+    }
+
+    /// Puts a loaded entity into the world and queues, in order: its
+    /// `created` hook, its mailbox, `calls` made while it was loading.
+    fn insert_loaded(&mut self, loaded: LoadedEntity, calls: Vec<Call>) -> Result<(), String> {
+        let LoadedEntity { row, mailbox } = loaded;
+        let ty = self.types.find(&row.type_name).ok_or_else(|| {
+            format!(
+                "saved entity {} is of type {}, which no plugin declares",
+                row.id, row.type_name
+            )
+        })?;
+        if self.entities.contains_key(&row.id) {
+            return Err(format!("entity {} is already loaded", row.id));
+        }
+        let t = self.types.get(ty);
+        let mut attrs = Attrs::new(t.attrs.len());
+        if let Value::Map(entries) = decode_value(&row.attrs)? {
+            for (k, v) in entries {
+                match k.as_str().and_then(|name| t.attr(name)) {
+                    Some(i) => attrs.set(i, &[], v)?,
+                    None => {
+                        tracing::warn!(entity = row.id, attr = ?k, "saved attribute no longer declared by {}; dropped", t.name)
+                    }
+                }
+            }
+        }
+        self.entities.insert(
+            row.id,
+            Entity {
+                ty,
+                attrs,
+                client: None,
+                doomed: false,
+            },
+        );
+        self.work.push_back(Work::Created(row.id));
+        let last = mailbox.last().map(|(seq, ..)| *seq);
+        for (_, method, args) in mailbox {
+            self.work.push_back(Work::Call(Call {
+                entity: row.id,
+                method,
+                args,
+                caller: Caller {
+                    kind: CallerKind::Server,
+                    entity: None,
+                },
+                reply: None,
+            }));
+        }
+        if let Some(up_to) = last {
+            // Once these run, they are not delivered again.
+            self.storage.store.send(Op::MailDone {
+                entity: row.id,
+                up_to,
+            });
+        }
+        self.work.extend(calls.into_iter().map(Work::Call));
+        Ok(())
+    }
+
+    /// Storage answered a load.
+    pub(super) fn finish_load(&mut self, id: EntityId, result: Result<LoadedEntity, String>) {
+        let Loading { replies, calls } = self.storage.loading.remove(&id).unwrap_or_default();
+        let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
+        let err = outcome.as_ref().err().map(String::as_str);
+        if let Some(e) = err {
+            tracing::warn!(entity = id, "load failed: {e}");
+        }
+        for r in replies {
+            let msg = storage::reply(&r, err, |out| {
+                let _ = rmp::encode::write_uint(out, id);
+            });
+            self.push_continuation(msg);
+        }
+    }
+
+    /// Queues a reply produced in the game itself (not by storage).
+    fn push_continuation(&mut self, msg: ToGame) {
+        if let ToGame::Continuation {
+            entity,
+            method,
+            args,
+        } = msg
+        {
+            self.work.push_back(Work::Call(Call {
+                entity,
+                method,
+                args,
+                caller: Caller {
+                    kind: CallerKind::Server,
+                    entity: None,
+                },
+                reply: None,
+            }));
+        }
+    }
+
+    /// Checks a value a plugin wants stored: exactly one MessagePack value,
+    /// since it is handed back verbatim inside reply arguments.
+    fn checked_value(&mut self, value: &[u8], reply: Option<&ReplyTo>) -> bool {
+        match decode_value(value) {
+            Ok(_) => true,
+            Err(e) => {
+                let why = format!("value not stored: {e}");
+                match reply {
+                    Some(r) => {
+                        let msg = storage::reply(r, Some(&why), |out| {
+                            let _ = rmp::encode::write_nil(out);
+                        });
+                        self.push_continuation(msg);
+                    }
+                    None => tracing::warn!(from = ?self.current, "{why}"),
+                }
+                false
+            }
+        }
     }
 
     /// The plugin that runs `id` and the reference to pass it.
@@ -312,6 +564,9 @@ impl World {
     /// hook.
     pub(super) fn remove_entity(&mut self, id: EntityId) -> Option<(usize, EntityRef)> {
         let r = self.entity_ref(id)?;
+        // A persistent entity is saved as it leaves (and stays saved, to be
+        // loaded again).
+        let row = self.row(id);
         let e = self.entities.remove(&id)?;
         if let Some(client) = e.client {
             self.clients.remove(&client);
@@ -323,6 +578,13 @@ impl World {
         }
         self.timers.cancel_entity(id);
         self.services.retain(|_, s| *s != id);
+        self.storage.dirty.remove(&id);
+        if let Some(row) = row {
+            self.storage.store.send(Op::Save {
+                rows: vec![row],
+                reply: None,
+            });
+        }
         Some(r)
     }
 
@@ -467,8 +729,8 @@ impl GameHost for World {
                 values.set(index, &[], v)?;
             }
         }
-        self.next_entity += 1;
-        let id = self.next_entity;
+        let persistent = t.persistent();
+        let id = self.allocate_id();
         self.entities.insert(
             id,
             Entity {
@@ -478,6 +740,9 @@ impl GameHost for World {
                 doomed: false,
             },
         );
+        if persistent {
+            self.storage.dirty.insert(id);
+        }
         self.work.push_back(Work::Created(id));
         Ok(id)
     }
@@ -506,7 +771,26 @@ impl GameHost for World {
 
     fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) {
         let Some(target) = self.entities.get(&id) else {
-            tracing::warn!(entity = id, %method, from = ?self.current, "call to a missing entity dropped");
+            let call = Call {
+                entity: id,
+                method,
+                args,
+                caller: Caller {
+                    kind: CallerKind::Server,
+                    entity: self.current,
+                },
+                reply: None,
+            };
+            match self.storage.loading.get_mut(&id) {
+                // On its way: delivered right after it arrives.
+                Some(loading) => loading.calls.push(call),
+                // Not loaded: storage keeps it if the entity is saved.
+                None => self.storage.store.send(Op::Mail {
+                    entity: id,
+                    method: call.method,
+                    args: call.args,
+                }),
+            }
             return;
         };
         if self.types.get(target.ty).method(&method).is_none() {
@@ -612,6 +896,7 @@ impl GameHost for World {
         e.attrs.set(index, &path[1..], v)?;
         let client = e.client;
         self.push_attr(client, flags, id, AttrOp::Set, path, value);
+        self.mark_dirty(id, flags);
         Ok(())
     }
 
@@ -620,6 +905,7 @@ impl GameHost for World {
         e.attrs.delete(index, &path[1..])?;
         let client = e.client;
         self.push_attr(client, flags, id, AttrOp::Delete, path, &[]);
+        self.mark_dirty(id, flags);
         Ok(())
     }
 
@@ -634,6 +920,7 @@ impl GameHost for World {
         e.attrs.append(index, &path[1..], v)?;
         let client = e.client;
         self.push_attr(client, flags, id, AttrOp::Append, path, value);
+        self.mark_dirty(id, flags);
         Ok(())
     }
 
@@ -692,5 +979,98 @@ impl GameHost for World {
         if let Some(cont) = self.continuation(id, method, context) {
             self.passwords.verify(password, hash, cont);
         }
+    }
+
+    fn load_entity(&mut self, id: EntityId, reply: WitReplyTo) {
+        let reply = reply_to(reply);
+        if self.entities.contains_key(&id) {
+            let msg = storage::reply(&reply, None, |out| {
+                let _ = rmp::encode::write_uint(out, id);
+            });
+            return self.push_continuation(msg);
+        }
+        let loading = self.storage.loading.entry(id).or_default();
+        loading.replies.push(reply);
+        if loading.replies.len() == 1 {
+            self.storage.store.send(Op::Load { id });
+        }
+    }
+
+    fn save_entity(&mut self, id: EntityId, reply: Option<WitReplyTo>) {
+        let reply = reply.map(reply_to);
+        match self.row(id) {
+            Some(row) => {
+                self.storage.dirty.remove(&id);
+                self.storage.store.send(Op::Save {
+                    rows: vec![row],
+                    reply,
+                });
+            }
+            None => {
+                if let Some(r) = reply {
+                    let why = if self.entities.contains_key(&id) {
+                        format!("entity {id} is not of a persistent type")
+                    } else {
+                        format!("no entity {id}")
+                    };
+                    let msg = storage::reply(&r, Some(&why), |out| {
+                        let _ = rmp::encode::write_nil(out);
+                    });
+                    self.push_continuation(msg);
+                }
+            }
+        }
+    }
+
+    fn entity_exists(&mut self, id: EntityId, reply: WitReplyTo) {
+        let reply = reply_to(reply);
+        if self.entities.contains_key(&id) {
+            let msg = storage::reply(&reply, None, |out| {
+                let _ = rmp::encode::write_bool(out, true);
+            });
+            return self.push_continuation(msg);
+        }
+        self.storage.store.send(Op::Exists { id, reply });
+    }
+
+    fn saved_ids(&mut self, type_name: String, reply: WitReplyTo) {
+        self.storage.store.send(Op::SavedIds {
+            type_name,
+            reply: reply_to(reply),
+        });
+    }
+
+    fn kv_get(&mut self, key: String, reply: WitReplyTo) {
+        self.storage.store.send(Op::KvGet {
+            key,
+            reply: reply_to(reply),
+        });
+    }
+
+    fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<WitReplyTo>) {
+        let reply = reply.map(reply_to);
+        if self.checked_value(&value, reply.as_ref()) {
+            self.storage.store.send(Op::KvPut { key, value, reply });
+        }
+    }
+
+    fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: WitReplyTo) {
+        let reply = reply_to(reply);
+        if self.checked_value(&value, Some(&reply)) {
+            self.storage
+                .store
+                .send(Op::KvGetOrPut { key, value, reply });
+        }
+    }
+
+    fn kv_range(&mut self, prefix: String, reply: WitReplyTo) {
+        self.storage.store.send(Op::KvRange {
+            prefix,
+            reply: reply_to(reply),
+        });
+    }
+
+    fn emit_stat(&mut self, name: String, fields: Vec<u8>) {
+        self.storage.stats.emit(name, fields);
     }
 }

@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{HostImports, LogLevel, PathSegment, Tag};
+use super::bindings::{HostImports, LogLevel, PathSegment, ReplyTo, StorageImports, Tag};
 
 /// Entity ids as plugins see them.
 pub type EntityId = u64;
@@ -61,6 +61,16 @@ pub trait GameHost: Send + 'static {
         method: String,
         context: Vec<u8>,
     );
+    // storage, as in wit/storage.wit
+    fn load_entity(&mut self, id: EntityId, reply: ReplyTo);
+    fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>);
+    fn entity_exists(&mut self, id: EntityId, reply: ReplyTo);
+    fn saved_ids(&mut self, type_name: String, reply: ReplyTo);
+    fn kv_get(&mut self, key: String, reply: ReplyTo);
+    fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<ReplyTo>);
+    fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: ReplyTo);
+    fn kv_range(&mut self, prefix: String, reply: ReplyTo);
+    fn emit_stat(&mut self, name: String, fields: Vec<u8>);
 }
 
 /// A plugin store's data.
@@ -107,6 +117,45 @@ impl<W: Send> WasiView for HostState<W> {
 type R<T> = wasmtime::Result<T>;
 
 impl<W: GameHost> super::bindings::wyrm::game::types::Host for HostState<W> {}
+
+impl<W: GameHost> StorageImports for HostState<W> {
+    fn load_entity(&mut self, id: EntityId, reply: ReplyTo) -> R<()> {
+        self.world()?.load_entity(id, reply);
+        Ok(())
+    }
+    fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>) -> R<()> {
+        self.world()?.save_entity(id, reply);
+        Ok(())
+    }
+    fn entity_exists(&mut self, id: EntityId, reply: ReplyTo) -> R<()> {
+        self.world()?.entity_exists(id, reply);
+        Ok(())
+    }
+    fn saved_ids(&mut self, type_name: String, reply: ReplyTo) -> R<()> {
+        self.world()?.saved_ids(type_name, reply);
+        Ok(())
+    }
+    fn kv_get(&mut self, key: String, reply: ReplyTo) -> R<()> {
+        self.world()?.kv_get(key, reply);
+        Ok(())
+    }
+    fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<ReplyTo>) -> R<()> {
+        self.world()?.kv_put(key, value, reply);
+        Ok(())
+    }
+    fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: ReplyTo) -> R<()> {
+        self.world()?.kv_get_or_put(key, value, reply);
+        Ok(())
+    }
+    fn kv_range(&mut self, prefix: String, reply: ReplyTo) -> R<()> {
+        self.world()?.kv_range(prefix, reply);
+        Ok(())
+    }
+    fn emit_stat(&mut self, name: String, fields: Vec<u8>) -> R<()> {
+        self.world()?.emit_stat(name, fields);
+        Ok(())
+    }
+}
 
 impl<W: GameHost> HostImports for HostState<W> {
     fn create_entity(&mut self, type_name: String, attrs: Vec<u8>) -> R<Result<EntityId, String>> {

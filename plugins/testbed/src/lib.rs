@@ -135,6 +135,147 @@ impl Probe {
         Ok(())
     }
 
+    /// Creates a Vault holding `value`; answers `on_vault(id)`.
+    #[own_client]
+    fn vault_new(&mut self, ctx: &mut Ctx, value: i64) -> Result<(), Error> {
+        let id = ctx.create_entity("Vault", wyrm_sdk::attrs! { "value" => value })?;
+        ctx.call_client("on_vault", (id,))?;
+        Ok(())
+    }
+
+    /// Sets a Vault's value and saves it; answers `on_vault_saved(id, value,
+    /// error)` once it is on disk.
+    #[own_client]
+    fn vault_set(&mut self, ctx: &mut Ctx, id: EntityId, value: i64) -> Result<(), Error> {
+        ctx.call(id, "set", (value, ctx.id()))
+    }
+
+    /// Sets a Vault's value without saving it now.
+    #[own_client]
+    fn vault_set_lazy(&mut self, ctx: &mut Ctx, id: EntityId, value: i64) -> Result<(), Error> {
+        ctx.call(id, "set_lazy", (value,))
+    }
+
+    /// Appends to a Vault's log, whether it is loaded or not (then the call
+    /// waits in its mailbox).
+    #[own_client]
+    fn vault_log(&mut self, ctx: &mut Ctx, id: EntityId, line: String) -> Result<(), Error> {
+        ctx.call(id, "log", (line,))
+    }
+
+    /// Unloads a Vault.
+    #[own_client]
+    fn vault_unload(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.call(id, "unload", ())
+    }
+
+    /// Loads a Vault (if needed) and answers `on_vault_value(id, value, log,
+    /// error)`.
+    #[own_client]
+    fn vault_get(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.load_entity(id, "vault_loaded", ())
+    }
+
+    /// Storage's answer to `load_entity`.
+    fn vault_loaded(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        id: EntityId,
+        _context: (),
+    ) -> Result<(), Error> {
+        match error {
+            Some(e) => {
+                ctx.call_client(
+                    "on_vault_value",
+                    (id, None::<i64>, Vec::<String>::new(), Some(e)),
+                )?;
+                Ok(())
+            }
+            None => ctx.call(id, "report", (ctx.id(),)),
+        }
+    }
+
+    /// A Vault's report.
+    fn vault_report(
+        &mut self,
+        ctx: &mut Ctx,
+        id: EntityId,
+        value: Option<i64>,
+        log: Vec<String>,
+    ) -> Result<(), Error> {
+        ctx.call_client("on_vault_value", (id, value, log, None::<String>))?;
+        Ok(())
+    }
+
+    /// A Vault's save confirmation.
+    fn vault_saved(
+        &mut self,
+        ctx: &mut Ctx,
+        id: EntityId,
+        value: i64,
+        error: Option<String>,
+    ) -> Result<(), Error> {
+        ctx.call_client("on_vault_saved", (id, value, error))?;
+        Ok(())
+    }
+
+    /// Stores `value` under `key`; answers `on_kv_put(key)` once on disk.
+    #[own_client]
+    fn kv_put(
+        &mut self,
+        ctx: &mut Ctx,
+        key: String,
+        value: wyrm_sdk::rmpv::Value,
+    ) -> Result<(), Error> {
+        ctx.kv_put_then(&key, value, "kv_answer", ("put", key.as_str()))
+    }
+
+    /// Answers `on_kv_get(key, value)`.
+    #[own_client]
+    fn kv_get(&mut self, ctx: &mut Ctx, key: String) -> Result<(), Error> {
+        ctx.kv_get(&key, "kv_answer", ("get", key.as_str()))
+    }
+
+    /// Stores `value` under `key` unless set; answers `on_kv_get(key, stored)`.
+    #[own_client]
+    fn kv_get_or_put(
+        &mut self,
+        ctx: &mut Ctx,
+        key: String,
+        value: wyrm_sdk::rmpv::Value,
+    ) -> Result<(), Error> {
+        ctx.kv_get_or_put(&key, value, "kv_answer", ("get", key.as_str()))
+    }
+
+    /// Answers `on_kv_range(prefix, pairs)`.
+    #[own_client]
+    fn kv_range(&mut self, ctx: &mut Ctx, prefix: String) -> Result<(), Error> {
+        ctx.kv_range(&prefix, "kv_answer", ("range", prefix.as_str()))
+    }
+
+    /// Storage's answers to the key-value calls, passed on to the client.
+    fn kv_answer(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        value: wyrm_sdk::rmpv::Value,
+        context: (String, String),
+    ) -> Result<(), Error> {
+        if let Some(e) = error {
+            return Err(Error::new(e));
+        }
+        let (op, key) = context;
+        ctx.call_client(&format!("on_kv_{op}"), (key, value))?;
+        Ok(())
+    }
+
+    /// Records a stats event `name` with field `n`.
+    #[own_client]
+    fn stat(&mut self, ctx: &mut Ctx, name: String, n: i64) -> Result<(), Error> {
+        ctx.emit_stat(&name, wyrm_sdk::attrs! { "n" => n })
+    }
+
     /// Loops forever, for the host's deadline.
     #[own_client]
     fn spin(&mut self) {
@@ -148,6 +289,57 @@ impl Probe {
     #[own_client]
     fn boom(&mut self) {
         panic!("Probe.boom called");
+    }
+}
+
+/// A saved entity for the storage tests: a value and a log, both persistent.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Vault {}
+
+#[wyrm_sdk::entity(attrs(value = "persistent", log = "persistent"))]
+impl Vault {
+    /// Sets the value, saves at once and tells `probe` once it is on disk.
+    fn set(&mut self, ctx: &mut Ctx, value: i64, probe: EntityId) -> Result<(), Error> {
+        ctx.set_attr("value", value)?;
+        ctx.save_now("saved", (probe, value))
+    }
+
+    /// Sets the value and leaves saving to the host's interval (or shutdown).
+    fn set_lazy(&mut self, ctx: &mut Ctx, value: i64) -> Result<(), Error> {
+        ctx.set_attr("value", value)
+    }
+
+    /// Storage's answer to `save_now`.
+    fn saved(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        _id: EntityId,
+        context: (EntityId, i64),
+    ) -> Result<(), Error> {
+        let (probe, value) = context;
+        ctx.call(probe, "vault_saved", (ctx.id(), value, error))
+    }
+
+    /// Appends a line to the log.
+    fn log(&mut self, ctx: &mut Ctx, line: String) -> Result<(), Error> {
+        ctx.append_attr("log", line)
+    }
+
+    /// Tells `probe` the value and the log.
+    fn report(&mut self, ctx: &mut Ctx, probe: EntityId) -> Result<(), Error> {
+        let value: Option<i64> = ctx.get_attr("value")?;
+        let log: Option<Vec<String>> = ctx.get_attr("log")?;
+        ctx.call(
+            probe,
+            "vault_report",
+            (ctx.id(), value, log.unwrap_or_default()),
+        )
+    }
+
+    /// Leaves the world (saved as it goes, to be loaded again).
+    fn unload(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.destroy_entity(ctx.id())
     }
 }
 
@@ -191,5 +383,5 @@ impl Blob {
 wyrm_sdk::plugin!(
     name = "testbed",
     version = VERSION,
-    entities = [Probe, Blob]
+    entities = [Probe, Blob, Vault]
 );

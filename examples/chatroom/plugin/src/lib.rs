@@ -12,9 +12,12 @@
 //! | `on_chat` | `[from_name, room, text]` (strings) | Avatar |
 //! | `on_joined` | `[room: string]` | Avatar |
 //! | `on_who` | `[room: string, names: string[]]` (sorted) | Avatar |
+//! | `on_history` | `[room: string, lines: [from, text][]]` (oldest first), after `on_joined` | Avatar |
 //!
-//! The Lobby keeps everything in host attributes (`accounts`, `online`,
-//! `members`), never in guest memory, so a plugin crash or swap loses nothing.
+//! The Lobby keeps everything in host attributes (`accounts`, `history`,
+//! `online`, `members`), never in guest memory, so a plugin crash or swap
+//! loses nothing; `accounts` and `history` are persistent, so they survive a
+//! restart too.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +27,8 @@ const LOBBY: &str = "Lobby";
 const FIRST_ROOM: &str = "lobby";
 const WRONG_LOGIN: &str = "wrong name or password";
 const MAX_TEXT: usize = 500;
+/// Lines of history kept per room.
+const HISTORY: usize = 50;
 
 /// A user name: 1–20 characters of `[A-Za-z0-9_]`.
 fn valid_name(name: &str) -> bool {
@@ -123,7 +128,9 @@ impl Avatar {
 
     fn chat(ctx: &mut Ctx, from: &str, text: &str) -> Result<(), Error> {
         let room = Self::room(ctx)?;
-        ctx.call_filtered_clients(&[("room", &room)], "on_chat", (from, &room, text))
+        ctx.call_filtered_clients(&[("room", &room)], "on_chat", (from, &room, text))?;
+        let lobby = lobby(ctx)?;
+        ctx.call(lobby, "record", (&room, from, text))
     }
 }
 
@@ -174,6 +181,18 @@ impl Avatar {
     /// The Lobby's answer to `who`.
     fn who_reply(&mut self, ctx: &mut Ctx, room: String, names: Vec<String>) -> Result<(), Error> {
         ctx.call_client("on_who", (room, names))?;
+        Ok(())
+    }
+
+    /// The Lobby's answer to a join: the room's recent lines, for the client
+    /// as `on_history(room, [[from, text], ...])`, oldest first.
+    fn history_reply(
+        &mut self,
+        ctx: &mut Ctx,
+        room: String,
+        lines: Vec<(String, String)>,
+    ) -> Result<(), Error> {
+        ctx.call_client("on_history", (room, lines))?;
         Ok(())
     }
 
@@ -235,6 +254,13 @@ impl Avatar {
 pub struct Lobby {}
 
 impl Lobby {
+    /// Sends a room's recent lines to an avatar that just arrived there.
+    fn send_history(ctx: &mut Ctx, room: &str, avatar: EntityId) -> Result<(), Error> {
+        let lines: Vec<(String, String)> =
+            ctx.get_attr(path!["history", room])?.unwrap_or_default();
+        ctx.call(avatar, "history_reply", (room, lines))
+    }
+
     /// Removes `name` from `room` if it is there as `avatar`, and the room
     /// itself once it is empty.
     fn leave_room(ctx: &mut Ctx, name: &str, room: &str, avatar: EntityId) -> Result<(), Error> {
@@ -249,7 +275,12 @@ impl Lobby {
     }
 }
 
-#[wyrm_sdk::entity(attrs(accounts = "persistent", online = "none", members = "none"))]
+#[wyrm_sdk::entity(attrs(
+    accounts = "persistent",
+    history = "persistent",
+    online = "none",
+    members = "none"
+))]
 impl Lobby {
     /// Stores a new account unless the name is taken; answers the account's
     /// client with `on_register`.
@@ -323,7 +354,7 @@ impl Lobby {
         ctx.destroy_entity(account)?;
         ctx.set_attr(path!["online", &name], avatar)?;
         ctx.set_attr(path!["members", FIRST_ROOM, &name], avatar)?;
-        Ok(())
+        Self::send_history(ctx, FIRST_ROOM, avatar)
     }
 
     /// An avatar changed rooms.
@@ -338,7 +369,26 @@ impl Lobby {
         if from != to {
             Self::leave_room(ctx, &name, &from, avatar)?;
         }
-        ctx.set_attr(path!["members", &to, &name], avatar)
+        ctx.set_attr(path!["members", &to, &name], avatar)?;
+        Self::send_history(ctx, &to, avatar)
+    }
+
+    /// Keeps a line in its room's history (the last `HISTORY` lines, saved
+    /// with the Lobby, so they survive a restart).
+    fn record(
+        &mut self,
+        ctx: &mut Ctx,
+        room: String,
+        from: String,
+        text: String,
+    ) -> Result<(), Error> {
+        let mut lines: Vec<(String, String)> =
+            ctx.get_attr(path!["history", &room])?.unwrap_or_default();
+        lines.push((from, text));
+        if lines.len() > HISTORY {
+            lines.drain(..lines.len() - HISTORY);
+        }
+        ctx.set_attr(path!["history", &room], lines)
     }
 
     /// Answers an avatar's `who` with `who_reply(room, names)`.

@@ -1,0 +1,271 @@
+//! Storage: the embedded SQLite database, on a thread of its own.
+//!
+//! The game sends [`Op`]s; the storage thread takes everything queued, runs
+//! it in one transaction, commits, and only then answers — as continuations
+//! (`entity, method, [error, value, context]`) or, for loads, as
+//! [`ToGame::Loaded`]. So an answer always means "on disk", writes are
+//! batched without anyone waiting, and the game thread never touches the
+//! disk. A failed transaction answers every request in it with the error;
+//! nothing panics.
+//!
+//! Opening is careful: a database another process holds is refused, a file
+//! that is not a healthy SQLite database is refused and left as it is, and a
+//! new database is created only where there is none, with a log line that
+//! says so.
+
+mod db;
+mod stats;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::msg::{EntityId, ToGame};
+
+pub(crate) use db::reply;
+pub use db::SCHEMA_VERSION;
+pub use stats::StatsSink;
+
+/// Where an answer goes (the WIT `reply-to`).
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    /// The entity to call.
+    pub entity: EntityId,
+    /// The method to call.
+    pub method: String,
+    /// A MessagePack value handed back untouched (empty: nil).
+    pub context: Vec<u8>,
+}
+
+/// One entity as saved: its type and its persistent attributes.
+#[derive(Debug, Clone)]
+pub struct EntityRow {
+    /// The entity's id.
+    pub id: EntityId,
+    /// Its type name.
+    pub type_name: String,
+    /// A MessagePack map of its persistent attributes.
+    pub attrs: Vec<u8>,
+}
+
+/// A saved entity read back, with the calls waiting for it.
+#[derive(Debug, Clone)]
+pub struct LoadedEntity {
+    /// The row.
+    pub row: EntityRow,
+    /// Mailbox calls in the order they were made: (sequence, method, args).
+    pub mailbox: Vec<(i64, String, Vec<u8>)>,
+}
+
+/// A request to the storage thread.
+#[derive(Debug)]
+pub enum Op {
+    /// Upsert entity rows; answer `reply` (value: the first id) after commit.
+    Save {
+        rows: Vec<EntityRow>,
+        reply: Option<ReplyTo>,
+    },
+    /// Read an entity and its mailbox; answers with [`ToGame::Loaded`].
+    Load {
+        id: EntityId,
+    },
+    /// Whether an entity is saved.
+    Exists {
+        id: EntityId,
+        reply: ReplyTo,
+    },
+    /// The saved ids of a type.
+    SavedIds {
+        type_name: String,
+        reply: ReplyTo,
+    },
+    /// Key-value reads and writes.
+    KvGet {
+        key: String,
+        reply: ReplyTo,
+    },
+    KvPut {
+        key: String,
+        value: Vec<u8>,
+        reply: Option<ReplyTo>,
+    },
+    KvGetOrPut {
+        key: String,
+        value: Vec<u8>,
+        reply: ReplyTo,
+    },
+    KvRange {
+        prefix: String,
+        reply: ReplyTo,
+    },
+    /// A call to an entity that is not loaded: kept in its mailbox if the
+    /// entity is saved, dropped (with a log line) otherwise.
+    Mail {
+        entity: EntityId,
+        method: String,
+        args: Vec<u8>,
+    },
+    /// Mailbox calls up to `seq` were delivered.
+    MailDone {
+        entity: EntityId,
+        up_to: i64,
+    },
+    /// Entity ids below `ceiling` may be handed out.
+    ReserveIds {
+        ceiling: u64,
+    },
+    /// `id` is the service entity of `type_name`.
+    Service {
+        type_name: String,
+        id: EntityId,
+    },
+    /// Answers `done` once everything before it is committed.
+    Flush {
+        done: Sender<()>,
+    },
+}
+
+/// A handle to the storage thread.
+#[derive(Debug, Clone)]
+pub struct Store {
+    tx: Sender<Op>,
+}
+
+impl Store {
+    /// Queues an operation. If the storage thread has stopped (only at
+    /// shutdown) the operation is dropped with a log line.
+    pub fn send(&self, op: Op) {
+        if let Err(e) = self.tx.send(op) {
+            tracing::error!("storage has stopped; dropped {:?}", e.0);
+        }
+    }
+
+    /// Waits until everything queued so far is on disk.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let (done, wait) = crossbeam_channel::bounded(1);
+        self.send(Op::Flush { done });
+        wait.recv_timeout(timeout).is_ok()
+    }
+}
+
+/// What opening found.
+pub struct Opened {
+    /// The handle.
+    pub store: Store,
+    /// The first entity id this run may hand out; ids below it may be saved.
+    pub next_id: u64,
+    /// Ids may be handed out up to (not including) this; reserve more with
+    /// [`Op::ReserveIds`] before reaching it.
+    pub reserved: u64,
+    /// Service entities saved by earlier runs, by type.
+    pub services: HashMap<String, LoadedEntity>,
+    /// The storage thread.
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Why the database could not be opened. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds it.
+    #[error("database {path} is in use by another process (its lock file {lock} is held); stop that server or set [storage] path to another file")]
+    Locked { path: PathBuf, lock: PathBuf },
+    /// Not a healthy SQLite database; left untouched.
+    #[error("database {path} is damaged or not a Wyrm database ({reason}); it was left untouched — restore it from a backup, or move it away to start with an empty one")]
+    Corrupt { path: PathBuf, reason: String },
+    /// Written by a newer Wyrm.
+    #[error("database {path} has schema version {found}, newer than this Wyrm understands ({SCHEMA_VERSION}); run a newer Wyrm")]
+    TooNew { path: PathBuf, found: i64 },
+    /// The file system refused.
+    #[error("cannot open database {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// SQLite refused.
+    #[error("cannot open database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// Reservations of entity ids are made this many at a time.
+pub const ID_BLOCK: u64 = 10_000;
+
+/// Opens (or creates) the database at `path` and starts its thread, which
+/// sends answers to `game`.
+pub fn open(
+    path: &Path,
+    durable: bool,
+    services: &[String],
+    game: Sender<ToGame>,
+) -> Result<Opened, OpenError> {
+    let (mut conn, lock) = db::open(path, durable)?;
+    let path_buf = path.to_path_buf();
+    let sqlite = |source| OpenError::Sqlite {
+        path: path_buf.clone(),
+        source,
+    };
+    let next_id = db::next_id(&conn).map_err(sqlite)?;
+    let reserved = next_id + ID_BLOCK;
+    db::reserve_ids(&conn, reserved).map_err(sqlite)?;
+    let mut saved_services = HashMap::new();
+    for ty in services {
+        if let Some(loaded) = db::load_service(&mut conn, ty).map_err(sqlite)? {
+            saved_services.insert(ty.clone(), loaded);
+        }
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name("wyrm-storage".into())
+        .spawn(move || run(conn, lock, rx, game, path_buf))
+        .map_err(|source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(Opened {
+        store: Store { tx },
+        next_id,
+        reserved,
+        services: saved_services,
+        thread,
+    })
+}
+
+/// Most operations one transaction takes.
+const BATCH: usize = 8192;
+
+fn run(
+    mut conn: rusqlite::Connection,
+    _lock: std::fs::File,
+    rx: Receiver<Op>,
+    game: Sender<ToGame>,
+    path: PathBuf,
+) {
+    let _span = tracing::info_span!("storage", path = %path.display()).entered();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let n = batch.len();
+        let answers = db::run_batch(&mut conn, batch);
+        tracing::trace!(ops = n, elapsed = ?started.elapsed(), "storage batch");
+        for a in answers {
+            match a {
+                db::Answer::Game(msg) => {
+                    let _ = game.send(msg);
+                }
+                db::Answer::Flushed(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+    tracing::debug!("storage stopped");
+}

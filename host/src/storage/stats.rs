@@ -1,0 +1,89 @@
+//! The stats sink: events (a name and a MessagePack map of fields) written
+//! to a database of their own by a thread of their own, so analytics never
+//! slows gameplay or its storage. The queue is bounded: when the sink falls
+//! behind, events are dropped and counted, never waited for.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+use rusqlite::{params, Connection};
+
+use super::OpenError;
+
+/// Events queued before new ones are dropped.
+const QUEUE: usize = 65_536;
+
+struct Event {
+    at_ms: i64,
+    name: String,
+    fields: Vec<u8>,
+}
+
+/// A handle to the stats thread.
+#[derive(Clone)]
+pub struct StatsSink {
+    tx: Sender<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl StatsSink {
+    /// Opens (or creates) the stats database at `path` and starts its
+    /// thread, which ends when every handle is dropped.
+    pub fn open(path: &Path) -> Result<(Self, std::thread::JoinHandle<()>), OpenError> {
+        let (conn, lock) = super::db::open_plain(path)?;
+        let (tx, rx) = crossbeam_channel::bounded::<Event>(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
+        let path_buf: PathBuf = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("wyrm-stats".into())
+            .spawn(move || {
+                let _lock = lock;
+                let mut conn = conn;
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter().take(8191));
+                    if let Err(e) = write(&mut conn, &batch) {
+                        tracing::error!(path = %path_buf.display(), events = batch.len(), "stats write failed: {e}");
+                    }
+                    let lost = counter.swap(0, Ordering::Relaxed);
+                    if lost > 0 {
+                        tracing::warn!(lost, "stats sink fell behind; events were dropped");
+                    }
+                }
+            })
+            .map_err(|source| OpenError::Io { path: path.to_path_buf(), source })?;
+        Ok((Self { tx, dropped }, thread))
+    }
+
+    /// Records an event; drops it if the sink is behind.
+    pub fn emit(&self, name: String, fields: Vec<u8>) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        match self.tx.try_send(Event {
+            at_ms,
+            name,
+            fields,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn write(conn: &mut Connection, batch: &[Event]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt =
+            tx.prepare_cached("INSERT INTO events (at_ms, name, fields) VALUES (?1, ?2, ?3)")?;
+        for e in batch {
+            stmt.execute(params![e.at_ms, e.name, e.fields])?;
+        }
+    }
+    tx.commit()
+}
