@@ -259,7 +259,8 @@ async fn serve<C: FrameConn>(mut conn: C, client: ClientId, ctx: ConnContext) {
         }));
     match &end {
         End::PeerClosed => tracing::debug!("disconnected"),
-        End::Dropped => tracing::warn!("dropped by the server"),
+        // The gate logs why (a slow client); at shutdown it is expected.
+        End::Dropped => tracing::debug!("dropped by the server"),
         End::Malformed(why) => tracing::warn!("malformed input, closing: {why}"),
         End::Flooding => tracing::warn!("kept flooding past its rate limit, closing"),
         End::Io(why) => tracing::debug!("connection failed: {why}"),
