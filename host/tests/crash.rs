@@ -10,6 +10,9 @@ use wyrm_client::{Client, Event, Transport};
 mod support;
 use support::Wyrm;
 
+/// `on_vault_value` args: id, value, log, error.
+type VaultValue = (u64, Option<i64>, Vec<String>, Option<String>);
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn testbed() -> PathBuf {
@@ -46,7 +49,7 @@ async fn vault_new(c: &mut Client) -> u64 {
 
 async fn vault_value(c: &mut Client, id: u64) -> Option<i64> {
     c.call_player("vault_get", (id,)).await.expect("send");
-    let (_, (got, value, _log, err)): (u64, (u64, Option<i64>, Vec<String>, Option<String>)) = c
+    let (_, (got, value, _log, err)): (u64, VaultValue) = c
         .expect_call_as("on_vault_value", WAIT)
         .await
         .expect("on_vault_value");

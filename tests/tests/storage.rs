@@ -10,6 +10,9 @@ use wyrm_client::{Client, Transport, NO_ARGS};
 use wyrm_tests::chat::expect;
 use wyrm_tests::{testbed_plugin, TestServer};
 
+/// `on_vault_value` args: id, value, log, error.
+type VaultValue = (u64, Option<i64>, Vec<String>, Option<String>);
+
 async fn probe_server(dir: &Path) -> TestServer {
     match TestServer::try_start(testbed_plugin(), "Probe", &[], |_| {}, Some(dir)).await {
         Ok(s) => s,
@@ -26,8 +29,7 @@ async fn vault_new(c: &mut Client, value: i64) -> u64 {
 /// The vault's (value, log), loading it if needed.
 async fn vault_get(c: &mut Client, id: u64) -> (Option<i64>, Vec<String>) {
     c.call_player("vault_get", (id,)).await.expect("send");
-    let (got, value, log, err): (u64, Option<i64>, Vec<String>, Option<String>) =
-        expect(c, "on_vault_value").await;
+    let (got, value, log, err): VaultValue = expect(c, "on_vault_value").await;
     assert_eq!(got, id);
     assert_eq!(err, None, "loading vault {id}");
     (value, log)
@@ -85,8 +87,7 @@ async fn an_offline_entity_gets_its_messages_once_in_order_at_its_next_load() {
     c.call_player("vault_get", (987_654_321u64,))
         .await
         .expect("send");
-    let (_, _, _, err): (u64, Option<i64>, Vec<String>, Option<String>) =
-        expect(&mut c, "on_vault_value").await;
+    let (_, _, _, err): VaultValue = expect(&mut c, "on_vault_value").await;
     assert!(err.is_some_and(|e| e.contains("no saved entity")));
     server.server.shutdown().await;
 }
