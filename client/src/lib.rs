@@ -59,9 +59,14 @@ pub const NO_ARGS: [u8; 0] = [];
 /// this the oldest are dropped.
 pub const BACKLOG_LIMIT: usize = 4096;
 
-/// The nonce of the `Ping` a KCP client sends to open its session (see
-/// [`Transport::Kcp`]); its `Pong` is not reported.
+/// The nonce of the `Ping`s a KCP client sends on its own, to open its
+/// session and keep it alive (see [`Transport::Kcp`]); their `Pong`s are not
+/// reported. [`Client::ping`] never uses it.
 const KCP_HELLO_NONCE: u64 = 0;
+
+/// How long a KCP client waits in silence before it pings to keep its
+/// session (see `docs/protocol.md`, KCP).
+const KCP_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// How to reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,7 +148,6 @@ impl ClientBuilder {
                 max_frame: 0,
             },
             state: State::Open,
-            hello_pong_pending: false,
             backlog: VecDeque::new(),
             entities: HashMap::new(),
             player: None,
@@ -156,7 +160,6 @@ impl ClientBuilder {
                     nonce: KCP_HELLO_NONCE,
                 })
                 .await?;
-            client.hello_pong_pending = true;
         }
         let frame = match client.conn.recv().await? {
             Incoming::Frame(f) => f,
@@ -205,7 +208,6 @@ pub struct Client {
     conn: Conn,
     welcome: Welcome,
     state: State,
-    hello_pong_pending: bool,
     backlog: VecDeque<Event>,
     entities: HashMap<u64, EntityView>,
     player: Option<u64>,
@@ -632,7 +634,21 @@ impl Client {
                 }
                 State::Open => {}
             }
-            let r = self.conn.recv().await;
+            let r = if self.transport == Transport::Kcp {
+                // KCP has no close and the server drops a session that sends
+                // nothing for 30 s: while waiting here, keep it alive with
+                // pings whose pongs are not reported.
+                loop {
+                    tokio::select! {
+                        r = self.conn.recv() => break r,
+                        _ = tokio::time::sleep(KCP_KEEPALIVE) => {
+                            self.send_frame(&ClientFrame::Ping { nonce: KCP_HELLO_NONCE }).await?;
+                        }
+                    }
+                }
+            } else {
+                self.conn.recv().await
+            };
             match self.note(r)? {
                 Incoming::Closed => {
                     self.state = State::Closed;
@@ -657,8 +673,7 @@ impl Client {
                 ))
             }
             ServerFrame::Pong { nonce } => {
-                if nonce == KCP_HELLO_NONCE && self.hello_pong_pending {
-                    self.hello_pong_pending = false;
+                if nonce == KCP_HELLO_NONCE && self.transport == Transport::Kcp {
                     return Ok(None);
                 }
                 Event::Pong { nonce }

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::game::{self, Game, GameStorage, SwapReport, SwapRequest, World};
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
-use crate::msg::ToGame;
+use crate::msg::{ToDispatcher, ToGame};
 use crate::net;
 use crate::plugin::{Limits, PluginRuntime};
 use crate::storage;
@@ -30,6 +30,7 @@ pub struct Server {
     /// Where the admin endpoint listens, if enabled.
     pub admin: Option<SocketAddr>,
     game_tx: crossbeam_channel::Sender<ToGame>,
+    dispatch_tx: mpsc::UnboundedSender<ToDispatcher>,
     game_thread: Option<std::thread::JoinHandle<()>>,
     /// Storage and stats threads; they end once the game has.
     storage_threads: Vec<std::thread::JoinHandle<()>>,
@@ -156,13 +157,14 @@ impl Server {
         };
         let game_thread = game::spawn(game).context("cannot start the game thread")?;
 
+        // The first two tasks route messages; the ones added below listen.
         let mut tasks = vec![
             tokio::spawn(Dispatcher::new(dispatch_rx, game_tx.clone(), gate_tx.clone()).run()),
             tokio::spawn(Gate::new(gate_rx).run()),
         ];
         let ctx = ConnContext {
             gate: gate_tx,
-            dispatcher: dispatch_tx,
+            dispatcher: dispatch_tx.clone(),
             limits: ConnLimits {
                 max_frame: cfg.net.max_frame,
                 queue: cfg.net.client_queue,
@@ -176,6 +178,7 @@ impl Server {
             kcp: None,
             admin: None,
             game_tx,
+            dispatch_tx,
             game_thread: Some(game_thread),
             storage_threads: storage_threads.into(),
             tasks: Vec::new(),
@@ -305,10 +308,19 @@ impl Server {
     /// Stops accepting, saves every persistent entity, stops the game and
     /// waits until storage has closed its files.
     pub async fn shutdown(mut self) {
-        for t in &self.tasks {
+        // Stop accepting; then stop the game through the dispatcher, so
+        // everything clients sent before now is served and saved first.
+        let (routing, listeners) = self.tasks.split_at(2);
+        for t in listeners {
             t.abort();
         }
-        let _ = self.game_tx.send(ToGame::Shutdown);
+        if self
+            .dispatch_tx
+            .send(ToDispatcher::FromGate(ToGame::Shutdown))
+            .is_err()
+        {
+            let _ = self.game_tx.send(ToGame::Shutdown);
+        }
         let game = self.game_thread.take();
         let storage = std::mem::take(&mut self.storage_threads);
         let _ = tokio::task::spawn_blocking(move || {
@@ -320,6 +332,9 @@ impl Server {
             }
         })
         .await;
+        for t in routing {
+            t.abort();
+        }
     }
 }
 

@@ -27,6 +27,7 @@ async fn count(c: &mut Client) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_survives_a_swap_to_a_version_with_a_new_command() {
+    let v2 = chatroom_plugin_with(&["v2"]);
     let server = TestServer::chatroom().await;
     let mut a = chat::player(&server, Transport::WebSocket, "ava").await;
     let mut b = chat::player(&server, Transport::Tcp, "bea").await;
@@ -43,7 +44,6 @@ async fn chat_survives_a_swap_to_a_version_with_a_new_command() {
     assert_eq!((id, code), (req, ErrorCode::NoSuchMethod));
 
     // Lines sent before, during and after the swap.
-    let v2 = chatroom_plugin_with(&["v2"]);
     let swap = server.swap(&v2, false);
     let talk = async {
         for i in 0..30 {
@@ -185,11 +185,12 @@ async fn a_refused_or_trapping_import_leaves_the_old_version_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_armed_before_a_swap_fire_into_the_new_code() {
+    let v2 = testbed_plugin_with(&["v2"]);
     let server = probe_server(0).await;
     let mut c = server.connect(Transport::Kcp).await;
     let armed = Instant::now();
     c.call_player("arm", (600u32, "tick")).await.expect("send");
-    let report = server.swap(&testbed_plugin_with(&["v2"]), false).await;
+    let report = server.swap(&v2, false).await;
     assert_eq!(report.outcome, SwapOutcome::Swapped, "{report}");
     let (_, args) = c
         .expect_call("on_tick", WAIT)
@@ -269,6 +270,9 @@ async fn talk_and_listen(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_swaps_under_traffic_lose_and_duplicate_nothing() {
+    // Build both versions before anyone connects: a cold build takes long
+    // enough for an idle KCP session to expire.
+    let (v1, v2) = (chatroom_plugin(), chatroom_plugin_with(&["v2"]));
     let server = TestServer::chatroom().await;
     let transports = [Transport::WebSocket, Transport::Tcp, Transport::Kcp];
     let mut players = Vec::new();
@@ -278,7 +282,6 @@ async fn a_hundred_swaps_under_traffic_lose_and_duplicate_nothing() {
         join(&mut c, "storm").await;
         players.push((name, c));
     }
-    let (v1, v2) = (chatroom_plugin(), chatroom_plugin_with(&["v2"]));
     // Warm the compile cache for both versions.
     assert!(server.swap(&v2, true).await.succeeded());
 
