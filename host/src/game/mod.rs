@@ -24,7 +24,7 @@ use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
 use crate::msg::{ToDispatcher, ToGame};
-use crate::plugin::{Caller, CallerKind, PluginCode, PluginInstance, PluginRuntime};
+use crate::plugin::{PluginCode, PluginInstance, PluginRuntime};
 
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
 pub use world::World;
@@ -116,13 +116,7 @@ impl Game {
             mut services,
             save_every,
         } = storage;
-        let persistence = world::Persistence {
-            store,
-            stats,
-            reserved,
-            dirty: Default::default(),
-            loading: Default::default(),
-        };
+        let persistence = world::Persistence::new(store, stats, reserved);
         let mut world = World::new(types, out, passwords, persistence, next_id);
         for s in &cfg.services {
             world
@@ -227,16 +221,11 @@ impl Game {
                 method,
                 args,
             } => {
-                self.world().work.push_back(world::Work::Call(world::Call {
-                    entity,
-                    method,
-                    args,
-                    caller: Caller {
-                        kind: CallerKind::Server,
-                        entity: None,
-                    },
-                    reply: None,
-                }));
+                self.world()
+                    .work
+                    .push_back(world::Work::Call(world::Call::from_server(
+                        entity, method, args, None,
+                    )));
             }
             ToGame::Loaded { id, result } => self.world().finish_load(id, result),
             ToGame::Swap(req) => self.swap(*req),

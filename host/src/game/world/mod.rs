@@ -1,0 +1,519 @@
+//! The game's world: entities, their attributes and client bindings, timers
+//! and the queue of work produced by calls. It implements the host imports
+//! ([`GameHost`]); the game lends it to a plugin for each call.
+
+mod imports;
+mod persist;
+
+pub(in crate::game) use persist::Persistence;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmpv::Value;
+use tokio::sync::mpsc::UnboundedSender;
+use wyrm_protocol::{AttrOp, ErrorCode, ServerFrame};
+
+use super::attrs::Attrs;
+use super::passwords::{Continuation, PasswordPool};
+use super::timers::{Timer, Timers};
+use super::types::{SwapPlan, TypeIndex, TypeRegistry};
+use crate::msg::{ClientId, EntityId, ToDispatcher, ToGame, ToGate};
+use crate::plugin::bindings::{AttrFlags, PathSegment, ReplyTo as WitReplyTo, Tag};
+use crate::plugin::{Caller, CallerKind, EntityRef, EntityState, GameHost};
+use crate::storage::{self, EntityRow, LoadedEntity, Op, ReplyTo, StatsSink, Store};
+
+/// Work a call produced, run after it returns, in order.
+#[derive(Debug)]
+pub enum Work {
+    /// Run the `created` hook.
+    Created(EntityId),
+    /// Remove the entity and run the `destroyed` hook.
+    Destroy(EntityId),
+    /// Run the `client-connected` hook.
+    ClientConnected(EntityId),
+    /// Run the `client-disconnected` hook.
+    ClientDisconnected(EntityId),
+    /// Run a method.
+    Call(Call),
+}
+
+/// A method call waiting to run.
+#[derive(Debug)]
+pub struct Call {
+    /// Target entity.
+    pub entity: EntityId,
+    /// Method name.
+    pub method: String,
+    /// MessagePack arguments.
+    pub args: Vec<u8>,
+    /// Who called.
+    pub caller: Caller,
+    /// Where to report a failure, for client calls.
+    pub reply: Option<Reply>,
+}
+
+impl Call {
+    /// A call made by the server: by entity `from`, or by the host itself
+    /// (timers, replies) when `None`.
+    pub fn from_server(
+        entity: EntityId,
+        method: String,
+        args: Vec<u8>,
+        from: Option<EntityId>,
+    ) -> Self {
+        Self {
+            entity,
+            method,
+            args,
+            caller: Caller {
+                kind: CallerKind::Server,
+                entity: from,
+            },
+            reply: None,
+        }
+    }
+}
+
+/// The client request a call answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Reply {
+    /// The calling client.
+    pub client: ClientId,
+    /// Its request id.
+    pub req_id: u32,
+}
+
+struct Entity {
+    ty: TypeIndex,
+    attrs: Attrs,
+    client: Option<ClientId>,
+    /// Destruction is queued; it takes no new client.
+    doomed: bool,
+}
+
+/// See the module docs.
+pub struct World {
+    pub(super) types: TypeRegistry,
+    entities: HashMap<EntityId, Entity>,
+    next_entity: EntityId,
+    services: HashMap<String, EntityId>,
+    clients: HashMap<ClientId, EntityId>,
+    pub(super) timers: Timers,
+    pub(super) work: VecDeque<Work>,
+    /// The entity whose code is running, for attributing its calls.
+    pub(super) current: Option<EntityId>,
+    out: UnboundedSender<ToDispatcher>,
+    passwords: PasswordPool,
+    storage: Persistence,
+}
+
+impl World {
+    /// A world whose entity ids start at `next_entity` (ids below it may be
+    /// saved by earlier runs).
+    pub(super) fn new(
+        types: TypeRegistry,
+        out: UnboundedSender<ToDispatcher>,
+        passwords: PasswordPool,
+        storage: Persistence,
+        next_entity: EntityId,
+    ) -> Self {
+        Self {
+            types,
+            entities: HashMap::new(),
+            next_entity,
+            services: HashMap::new(),
+            clients: HashMap::new(),
+            timers: Timers::default(),
+            work: VecDeque::new(),
+            current: None,
+            out,
+            passwords,
+            storage,
+        }
+    }
+
+    /// Number of live entities.
+    pub fn entity_count(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Brings up the service entity of `type_name`: the one an earlier run
+    /// saved, with its mailbox, or a new one.
+    pub(super) fn start_service(
+        &mut self,
+        type_name: &str,
+        saved: Option<LoadedEntity>,
+    ) -> Result<EntityId, String> {
+        let id = match saved {
+            Some(loaded) => {
+                let id = loaded.row.id;
+                self.insert_loaded(loaded, Vec::new())?;
+                id
+            }
+            None => {
+                let id = self.create_entity(type_name, &[])?;
+                self.storage.store.send(Op::Service {
+                    type_name: type_name.to_owned(),
+                    id,
+                });
+                id
+            }
+        };
+        self.services.insert(type_name.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The next free entity id, reserving more from storage ahead of need so
+    /// no id is ever handed out twice, even across a crash.
+    fn allocate_id(&mut self) -> EntityId {
+        self.next_entity += 1;
+        let id = self.next_entity - 1;
+        let p = &mut self.storage;
+        if id + storage::ID_BLOCK / 2 >= p.reserved {
+            p.reserved += storage::ID_BLOCK;
+            p.store.send(Op::ReserveIds {
+                ceiling: p.reserved,
+            });
+        }
+        id
+    }
+
+    /// The plugin that runs `id` and the reference to pass it.
+    pub(super) fn entity_ref(&self, id: EntityId) -> Option<(usize, EntityRef)> {
+        let e = self.entities.get(&id)?;
+        let t = self.types.get(e.ty);
+        Some((t.plugin, EntityRef { id, kind: t.kind }))
+    }
+
+    /// The ids of every live entity a plugin runs, in ascending order.
+    pub(super) fn ids_of_plugin(&self, plugin: usize) -> Vec<EntityId> {
+        let mut ids: Vec<EntityId> = self
+            .entities
+            .iter()
+            .filter(|(_, e)| self.types.get(e.ty).plugin == plugin)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// What a fresh instance of `plugin` must take over: every live entity
+    /// it runs, with its state from `saved` (a checkpoint) where there is
+    /// one, fresh otherwise.
+    pub(super) fn states_for_revival(
+        &self,
+        plugin: usize,
+        saved: Option<&HashMap<EntityId, Vec<u8>>>,
+    ) -> Vec<EntityState> {
+        self.ids_of_plugin(plugin)
+            .into_iter()
+            .filter_map(|id| {
+                let t = self.types.get(self.entities.get(&id)?.ty);
+                Some(EntityState {
+                    entity: EntityRef { id, kind: t.kind },
+                    type_name: t.name.clone(),
+                    data: saved.and_then(|s| s.get(&id)).cloned().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Checks a new version of `plugin` against the live entities.
+    pub(super) fn plan_swap(
+        &self,
+        plugin: usize,
+        info: &crate::plugin::PluginInfo,
+    ) -> Result<SwapPlan, String> {
+        self.types.plan_swap(plugin, info, |ty| {
+            self.entities.values().any(|e| e.ty == ty)
+        })
+    }
+
+    /// Switches the registry to a new version's types, moving attribute
+    /// values whose declared position changed.
+    pub(super) fn apply_swap(&mut self, plan: SwapPlan) {
+        for (ty, map, len) in plan.attr_moves() {
+            for e in self.entities.values_mut().filter(|e| e.ty == ty) {
+                e.attrs.remap(map, len);
+            }
+        }
+        self.types.apply(plan);
+    }
+
+    // ---- clients ----
+
+    /// A client connected: create its boot entity and bind it.
+    pub(super) fn connect_client(
+        &mut self,
+        client: ClientId,
+        boot_type: &str,
+    ) -> Result<EntityId, String> {
+        let id = self.create_entity(boot_type, &[])?;
+        self.bind(client, id);
+        self.work.push_back(Work::ClientConnected(id));
+        Ok(id)
+    }
+
+    /// A client went away: unbind it from its entity.
+    pub(super) fn disconnect_client(&mut self, client: ClientId) {
+        let Some(id) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(e) = self.entities.get_mut(&id) {
+            e.client = None;
+            self.work.push_back(Work::ClientDisconnected(id));
+        }
+    }
+
+    /// Checks a client's call and queues it, or answers with an error.
+    pub(super) fn client_call(
+        &mut self,
+        client: ClientId,
+        req_id: u32,
+        entity: EntityId,
+        method: String,
+        args: Vec<u8>,
+    ) {
+        let reply = Some(Reply { client, req_id });
+        let Some(target) = self.entities.get(&entity) else {
+            return self.reply_error(
+                reply,
+                ErrorCode::NoSuchEntity,
+                format!("no entity {entity}"),
+            );
+        };
+        let t = self.types.get(target.ty);
+        let own = target.client == Some(client);
+        let Some(exposure) = t.method(&method) else {
+            let msg = format!("{} has no method {method:?}", t.name);
+            return self.reply_error(reply, ErrorCode::NoSuchMethod, msg);
+        };
+        use crate::plugin::bindings::Exposure;
+        let allowed = match exposure {
+            Exposure::Server => false,
+            Exposure::OwnClient => own,
+            Exposure::AllClients => true,
+        };
+        if !allowed {
+            let who = if matches!(exposure, Exposure::Server) {
+                "the server"
+            } else {
+                "its own client"
+            };
+            let msg = format!("{}.{method} may only be called by {who}", t.name);
+            return self.reply_error(reply, ErrorCode::NotAllowed, msg);
+        }
+        let caller = Caller {
+            kind: if own {
+                CallerKind::OwnClient
+            } else {
+                CallerKind::OtherClient
+            },
+            entity: self.clients.get(&client).copied(),
+        };
+        self.work.push_back(Work::Call(Call {
+            entity,
+            method,
+            args,
+            caller,
+            reply,
+        }));
+    }
+
+    /// Tells a client its request failed.
+    pub(super) fn reply_error(&self, reply: Option<Reply>, code: ErrorCode, message: String) {
+        if let Some(Reply { client, req_id }) = reply {
+            self.send(
+                client,
+                &ServerFrame::Error {
+                    req_id,
+                    code,
+                    message,
+                },
+            );
+        }
+    }
+
+    fn bind(&mut self, client: ClientId, id: EntityId) {
+        let Some(e) = self.entities.get_mut(&id) else {
+            return;
+        };
+        e.client = Some(client);
+        let ty = e.ty;
+        self.clients.insert(client, id);
+        self.to_gate(ToGate::Bind {
+            client,
+            entity: Some(id),
+        });
+        let frame = ServerFrame::Create {
+            entity: id,
+            type_name: self.types.get(ty).name.clone(),
+            own: true,
+            attrs: self.visible_attrs(id),
+        };
+        self.send(client, &frame);
+    }
+
+    /// A MessagePack map of the attributes an entity's owner may see.
+    fn visible_attrs(&self, id: EntityId) -> Vec<u8> {
+        let mut map = Vec::new();
+        if let Some(e) = self.entities.get(&id) {
+            for (i, (name, flags)) in self.types.get(e.ty).attrs.iter().enumerate() {
+                if !client_visible(*flags) {
+                    continue;
+                }
+                if let Some(v) = e.attrs.top(i) {
+                    map.push((Value::from(name.as_str()), v.clone()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let _ = rmpv::encode::write_value(&mut out, &Value::Map(map));
+        out
+    }
+
+    // ---- work the game runs ----
+
+    /// Removes a doomed entity; returns its reference for the `destroyed`
+    /// hook.
+    pub(super) fn remove_entity(&mut self, id: EntityId) -> Option<(usize, EntityRef)> {
+        let r = self.entity_ref(id)?;
+        // A persistent entity is saved as it leaves (and stays saved, to be
+        // loaded again).
+        let row = self.row(id);
+        let e = self.entities.remove(&id)?;
+        if let Some(client) = e.client {
+            self.clients.remove(&client);
+            self.send(client, &ServerFrame::Destroy { entity: id });
+            self.to_gate(ToGate::Bind {
+                client,
+                entity: None,
+            });
+        }
+        self.timers.cancel_entity(id);
+        self.services.retain(|_, s| *s != id);
+        self.storage.dirty.remove(&id);
+        if let Some(row) = row {
+            self.storage.store.send(Op::Save {
+                rows: vec![row],
+                reply: None,
+            });
+        }
+        Some(r)
+    }
+
+    /// Fires due timers into the work queue.
+    pub(super) fn fire_timers(&mut self, now: std::time::Instant) {
+        let mut due = Vec::new();
+        self.timers.take_due(now, &mut due);
+        for t in due {
+            self.work.push_back(Work::Call(Call::from_server(
+                t.entity, t.method, t.args, None,
+            )));
+        }
+    }
+
+    // ---- output ----
+
+    fn to_gate(&self, msg: ToGate) {
+        // The dispatcher outlives the game except at shutdown, when output
+        // no longer matters.
+        let _ = self.out.send(ToDispatcher::FromGame(msg));
+    }
+
+    fn send(&self, client: ClientId, frame: &ServerFrame) {
+        self.to_gate(ToGate::Send {
+            client,
+            frame: Bytes::from(frame.to_bytes()),
+        });
+    }
+
+    // ---- attribute helpers ----
+
+    /// Resolves an attribute path's first step; returns the entity, the
+    /// attribute's index and flags.
+    fn attr_target(
+        &mut self,
+        id: EntityId,
+        path: &[PathSegment],
+    ) -> Result<(&mut Entity, usize, AttrFlags), String> {
+        let e = self
+            .entities
+            .get_mut(&id)
+            .ok_or_else(|| format!("no entity {id}"))?;
+        let t = self.types.get(e.ty);
+        let Some(PathSegment::Key(name)) = path.first() else {
+            return Err("an attribute path starts with the attribute's name".into());
+        };
+        let index = t
+            .attr(name)
+            .ok_or_else(|| format!("{} declares no attribute {name:?}", t.name))?;
+        Ok((e, index, t.attrs[index].1))
+    }
+
+    /// Pushes a change to the entity's owner if the attribute is visible.
+    fn push_attr(
+        &self,
+        client: Option<ClientId>,
+        flags: AttrFlags,
+        id: EntityId,
+        op: AttrOp,
+        path: &[PathSegment],
+        value: &[u8],
+    ) {
+        let Some(client) = client else { return };
+        if !client_visible(flags) {
+            return;
+        }
+        let path = path
+            .iter()
+            .map(|s| match s {
+                PathSegment::Key(k) => wyrm_protocol::PathSegment::Key(k.clone()),
+                PathSegment::Index(i) => wyrm_protocol::PathSegment::Index(*i),
+            })
+            .collect();
+        let frame = ServerFrame::Attr {
+            entity: id,
+            op,
+            path,
+            value: value.to_vec(),
+        };
+        self.send(client, &frame);
+    }
+
+    fn continuation(&self, id: EntityId, method: String, context: Vec<u8>) -> Option<Continuation> {
+        if !self.entities.contains_key(&id) {
+            tracing::warn!(entity = id, %method, "password reply target does not exist; dropped");
+            return None;
+        }
+        let context = if context.is_empty() || decode_value(&context).is_ok() {
+            context
+        } else {
+            tracing::warn!(entity = id, %method, "password context is not one MessagePack value; replaced by nil");
+            Vec::new()
+        };
+        Some(Continuation {
+            entity: id,
+            method,
+            context,
+        })
+    }
+}
+
+/// Whether any client may see an attribute with these flags.
+fn client_visible(flags: AttrFlags) -> bool {
+    flags.contains(AttrFlags::OWN_CLIENT) || flags.contains(AttrFlags::ALL_CLIENTS)
+}
+
+/// Decodes exactly one MessagePack value.
+fn decode_value(bytes: &[u8]) -> Result<Value, String> {
+    let mut cur = bytes;
+    let v = rmpv::decode::read_value(&mut cur)
+        .map_err(|e| format!("invalid MessagePack value: {e}"))?;
+    if !cur.is_empty() {
+        return Err("trailing bytes after a MessagePack value".into());
+    }
+    Ok(v)
+}

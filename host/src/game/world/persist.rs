@@ -1,0 +1,250 @@
+//! Persistence: what the world saves, loads and mails through storage.
+
+use super::*;
+
+/// What the world keeps for storage.
+pub(in crate::game) struct Persistence {
+    pub(super) store: Store,
+    pub(super) stats: StatsSink,
+    /// Entity ids may be handed out below this without asking storage.
+    pub(super) reserved: u64,
+    /// Persistent entities changed since their last save.
+    pub(super) dirty: HashSet<EntityId>,
+    /// Entities being loaded: who waits for them, and calls made to them
+    /// meanwhile.
+    loading: HashMap<EntityId, Loading>,
+}
+
+impl Persistence {
+    /// Storage for a world whose ids below `reserved` are its to hand out.
+    pub(in crate::game) fn new(store: Store, stats: StatsSink, reserved: u64) -> Self {
+        Self {
+            store,
+            stats,
+            reserved,
+            dirty: HashSet::new(),
+            loading: HashMap::new(),
+        }
+    }
+}
+
+/// An entity on its way from storage.
+#[derive(Default)]
+struct Loading {
+    replies: Vec<ReplyTo>,
+    calls: Vec<Call>,
+}
+
+/// The storage form of a WIT `reply-to`.
+pub(super) fn reply_to(r: WitReplyTo) -> ReplyTo {
+    ReplyTo {
+        entity: r.entity,
+        method: r.method,
+        context: r.context,
+    }
+}
+
+impl World {
+    /// The saved form of a persistent entity.
+    pub(super) fn row(&self, id: EntityId) -> Option<EntityRow> {
+        let e = self.entities.get(&id)?;
+        let t = self.types.get(e.ty);
+        if !t.persistent() {
+            return None;
+        }
+        let map: Vec<(Value, Value)> = t
+            .attrs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, f))| f.contains(AttrFlags::PERSISTENT))
+            .filter_map(|(i, (name, _))| {
+                e.attrs
+                    .top(i)
+                    .map(|v| (Value::from(name.as_str()), v.clone()))
+            })
+            .collect();
+        let mut attrs = Vec::new();
+        let _ = rmpv::encode::write_value(&mut attrs, &Value::Map(map));
+        Some(EntityRow {
+            id,
+            type_name: t.name.clone(),
+            attrs,
+        })
+    }
+
+    /// Saves every persistent entity changed since its last save.
+    pub(in crate::game) fn save_dirty(&mut self) {
+        if self.storage.dirty.is_empty() {
+            return;
+        }
+        let mut ids: Vec<EntityId> = self.storage.dirty.drain().collect();
+        ids.sort_unstable();
+        let rows: Vec<EntityRow> = ids.into_iter().filter_map(|id| self.row(id)).collect();
+        if !rows.is_empty() {
+            self.storage.store.send(Op::Save { rows, reply: None });
+        }
+    }
+
+    /// Saves every persistent entity and waits until it is on disk: the
+    /// graceful shutdown.
+    pub(in crate::game) fn save_all_and_flush(&mut self) {
+        self.storage.dirty.clear();
+        let mut ids: Vec<EntityId> = self.entities.keys().copied().collect();
+        ids.sort_unstable();
+        let rows: Vec<EntityRow> = ids.into_iter().filter_map(|id| self.row(id)).collect();
+        let n = rows.len();
+        if !rows.is_empty() {
+            self.storage.store.send(Op::Save { rows, reply: None });
+        }
+        if self.storage.store.flush(Duration::from_secs(30)) {
+            tracing::info!(entities = n, "saved every persistent entity");
+        } else {
+            tracing::error!("storage did not confirm the final save within 30 s");
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, id: EntityId, flags: AttrFlags) {
+        if flags.contains(AttrFlags::PERSISTENT) {
+            self.storage.dirty.insert(id);
+        }
+    }
+
+    /// Puts a loaded entity into the world and queues, in order: its
+    /// `created` hook, its mailbox, `calls` made while it was loading.
+    pub(super) fn insert_loaded(
+        &mut self,
+        loaded: LoadedEntity,
+        calls: Vec<Call>,
+    ) -> Result<(), String> {
+        let LoadedEntity { row, mailbox } = loaded;
+        let ty = self.types.find(&row.type_name).ok_or_else(|| {
+            format!(
+                "saved entity {} is of type {}, which no plugin declares",
+                row.id, row.type_name
+            )
+        })?;
+        if self.entities.contains_key(&row.id) {
+            return Err(format!("entity {} is already loaded", row.id));
+        }
+        let t = self.types.get(ty);
+        let mut attrs = Attrs::new(t.attrs.len());
+        if let Value::Map(entries) = decode_value(&row.attrs)? {
+            for (k, v) in entries {
+                match k.as_str().and_then(|name| t.attr(name)) {
+                    Some(i) => attrs.set(i, &[], v)?,
+                    None => {
+                        tracing::warn!(entity = row.id, attr = ?k, "saved attribute no longer declared by {}; dropped", t.name)
+                    }
+                }
+            }
+        }
+        self.entities.insert(
+            row.id,
+            Entity {
+                ty,
+                attrs,
+                client: None,
+                doomed: false,
+            },
+        );
+        self.work.push_back(Work::Created(row.id));
+        let last = mailbox.last().map(|(seq, ..)| *seq);
+        for (_, method, args) in mailbox {
+            self.work
+                .push_back(Work::Call(Call::from_server(row.id, method, args, None)));
+        }
+        if let Some(up_to) = last {
+            // Once these run, they are not delivered again.
+            self.storage.store.send(Op::MailDone {
+                entity: row.id,
+                up_to,
+            });
+        }
+        self.work.extend(calls.into_iter().map(Work::Call));
+        Ok(())
+    }
+
+    /// Storage answered a load.
+    pub(in crate::game) fn finish_load(
+        &mut self,
+        id: EntityId,
+        result: Result<LoadedEntity, String>,
+    ) {
+        let Loading { replies, calls } = self.storage.loading.remove(&id).unwrap_or_default();
+        let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
+        let err = outcome.as_ref().err().map(String::as_str);
+        if let Some(e) = err {
+            tracing::warn!(entity = id, "load failed: {e}");
+        }
+        for r in replies {
+            let msg = storage::reply(&r, err, |out| {
+                let _ = rmp::encode::write_uint(out, id);
+            });
+            self.push_continuation(msg);
+        }
+    }
+
+    /// Queues a reply produced in the game itself (not by storage).
+    pub(super) fn push_continuation(&mut self, msg: ToGame) {
+        if let ToGame::Continuation {
+            entity,
+            method,
+            args,
+        } = msg
+        {
+            self.work
+                .push_back(Work::Call(Call::from_server(entity, method, args, None)));
+        }
+    }
+
+    /// Checks a value a plugin wants stored: exactly one MessagePack value,
+    /// since it is handed back verbatim inside reply arguments.
+    pub(super) fn checked_value(&mut self, value: &[u8], reply: Option<&ReplyTo>) -> bool {
+        match decode_value(value) {
+            Ok(_) => true,
+            Err(e) => {
+                let why = format!("value not stored: {e}");
+                match reply {
+                    Some(r) => {
+                        let msg = storage::reply(r, Some(&why), |out| {
+                            let _ = rmp::encode::write_nil(out);
+                        });
+                        self.push_continuation(msg);
+                    }
+                    None => tracing::warn!(from = ?self.current, "{why}"),
+                }
+                false
+            }
+        }
+    }
+
+    /// A call to an entity that is not loaded: held for it if it is being
+    /// loaded, otherwise handed to storage, which keeps it in the entity's
+    /// mailbox if the entity is saved.
+    pub(super) fn mail(&mut self, call: Call) {
+        match self.storage.loading.get_mut(&call.entity) {
+            Some(loading) => loading.calls.push(call),
+            None => self.storage.store.send(Op::Mail {
+                entity: call.entity,
+                method: call.method,
+                args: call.args,
+            }),
+        }
+    }
+
+    /// Loads `id` (once, however many ask) and answers `reply` when it is
+    /// in; an entity already loaded answers at once.
+    pub(super) fn request_load(&mut self, id: EntityId, reply: ReplyTo) {
+        if self.entities.contains_key(&id) {
+            let msg = storage::reply(&reply, None, |out| {
+                let _ = rmp::encode::write_uint(out, id);
+            });
+            return self.push_continuation(msg);
+        }
+        let loading = self.storage.loading.entry(id).or_default();
+        loading.replies.push(reply);
+        if loading.replies.len() == 1 {
+            self.storage.store.send(Op::Load { id });
+        }
+    }
+}
