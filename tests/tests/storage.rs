@@ -83,6 +83,22 @@ async fn an_offline_entity_gets_its_messages_once_in_order_at_its_next_load() {
         fresh > id,
         "ids are not reused across restarts: {fresh} after {id}"
     );
+    // Saved ids and existence, loaded or not.
+    let other = vault_new(&mut c, 2).await;
+    vault_unload(&mut c, other).await;
+    c.call_player("vault_ids", NO_ARGS).await.expect("send");
+    let (ids,): (Vec<u64>,) = expect(&mut c, "on_vault_ids").await;
+    assert!(
+        ids.contains(&id) && ids.contains(&other),
+        "{ids:?} has {id} and {other}"
+    );
+    for (probe, found) in [(id, true), (other, true), (987_654_321, false)] {
+        c.call_player("exists", (probe,)).await.expect("send");
+        assert_eq!(
+            expect::<(u64, bool)>(&mut c, "on_exists").await,
+            (probe, found)
+        );
+    }
     // Loading what was never saved is an error answer, not a crash.
     c.call_player("vault_get", (987_654_321u64,))
         .await
@@ -282,6 +298,5 @@ async fn the_chatroom_keeps_accounts_and_room_history_across_a_restart() {
     let mut c = server.connect(Transport::Kcp).await;
     let (ok, _) = wyrm_tests::chat::register(&mut c, "hana", "whatever").await;
     assert!(!ok, "the name is still taken");
-    let _ = NO_ARGS;
     server.server.shutdown().await;
 }

@@ -220,6 +220,48 @@ impl Probe {
         Ok(())
     }
 
+    /// Answers `on_exists(id, found)`: whether `id` is loaded or saved.
+    #[own_client]
+    fn exists(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.entity_exists(id, "exists_answer", id)
+    }
+
+    /// Storage's answer to `entity_exists`.
+    fn exists_answer(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        found: bool,
+        id: EntityId,
+    ) -> Result<(), Error> {
+        if let Some(e) = error {
+            return Err(Error::new(e));
+        }
+        ctx.call_client("on_exists", (id, found))?;
+        Ok(())
+    }
+
+    /// Answers `on_vault_ids(ids)`: every saved Vault.
+    #[own_client]
+    fn vault_ids(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.saved_ids("Vault", "vault_ids_answer", ())
+    }
+
+    /// Storage's answer to `saved_ids`.
+    fn vault_ids_answer(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        ids: Vec<EntityId>,
+        _context: (),
+    ) -> Result<(), Error> {
+        if let Some(e) = error {
+            return Err(Error::new(e));
+        }
+        ctx.call_client("on_vault_ids", (ids,))?;
+        Ok(())
+    }
+
     /// Stores `value` under `key`; answers `on_kv_put(key)` once on disk.
     #[own_client]
     fn kv_put(
