@@ -107,7 +107,9 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             opened2.store.send(Op::Load { id });
             match rx.recv_timeout(Duration::from_secs(10))? {
-                ToGame::Loaded { result: Ok(_), .. } => lat.push(t.elapsed().as_secs_f64() * 1e6),
+                ToGame::Loaded { result, .. } if result.is_ok() => {
+                    lat.push(t.elapsed().as_secs_f64() * 1e6)
+                }
                 other => anyhow::bail!("unexpected answer {other:?}"),
             }
         }

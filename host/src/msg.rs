@@ -34,7 +34,9 @@ pub enum ToGame {
     /// A saved entity read by storage (or why it could not be).
     Loaded {
         id: EntityId,
-        result: Result<crate::storage::LoadedEntity, String>,
+        /// Boxed: loads are rare, and every other message should not pay
+        /// for this variant's size.
+        result: Box<Result<crate::storage::LoadedEntity, String>>,
     },
     /// Replace a plugin with a new version (hot swap).
     Swap(Box<crate::game::SwapRequest>),

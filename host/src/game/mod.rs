@@ -227,7 +227,7 @@ impl Game {
                         entity, method, args, None,
                     )));
             }
-            ToGame::Loaded { id, result } => self.world().finish_load(id, result),
+            ToGame::Loaded { id, result } => self.world().finish_load(id, *result),
             ToGame::Swap(req) => self.swap(*req),
             ToGame::Shutdown => {}
         }

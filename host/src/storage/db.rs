@@ -304,7 +304,10 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 Ok(None) => Err(format!("no saved entity {id}")),
                 Err(e) => Err(format!("storage error: {e}")),
             };
-            Ok(Some(Answer::Game(ToGame::Loaded { id, result })))
+            Ok(Some(Answer::Game(ToGame::Loaded {
+                id,
+                result: Box::new(result),
+            })))
         }
         Op::Exists { id, reply: r } => {
             let found = tx
@@ -458,7 +461,7 @@ fn failure_answer(op: &Op, msg: &str) -> Option<Answer> {
         Op::Load { id } => {
             return Some(Answer::Game(ToGame::Loaded {
                 id: *id,
-                result: Err(msg.to_owned()),
+                result: Box::new(Err(msg.to_owned())),
             }))
         }
         Op::Mail { .. }
