@@ -8,10 +8,9 @@
 //!
 //! Run: `cargo bench -p wyrm --bench call_cost`
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wyrm::plugin::{BuildOptions, Caller, CallerKind, EntityRef, Limits, PluginRuntime};
+use wyrm::plugin::{Caller, CallerKind, EntityRef};
 
 mod support;
 use support::{median, EmptyWorld};
@@ -20,18 +19,7 @@ const CALLS: u32 = 200_000;
 const RUNS: usize = 7;
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm =
-        wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
-    let cache = tempfile::tempdir()?;
-    let runtime = PluginRuntime::new(
-        cache.path().to_path_buf(),
-        Limits {
-            deadline: Duration::from_secs(1),
-            memory_bytes: 64 << 20,
-        },
-    )?;
-    let code = runtime.load::<EmptyWorld>("testbed", &wasm)?;
+    let (_runtime, code, _cache) = support::testbed(Duration::from_secs(1), 64 << 20)?;
     let mut inst = code.instantiate()?;
     let kind = inst
         .info()

@@ -331,3 +331,54 @@ async fn a_hundred_swaps_under_traffic_lose_and_duplicate_nothing() {
     );
     server.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_changed_while_the_swap_copies_arrive_with_their_latest_state() {
+    let server = TestServer::start(testbed_plugin(), "Probe", &[], |cfg| {
+        cfg.net.client_rate = 1_000_000
+    })
+    .await;
+    let mut c = server.connect(Transport::Tcp).await;
+    // 5,000 blobs: the copy takes several steps.
+    c.call_player("spawn_blobs", (5000u32,))
+        .await
+        .expect("send");
+    let (first, last): (u64, u64) = expect(&mut c, "on_blobs").await;
+    assert_eq!(last - first, 4999);
+
+    // Touch the first blob (copied first) and the last (copied last) from
+    // before the swap starts until after it ends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.call_player("touch_blob", (first,)).await.expect("send");
+                c.call_player("touch_blob", (last,)).await.expect("send");
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (c, n)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = server.swap(&testbed_plugin(), false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut c, touches) = toucher.await.expect("toucher");
+    assert_eq!(report.outcome, SwapOutcome::Swapped, "{report}");
+    assert!(report.entities > 5000, "every blob copied: {report}");
+    assert!(report.copy_us >= report.pause_us, "{report}");
+
+    for id in [first, last] {
+        c.call_player("ask_blob", (id,)).await.expect("send");
+        let (got, touched): (u64, u64) = expect(&mut c, "on_blob").await;
+        assert_eq!(
+            (got, touched),
+            (id, touches),
+            "blob {id} has every touch, before, during and after the copy"
+        );
+    }
+    server.server.shutdown().await;
+}

@@ -2,8 +2,11 @@
 
 #![allow(dead_code)] // each benchmark uses part of this
 
+use std::path::Path;
+use std::time::Duration;
 use wyrm::plugin::bindings::{PathSegment, ReplyTo, Tag};
-use wyrm::plugin::{EntityId, GameHost};
+
+use wyrm::plugin::{BuildOptions, EntityId, GameHost, Limits, PluginCode, PluginRuntime};
 
 /// A world with nothing in it, for benchmarks of the plugin boundary alone:
 /// the guest code they run calls no host function that needs a world.
@@ -76,4 +79,26 @@ impl GameHost for EmptyWorld {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The testbed plugin, built from source and compiled, ready to
+/// instantiate under `deadline` and `memory_bytes`. Keep the runtime (its
+/// epoch ticker enforces deadlines) and the cache folder alive with it.
+pub fn testbed(
+    deadline: Duration,
+    memory_bytes: usize,
+) -> anyhow::Result<(PluginRuntime, PluginCode<EmptyWorld>, tempfile::TempDir)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm =
+        wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
+    let cache = tempfile::tempdir()?;
+    let runtime = PluginRuntime::new(
+        cache.path().to_path_buf(),
+        Limits {
+            deadline,
+            memory_bytes,
+        },
+    )?;
+    let code = runtime.load::<EmptyWorld>("testbed", &wasm)?;
+    Ok((runtime, code, cache))
 }

@@ -51,6 +51,8 @@ pub struct Game {
     next_checkpoint: Option<Instant>,
     save_every: Duration,
     next_save: Instant,
+    /// The swap being copied, if any.
+    swapping: Option<swap::ActiveSwap>,
 }
 
 /// What a game persists through (see [`crate::storage`]).
@@ -135,6 +137,7 @@ impl Game {
             next_checkpoint: checkpoint_every.map(|d| Instant::now() + d),
             save_every,
             next_save: Instant::now() + save_every,
+            swapping: None,
         };
         game.run_work();
         Ok(game)
@@ -143,8 +146,9 @@ impl Game {
     /// Runs until `Shutdown` arrives or every sender is gone.
     pub fn run(mut self) {
         loop {
-            let has_work = !self.world().work.is_empty();
-            let deadline = if has_work {
+            // A swap in progress copies between messages: never block then.
+            let busy = !self.world().work.is_empty() || self.swapping.is_some();
+            let deadline = if busy {
                 Some(Instant::now())
             } else {
                 let timer = self.world().timers.next_due();
@@ -169,6 +173,9 @@ impl Game {
             let now = Instant::now();
             self.world().fire_timers(now);
             self.run_work();
+            if self.swapping.is_some() && self.world().work.is_empty() {
+                self.swap_step();
+            }
             if self.next_save <= now {
                 self.world().save_dirty();
                 self.next_save = Instant::now() + self.save_every;
@@ -265,6 +272,10 @@ impl Game {
             return;
         };
         let _span = tracing::debug_span!("work", entity = id, plugin).entered();
+        if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
+            // Its state may change: copy it again before the switch.
+            swap.touch(id);
+        }
         self.world().current = Some(id);
         let slot = &mut self.plugins[plugin];
         let result = match work {

@@ -9,7 +9,7 @@
 //! running instance stays and the swap is refused with the reason.
 //! Host-owned state — attributes, clients, timers — never moves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -55,9 +55,13 @@ pub struct SwapReport {
     pub entities: usize,
     /// Bytes of private state moved.
     pub bytes: usize,
-    /// Microseconds during which no message reached the plugin (export,
-    /// import and switch). For a dry run: what the pause would have been.
+    /// Microseconds during which no message reached the plugin: the final
+    /// copy of what changed during the swap, and the switch. For a dry run:
+    /// what the pause would have been.
     pub pause_us: u64,
+    /// Microseconds from the start of the copy to the switch, while the
+    /// running version kept serving.
+    pub copy_us: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
     /// How it ended.
@@ -89,6 +93,7 @@ impl SwapReport {
             entities: 0,
             bytes: 0,
             pause_us: 0,
+            copy_us: 0,
             dry_run,
             outcome: SwapOutcome::Refused { reason },
         }
@@ -109,15 +114,26 @@ impl std::fmt::Display for SwapReport {
         };
         write!(
             f,
-            "plugin {} {} -> {}: {what} ({} entities, {} bytes, pause {:.3} ms)",
+            "plugin {} {} -> {}: {what} ({} entities, {} bytes, pause {:.3} ms, copied in {:.3} ms)",
             self.plugin,
             self.from_version,
             self.to_version,
             self.entities,
             self.bytes,
-            self.pause_us as f64 / 1000.0
+            self.pause_us as f64 / 1000.0,
+            self.copy_us as f64 / 1000.0
         )
     }
+}
+
+/// Logs a swap report and sends it to whoever asked.
+fn answer(reply: tokio::sync::oneshot::Sender<SwapReport>, report: SwapReport) {
+    if report.succeeded() {
+        tracing::info!(plugin = %report.plugin, "{report}");
+    } else {
+        tracing::warn!(plugin = %report.plugin, "{report}");
+    }
+    let _ = reply.send(report);
 }
 
 /// The last private state saved from a plugin, to restore after a crash.
@@ -140,117 +156,235 @@ impl Checkpoint {
     }
 }
 
+/// Entities copied per step while the running version keeps serving.
+const COPY_CHUNK: usize = 1000;
+
+/// A swap in progress. The game copies private state to the new instance a
+/// chunk at a time between messages, noting every entity the running version
+/// touches meanwhile; the final step copies those again and switches. So the
+/// pause — the only time nothing reaches the plugin — is proportional to the
+/// entities that changed during the copy, not to all of them.
+pub(super) struct ActiveSwap {
+    name: String,
+    plugin: usize,
+    code: PluginCode<World>,
+    fresh: PluginInstance<World>,
+    from: String,
+    /// New kind index of each type name.
+    kinds: HashMap<String, u32>,
+    /// Entities not copied yet.
+    pending: VecDeque<EntityId>,
+    /// Entities that ran code (or appeared) since they were copied.
+    touched: HashSet<EntityId>,
+    /// The state last copied of each entity: the next checkpoint.
+    copied: HashMap<EntityId, Vec<u8>>,
+    bytes: usize,
+    started: Instant,
+    dry_run: bool,
+    reply: tokio::sync::oneshot::Sender<SwapReport>,
+}
+
+impl ActiveSwap {
+    /// The plugin being swapped.
+    pub(super) fn plugin(&self) -> usize {
+        self.plugin
+    }
+
+    /// Notes that `id` ran code in the running version.
+    pub(super) fn touch(&mut self, id: EntityId) {
+        self.touched.insert(id);
+    }
+}
+
 impl Game {
-    /// Runs a swap request and answers it.
+    /// Starts a swap: checks it can work and begins copying. The copy goes
+    /// on between messages ([`swap_step`](Self::swap_step)).
     pub(super) fn swap(&mut self, req: SwapRequest) {
         let SwapRequest {
-            plugin,
+            plugin: name,
             code,
-            instance,
+            instance: fresh,
             dry_run,
             reply,
         } = req;
-        let report = self.try_swap(&plugin, code, instance, dry_run);
-        if report.succeeded() {
-            tracing::info!(plugin, "{report}");
-        } else {
-            tracing::warn!(plugin, "{report}");
-        }
-        let _ = reply.send(report);
-    }
-
-    fn try_swap(
-        &mut self,
-        name: &str,
-        code: PluginCode<World>,
-        mut fresh: PluginInstance<World>,
-        dry_run: bool,
-    ) -> SwapReport {
         let to = fresh.version().to_owned();
+        let refuse =
+            |from: &str, reason: String| SwapReport::refused(&name, from, &to, dry_run, reason);
         let Some(p) = self.plugins.iter().position(|s| s.code.name() == name) else {
-            return SwapReport::refused(
-                name,
-                "",
-                &to,
-                dry_run,
-                format!("no plugin named {name:?} is loaded"),
+            return answer(
+                reply,
+                refuse("", format!("no plugin named {name:?} is loaded")),
             );
         };
         let from = self.plugins[p].instance.version().to_owned();
-        let refuse = |reason: String| SwapReport::refused(name, &from, &to, dry_run, reason);
-        let plan = match self.world().plan_swap(p, fresh.info()) {
-            Ok(plan) => plan,
-            Err(e) => return refuse(e),
-        };
-
-        let started = Instant::now();
-        let ids = self.world().ids_of_plugin(p);
-        let mut states = match self.plugins[p].instance.export(&mut self.world, &ids) {
-            Ok(Ok(states)) => states,
-            Ok(Err(e)) => {
-                return refuse(format!(
-                    "the running version refused to export its state: {e}"
-                ))
-            }
-            Err(fault) => {
-                self.recover(p, &fault);
-                return refuse(format!(
-                    "the running version faulted exporting its state: {fault}"
-                ));
-            }
-        };
-        let bytes = states.iter().map(|s| s.data.len()).sum();
-        // Every swap starts from a fresh checkpoint of the running version.
-        self.checkpoints[p] = Some(Checkpoint::new(&from, &states));
-
-        let kinds: HashMap<&str, u32> = fresh
+        if self.swapping.is_some() {
+            return answer(reply, refuse(&from, "another swap is in progress".into()));
+        }
+        if let Err(e) = self.world().plan_swap(p, fresh.info()) {
+            return answer(reply, refuse(&from, e));
+        }
+        let kinds = fresh
             .info()
             .entity_types
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i as u32))
+            .map(|(i, t)| (t.name.clone(), i as u32))
             .collect();
-        for s in &mut states {
-            match kinds.get(s.type_name.as_str()) {
-                Some(&k) => s.entity.kind = k,
-                None => {
-                    return refuse(format!(
-                        "the new version has no entity type {}",
-                        s.type_name
-                    ))
-                }
+        tracing::info!(plugin = %name, from = %from, to = %to, dry_run, "swap started");
+        self.swapping = Some(ActiveSwap {
+            pending: self.world().ids_of_plugin(p).into(),
+            name,
+            plugin: p,
+            code,
+            fresh,
+            from,
+            kinds,
+            touched: HashSet::new(),
+            copied: HashMap::new(),
+            bytes: 0,
+            started: Instant::now(),
+            dry_run,
+            reply,
+        });
+    }
+
+    /// Runs one step of the swap in progress: copies a chunk, or, with
+    /// everything copied once, pauses the plugin, copies what changed
+    /// meanwhile and switches.
+    pub(super) fn swap_step(&mut self) {
+        let Some(mut s) = self.swapping.take() else {
+            return;
+        };
+        let mut chunk = Vec::with_capacity(COPY_CHUNK.min(s.pending.len()));
+        while chunk.len() < COPY_CHUNK {
+            let Some(id) = s.pending.pop_front() else {
+                break;
+            };
+            if self.world_ref().entity_ref(id).is_some() {
+                chunk.push(id);
             }
         }
-        match fresh.import(&mut self.world, &from, &states) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return refuse(format!("the new version refused the state: {e}")),
+        if !chunk.is_empty() {
+            match self.copy(&mut s, &chunk) {
+                Ok(()) => self.swapping = Some(s),
+                Err(reason) => self.end_swap(s, Err(reason)),
+            }
+            return;
+        }
+        // The pause: nothing reaches the plugin until the switch.
+        let paused = Instant::now();
+        let world = self.world_ref();
+        let mut again: Vec<EntityId> = s
+            .touched
+            .drain()
+            .filter(|&id| world.entity_ref(id).is_some())
+            .collect();
+        again.sort_unstable();
+        let result = self.copy(&mut s, &again).and_then(|()| {
+            // Entities created during the copy may have changed what is in
+            // use: check the new version against them once more.
+            let plan = self.world().plan_swap(s.plugin, s.fresh.info())?;
+            if !s.dry_run {
+                self.world().apply_swap(plan);
+            }
+            Ok(paused.elapsed())
+        });
+        self.end_swap(s, result);
+    }
+
+    /// Exports `ids` from the running version and imports them into the new
+    /// one.
+    fn copy(&mut self, s: &mut ActiveSwap, ids: &[EntityId]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut states = match self.plugins[s.plugin].instance.export(&mut self.world, ids) {
+            Ok(Ok(states)) => states,
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "the running version refused to export its state: {e}"
+                ))
+            }
             Err(fault) => {
-                return refuse(format!(
+                self.recover(s.plugin, &fault);
+                return Err(format!(
+                    "the running version faulted exporting its state: {fault}"
+                ));
+            }
+        };
+        for st in &mut states {
+            st.entity.kind = *s
+                .kinds
+                .get(&st.type_name)
+                .ok_or_else(|| format!("the new version has no entity type {}", st.type_name))?;
+        }
+        match s.fresh.import(&mut self.world, &s.from, &states) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("the new version refused the state: {e}")),
+            Err(fault) => {
+                return Err(format!(
                     "the new version faulted importing the state: {fault}"
                 ))
             }
         }
-
-        let outcome = if dry_run {
-            SwapOutcome::WouldSwap
-        } else {
-            self.world().apply_swap(plan);
-            self.plugins[p] = PluginSlot {
-                code,
-                instance: fresh,
-            };
-            SwapOutcome::Swapped
-        };
-        SwapReport {
-            plugin: name.to_owned(),
-            from_version: from,
-            to_version: to,
-            entities: states.len(),
-            bytes,
-            pause_us: started.elapsed().as_micros() as u64,
-            dry_run,
-            outcome,
+        for st in states {
+            s.touched.remove(&st.entity.id);
+            s.bytes += st.data.len();
+            s.copied.insert(st.entity.id, st.data);
         }
+        Ok(())
+    }
+
+    /// Ends a swap: switches to the new version (unless refused or a dry
+    /// run) and answers. `result` is the pause, or why the swap was refused.
+    fn end_swap(&mut self, s: ActiveSwap, result: Result<std::time::Duration, String>) {
+        let ActiveSwap {
+            name,
+            plugin,
+            code,
+            fresh,
+            from,
+            copied,
+            bytes,
+            started,
+            dry_run,
+            reply,
+            ..
+        } = s;
+        let to = fresh.version().to_owned();
+        let report = match result {
+            Err(reason) => SwapReport::refused(&name, &from, &to, dry_run, reason),
+            Ok(pause) => {
+                let entities = copied.len();
+                // The copied states are the running version's latest: they
+                // are the checkpoint a crash of the new version restores.
+                self.checkpoints[plugin] = Some(Checkpoint {
+                    version: from.clone(),
+                    states: copied,
+                });
+                let outcome = if dry_run {
+                    SwapOutcome::WouldSwap
+                } else {
+                    self.plugins[plugin] = PluginSlot {
+                        code,
+                        instance: fresh,
+                    };
+                    SwapOutcome::Swapped
+                };
+                SwapReport {
+                    plugin: name,
+                    from_version: from,
+                    to_version: to,
+                    entities,
+                    bytes,
+                    pause_us: pause.as_micros() as u64,
+                    copy_us: started.elapsed().as_micros() as u64,
+                    dry_run,
+                    outcome,
+                }
+            }
+        };
+        answer(reply, report);
     }
 
     /// Saves every plugin's private state, so a crash costs at most one
@@ -281,6 +415,15 @@ impl Game {
     pub(super) fn recover(&mut self, plugin: usize, fault: &crate::plugin::Fault) {
         let name = self.plugins[plugin].code.name().to_owned();
         tracing::error!(plugin = %name, "{fault}; starting a fresh instance");
+        if let Some(swap) = self.swapping.take_if(|s| s.plugin == plugin) {
+            // What was copied came from the instance that just died.
+            self.end_swap(
+                swap,
+                Err(format!(
+                    "the running version faulted during the swap: {fault}"
+                )),
+            );
+        }
         let started = Instant::now();
         let revived = match self.revive(plugin, true) {
             Ok(r) => Ok(r),

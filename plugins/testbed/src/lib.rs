@@ -220,6 +220,38 @@ impl Probe {
         Ok(())
     }
 
+    /// Creates `n` Blobs; answers `on_blobs(first_id, last_id)` (ids are
+    /// consecutive).
+    #[own_client]
+    fn spawn_blobs(&mut self, ctx: &mut Ctx, n: u32) -> Result<(), Error> {
+        let mut range = None;
+        for _ in 0..n {
+            let id = ctx.create_entity("Blob", ())?;
+            range = Some((range.map_or(id, |(first, _)| first), id));
+        }
+        let (first, last) = range.unwrap_or((0, 0));
+        ctx.call_client("on_blobs", (first, last))?;
+        Ok(())
+    }
+
+    /// Touches Blob `id` (it changes its private state).
+    #[own_client]
+    fn touch_blob(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.call(id, "touch", ())
+    }
+
+    /// Asks Blob `id` how often it was touched: `on_blob(id, touched)`.
+    #[own_client]
+    fn ask_blob(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.call(id, "tell", (ctx.id(),))
+    }
+
+    /// A Blob's answer.
+    fn blob_said(&mut self, ctx: &mut Ctx, id: EntityId, touched: u64) -> Result<(), Error> {
+        ctx.call_client("on_blob", (id, touched))?;
+        Ok(())
+    }
+
     /// Answers `on_exists(id, found)`: whether `id` is loaded or saved.
     #[own_client]
     fn exists(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
@@ -419,6 +451,11 @@ impl Blob {
     /// Changes the state a little.
     fn touch(&mut self) {
         self.touched += 1;
+    }
+
+    /// Tells `probe` how often this blob was touched.
+    fn tell(&mut self, ctx: &mut Ctx, probe: EntityId) -> Result<(), Error> {
+        ctx.call(probe, "blob_said", (ctx.id(), self.touched))
     }
 }
 
