@@ -226,10 +226,19 @@ pub async fn request_swap(
         info.token,
         wasm.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(wasm).await?;
+    // The server may answer (and stop reading) before the upload ends, for
+    // example on a wrong token: read its answer even if sending failed.
+    let sent = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(wasm).await
+    }
+    .await;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
+    let read = stream.read_to_end(&mut response).await;
+    if response.is_empty() {
+        sent?;
+        read?;
+    }
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.lines().next().unwrap_or_default();

@@ -98,7 +98,14 @@ pub async fn respond_with(
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // The client may still be sending (a refused upload): closing with
+    // unread input would reset the connection and could destroy the
+    // answer. Read and drop what comes, briefly.
+    let mut sink = [0u8; 8192];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    Ok(())
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
