@@ -164,21 +164,13 @@ impl GameHost for World {
 
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String> {
         let v = decode_value(value)?;
-        let (e, index, flags) = self.attr_target(id, path)?;
-        e.attrs.set(index, &path[1..], v)?;
-        let client = e.client;
-        self.push_attr(client, flags, id, AttrOp::Set, path, value);
-        self.mark_dirty(id, flags);
-        Ok(())
+        self.change_attr(id, path, AttrOp::Set, value, |a, i, rest| a.set(i, rest, v))
     }
 
     fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String> {
-        let (e, index, flags) = self.attr_target(id, path)?;
-        e.attrs.delete(index, &path[1..])?;
-        let client = e.client;
-        self.push_attr(client, flags, id, AttrOp::Delete, path, &[]);
-        self.mark_dirty(id, flags);
-        Ok(())
+        self.change_attr(id, path, AttrOp::Delete, &[], |a, i, rest| {
+            a.delete(i, rest)
+        })
     }
 
     fn attr_append(
@@ -188,12 +180,9 @@ impl GameHost for World {
         value: &[u8],
     ) -> Result<(), String> {
         let v = decode_value(value)?;
-        let (e, index, flags) = self.attr_target(id, path)?;
-        e.attrs.append(index, &path[1..], v)?;
-        let client = e.client;
-        self.push_attr(client, flags, id, AttrOp::Append, path, value);
-        self.mark_dirty(id, flags);
-        Ok(())
+        self.change_attr(id, path, AttrOp::Append, value, |a, i, rest| {
+            a.append(i, rest, v)
+        })
     }
 
     fn set_timer(

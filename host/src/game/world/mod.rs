@@ -453,6 +453,25 @@ impl World {
         Ok((e, index, t.attrs[index].1))
     }
 
+    /// Applies `change` to the attribute at `path`, then pushes it (`op`,
+    /// `value`) to the clients that may see it and marks the entity for
+    /// saving. Every attribute change goes through here.
+    fn change_attr(
+        &mut self,
+        id: EntityId,
+        path: &[PathSegment],
+        op: AttrOp,
+        value: &[u8],
+        change: impl FnOnce(&mut Attrs, usize, &[PathSegment]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let (e, index, flags) = self.attr_target(id, path)?;
+        change(&mut e.attrs, index, &path[1..])?;
+        let client = e.client;
+        self.push_attr(client, flags, id, op, path, value);
+        self.mark_dirty(id, flags);
+        Ok(())
+    }
+
     /// Pushes a change to the entity's owner if the attribute is visible.
     fn push_attr(
         &self,
