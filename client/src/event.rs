@@ -52,6 +52,10 @@ pub enum Event {
     },
     /// Answer to [`Client::ping`](crate::Client::ping).
     Pong { nonce: u64 },
+    /// Where entities this client sees are now (those that moved since the
+    /// server's last tick, or one that just came into view); already applied
+    /// to the local view.
+    Positions(Vec<wyrm_protocol::EntityPosition>),
     /// The connection ended. Reported once; later reads fail with
     /// [`ClientError::Closed`].
     Closed,
@@ -175,6 +179,7 @@ impl fmt::Display for Event {
                 message,
             } => write!(f, "Error(req {req_id} {code:?}/{code_num}: {message})"),
             Event::Pong { nonce } => write!(f, "Pong({nonce})"),
+            Event::Positions(p) => write!(f, "Positions({} entities)", p.len()),
             Event::Closed => f.write_str("Closed"),
         }
     }

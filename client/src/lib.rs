@@ -46,7 +46,9 @@ pub use error::ClientError;
 pub use event::{from_value, Event};
 pub use transport::kcp_config;
 pub use view::{apply_attr, format_path, EntityView};
-pub use wyrm_protocol::{AttrOp, ErrorCode, PathSegment, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+pub use wyrm_protocol::{
+    AttrOp, EntityPosition, ErrorCode, PathSegment, Position, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
+};
 
 use event::{decode_msgpack, decode_named, Seen};
 use transport::{Conn, Incoming};
@@ -328,6 +330,17 @@ impl Client {
         })
         .await?;
         Ok(req_id)
+    }
+
+    /// Moves this client's own entity (a `Move` frame). The server applies
+    /// it only if the game lets this client move its entity; others see it
+    /// at the server's next tick.
+    pub async fn send_move(
+        &mut self,
+        pos: wyrm_protocol::Position,
+        yaw: f32,
+    ) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Move { pos, yaw }).await
     }
 
     /// Sends a `Ping`; the matching [`Event::Pong`] carries the returned
@@ -719,6 +732,7 @@ impl Client {
                         type_name: type_name.clone(),
                         own,
                         attrs: attrs.clone(),
+                        position: None,
                     },
                 );
                 Event::Created {
@@ -727,6 +741,19 @@ impl Client {
                     own,
                     attrs,
                 }
+            }
+            ServerFrame::Positions(entries) => {
+                for p in &entries {
+                    let view =
+                        self.entities
+                            .get_mut(&p.entity)
+                            .ok_or_else(|| ClientError::View {
+                                entity: p.entity,
+                                reason: "a position for an entity not in this client's view".into(),
+                            })?;
+                    view.position = Some(*p);
+                }
+                Event::Positions(entries)
             }
             ServerFrame::Destroy { entity } => {
                 self.entities.remove(&entity);

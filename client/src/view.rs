@@ -16,6 +16,9 @@ pub struct EntityView {
     /// The attributes this client may see: a MessagePack map, kept up to date
     /// by applying `Attr` frames.
     pub attrs: Value,
+    /// Where it is, from the latest `Positions` frame; `None` until one
+    /// arrives (entities in no space never get one).
+    pub position: Option<wyrm_protocol::EntityPosition>,
 }
 
 impl EntityView {

@@ -80,6 +80,7 @@ fn respond(frame: &[u8]) -> Vec<Reply> {
     };
     let (req_id, entity, method, args) = match f {
         ClientFrame::Ping { nonce } => return vec![Reply::Frame(ServerFrame::Pong { nonce })],
+        ClientFrame::Move { .. } => return vec![],
         ClientFrame::Call {
             req_id,
             entity,

@@ -104,6 +104,14 @@ pub struct GameConfig {
     /// one anyway).
     #[serde(default = "default_checkpoint_ms")]
     pub checkpoint_interval_ms: u64,
+    /// How many times a second every space ticks: logic's `tick` runs, AOI
+    /// events are delivered and clients receive the positions that changed.
+    #[serde(default = "default_space_tick_hz")]
+    pub space_tick_hz: u32,
+}
+
+fn default_space_tick_hz() -> u32 {
+    20
 }
 
 fn default_checkpoint_ms() -> u64 {
@@ -281,6 +289,9 @@ impl Config {
         }
         if self.limits.call_deadline_ms == 0 || self.limits.memory_mb == 0 {
             anyhow::bail!("[limits] call_deadline_ms and memory_mb must be positive");
+        }
+        if !(1..=1000).contains(&self.game.space_tick_hz) {
+            anyhow::bail!("[game] space_tick_hz must be between 1 and 1000");
         }
         Ok(())
     }

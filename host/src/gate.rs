@@ -245,6 +245,10 @@ async fn serve<C: FrameConn>(mut conn: C, client: ClientId, ctx: ConnContext) {
                             let msg = ToGame::ClientCall { client, req_id, entity, method, args };
                             let _ = ctx.dispatcher.send(ToDispatcher::FromGate(msg));
                         }
+                        Ok(ClientFrame::Move { pos, yaw }) => {
+                            let msg = ToGame::ClientMove { client, pos, yaw };
+                            let _ = ctx.dispatcher.send(ToDispatcher::FromGate(msg));
+                        }
                         Err(e) => break End::Malformed(e.to_string()),
                     }
                 }

@@ -24,6 +24,13 @@ pub enum ToGame {
         method: String,
         args: Vec<u8>,
     },
+    /// A client moved its own entity (a `Move` frame); applied only if the
+    /// game lets that client move it.
+    ClientMove {
+        client: ClientId,
+        pos: wyrm_protocol::Position,
+        yaw: f32,
+    },
     /// A continuation arriving from off the game thread (a password hash, a
     /// storage reply): a server call of `method` on `entity`.
     Continuation {

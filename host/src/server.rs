@@ -37,6 +37,7 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
+    tick_times: Arc<game::TickTimes>,
 }
 
 /// What a running server offers its admin endpoint and `wyrm dev`: a handle
@@ -155,6 +156,7 @@ impl Server {
             .await
             .context("starting the game panicked")??
         };
+        let tick_times = game.tick_times();
         let game_thread = game::spawn(game).context("cannot start the game thread")?;
 
         // The first two tasks route messages; the ones added below listen.
@@ -184,6 +186,7 @@ impl Server {
             tasks: Vec::new(),
             runtime,
             plugin_names: cfg.plugins.iter().map(|p| p.name.clone()).collect(),
+            tick_times,
         };
 
         if let Some(addr) = cfg.net.tcp {
@@ -293,6 +296,11 @@ impl Server {
             "server started"
         );
         Ok(server)
+    }
+
+    /// How long the game's recent space ticks took.
+    pub fn tick_times(&self) -> Vec<Duration> {
+        self.tick_times.recent()
     }
 
     /// A handle that swaps this server's plugins.

@@ -61,6 +61,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A `str`: u16 byte length, then UTF-8.
+    pub(crate) fn f32(&mut self, what: &'static str) -> Result<f32, DecodeError> {
+        Ok(f32::from_bits(self.u32(what)?))
+    }
+
     pub(crate) fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
         let len = self.u16(what)? as usize;
         let bytes = self.take(len, what)?;
@@ -93,6 +97,10 @@ pub(crate) fn put_u16(out: &mut Vec<u8>, v: u16) {
 
 pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
+}
+
+pub(crate) fn put_f32(out: &mut Vec<u8>, v: f32) {
+    put_u32(out, v.to_bits());
 }
 
 pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {

@@ -1,12 +1,13 @@
 //! The frames of the protocol and their encoding. Layouts are documented in
 //! `docs/protocol.md`; keep the two in step.
 
-use crate::codec::{put_str, put_u16, put_u32, put_u64, DecodeError, Reader};
+use crate::codec::{put_f32, put_str, put_u16, put_u32, put_u64, DecodeError, Reader};
 
 /// Frame type bytes. Client-to-server types are below 0x80.
 mod ty {
     pub const C_CALL: u8 = 0x01;
     pub const C_PING: u8 = 0x02;
+    pub const C_MOVE: u8 = 0x03;
     pub const S_WELCOME: u8 = 0x80;
     pub const S_ERROR: u8 = 0x81;
     pub const S_CREATE: u8 = 0x82;
@@ -14,10 +15,11 @@ mod ty {
     pub const S_CALL: u8 = 0x84;
     pub const S_ATTR: u8 = 0x85;
     pub const S_PONG: u8 = 0x86;
+    pub const S_POSITIONS: u8 = 0x87;
 }
 
 /// A frame a client sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
     /// Call `method` on `entity` with MessagePack `args`. If the call is
     /// refused or fails, the server answers with an `Error` carrying `req_id`.
@@ -29,10 +31,94 @@ pub enum ClientFrame {
     },
     /// Asks for a `Pong` with the same nonce.
     Ping { nonce: u64 },
+    /// Moves the client's own entity, if the game lets its client move it.
+    Move { pos: Position, yaw: f32 },
+}
+
+/// A point in a space: x/y is the ground plane, z is height.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Position {
+    pub x: f32,
+    pub y: f32,
+    pub z: f32,
+}
+
+/// One entry of a `Positions` frame: where an entity is now.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EntityPosition {
+    pub entity: u64,
+    pub pos: Position,
+    pub yaw: f32,
+}
+
+impl EntityPosition {
+    /// Bytes one entry takes in a `Positions` frame.
+    pub const ENCODED_LEN: usize = 24;
+
+    /// Appends the entry's 24 bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.entity);
+        put_f32(out, self.pos.x);
+        put_f32(out, self.pos.y);
+        put_f32(out, self.pos.z);
+        put_f32(out, self.yaw);
+    }
+}
+
+/// Builds a `Positions` frame entry by entry, without an intermediate list
+/// (the server writes one per client per tick).
+#[derive(Debug)]
+pub struct PositionsWriter {
+    frame: Vec<u8>,
+    count: u16,
+}
+
+impl PositionsWriter {
+    /// The most entries one frame holds; start another frame after that.
+    pub const MAX_ENTRIES: u16 = u16::MAX;
+
+    /// An empty frame.
+    pub fn new() -> Self {
+        let mut frame = Vec::with_capacity(3 + 8 * EntityPosition::ENCODED_LEN);
+        frame.extend_from_slice(&[ty::S_POSITIONS, 0, 0]);
+        Self { frame, count: 0 }
+    }
+
+    /// Adds an entry; false (and nothing added) when the frame is full.
+    pub fn push(&mut self, p: &EntityPosition) -> bool {
+        if self.count == Self::MAX_ENTRIES {
+            return false;
+        }
+        p.encode(&mut self.frame);
+        self.count += 1;
+        true
+    }
+
+    /// Entries so far.
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Whether no entry was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The encoded frame (type byte and body).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.frame[1..3].copy_from_slice(&self.count.to_le_bytes());
+        self.frame
+    }
+}
+
+impl Default for PositionsWriter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A frame a server sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
     /// First frame on every connection.
     Welcome { version: u16, max_frame: u32 },
@@ -70,6 +156,10 @@ pub enum ServerFrame {
     },
     /// Answer to `Ping`.
     Pong { nonce: u64 },
+    /// Where entities the client sees are now: those that moved since the
+    /// last tick, or one that just came into view. At most
+    /// [`PositionsWriter::MAX_ENTRIES`] per frame: encoding drops the rest.
+    Positions(Vec<EntityPosition>),
 }
 
 /// Why a request failed. Numeric values are part of the protocol.
@@ -154,6 +244,13 @@ impl ClientFrame {
                 out.push(ty::C_PING);
                 put_u64(out, *nonce);
             }
+            Self::Move { pos, yaw } => {
+                out.push(ty::C_MOVE);
+                put_f32(out, pos.x);
+                put_f32(out, pos.y);
+                put_f32(out, pos.z);
+                put_f32(out, *yaw);
+            }
         }
     }
 
@@ -170,6 +267,10 @@ impl ClientFrame {
             },
             ty::C_PING => Self::Ping {
                 nonce: r.u64("nonce")?,
+            },
+            ty::C_MOVE => Self::Move {
+                pos: read_position(&mut r)?,
+                yaw: r.f32("yaw")?,
             },
             other => return Err(DecodeError::UnknownType(other)),
         };
@@ -239,6 +340,17 @@ impl ServerFrame {
                 out.push(ty::S_PONG);
                 put_u64(out, *nonce);
             }
+            Self::Positions(entries) => {
+                // One frame holds at most `MAX_ENTRIES`; the rest is cut
+                // (documented on the variant).
+                let mut w = PositionsWriter::new();
+                for p in entries {
+                    if !w.push(p) {
+                        break;
+                    }
+                }
+                out.extend_from_slice(&w.finish());
+            }
         }
     }
 
@@ -296,11 +408,31 @@ impl ServerFrame {
             ty::S_PONG => Self::Pong {
                 nonce: r.u64("nonce")?,
             },
+            ty::S_POSITIONS => {
+                let n = r.u16("count")?;
+                let mut entries = Vec::with_capacity(usize::from(n).min(r.remaining().len() / 24));
+                for _ in 0..n {
+                    entries.push(EntityPosition {
+                        entity: r.u64("entity")?,
+                        pos: read_position(&mut r)?,
+                        yaw: r.f32("yaw")?,
+                    });
+                }
+                Self::Positions(entries)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         expect_end(&r)?;
         Ok(f)
     }
+}
+
+fn read_position(r: &mut Reader<'_>) -> Result<Position, DecodeError> {
+    Ok(Position {
+        x: r.f32("x")?,
+        y: r.f32("y")?,
+        z: r.f32("z")?,
+    })
 }
 
 fn expect_end(r: &Reader<'_>) -> Result<(), DecodeError> {
@@ -388,6 +520,39 @@ mod tests {
             path: vec![PathSegment::Key("x".into())],
             value: vec![],
         });
+    }
+
+    #[test]
+    fn positions_and_moves_round_trip() {
+        let p = |entity, x| EntityPosition {
+            entity,
+            pos: Position { x, y: -2.5, z: 0.0 },
+            yaw: 1.5,
+        };
+        round_trip_server(ServerFrame::Positions(vec![]));
+        round_trip_server(ServerFrame::Positions(vec![p(1, 3.0), p(u64::MAX, -7.25)]));
+        let bytes = ServerFrame::Positions(vec![p(1, 3.0), p(2, 4.0)]).to_bytes();
+        assert_eq!(bytes.len(), 3 + 2 * EntityPosition::ENCODED_LEN);
+        let mut w = PositionsWriter::new();
+        assert!(w.push(&p(1, 3.0)) && w.push(&p(2, 4.0)));
+        assert_eq!(w.finish(), bytes);
+        let m = ClientFrame::Move {
+            pos: Position {
+                x: 1.0,
+                y: 2.0,
+                z: 3.0,
+            },
+            yaw: 0.5,
+        };
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        assert_eq!(out.len(), 17);
+        assert_eq!(ClientFrame::decode(&out), Ok(m));
+        for cut in 0..out.len() {
+            assert!(ClientFrame::decode(&out[..cut]).is_err());
+        }
+        // A count larger than the entries that follow is malformed.
+        assert!(ServerFrame::decode(&[0x87, 5, 0]).is_err());
     }
 
     #[test]

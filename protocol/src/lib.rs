@@ -13,11 +13,14 @@ mod frame;
 mod stream;
 
 pub use codec::DecodeError;
-pub use frame::{AttrOp, ClientFrame, ErrorCode, PathSegment, ServerFrame};
+pub use frame::{
+    AttrOp, ClientFrame, EntityPosition, ErrorCode, PathSegment, Position, PositionsWriter,
+    ServerFrame,
+};
 pub use stream::{write_prefixed, FrameDecoder, FrameError, LENGTH_PREFIX, STREAM_WRITE_CHUNK};
 
 /// Version of the protocol this crate speaks; sent in `Welcome`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default largest frame (type byte + body) either side accepts.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;

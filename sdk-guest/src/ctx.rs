@@ -5,7 +5,10 @@ use serde::Serialize;
 
 use crate::bindings::wyrm::game::storage;
 use crate::codec::{self, encode, encode_args};
-use crate::{raw, Caller, CallerKind, EntityId, Error, LogLevel, Path, Result, Tag, TimerId};
+use crate::{
+    raw, Caller, CallerKind, EntityId, Error, LogLevel, Path, Placement, Position, Result, Tag,
+    TimerId,
+};
 
 /// The context of one call into an entity: which entity, who called, and
 /// typed wrappers around the host imports.
@@ -159,6 +162,93 @@ impl Ctx {
     /// Removes tag `key` from the client bound to entity `id`.
     pub fn remove_client_tag_of(&mut self, id: EntityId, key: &str) -> Result<()> {
         raw::set_client_tag(id, key, None).map_err(Error::from)
+    }
+
+    // ---- spaces ----
+
+    /// Creates an entity of `type_name` with `attrs` (as
+    /// [`create_entity`](Self::create_entity)) and makes it a space of
+    /// `kind`. Its `on_tick` runs at the server's space tick rate.
+    pub fn create_space(
+        &mut self,
+        type_name: &str,
+        kind: &str,
+        attrs: impl Serialize,
+    ) -> Result<EntityId> {
+        let mut bytes = encode(&attrs)?;
+        if bytes == [0xc0] {
+            bytes.clear();
+        }
+        raw::create_space(type_name, kind, &bytes).map_err(Error::from)
+    }
+
+    /// The kind of space `id`, or `None` if it is not a space.
+    pub fn space_kind(&self, id: EntityId) -> Option<String> {
+        raw::space_kind(id)
+    }
+
+    /// Puts the current entity into `space` at `pos`, facing `yaw`.
+    pub fn enter_space(&mut self, space: EntityId, pos: Position, yaw: f32) -> Result<()> {
+        self.enter_space_of(self.id, space, pos, yaw)
+    }
+
+    /// Puts entity `id` into `space` at `pos`, facing `yaw`.
+    pub fn enter_space_of(
+        &mut self,
+        id: EntityId,
+        space: EntityId,
+        pos: Position,
+        yaw: f32,
+    ) -> Result<()> {
+        raw::enter_space(id, space, pos, yaw).map_err(Error::from)
+    }
+
+    /// Takes the current entity out of its space.
+    pub fn leave_space(&mut self) -> Result<()> {
+        raw::leave_space(self.id).map_err(Error::from)
+    }
+
+    /// Moves the current entity within its space.
+    pub fn set_position(&mut self, pos: Position, yaw: f32) -> Result<()> {
+        self.set_position_of(self.id, pos, yaw)
+    }
+
+    /// Moves entity `id` within its space.
+    pub fn set_position_of(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<()> {
+        raw::set_position(id, pos, yaw).map_err(Error::from)
+    }
+
+    /// Where the current entity is, if it is in a space.
+    pub fn placement(&self) -> Option<Placement> {
+        raw::placement_of(self.id)
+    }
+
+    /// Where entity `id` is, if it is in a space.
+    pub fn placement_of(&self, id: EntityId) -> Option<Placement> {
+        raw::placement_of(id)
+    }
+
+    /// Lets (or stops) the current entity's client move it with `Move`
+    /// frames.
+    pub fn allow_client_moves(&mut self, allowed: bool) -> Result<()> {
+        raw::allow_client_moves(self.id, allowed).map_err(Error::from)
+    }
+
+    /// The entities the current entity sees.
+    pub fn aoi(&self) -> Vec<EntityId> {
+        raw::aoi_of(self.id)
+    }
+
+    /// The entities of `space` within `radius` of `center`.
+    pub fn entities_near(&self, space: EntityId, center: Position, radius: f32) -> Vec<EntityId> {
+        raw::entities_near(space, center, radius)
+    }
+
+    /// Calls `method` on every client that sees the current entity (its own
+    /// client included).
+    pub fn call_aoi_clients(&mut self, method: &str, args: impl Serialize) -> Result<()> {
+        raw::call_aoi_clients(self.id, method, &encode_args(&args)?);
+        Ok(())
     }
 
     // ---- attributes ----

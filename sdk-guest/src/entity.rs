@@ -5,7 +5,7 @@ use std::fmt::Display;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{codec, AttrFlags, Ctx, Exposure};
+use crate::{codec, AttrFlags, Ctx, EntityId, Exposure};
 
 /// An entity type: its private state (`Self`), its declared attributes and
 /// methods, the RPC dispatch, and lifecycle hooks.
@@ -25,6 +25,9 @@ pub trait Entity: Default + Serialize + DeserializeOwned + 'static {
     const ATTRS: &'static [AttrSpec];
     /// The methods the type declares, with who may call them.
     const METHODS: &'static [MethodSpec];
+    /// Its area of interest in a space (`#[entity(aoi(radius = .., hysteresis = ..))]`),
+    /// or `None`: it sees nothing, though others may see it.
+    const AOI: Option<AoiSpec> = None;
 
     /// Runs `method` with MessagePack `args` (an array of positional values).
     fn dispatch(&mut self, ctx: &mut Ctx, method: &str, args: &[u8]) -> Result<(), String>;
@@ -51,6 +54,26 @@ pub trait Entity: Default + Serialize + DeserializeOwned + 'static {
     /// The client bound to the entity went away. An error is only logged.
     fn on_client_disconnected(&mut self, ctx: &mut Ctx) -> Result<(), String> {
         let _ = ctx;
+        Ok(())
+    }
+
+    /// A space tick, `dt_ms` after the previous one: called on a space
+    /// entity at the server's space tick rate. An error is only logged.
+    fn on_tick(&mut self, ctx: &mut Ctx, dt_ms: u32) -> Result<(), String> {
+        let _ = (ctx, dt_ms);
+        Ok(())
+    }
+
+    /// `other` came into this entity's area of interest. Defining this (or
+    /// `on_aoi_leave`) asks the host for AOI events. An error is only logged.
+    fn on_aoi_enter(&mut self, ctx: &mut Ctx, other: EntityId) -> Result<(), String> {
+        let _ = (ctx, other);
+        Ok(())
+    }
+
+    /// `other` left this entity's area of interest. An error is only logged.
+    fn on_aoi_leave(&mut self, ctx: &mut Ctx, other: EntityId) -> Result<(), String> {
+        let _ = (ctx, other);
         Ok(())
     }
 
@@ -113,6 +136,17 @@ pub struct AttrSpec {
     pub flags: AttrFlags,
 }
 
+/// How far an entity type sees in a space.
+#[derive(Clone, Copy, Debug)]
+pub struct AoiSpec {
+    /// Others come into view within this distance on the ground plane.
+    pub radius: f32,
+    /// ... and leave it only beyond `radius + hysteresis`.
+    pub hysteresis: f32,
+    /// Whether the plugin wants `on_aoi_enter` / `on_aoi_leave`.
+    pub events: bool,
+}
+
 /// A method an entity type declares.
 #[derive(Clone, Copy, Debug)]
 pub struct MethodSpec {
@@ -131,6 +165,8 @@ pub struct EntityTypeDef {
     pub attrs: &'static [AttrSpec],
     /// Declared methods.
     pub methods: &'static [MethodSpec],
+    /// Area of interest.
+    pub aoi: Option<AoiSpec>,
     pub(crate) fresh: fn() -> Box<dyn AnyEntity>,
     pub(crate) restore: RestoreFn,
 }
@@ -145,6 +181,7 @@ impl EntityTypeDef {
             name: T::TYPE_NAME,
             attrs: T::ATTRS,
             methods: T::METHODS,
+            aoi: T::AOI,
             fresh: fresh::<T>,
             restore: restore::<T>,
         }
@@ -180,6 +217,9 @@ pub(crate) enum Hook {
     Destroyed,
     ClientConnected,
     ClientDisconnected,
+    Tick(u32),
+    AoiEnter(EntityId),
+    AoiLeave(EntityId),
 }
 
 /// An entity state behind a type-erased pointer.
@@ -200,6 +240,9 @@ impl<T: Entity> AnyEntity for T {
             Hook::Destroyed => self.on_destroyed(ctx),
             Hook::ClientConnected => self.on_client_connected(ctx),
             Hook::ClientDisconnected => self.on_client_disconnected(ctx),
+            Hook::Tick(dt_ms) => self.on_tick(ctx, dt_ms),
+            Hook::AoiEnter(other) => self.on_aoi_enter(ctx, other),
+            Hook::AoiLeave(other) => self.on_aoi_leave(ctx, other),
         }
     }
 

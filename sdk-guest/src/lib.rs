@@ -74,8 +74,8 @@ mod runtime;
 pub use attrs::Attrs;
 pub use ctx::Ctx;
 pub use entity::{
-    decode_state, encode_state, AttrSpec, Entity, EntityTypeDef, IntoCallResult, MethodSpec,
-    PluginDef,
+    decode_state, encode_state, AoiSpec, AttrSpec, Entity, EntityTypeDef, IntoCallResult,
+    MethodSpec, PluginDef,
 };
 pub use error::{Error, Result};
 pub use path::{IntoSegment, Path};
@@ -86,7 +86,8 @@ pub use runtime::Plugin;
 pub use wyrm_sdk_macros::entity;
 
 pub use bindings::wyrm::game::types::{
-    AttrFlags, Caller, CallerKind, EntityRef, EntityState, Exposure, LogLevel, PathSegment, Tag,
+    AttrFlags, Caller, CallerKind, EntityRef, EntityState, Exposure, LogLevel, PathSegment,
+    Placement, Position, Tag,
 };
 
 /// The raw host imports, exactly as `wit-bindgen` generates them. Every one of
@@ -113,7 +114,7 @@ pub type TimerId = u64;
 pub mod prelude {
     pub use crate::{
         attrs, debug, error, info, path, trace, warn, Attrs, Caller, CallerKind, Ctx, Entity,
-        EntityId, Error, LogLevel, Path, TimerId,
+        EntityId, Error, LogLevel, Path, Placement, Position, TimerId,
     };
     pub use serde::{Deserialize, Serialize};
 }
@@ -217,7 +218,7 @@ macro_rules! plugin {
             type __WyrmGuest = $crate::__private::Guest<__WyrmPlugin>;
             // The component exports exist only in the wasm build: natively
             // (unit tests, clippy) the plugin crate is plain Rust, and its
-            // export names (`wyrm:game/entities@0.1.0#call`) could not be
+            // export names (`wyrm:game/entities@0.2.0#call`) could not be
             // linked into a native library anyway.
             #[cfg(target_family = "wasm")]
             $crate::bindings::export!(__WyrmGuest with_types_in $crate::bindings);

@@ -7,7 +7,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 
 use crate::bindings::exports::wyrm::game::entities;
-use crate::bindings::wyrm::game::types::{AoiEvent, AttrDecl, EntityType, MethodDecl, PluginInfo};
+use crate::bindings::wyrm::game::types::{
+    AoiDecl, AoiEvent, AttrDecl, EntityType, MethodDecl, PluginInfo,
+};
 use crate::entity::{AnyEntity, Hook};
 use crate::{
     Caller, CallerKind, Ctx, EntityId, EntityRef, EntityState, EntityTypeDef, LogLevel, PluginDef,
@@ -142,6 +144,11 @@ pub(crate) fn init(def: &PluginDef) -> PluginInfo {
                         exposure: m.exposure,
                     })
                     .collect(),
+                aoi: t.aoi.map(|a| AoiDecl {
+                    radius: a.radius,
+                    hysteresis: a.hysteresis,
+                    events: a.events,
+                }),
             })
             .collect(),
     }
@@ -317,9 +324,23 @@ impl<P: Plugin> entities::Guest for Guest<P> {
         call(P::def(), entity, &method, &args, caller)
     }
 
-    fn tick(_space: EntityRef, _dt_ms: u32) {}
+    fn tick(space: EntityRef, dt_ms: u32) {
+        let def = P::def();
+        let hook = Hook::Tick(dt_ms);
+        log_hook_error(def, space, hook, run_hook(def, space, hook));
+    }
 
-    fn aoi_events(_events: Vec<AoiEvent>) {}
+    fn aoi_events(events: Vec<AoiEvent>) {
+        let def = P::def();
+        for ev in events {
+            let hook = if ev.entered {
+                Hook::AoiEnter(ev.other)
+            } else {
+                Hook::AoiLeave(ev.other)
+            };
+            log_hook_error(def, ev.watcher, hook, run_hook(def, ev.watcher, hook));
+        }
+    }
 
     fn export_entities(ids: Vec<EntityId>) -> Result<Vec<EntityState>, String> {
         export_entities(P::def(), &ids, crate::raw::entity_type)

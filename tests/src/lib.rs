@@ -85,6 +85,11 @@ pub fn testbed_plugin() -> PathBuf {
     testbed_plugin_with(&[])
 }
 
+/// The arena example's plugin.
+pub fn arena_plugin() -> PathBuf {
+    plugin("examples/arena/plugin", &[])
+}
+
 /// A server running in this process on loopback ports.
 pub struct TestServer {
     /// The running server.
@@ -130,6 +135,7 @@ impl TestServer {
                 boot_entity: boot_entity.into(),
                 services: services.iter().map(|s| s.to_string()).collect(),
                 checkpoint_interval_ms: 5000,
+                space_tick_hz: 20,
             },
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),

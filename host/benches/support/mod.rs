@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::time::Duration;
-use wyrm::plugin::bindings::{PathSegment, ReplyTo, Tag};
+use wyrm::plugin::bindings::{PathSegment, Placement, Position, ReplyTo, Tag};
 
 use wyrm::plugin::{BuildOptions, EntityId, GameHost, Limits, PluginCode, PluginRuntime};
 
@@ -37,6 +37,34 @@ impl GameHost for EmptyWorld {
     fn set_client_tag(&mut self, _: EntityId, _: String, _: Option<String>) -> Result<(), String> {
         Err("empty world".into())
     }
+    fn create_space(&mut self, _: &str, _: String, _: &[u8]) -> Result<EntityId, String> {
+        Err("empty world".into())
+    }
+    fn space_kind(&mut self, _: EntityId) -> Option<String> {
+        None
+    }
+    fn enter_space(&mut self, _: EntityId, _: EntityId, _: Position, _: f32) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn leave_space(&mut self, _: EntityId) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn set_position(&mut self, _: EntityId, _: Position, _: f32) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn placement_of(&mut self, _: EntityId) -> Option<Placement> {
+        None
+    }
+    fn allow_client_moves(&mut self, _: EntityId, _: bool) -> Result<(), String> {
+        Err("empty world".into())
+    }
+    fn aoi_of(&mut self, _: EntityId) -> Vec<EntityId> {
+        Vec::new()
+    }
+    fn entities_near(&mut self, _: EntityId, _: Position, _: f32) -> Vec<EntityId> {
+        Vec::new()
+    }
+    fn call_aoi_clients(&mut self, _: EntityId, _: &str, _: &[u8]) {}
     fn attr_get(&mut self, _: EntityId, _: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
     }

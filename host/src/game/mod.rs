@@ -9,12 +9,16 @@
 //! over every entity, and the queue carries on.
 
 mod attrs;
+mod ids;
 mod passwords;
+mod space;
 mod swap;
 mod timers;
 mod types;
 mod world;
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -53,6 +57,34 @@ pub struct Game {
     next_save: Instant,
     /// The swap being copied, if any.
     swapping: Option<swap::ActiveSwap>,
+    space_tick: Duration,
+    next_space_tick: Instant,
+    last_space_tick: Instant,
+    tick_times: Arc<TickTimes>,
+    last_overrun_warning: Option<Instant>,
+}
+
+/// How long the most recent space ticks took (logic, AOI, position sync),
+/// for monitoring and benchmarks.
+#[derive(Debug, Default)]
+pub struct TickTimes(Mutex<VecDeque<Duration>>);
+
+impl TickTimes {
+    const KEEP: usize = 1024;
+
+    fn record(&self, d: Duration) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() == Self::KEEP {
+            q.pop_front();
+        }
+        q.push_back(d);
+    }
+
+    /// The last (up to 1024) tick durations, oldest first.
+    pub fn recent(&self) -> Vec<Duration> {
+        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().copied().collect()
+    }
 }
 
 /// What a game persists through (see [`crate::storage`]).
@@ -138,6 +170,11 @@ impl Game {
             save_every,
             next_save: Instant::now() + save_every,
             swapping: None,
+            space_tick: Duration::from_secs(1) / cfg.space_tick_hz.max(1),
+            next_space_tick: Instant::now(),
+            last_space_tick: Instant::now(),
+            tick_times: Arc::default(),
+            last_overrun_warning: None,
         };
         game.run_work();
         Ok(game)
@@ -152,7 +189,11 @@ impl Game {
                 Some(Instant::now())
             } else {
                 let timer = self.world().timers.next_due();
-                let chores = [Some(self.next_save), self.next_checkpoint];
+                let chores = [
+                    Some(self.next_save),
+                    self.next_checkpoint,
+                    Some(self.next_space_tick),
+                ];
                 timer.into_iter().chain(chores.into_iter().flatten()).min()
             };
             let msg = match deadline {
@@ -173,6 +214,12 @@ impl Game {
             let now = Instant::now();
             self.world().fire_timers(now);
             self.run_work();
+            if self.next_space_tick <= now {
+                self.tick_spaces(now);
+                // Fixed rate; after a stall, resume from now instead of
+                // bursting to catch up.
+                self.next_space_tick = (self.next_space_tick + self.space_tick).max(now);
+            }
             if self.swapping.is_some() && self.world().work.is_empty() {
                 self.swap_step();
             }
@@ -188,6 +235,11 @@ impl Game {
             }
         }
         tracing::info!("game stopped");
+    }
+
+    /// Where this game records its tick durations.
+    pub fn tick_times(&self) -> Arc<TickTimes> {
+        self.tick_times.clone()
     }
 
     fn world_ref(&self) -> &World {
@@ -214,6 +266,7 @@ impl Game {
                 }
             }
             ToGame::ClientDisconnected { client } => self.world().disconnect_client(client),
+            ToGame::ClientMove { client, pos, yaw } => self.world().client_move(client, pos, yaw),
             ToGame::ClientCall {
                 client,
                 req_id,
@@ -250,14 +303,53 @@ impl Game {
         }
     }
 
+    /// One space tick: AOI events go to the plugins that asked for them,
+    /// every space's `tick` runs, then clients get the positions that
+    /// changed.
+    fn tick_spaces(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last_space_tick);
+        self.last_space_tick = now;
+        let dt_ms = u32::try_from(dt.as_millis()).unwrap_or(u32::MAX);
+        let world = self.world();
+        for (plugin, events) in world.take_aoi_events() {
+            world
+                .work
+                .push_back(world::Work::AoiEvents { plugin, events });
+        }
+        for space in world.spaces.ids() {
+            world.work.push_back(world::Work::Tick { space, dt_ms });
+        }
+        self.run_work();
+        self.world().flush_positions();
+        let took = now.elapsed();
+        self.tick_times.record(took);
+        if took > self.space_tick
+            && self
+                .last_overrun_warning
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
+            self.last_overrun_warning = Some(Instant::now());
+            tracing::warn!(
+                took_ms = took.as_secs_f64() * 1e3,
+                period_ms = self.space_tick.as_secs_f64() * 1e3,
+                "a space tick took longer than the tick period (warned at most every 10 s)"
+            );
+        }
+    }
+
     fn run_one(&mut self, work: world::Work) {
         use world::Work;
+        if let Work::AoiEvents { plugin, events } = work {
+            return self.run_aoi_events(plugin, &events);
+        }
         let (id, reply) = match &work {
             Work::Created(id)
             | Work::Destroy(id)
             | Work::ClientConnected(id)
-            | Work::ClientDisconnected(id) => (*id, None),
+            | Work::ClientDisconnected(id)
+            | Work::Tick { space: id, .. } => (*id, None),
             Work::Call(c) => (c.entity, c.reply),
+            Work::AoiEvents { .. } => return,
         };
         let target = match &work {
             Work::Destroy(id) => self.world().remove_entity(*id),
@@ -291,6 +383,10 @@ impl Game {
             Work::ClientDisconnected(_) => slot.instance.run(&mut self.world, |g, s| {
                 g.call_client_disconnected(s, entity).map(Ok)
             }),
+            Work::Tick { dt_ms, .. } => slot.instance.run(&mut self.world, |g, s| {
+                g.call_tick(s, entity, dt_ms).map(Ok)
+            }),
+            Work::AoiEvents { .. } => return,
             Work::Call(c) => {
                 let r = slot
                     .instance
@@ -312,6 +408,23 @@ impl Game {
                     .reply_error(reply, ErrorCode::PluginFault, fault.to_string());
                 self.recover(plugin, &fault);
             }
+        }
+    }
+}
+
+impl Game {
+    fn run_aoi_events(&mut self, plugin: usize, events: &[crate::plugin::bindings::AoiEvent]) {
+        let _span = tracing::debug_span!("aoi-events", plugin, n = events.len()).entered();
+        if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
+            for ev in events {
+                swap.touch(ev.watcher.id);
+            }
+        }
+        let result = self.plugins[plugin]
+            .instance
+            .run(&mut self.world, |g, s| g.call_aoi_events(s, events));
+        if let Err(fault) = result {
+            self.recover(plugin, &fault);
         }
     }
 }

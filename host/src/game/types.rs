@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::plugin::bindings::{AttrFlags, EntityType, Exposure, PluginInfo};
+use crate::plugin::bindings::{AoiDecl, AttrFlags, EntityType, Exposure, PluginInfo};
 
 /// Index of a type in the registry.
 pub type TypeIndex = usize;
@@ -23,6 +23,8 @@ pub struct EntityTypeInfo {
     pub kind: u32,
     /// Declared attributes, in order; an entity's attributes use these indices.
     pub attrs: Vec<(String, AttrFlags)>,
+    /// Its area of interest in a space; none sees nothing.
+    pub aoi: Option<AoiDecl>,
     attr_index: HashMap<String, usize>,
     methods: HashMap<String, Exposure>,
 }
@@ -38,8 +40,19 @@ impl EntityTypeInfo {
                 ));
             }
         }
+        if let Some(a) = t.aoi {
+            let ok = |v: f32| v.is_finite() && v >= 0.0;
+            if !ok(a.radius) || !ok(a.hysteresis) {
+                return Err(format!(
+                    "entity type {} declares an area of interest with radius {} and \
+                     hysteresis {}: both must be finite and not negative",
+                    t.name, a.radius, a.hysteresis
+                ));
+            }
+        }
         Ok(Self {
             name: t.name.clone(),
+            aoi: t.aoi,
             plugin,
             kind: kind as u32,
             attrs: t.attrs.iter().map(|a| (a.name.clone(), a.flags)).collect(),

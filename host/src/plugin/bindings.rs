@@ -9,6 +9,6 @@ wasmtime::component::bindgen!({
 pub use self::wyrm::game::host::Host as HostImports;
 pub use self::wyrm::game::storage::{Host as StorageImports, ReplyTo};
 pub use self::wyrm::game::types::{
-    AoiEvent, AttrDecl, AttrFlags, Caller, CallerKind, EntityRef, EntityState, EntityType,
-    Exposure, LogLevel, MethodDecl, PathSegment, PluginInfo, Tag,
+    AoiDecl, AoiEvent, AttrDecl, AttrFlags, Caller, CallerKind, EntityRef, EntityState, EntityType,
+    Exposure, LogLevel, MethodDecl, PathSegment, Placement, PluginInfo, Position, Tag,
 };

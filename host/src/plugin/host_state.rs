@@ -9,7 +9,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{HostImports, LogLevel, PathSegment, ReplyTo, StorageImports, Tag};
+use super::bindings::{
+    HostImports, LogLevel, PathSegment, Placement, Position, ReplyTo, StorageImports, Tag,
+};
 
 /// Entity ids as plugins see them.
 pub type EntityId = u64;
@@ -34,6 +36,27 @@ pub trait GameHost: Send + 'static {
         key: String,
         value: Option<String>,
     ) -> Result<(), String>;
+    fn create_space(
+        &mut self,
+        type_name: &str,
+        kind: String,
+        attrs: &[u8],
+    ) -> Result<EntityId, String>;
+    fn space_kind(&mut self, id: EntityId) -> Option<String>;
+    fn enter_space(
+        &mut self,
+        id: EntityId,
+        space: EntityId,
+        pos: Position,
+        yaw: f32,
+    ) -> Result<(), String>;
+    fn leave_space(&mut self, id: EntityId) -> Result<(), String>;
+    fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<(), String>;
+    fn placement_of(&mut self, id: EntityId) -> Option<Placement>;
+    fn allow_client_moves(&mut self, id: EntityId, allowed: bool) -> Result<(), String>;
+    fn aoi_of(&mut self, id: EntityId) -> Vec<EntityId>;
+    fn entities_near(&mut self, space: EntityId, center: Position, radius: f32) -> Vec<EntityId>;
+    fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]);
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String>;
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
     fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String>;
@@ -195,6 +218,53 @@ impl<W: GameHost> HostImports for HostState<W> {
         value: Option<String>,
     ) -> R<Result<(), String>> {
         Ok(self.world()?.set_client_tag(id, key, value))
+    }
+    fn create_space(
+        &mut self,
+        type_name: String,
+        kind: String,
+        attrs: Vec<u8>,
+    ) -> R<Result<EntityId, String>> {
+        Ok(self.world()?.create_space(&type_name, kind, &attrs))
+    }
+    fn space_kind(&mut self, id: EntityId) -> R<Option<String>> {
+        Ok(self.world()?.space_kind(id))
+    }
+    fn enter_space(
+        &mut self,
+        id: EntityId,
+        space: EntityId,
+        pos: Position,
+        yaw: f32,
+    ) -> R<Result<(), String>> {
+        Ok(self.world()?.enter_space(id, space, pos, yaw))
+    }
+    fn leave_space(&mut self, id: EntityId) -> R<Result<(), String>> {
+        Ok(self.world()?.leave_space(id))
+    }
+    fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> R<Result<(), String>> {
+        Ok(self.world()?.set_position(id, pos, yaw))
+    }
+    fn placement_of(&mut self, id: EntityId) -> R<Option<Placement>> {
+        Ok(self.world()?.placement_of(id))
+    }
+    fn allow_client_moves(&mut self, id: EntityId, allowed: bool) -> R<Result<(), String>> {
+        Ok(self.world()?.allow_client_moves(id, allowed))
+    }
+    fn aoi_of(&mut self, id: EntityId) -> R<Vec<EntityId>> {
+        Ok(self.world()?.aoi_of(id))
+    }
+    fn entities_near(
+        &mut self,
+        space: EntityId,
+        center: Position,
+        radius: f32,
+    ) -> R<Vec<EntityId>> {
+        Ok(self.world()?.entities_near(space, center, radius))
+    }
+    fn call_aoi_clients(&mut self, id: EntityId, method: String, args: Vec<u8>) -> R<()> {
+        self.world()?.call_aoi_clients(id, &method, &args);
+        Ok(())
     }
     fn attr_get(
         &mut self,

@@ -125,7 +125,7 @@ impl PluginRuntime {
             anyhow::anyhow!("plugin {name} does not fit the wyrm:game world: {e:#}")
         })?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
-            anyhow::anyhow!("plugin {name} does not export wyrm:game/entities@0.1.0: {e:#}")
+            anyhow::anyhow!("plugin {name} does not export wyrm:game/entities@0.2.0: {e:#}")
         })?;
         Ok(PluginCode {
             name: name.into(),

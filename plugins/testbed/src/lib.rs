@@ -1,6 +1,7 @@
-//! The testbed plugin: one entity type, `Probe`, whose methods exercise the
-//! host's plugin runtime for tests and benchmarks (raw call cost, client
-//! calls, private state, attributes, timers, runaway and panicking guests).
+//! The testbed plugin: `Probe`, whose methods exercise the host's plugin
+//! runtime for tests and benchmarks (raw call cost, client calls, private
+//! state, attributes, timers, runaway and panicking guests), with `Blob` and
+//! `Vault` for swaps and storage, and `Plane` / `Walker` for spaces and AOI.
 
 use wyrm_sdk::prelude::*;
 
@@ -56,6 +57,37 @@ impl Probe {
     /// Does nothing: measures the raw host → guest call cost.
     #[all_clients]
     fn noop(&mut self) {}
+
+    /// Creates a `Plane` space; answers `plane(id)`.
+    #[own_client]
+    fn make_plane(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let plane = ctx.create_space("Plane", "test", attrs! { "name" => "plane" })?;
+        ctx.call_client("plane", (plane,))?;
+        Ok(())
+    }
+
+    /// Creates a `Swarm` of `n` movers; answers `swarm(id)`.
+    #[own_client]
+    fn make_swarm(&mut self, ctx: &mut Ctx, n: u32, size: f32, speed: f32) -> Result<(), Error> {
+        let swarm = ctx.create_space("Swarm", "bench", ())?;
+        ctx.call(swarm, "populate", (n, size, speed, ctx.id()))
+    }
+
+    /// Becomes (the client of) a mover of `swarm`.
+    #[own_client]
+    fn join_swarm(&mut self, ctx: &mut Ctx, swarm: EntityId) -> Result<(), Error> {
+        ctx.call(swarm, "adopt", (ctx.id(),))
+    }
+
+    /// Becomes a `Walker` in `plane` at `(x, y)`: the client is handed to
+    /// the walker and this probe goes away.
+    #[own_client]
+    fn walk_in(&mut self, ctx: &mut Ctx, plane: EntityId, x: f32, y: f32) -> Result<(), Error> {
+        let w = ctx.create_entity("Walker", ())?;
+        ctx.enter_space_of(w, plane, Position { x, y, z: 0.0 }, 0.0)?;
+        ctx.give_client_to(ctx.id(), w)?;
+        ctx.destroy_entity(ctx.id())
+    }
 
     /// Sends `v` back to the caller's client as `on_echo(v)`.
     #[own_client]
@@ -459,8 +491,233 @@ impl Blob {
     }
 }
 
+/// A space for the AOI tests: counts its ticks.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Plane {
+    ticks: u64,
+    elapsed_ms: u64,
+}
+
+#[wyrm_sdk::entity(attrs(name = "all_clients"))]
+impl Plane {
+    fn on_tick(&mut self, dt_ms: u32) {
+        self.ticks += 1;
+        self.elapsed_ms += u64::from(dt_ms);
+    }
+
+    /// Tells `to`'s client `plane_ticks(ticks, elapsed_ms)`.
+    fn report(&mut self, ctx: &mut Ctx, to: EntityId) -> Result<(), Error> {
+        ctx.call_client_of(to, "plane_ticks", (self.ticks, self.elapsed_ms))?;
+        Ok(())
+    }
+}
+
+/// An entity in a `Plane`, moved by its client; logs its AOI events in
+/// `log` as `[["enter" | "leave", other], ...]`.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Walker {}
+
+#[wyrm_sdk::entity(
+    attrs(mood = "all_clients", secret = "own_client", log = "own_client"),
+    aoi(radius = 100.0, hysteresis = 10.0)
+)]
+impl Walker {
+    fn on_created(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.allow_client_moves(true)
+    }
+
+    fn on_client_disconnected(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.destroy_entity(ctx.id())
+    }
+
+    fn on_aoi_enter(&mut self, ctx: &mut Ctx, other: EntityId) -> Result<(), Error> {
+        ctx.append_attr("log", ("enter", other))
+    }
+
+    fn on_aoi_leave(&mut self, ctx: &mut Ctx, other: EntityId) -> Result<(), Error> {
+        ctx.append_attr("log", ("leave", other))
+    }
+
+    /// Answers `synced()` after `delay_ms` (a timer): everything the server
+    /// sent this client before then has arrived when `synced` does.
+    #[own_client]
+    fn sync(&mut self, ctx: &mut Ctx, delay_ms: u32) -> Result<(), Error> {
+        ctx.set_timer(delay_ms, "synced", ())?;
+        Ok(())
+    }
+
+    fn synced(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.call_client("synced", ())?;
+        Ok(())
+    }
+
+    #[own_client]
+    fn set_mood(&mut self, ctx: &mut Ctx, mood: String) -> Result<(), Error> {
+        ctx.set_attr("mood", mood)
+    }
+
+    #[own_client]
+    fn set_secret(&mut self, ctx: &mut Ctx, secret: String) -> Result<(), Error> {
+        ctx.set_attr("secret", secret)
+    }
+
+    /// Calls `heard(text)` on every client that sees this walker.
+    #[own_client]
+    fn shout(&mut self, ctx: &mut Ctx, text: String) -> Result<(), Error> {
+        ctx.call_aoi_clients("heard", (text,))
+    }
+
+    /// Stops (or allows again) moves by the client.
+    #[own_client]
+    fn freeze(&mut self, ctx: &mut Ctx, frozen: bool) -> Result<(), Error> {
+        ctx.allow_client_moves(!frozen)
+    }
+
+    /// Moves on the server's side.
+    #[own_client]
+    fn goto(&mut self, ctx: &mut Ctx, x: f32, y: f32) -> Result<(), Error> {
+        ctx.set_position(Position { x, y, z: 0.0 }, 0.0)
+    }
+
+    /// Answers `at(x, y)`, or an error when in no space.
+    #[own_client]
+    fn where_am_i(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let p = ctx.placement().ok_or_else(|| Error::new("in no space"))?;
+        ctx.call_client("at", (p.pos.x, p.pos.y))?;
+        Ok(())
+    }
+
+    /// Answers `seen(ids)`: what this walker sees, sorted.
+    #[own_client]
+    fn seen(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let mut ids = ctx.aoi();
+        ids.sort_unstable();
+        ctx.call_client("seen", (ids,))?;
+        Ok(())
+    }
+
+    /// Asks its plane for `plane_ticks(ticks, elapsed_ms)`.
+    #[own_client]
+    fn plane_ticks(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let space = ctx
+            .placement()
+            .ok_or_else(|| Error::new("in no space"))?
+            .space;
+        ctx.call(space, "report", (ctx.id(),))
+    }
+
+    /// Leaves the plane.
+    #[own_client]
+    fn leave(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.leave_space()
+    }
+}
+
+/// One mover as its swarm keeps it.
+#[derive(Default, Serialize, Deserialize)]
+struct Flyer {
+    id: EntityId,
+    x: f32,
+    y: f32,
+    vx: f32,
+    vy: f32,
+}
+
+/// A space whose logic moves every `Mover` in it on every tick, in one guest
+/// call (the space-tick benchmark).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Swarm {
+    movers: Vec<Flyer>,
+    size: f32,
+    adopted: usize,
+    rng: u64,
+}
+
+impl Swarm {
+    fn random(&mut self) -> f32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+#[wyrm_sdk::entity]
+impl Swarm {
+    /// Fills the swarm with `n` movers at random places on a `size`-square
+    /// field, flying at `speed` units/s; answers `swarm(id)` to `probe`.
+    fn populate(
+        &mut self,
+        ctx: &mut Ctx,
+        n: u32,
+        size: f32,
+        speed: f32,
+        probe: EntityId,
+    ) -> Result<(), Error> {
+        self.size = size;
+        self.rng = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..n {
+            let id = ctx.create_entity("Mover", ())?;
+            let (x, y) = (self.random() * size, self.random() * size);
+            let angle = self.random() * std::f32::consts::TAU;
+            ctx.enter_space_of(id, ctx.id(), Position { x, y, z: 0.0 }, angle)?;
+            let (vx, vy) = (speed * angle.cos(), speed * angle.sin());
+            self.movers.push(Flyer { id, x, y, vx, vy });
+        }
+        ctx.call_client_of(probe, "swarm", (ctx.id(),))?;
+        Ok(())
+    }
+
+    fn on_tick(&mut self, ctx: &mut Ctx, dt_ms: u32) -> Result<(), Error> {
+        let dt = dt_ms.min(200) as f32 / 1000.0;
+        let size = self.size;
+        for m in &mut self.movers {
+            m.x += m.vx * dt;
+            m.y += m.vy * dt;
+            if !(0.0..=size).contains(&m.x) {
+                m.vx = -m.vx;
+                m.x = m.x.clamp(0.0, size);
+            }
+            if !(0.0..=size).contains(&m.y) {
+                m.vy = -m.vy;
+                m.y = m.y.clamp(0.0, size);
+            }
+            let yaw = m.vy.atan2(m.vx);
+            ctx.set_position_of(
+                m.id,
+                Position {
+                    x: m.x,
+                    y: m.y,
+                    z: 0.0,
+                },
+                yaw,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Hands `probe`'s client to the next mover nobody plays yet.
+    fn adopt(&mut self, ctx: &mut Ctx, probe: EntityId) -> Result<(), Error> {
+        let m = self
+            .movers
+            .get(self.adopted)
+            .ok_or_else(|| Error::new("every mover has a client"))?
+            .id;
+        self.adopted += 1;
+        ctx.give_client_to(probe, m)?;
+        ctx.destroy_entity(probe)
+    }
+}
+
+/// A swarm member: sees within 100 units.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Mover {}
+
+#[wyrm_sdk::entity(aoi(radius = 100.0, hysteresis = 10.0))]
+impl Mover {}
+
 wyrm_sdk::plugin!(
     name = "testbed",
     version = VERSION,
-    entities = [Probe, Blob, Vault]
+    entities = [Probe, Blob, Vault, Plane, Walker, Swarm, Mover]
 );

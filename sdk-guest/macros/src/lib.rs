@@ -35,9 +35,13 @@ use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, ReturnType, Type, 
 /// - The first parameter after `self` may be the context, `ctx: &mut Ctx`;
 ///   the others are decoded, in order, from the MessagePack array of
 ///   arguments. A method returns `()` or `Result<(), E>` with `E: Display`.
+/// - `aoi(radius = 100.0, hysteresis = 10.0)`: the type's area of interest
+///   in a space (hysteresis defaults to 0).
 /// - Methods named `on_created`, `on_destroyed`, `on_client_connected` and
 ///   `on_client_disconnected` are lifecycle hooks (`&mut self`, optionally
-///   `ctx: &mut Ctx`), not RPC methods.
+///   `ctx: &mut Ctx`), not RPC methods; so are `on_tick(dt_ms: u32)` (on a
+///   space), `on_aoi_enter(other: EntityId)` and `on_aoi_leave(other:
+///   EntityId)` (which ask the host for AOI events; they need `aoi(..)`).
 /// - An associated `fn migrate(from_version: &str, data: &[u8]) -> Result<Self, String>`
 ///   replaces the default state migration.
 /// - Associated functions without `self` are left alone.
@@ -54,12 +58,15 @@ pub fn entity(args: TokenStream, input: TokenStream) -> TokenStream {
 struct Args {
     name: Option<LitStr>,
     attrs: Vec<(String, Vec<&'static str>)>,
+    /// `aoi(radius = .., hysteresis = ..)`.
+    aoi: Option<(syn::Expr, syn::Expr)>,
 }
 
 fn parse_args(args: TokenStream2) -> syn::Result<Args> {
     let mut out = Args {
         name: None,
         attrs: Vec::new(),
+        aoi: None,
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
@@ -80,8 +87,24 @@ fn parse_args(args: TokenStream2) -> syn::Result<Args> {
                 out.attrs.push((ident, flags));
                 Ok(())
             })
+        } else if meta.path.is_ident("aoi") {
+            let (mut radius, mut hysteresis) = (None, None);
+            meta.parse_nested_meta(|a| {
+                if a.path.is_ident("radius") {
+                    radius = Some(a.value()?.parse::<syn::Expr>()?);
+                } else if a.path.is_ident("hysteresis") {
+                    hysteresis = Some(a.value()?.parse::<syn::Expr>()?);
+                } else {
+                    return Err(a.error("expected `radius = ..` or `hysteresis = ..`"));
+                }
+                Ok(())
+            })?;
+            let radius = radius.ok_or_else(|| meta.error("`aoi(...)` needs `radius = ..`"))?;
+            let hysteresis = hysteresis.unwrap_or_else(|| syn::parse_quote!(0.0));
+            out.aoi = Some((radius, hysteresis));
+            Ok(())
         } else {
-            Err(meta.error("expected `attrs(...)` or `name = \"...\"`"))
+            Err(meta.error("expected `attrs(...)`, `aoi(...)` or `name = \"...\"`"))
         }
     });
     syn::parse::Parser::parse2(parser, args)?;
@@ -117,11 +140,15 @@ fn parse_flags(lit: &LitStr) -> syn::Result<Vec<&'static str>> {
     Ok(flags)
 }
 
-const HOOKS: [&str; 4] = [
-    "on_created",
-    "on_destroyed",
-    "on_client_connected",
-    "on_client_disconnected",
+/// Lifecycle hooks and how many arguments each takes after the context.
+const HOOKS: [(&str, usize); 7] = [
+    ("on_created", 0),
+    ("on_destroyed", 0),
+    ("on_client_connected", 0),
+    ("on_client_disconnected", 0),
+    ("on_tick", 1),
+    ("on_aoi_enter", 1),
+    ("on_aoi_leave", 1),
 ];
 
 const MARKERS: [&str; 4] = ["own_client", "all_clients", "server", "helper"];
@@ -139,6 +166,7 @@ struct HookFn {
     name: syn::Ident,
     cfgs: Vec<syn::Attribute>,
     takes_ctx: bool,
+    params: Vec<Type>,
     returns_unit: bool,
 }
 
@@ -293,7 +321,7 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
             }
             continue;
         }
-        if HOOKS.contains(&name_str.as_str()) {
+        if let Some(&(_, arity)) = HOOKS.iter().find(|(h, _)| *h == name_str) {
             if let Some((_, span)) = marker {
                 return Err(syn::Error::new(
                     span,
@@ -301,16 +329,21 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
                 ));
             }
             let (takes_ctx, params) = split_params(f)?;
-            if !params.is_empty() {
-                return Err(syn::Error::new(
-                    f.sig.inputs.span(),
-                    "a lifecycle hook takes `&mut self` and optionally `ctx: &mut Ctx`",
-                ));
+            if params.len() != arity {
+                let msg = match arity {
+                    0 => "this hook takes `&mut self` and optionally `ctx: &mut Ctx`".to_owned(),
+                    _ => format!(
+                        "this hook takes `&mut self`, optionally `ctx: &mut Ctx`, and {arity} \
+                         argument(s) (see the `Entity` trait)"
+                    ),
+                };
+                return Err(syn::Error::new(f.sig.inputs.span(), msg));
             }
             hooks.push(HookFn {
                 name,
                 cfgs,
                 takes_ctx,
+                params,
                 returns_unit: returns_unit(&f.sig.output),
             });
             continue;
@@ -403,12 +436,16 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
 
     let hook_fns = hooks.iter().map(|h| {
         let name = &h.name;
+        let vars: Vec<_> = (0..h.params.len())
+            .map(|i| format_ident!("__wyrm_arg{}", i))
+            .collect();
+        let tys = &h.params;
         let ctx_arg = if h.takes_ctx {
-            quote! { __wyrm_ctx }
+            quote! { __wyrm_ctx, }
         } else {
             quote! {}
         };
-        let invoke = quote! { <Self>::#name(self, #ctx_arg) };
+        let invoke = quote! { <Self>::#name(self, #ctx_arg #(#vars),*) };
         let run = if h.returns_unit {
             quote! { #invoke; ::core::result::Result::Ok(()) }
         } else {
@@ -418,7 +455,7 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         quote! {
             #(#cfgs)*
             #[allow(unused_variables)]
-            fn #name(&mut self, __wyrm_ctx: &mut ::wyrm_sdk::Ctx) -> ::core::result::Result<(), ::std::string::String> {
+            fn #name(&mut self, __wyrm_ctx: &mut ::wyrm_sdk::Ctx #(, #vars: #tys)*) -> ::core::result::Result<(), ::std::string::String> {
                 #run
             }
         }
@@ -435,6 +472,27 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         quote! {}
     };
 
+    let wants_events = hooks
+        .iter()
+        .any(|h| h.name == "on_aoi_enter" || h.name == "on_aoi_leave");
+    let aoi_spec = match &args.aoi {
+        Some((radius, hysteresis)) => quote! {
+            ::core::option::Option::Some(::wyrm_sdk::AoiSpec {
+                radius: (#radius) as f32,
+                hysteresis: (#hysteresis) as f32,
+                events: #wants_events,
+            })
+        },
+        None if wants_events => {
+            return Err(syn::Error::new(
+                self_ty.span(),
+                "`on_aoi_enter` / `on_aoi_leave` need an area of interest: \
+                 #[entity(aoi(radius = .., hysteresis = ..))]",
+            ))
+        }
+        None => quote! { ::core::option::Option::None },
+    };
+
     Ok(quote! {
         #item
 
@@ -442,6 +500,7 @@ fn expand(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
             const TYPE_NAME: &'static str = #type_name;
             const ATTRS: &'static [::wyrm_sdk::AttrSpec] = &[#(#attr_specs),*];
             const METHODS: &'static [::wyrm_sdk::MethodSpec] = &[#(#method_specs),*];
+            const AOI: ::core::option::Option<::wyrm_sdk::AoiSpec> = #aoi_spec;
 
             #[allow(unused_variables, clippy::let_unit_value, clippy::unit_arg)]
             fn dispatch(

@@ -32,6 +32,7 @@ impl GameHost for World {
                 attrs: values,
                 client: None,
                 doomed: false,
+                client_moves: false,
             },
         );
         if persistent {
@@ -127,10 +128,10 @@ impl GameHost for World {
         if target.doomed {
             return Err(format!("entity {to} is being destroyed"));
         }
+        self.hide_view(client, from);
         if let Some(e) = self.entities.get_mut(&from) {
             e.client = None;
         }
-        self.send(client, &ServerFrame::Destroy { entity: from });
         self.work.push_back(Work::ClientDisconnected(from));
         self.bind(client, to);
         self.work.push_back(Work::ClientConnected(to));
@@ -151,6 +152,97 @@ impl GameHost for World {
             .ok_or_else(|| format!("entity {id} has no client"))?;
         self.to_gate(ToGate::SetTag { client, key, value });
         Ok(())
+    }
+
+    fn create_space(
+        &mut self,
+        type_name: &str,
+        kind: String,
+        attrs: &[u8],
+    ) -> Result<EntityId, String> {
+        let id = self.create_entity(type_name, attrs)?;
+        self.spaces.create(id, kind);
+        Ok(id)
+    }
+
+    fn space_kind(&mut self, id: EntityId) -> Option<String> {
+        self.spaces.kind(id).map(str::to_owned)
+    }
+
+    fn enter_space(
+        &mut self,
+        id: EntityId,
+        space: EntityId,
+        pos: Position,
+        yaw: f32,
+    ) -> Result<(), String> {
+        let e = self.live_entity(id)?;
+        let (aoi, client) = (self.types.get(e.ty).aoi, e.client);
+        if self.spaces.space_of(id) == Some(space) {
+            return self.set_position(id, pos, yaw);
+        }
+        if self.entities.get(&space).is_none_or(|s| s.doomed) {
+            return Err(format!("no space {space}"));
+        }
+        let left = self.spaces.enter(id, space, pos, yaw, aoi)?;
+        if let Some(client) = client {
+            if let Some(old) = left {
+                self.send(client, &ServerFrame::Destroy { entity: old });
+            }
+            self.send(client, &self.create_frame(space, false));
+            self.send_positions_of(client, id);
+        }
+        self.apply_aoi_events();
+        Ok(())
+    }
+
+    fn leave_space(&mut self, id: EntityId) -> Result<(), String> {
+        self.live_entity(id)?;
+        self.leave_space_now(id);
+        Ok(())
+    }
+
+    fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<(), String> {
+        self.live_entity(id)?;
+        self.spaces.set_position(id, pos, yaw)?;
+        self.apply_aoi_events();
+        Ok(())
+    }
+
+    fn placement_of(&mut self, id: EntityId) -> Option<Placement> {
+        self.spaces.placement(id)
+    }
+
+    fn allow_client_moves(&mut self, id: EntityId, allowed: bool) -> Result<(), String> {
+        self.entities
+            .get_mut(&id)
+            .ok_or_else(|| format!("no entity {id}"))?
+            .client_moves = allowed;
+        Ok(())
+    }
+
+    fn aoi_of(&mut self, id: EntityId) -> Vec<EntityId> {
+        self.spaces.visible(id).collect()
+    }
+
+    fn entities_near(&mut self, space: EntityId, center: Position, radius: f32) -> Vec<EntityId> {
+        self.spaces.near(space, center, radius)
+    }
+
+    fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]) {
+        let audience = self.audience(id, true);
+        if audience.is_empty() {
+            return;
+        }
+        let frame = ServerFrame::Call {
+            entity: id,
+            method: method.to_owned(),
+            args: args.to_vec(),
+        };
+        let bytes = Bytes::from(frame.to_bytes());
+        for client in audience {
+            self.send_bytes(client, bytes.clone());
+        }
     }
 
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {

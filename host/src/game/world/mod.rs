@@ -4,6 +4,7 @@
 
 mod imports;
 mod persist;
+mod view;
 
 pub(in crate::game) use persist::Persistence;
 
@@ -16,11 +17,15 @@ use tokio::sync::mpsc::UnboundedSender;
 use wyrm_protocol::{AttrOp, ErrorCode, ServerFrame};
 
 use super::attrs::Attrs;
+use super::ids::IdMap;
 use super::passwords::{Continuation, PasswordPool};
+use super::space::Spaces;
 use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
 use crate::msg::{ClientId, EntityId, ToDispatcher, ToGame, ToGate};
-use crate::plugin::bindings::{AttrFlags, PathSegment, ReplyTo as WitReplyTo, Tag};
+use crate::plugin::bindings::{
+    AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
+};
 use crate::plugin::{Caller, CallerKind, EntityRef, EntityState, GameHost};
 use crate::storage::{self, EntityRow, LoadedEntity, Op, ReplyTo, StatsSink, Store};
 
@@ -37,6 +42,13 @@ pub enum Work {
     ClientDisconnected(EntityId),
     /// Run a method.
     Call(Call),
+    /// Run a space's `tick`.
+    Tick { space: EntityId, dt_ms: u32 },
+    /// Deliver a batch of AOI events to a plugin.
+    AoiEvents {
+        plugin: usize,
+        events: Vec<crate::plugin::bindings::AoiEvent>,
+    },
 }
 
 /// A method call waiting to run.
@@ -91,12 +103,14 @@ struct Entity {
     client: Option<ClientId>,
     /// Destruction is queued; it takes no new client.
     doomed: bool,
+    /// Its client may move it (`allow-client-moves`).
+    client_moves: bool,
 }
 
 /// See the module docs.
 pub struct World {
     pub(super) types: TypeRegistry,
-    entities: HashMap<EntityId, Entity>,
+    entities: IdMap<Entity>,
     next_entity: EntityId,
     services: HashMap<String, EntityId>,
     clients: HashMap<ClientId, EntityId>,
@@ -107,6 +121,9 @@ pub struct World {
     out: UnboundedSender<ToDispatcher>,
     passwords: PasswordPool,
     storage: Persistence,
+    pub(super) spaces: Spaces,
+    /// AOI events for logic, delivered at the next tick.
+    aoi_pending: Vec<wyrm_aoi::AoiEvent>,
 }
 
 impl World {
@@ -121,7 +138,7 @@ impl World {
     ) -> Self {
         Self {
             types,
-            entities: HashMap::new(),
+            entities: IdMap::default(),
             next_entity,
             services: HashMap::new(),
             clients: HashMap::new(),
@@ -131,6 +148,8 @@ impl World {
             out,
             passwords,
             storage,
+            spaces: Spaces::default(),
+            aoi_pending: Vec::new(),
         }
     }
 
@@ -341,27 +360,26 @@ impl World {
             return;
         };
         e.client = Some(client);
-        let ty = e.ty;
         self.clients.insert(client, id);
         self.to_gate(ToGate::Bind {
             client,
             entity: Some(id),
         });
-        let frame = ServerFrame::Create {
-            entity: id,
-            type_name: self.types.get(ty).name.clone(),
-            own: true,
-            attrs: self.visible_attrs(id),
-        };
-        self.send(client, &frame);
+        self.show_view(client, id);
     }
 
-    /// A MessagePack map of the attributes an entity's owner may see.
-    fn visible_attrs(&self, id: EntityId) -> Vec<u8> {
+    /// A MessagePack map of the attributes of `id` a client may see: its
+    /// owner (`own`) or a client that sees it.
+    fn visible_attrs(&self, id: EntityId, own: bool) -> Vec<u8> {
         let mut map = Vec::new();
         if let Some(e) = self.entities.get(&id) {
             for (i, (name, flags)) in self.types.get(e.ty).attrs.iter().enumerate() {
-                if !client_visible(*flags) {
+                let visible = if own {
+                    client_visible(*flags)
+                } else {
+                    flags.contains(AttrFlags::ALL_CLIENTS)
+                };
+                if !visible {
                     continue;
                 }
                 if let Some(v) = e.attrs.top(i) {
@@ -383,6 +401,9 @@ impl World {
         // A persistent entity is saved as it leaves (and stays saved, to be
         // loaded again).
         let row = self.row(id);
+        self.end_space(id);
+        self.leave_space_now(id);
+        self.aoi_pending.retain(|ev| ev.watcher != id);
         let e = self.entities.remove(&id)?;
         if let Some(client) = e.client {
             self.clients.remove(&client);
@@ -424,10 +445,11 @@ impl World {
     }
 
     fn send(&self, client: ClientId, frame: &ServerFrame) {
-        self.to_gate(ToGate::Send {
-            client,
-            frame: Bytes::from(frame.to_bytes()),
-        });
+        self.send_bytes(client, Bytes::from(frame.to_bytes()));
+    }
+
+    fn send_bytes(&self, client: ClientId, frame: Bytes) {
+        self.to_gate(ToGate::Send { client, frame });
     }
 
     // ---- attribute helpers ----
@@ -466,24 +488,26 @@ impl World {
     ) -> Result<(), String> {
         let (e, index, flags) = self.attr_target(id, path)?;
         change(&mut e.attrs, index, &path[1..])?;
-        let client = e.client;
-        self.push_attr(client, flags, id, op, path, value);
+        self.push_attr(flags, id, op, path, value);
         self.mark_dirty(id, flags);
         Ok(())
     }
 
-    /// Pushes a change to the entity's owner if the attribute is visible.
+    /// Pushes a change to the clients that may see the attribute: the
+    /// owner, and for an all-clients attribute everyone who sees the entity.
     fn push_attr(
         &self,
-        client: Option<ClientId>,
         flags: AttrFlags,
         id: EntityId,
         op: AttrOp,
         path: &[PathSegment],
         value: &[u8],
     ) {
-        let Some(client) = client else { return };
         if !client_visible(flags) {
+            return;
+        }
+        let audience = self.audience(id, flags.contains(AttrFlags::ALL_CLIENTS));
+        if audience.is_empty() {
             return;
         }
         let path = path
@@ -499,7 +523,10 @@ impl World {
             path,
             value: value.to_vec(),
         };
-        self.send(client, &frame);
+        let bytes = Bytes::from(frame.to_bytes());
+        for client in audience {
+            self.send_bytes(client, bytes.clone());
+        }
     }
 
     fn continuation(&self, id: EntityId, method: String, context: Vec<u8>) -> Option<Continuation> {

@@ -145,6 +145,7 @@ impl World {
                 attrs,
                 client: None,
                 doomed: false,
+                client_moves: false,
             },
         );
         self.work.push_back(Work::Created(row.id));
