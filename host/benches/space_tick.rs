@@ -30,19 +30,7 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 /// Tick times in ms with `n` movers, `clients` of them played by clients.
 async fn run(wasm: &std::path::Path, n: u32, clients: usize) -> anyhow::Result<Vec<f64>> {
     let dir = tempfile::tempdir()?;
-    let cfg_path = dir.path().join("wyrm.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue = 100000\n\n[game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n\n[limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n[[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
-            wasm.display().to_string()
-        ),
-    )?;
-    let server = wyrm::Server::start(wyrm::Config::load(&cfg_path)?).await?;
-    let addr = server
-        .tcp
-        .ok_or_else(|| anyhow::anyhow!("no tcp"))?
-        .to_string();
+    let (server, addr) = support::start_testbed_server(dir.path(), wasm).await?;
     let wait = Duration::from_secs(60);
     let mut owner = Client::connect(Transport::Tcp, &addr).await?;
     owner.wait_player(wait).await?;

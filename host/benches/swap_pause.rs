@@ -31,16 +31,7 @@ fn through_server(n: u32, wasm: &std::path::Path) -> anyhow::Result<(f64, f64)> 
         .build()?;
     rt.block_on(async {
         let dir = tempfile::tempdir()?;
-        let cfg_path = dir.path().join("wyrm.toml");
-        std::fs::write(
-            &cfg_path,
-            format!(
-                "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\n\n[game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n\n[limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n[[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
-                wasm.display().to_string()
-            ),
-        )?;
-        let server = wyrm::Server::start(wyrm::Config::load(&cfg_path)?).await?;
-        let addr = server.tcp.ok_or_else(|| anyhow::anyhow!("no tcp"))?.to_string();
+        let (server, addr) = support::start_testbed_server(dir.path(), wasm).await?;
         let mut c = wyrm_client::Client::connect(wyrm_client::Transport::Tcp, &addr).await?;
         c.wait_player(Duration::from_secs(10)).await?;
         let mut left = n;

@@ -37,7 +37,11 @@ async fn two_browsers_play_the_arena_and_see_each_other_move() {
     let out = {
         let shots = shots.clone();
         tokio::task::spawn_blocking(move || {
-            Command::new("node").arg(driver).arg(url).arg(shots).output()
+            Command::new("node")
+                .arg(driver)
+                .arg(url)
+                .arg(shots)
+                .output()
         })
         .await
         .expect("driver thread")

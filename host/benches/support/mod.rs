@@ -130,3 +130,31 @@ pub fn testbed(
     let code = runtime.load::<EmptyWorld>("testbed", &wasm)?;
     Ok((runtime, code, cache))
 }
+
+/// Starts a server in this process running the testbed component `wasm`,
+/// with TCP only and the limits a benchmark wants (no rate limit, deep
+/// client queues, long deadlines, 1 GiB per instance, no checkpoints); its
+/// config and data go in `dir`, which must outlive it. Returns the server
+/// and its TCP address.
+pub async fn start_testbed_server(
+    dir: &Path,
+    wasm: &Path,
+) -> anyhow::Result<(wyrm::Server, String)> {
+    let cfg_path = dir.join("wyrm.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue = 100000\n\n\
+             [game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n\n\
+             [limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n\
+             [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
+            wasm.display().to_string()
+        ),
+    )?;
+    let server = wyrm::Server::start(wyrm::Config::load(&cfg_path)?).await?;
+    let addr = server
+        .tcp
+        .ok_or_else(|| anyhow::anyhow!("no tcp listener"))?
+        .to_string();
+    Ok((server, addr))
+}

@@ -1,0 +1,150 @@
+//! Moves per second of `AoiGrid` on one core.
+//!
+//! 10,000 watchers (radius 100, hysteresis 10) uniformly on a 2000 x 2000
+//! field; each move displaces one entity by at most 5 units in x and y (a
+//! unit walking 100 u/s at a 20 Hz tick), clamped to the field. A second
+//! scenario teleports entities to random places, for information.
+//!
+//! Run with `cargo bench -p wyrm-aoi --bench aoi_moves`. It prints numbers and
+//! asserts nothing about them.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use wyrm_aoi::{AoiEvent, AoiGrid, Handle};
+
+const ENTITIES: usize = 10_000;
+const FIELD: f32 = 2_000.0;
+const RADIUS: f32 = 100.0;
+const HYSTERESIS: f32 = 10.0;
+const STEP: f32 = 5.0;
+const RUNS: usize = 5;
+
+/// xorshift64*: enough randomness for positions, and cheap next to a move.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (((self.next() >> 32) * n as u64) >> 32) as usize
+    }
+}
+
+struct World {
+    aoi: AoiGrid,
+    handles: Vec<Handle>,
+    rng: Rng,
+    events: Vec<AoiEvent>,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut aoi = AoiGrid::new(RADIUS + HYSTERESIS);
+        let mut events = Vec::new();
+        let handles = (0..ENTITIES as u64)
+            .map(|id| {
+                let (x, y) = (rng.unit() * FIELD, rng.unit() * FIELD);
+                events.clear();
+                aoi.insert(id, x, y, RADIUS, HYSTERESIS, &mut events)
+            })
+            .collect();
+        Self {
+            aoi,
+            handles,
+            rng,
+            events,
+        }
+    }
+
+    /// `moves` walking steps; returns the number of events.
+    fn walk(&mut self, moves: usize) -> usize {
+        let mut total = 0;
+        for _ in 0..moves {
+            let h = self.handles[self.rng.below(ENTITIES)];
+            let (x, y) = self.aoi.position(h);
+            let dx = (self.rng.unit() * 2.0 - 1.0) * STEP;
+            let dy = (self.rng.unit() * 2.0 - 1.0) * STEP;
+            let (x, y) = ((x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
+            self.aoi.move_to(h, x, y, &mut self.events);
+            total += self.events.len();
+            self.events.clear();
+        }
+        total
+    }
+
+    /// `moves` jumps to random places; returns the number of events.
+    fn teleport(&mut self, moves: usize) -> usize {
+        let mut total = 0;
+        for _ in 0..moves {
+            let h = self.handles[self.rng.below(ENTITIES)];
+            let (x, y) = (self.rng.unit() * FIELD, self.rng.unit() * FIELD);
+            self.aoi.move_to(h, x, y, &mut self.events);
+            total += self.events.len();
+            self.events.clear();
+        }
+        total
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn measure(name: &str, world: &mut World, moves: usize, run: impl Fn(&mut World, usize) -> usize) {
+    run(world, moves / 2);
+    let mut rates = Vec::new();
+    let mut events = 0;
+    for i in 0..RUNS {
+        let start = Instant::now();
+        events += black_box(run(world, moves));
+        let rate = moves as f64 / start.elapsed().as_secs_f64();
+        println!("{name} run {}: {:>7.3} M moves/s", i + 1, rate / 1e6);
+        rates.push(rate);
+    }
+    println!(
+        "{name}: median {:.3} M moves/s, {:.3} events/move ({moves} moves per run)",
+        median(rates) / 1e6,
+        events as f64 / (RUNS * moves) as f64,
+    );
+}
+
+fn main() {
+    let start = Instant::now();
+    let mut world = World::new();
+    let seen: usize = world
+        .handles
+        .iter()
+        .map(|&h| world.aoi.visible(h).count())
+        .sum();
+    println!(
+        "{ENTITIES} entities, radius {RADIUS} + {HYSTERESIS}, {FIELD} x {FIELD} field: \
+         built in {:.0} ms, {:.1} seen per entity",
+        start.elapsed().as_secs_f64() * 1e3,
+        seen as f64 / ENTITIES as f64,
+    );
+    // `cargo bench ... -- walk` (or `teleport`) runs one scenario.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wanted("walk") {
+        measure("walk", &mut world, 3_000_000, World::walk);
+    }
+    if wanted("teleport") {
+        measure("teleport", &mut world, 200_000, World::teleport);
+    }
+}
