@@ -256,7 +256,7 @@ impl Player {
             let (ox, oy) = (p.pos.x - me.x, p.pos.y - me.y);
             let along = ox * dx + oy * dy;
             let across = (ox * dy - oy * dx).abs();
-            if along < 0.0 || along > SHOT_RANGE || across > MONSTER_RADIUS {
+            if !(0.0..=SHOT_RANGE).contains(&along) || across > MONSTER_RADIUS {
                 continue;
             }
             if hit.is_some_and(|(d, _)| d <= along) {
