@@ -5,9 +5,16 @@
 //! unit walking 100 u/s at a 20 Hz tick), clamped to the field. A second
 //! scenario teleports entities to random places, for information.
 //!
+//! The baseline, measured in the same run on the same kind of moves from the
+//! same start, is the textbook grid: cells as wide as the leave radius, each
+//! move checks every entity in the 3 x 3 cells around its old and new place
+//! against the same rule, and each entity's seen set is a `HashSet`. The
+//! ratio is what the ring scan buys.
+//!
 //! Run with `cargo bench -p wyrm-aoi --bench aoi_moves`. It prints numbers and
 //! asserts nothing about them.
 
+use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -98,12 +105,122 @@ impl World {
     }
 }
 
+/// The textbook grid AOI, for the baseline (same rule, all watchers alike).
+struct NaiveGrid {
+    pos: Vec<(f32, f32)>,
+    cells: HashMap<(i32, i32), Vec<u32>>,
+    sees: Vec<HashSet<u32>>,
+    rng: Rng,
+}
+
+impl NaiveGrid {
+    const CELL: f32 = RADIUS + HYSTERESIS;
+
+    fn cell(p: (f32, f32)) -> (i32, i32) {
+        (
+            (p.0 / Self::CELL).floor() as i32,
+            (p.1 / Self::CELL).floor() as i32,
+        )
+    }
+
+    fn new() -> Self {
+        // The same seed and draws as `World::new`: the same entities.
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut g = NaiveGrid {
+            pos: Vec::new(),
+            cells: HashMap::new(),
+            sees: Vec::new(),
+            rng: Rng(0),
+        };
+        for i in 0..ENTITIES as u32 {
+            let p = (rng.unit() * FIELD, rng.unit() * FIELD);
+            g.pos.push(p);
+            g.sees.push(HashSet::new());
+            g.cells.entry(Self::cell(p)).or_default().push(i);
+        }
+        for i in 0..ENTITIES as u32 {
+            let c = Self::cell(g.pos[i as usize]);
+            g.update(i, c);
+        }
+        g.rng = rng;
+        g
+    }
+
+    /// Applies the rule to every pair of `i` and an entity in the 3 x 3
+    /// cells around its place and, after a change of cell, around its old
+    /// cell `old` too (a pair it leaves may lie only there); returns the
+    /// number of changes.
+    fn update(&mut self, i: u32, old: (i32, i32)) -> usize {
+        let (enter, leave) = (
+            RADIUS * RADIUS,
+            (RADIUS + HYSTERESIS) * (RADIUS + HYSTERESIS),
+        );
+        let p = self.pos[i as usize];
+        let now = Self::cell(p);
+        let near = |a: (i32, i32), b: (i32, i32)| (a.0 - b.0).abs() <= 1 && (a.1 - b.1).abs() <= 1;
+        let block = |(cx, cy): (i32, i32)| {
+            (cx - 1..=cx + 1).flat_map(move |x| (cy - 1..=cy + 1).map(move |y| (x, y)))
+        };
+        let cells = block(now).chain(block(old).filter(|&c| !near(c, now)));
+        let mut changes = 0;
+        for c in cells {
+            let Some(cell) = self.cells.get(&c) else {
+                continue;
+            };
+            for &j in cell {
+                if j == i {
+                    continue;
+                }
+                let q = self.pos[j as usize];
+                let (dx, dy) = (p.0 - q.0, p.1 - q.1);
+                let d2 = dx * dx + dy * dy;
+                for (w, t) in [(i, j), (j, i)] {
+                    let set = &mut self.sees[w as usize];
+                    if d2 <= enter {
+                        changes += usize::from(set.insert(t));
+                    } else if d2 > leave {
+                        changes += usize::from(set.remove(&t));
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    fn walk(&mut self, moves: usize) -> usize {
+        let mut total = 0;
+        for _ in 0..moves {
+            let i = self.rng.below(ENTITIES) as u32;
+            let (x, y) = self.pos[i as usize];
+            let dx = (self.rng.unit() * 2.0 - 1.0) * STEP;
+            let dy = (self.rng.unit() * 2.0 - 1.0) * STEP;
+            let to = ((x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
+            let (from_cell, to_cell) = (Self::cell((x, y)), Self::cell(to));
+            if from_cell != to_cell {
+                if let Some(c) = self.cells.get_mut(&from_cell) {
+                    c.retain(|&j| j != i);
+                }
+                self.cells.entry(to_cell).or_default().push(i);
+            }
+            self.pos[i as usize] = to;
+            total += self.update(i, from_cell);
+        }
+        total
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-fn measure(name: &str, world: &mut World, moves: usize, run: impl Fn(&mut World, usize) -> usize) {
+/// Prints each run's rate and the median; returns the median (moves/s).
+fn measure<W>(
+    name: &str,
+    world: &mut W,
+    moves: usize,
+    run: impl Fn(&mut W, usize) -> usize,
+) -> f64 {
     run(world, moves / 2);
     let mut rates = Vec::new();
     let mut events = 0;
@@ -114,11 +231,13 @@ fn measure(name: &str, world: &mut World, moves: usize, run: impl Fn(&mut World,
         println!("{name} run {}: {:>7.3} M moves/s", i + 1, rate / 1e6);
         rates.push(rate);
     }
+    let m = median(rates);
     println!(
         "{name}: median {:.3} M moves/s, {:.3} events/move ({moves} moves per run)",
-        median(rates) / 1e6,
+        m / 1e6,
         events as f64 / (RUNS * moves) as f64,
     );
+    m
 }
 
 fn main() {
@@ -142,7 +261,10 @@ fn main() {
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     if wanted("walk") {
-        measure("walk", &mut world, 3_000_000, World::walk);
+        let grid = measure("walk", &mut world, 3_000_000, World::walk);
+        let mut naive = NaiveGrid::new();
+        let base = measure("baseline walk", &mut naive, 1_000_000, NaiveGrid::walk);
+        println!("walk: AoiGrid / textbook grid = {:.2}x", grid / base);
     }
     if wanted("teleport") {
         measure("teleport", &mut world, 200_000, World::teleport);
