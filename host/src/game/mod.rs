@@ -310,12 +310,10 @@ impl Game {
         let dt = now.saturating_duration_since(self.last_space_tick);
         self.last_space_tick = now;
         let dt_ms = u32::try_from(dt.as_millis()).unwrap_or(u32::MAX);
-        let world = self.world();
-        for (plugin, events) in world.take_aoi_events() {
-            world
-                .work
-                .push_back(world::Work::AoiEvents { plugin, events });
+        for (plugin, events) in self.world().take_aoi_events() {
+            self.run_aoi_events(plugin, &events);
         }
+        let world = self.world();
         for space in world.spaces.ids() {
             world.work.push_back(world::Work::Tick { space, dt_ms });
         }
@@ -339,9 +337,6 @@ impl Game {
 
     fn run_one(&mut self, work: world::Work) {
         use world::Work;
-        if let Work::AoiEvents { plugin, events } = work {
-            return self.run_aoi_events(plugin, &events);
-        }
         let (id, reply) = match &work {
             Work::Created(id)
             | Work::Destroy(id)
@@ -349,7 +344,6 @@ impl Game {
             | Work::ClientDisconnected(id)
             | Work::Tick { space: id, .. } => (*id, None),
             Work::Call(c) => (c.entity, c.reply),
-            Work::AoiEvents { .. } => return,
         };
         let target = match &work {
             Work::Destroy(id) => self.world().remove_entity(*id),
@@ -386,7 +380,6 @@ impl Game {
             Work::Tick { dt_ms, .. } => slot.instance.run(&mut self.world, |g, s| {
                 g.call_tick(s, entity, dt_ms).map(Ok)
             }),
-            Work::AoiEvents { .. } => return,
             Work::Call(c) => {
                 let r = slot
                     .instance
@@ -410,9 +403,9 @@ impl Game {
             }
         }
     }
-}
 
-impl Game {
+    /// Delivers a batch of AOI events to a plugin (not through the work
+    /// queue: a batch belongs to a plugin, not to one entity).
     fn run_aoi_events(&mut self, plugin: usize, events: &[crate::plugin::bindings::AoiEvent]) {
         let _span = tracing::debug_span!("aoi-events", plugin, n = events.len()).entered();
         if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {

@@ -239,10 +239,7 @@ impl GameHost for World {
             method: method.to_owned(),
             args: args.to_vec(),
         };
-        let bytes = Bytes::from(frame.to_bytes());
-        for client in audience {
-            self.send_bytes(client, bytes.clone());
-        }
+        self.send_to_all(&audience, &frame);
     }
 
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {

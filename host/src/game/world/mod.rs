@@ -44,11 +44,6 @@ pub enum Work {
     Call(Call),
     /// Run a space's `tick`.
     Tick { space: EntityId, dt_ms: u32 },
-    /// Deliver a batch of AOI events to a plugin.
-    AoiEvents {
-        plugin: usize,
-        events: Vec<crate::plugin::bindings::AoiEvent>,
-    },
 }
 
 /// A method call waiting to run.
@@ -403,7 +398,6 @@ impl World {
         let row = self.row(id);
         self.end_space(id);
         self.leave_space_now(id);
-        self.aoi_pending.retain(|ev| ev.watcher != id);
         let e = self.entities.remove(&id)?;
         if let Some(client) = e.client {
             self.clients.remove(&client);
@@ -450,6 +444,14 @@ impl World {
 
     fn send_bytes(&self, client: ClientId, frame: Bytes) {
         self.to_gate(ToGate::Send { client, frame });
+    }
+
+    /// Sends one frame, encoded once, to several clients.
+    fn send_to_all(&self, clients: &[ClientId], frame: &ServerFrame) {
+        let bytes = Bytes::from(frame.to_bytes());
+        for &client in clients {
+            self.send_bytes(client, bytes.clone());
+        }
     }
 
     // ---- attribute helpers ----
@@ -523,10 +525,7 @@ impl World {
             path,
             value: value.to_vec(),
         };
-        let bytes = Bytes::from(frame.to_bytes());
-        for client in audience {
-            self.send_bytes(client, bytes.clone());
-        }
+        self.send_to_all(&audience, &frame);
     }
 
     fn continuation(&self, id: EntityId, method: String, context: Vec<u8>) -> Option<Continuation> {
