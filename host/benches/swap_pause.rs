@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     let fault = |f: wyrm::plugin::Fault| anyhow::anyhow!("{f}");
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &Default::default())?;
+    let wasm = wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
     println!(
         "swap pause, Rust guest (testbed Blob, ~120 B private state each), median of {RUNS} runs"
     );

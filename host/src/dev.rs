@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use wyrm::plugin::{build_rust_plugin, BuildOptions};
+use wyrm::plugin::{build_plugin, BuildOptions};
 use wyrm::{Config, Swapper};
 
 const POLL: Duration = Duration::from_millis(500);
@@ -86,7 +86,7 @@ pub async fn watch(cfg: &Config, swapper: Swapper) {
             println!("wyrm dev: {} changed, rebuilding…", w.dir.display());
             let (dir, features) = (w.dir.clone(), w.features.clone());
             let built = tokio::task::spawn_blocking(move || {
-                build_rust_plugin(
+                build_plugin(
                     &dir,
                     &BuildOptions {
                         features,

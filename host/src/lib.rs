@@ -15,6 +15,7 @@
 //! - [`storage`]: the embedded SQLite database and the stats sink.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
+//! - [`scaffold`]: `wyrm new`, plugin projects in every language.
 //! - [`msg`]: the message vocabulary; [`config`]: the TOML config.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod gate;
 pub mod msg;
 pub mod net;
 pub mod plugin;
+pub mod scaffold;
 pub mod server;
 pub mod storage;
 

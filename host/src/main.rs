@@ -36,8 +36,8 @@ enum Command {
         config: PathBuf,
         /// The plugin's name in that config.
         plugin: String,
-        /// The new version: a `.wasm` component, or a Rust plugin crate to
-        /// build first.
+        /// The new version: a `.wasm` component, or a plugin folder (any
+        /// language) to build first.
         source: PathBuf,
         /// Cargo features, when `source` is a crate.
         #[arg(long, value_delimiter = ',')]
@@ -46,13 +46,22 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Build a Rust plugin crate into a component and print its path.
+    /// Build a plugin (Rust, JavaScript, Python or C) into a component and
+    /// print its path. The language is told by the folder's marker file.
     Build {
-        /// The plugin crate's folder.
+        /// The plugin's folder.
         dir: PathBuf,
-        /// Cargo features to enable.
+        /// Cargo features to enable (Rust plugins).
         #[arg(long, value_delimiter = ',')]
         features: Vec<String>,
+    },
+    /// Make a new plugin project that builds and serves as it is.
+    New {
+        /// The project's folder; its last part names the plugin.
+        dir: PathBuf,
+        /// The plugin's language: rust, js, python or c.
+        #[arg(long, default_value = "rust")]
+        lang: wyrm::plugin::Language,
     },
 }
 
@@ -80,8 +89,16 @@ fn main() -> anyhow::Result<()> {
                 features,
                 debug: false,
             };
-            let wasm = wyrm::plugin::build_rust_plugin(&dir, &opts)?;
+            let wasm = wyrm::plugin::build_plugin(&dir, &opts)?;
             println!("{}", wasm.display());
+            Ok(())
+        }
+        Command::New { dir, lang } => {
+            wyrm::scaffold::create(&dir, lang)?;
+            println!(
+                "Made a {lang} plugin in {0}. Serve it: wyrm serve {0}/wyrm.toml",
+                dir.display()
+            );
             Ok(())
         }
     }
@@ -135,7 +152,7 @@ fn swap(
     let cfg = wyrm::Config::load(&config)?;
     let info = wyrm::admin::read_info(&cfg)?;
     let wasm_path = if source.is_dir() {
-        wyrm::plugin::build_rust_plugin(
+        wyrm::plugin::build_plugin(
             &source,
             &wyrm::plugin::BuildOptions {
                 features,

@@ -36,8 +36,8 @@ pub fn init_logs() {
     });
 }
 
-/// Builds a plugin crate (folder relative to the repository root) with
-/// `features`, once per test process.
+/// Builds a plugin (folder relative to the repository root, any language)
+/// with `features`, once per test process.
 pub fn plugin(dir: &str, features: &[&str]) -> PathBuf {
     /// A crate folder and its features.
     type BuildKey = (String, Vec<String>);
@@ -54,7 +54,7 @@ pub fn plugin(dir: &str, features: &[&str]) -> PathBuf {
         features: key.1.clone(),
         debug: false,
     };
-    let path = match wyrm::plugin::build_rust_plugin(&repo_root().join(dir), &opts) {
+    let path = match wyrm::plugin::build_plugin(&repo_root().join(dir), &opts) {
         Ok(p) => p,
         Err(e) => panic!("building {dir} with {features:?} failed: {e:#}"),
     };
@@ -83,6 +83,31 @@ pub fn testbed_plugin_with(features: &[&str]) -> PathBuf {
 /// The testbed plugin.
 pub fn testbed_plugin() -> PathBuf {
     testbed_plugin_with(&[])
+}
+
+/// Makes the system tools non-Rust plugins need present, once per test
+/// process: `scripts/setup-polyglot` (Debian's clang and wasi-libc for C,
+/// Node.js for JavaScript, python3-venv for Python; as root it installs
+/// them, otherwise it says what to run).
+pub fn setup_polyglot() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let script = repo_root().join("scripts/setup-polyglot");
+        match std::process::Command::new(&script).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("{} failed ({s}); see its output above", script.display()),
+            Err(e) => panic!("cannot run {}: {e}", script.display()),
+        }
+    });
+}
+
+/// The conformance plugin (`plugins/conformance/README.md`) written in
+/// `lang`, built with `wyrm build`'s own tools.
+pub fn conformance_plugin(lang: wyrm::plugin::Language) -> PathBuf {
+    if lang != wyrm::plugin::Language::Rust {
+        setup_polyglot();
+    }
+    plugin(&format!("plugins/conformance/{}", lang.name()), &[])
 }
 
 /// The arena example's plugin.

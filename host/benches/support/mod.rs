@@ -117,8 +117,7 @@ pub fn testbed(
     memory_bytes: usize,
 ) -> anyhow::Result<(PluginRuntime, PluginCode<EmptyWorld>, tempfile::TempDir)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm =
-        wyrm::plugin::build_rust_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
+    let wasm = wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
     let cache = tempfile::tempdir()?;
     let runtime = PluginRuntime::new(
         cache.path().to_path_buf(),

@@ -441,7 +441,7 @@ pub fn load_plugins(
                 features: p.features.clone(),
                 debug: false,
             };
-            crate::plugin::build_rust_plugin(&p.source, &opts)?
+            crate::plugin::build_plugin(&p.source, &opts)?
         } else {
             p.source.clone()
         };

@@ -1,34 +1,25 @@
-//! Building Rust plugin crates from source into components, so a server (or
-//! a test) can point at a crate folder instead of a prebuilt `.wasm`.
+//! Rust plugins: a crate built with cargo for `wasm32-wasip2`, which links
+//! a component directly.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{bail, Context as _};
+
+use super::BuildOptions;
 
 /// The target every Rust plugin builds for: it links a component directly.
 pub const GUEST_TARGET: &str = "wasm32-wasip2";
 
-/// How to build a plugin crate.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
-    /// Cargo features to enable.
-    pub features: Vec<String>,
-    /// Build with the dev profile instead of release.
-    pub debug: bool,
-}
-
 /// Builds the Rust plugin crate in `crate_dir` for `wasm32-wasip2` (adding
 /// the target through rustup if it is missing) and returns the component's
 /// path. Cargo's own progress goes to stderr.
-pub fn build_rust_plugin(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<PathBuf> {
+pub(super) fn build(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<PathBuf> {
     let manifest = crate_dir.join("Cargo.toml");
     let name = package_name(&manifest)?;
     ensure_target()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = plugin_target_dir(&cargo, &manifest, &opts.features)?;
-    let started = Instant::now();
     tracing::info!(plugin = %name, dir = %crate_dir.display(), "building plugin from source");
     let mut cmd = Command::new(&cargo);
     cmd.arg("build")
@@ -66,7 +57,6 @@ pub fn build_rust_plugin(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Resul
             wasm.display()
         );
     }
-    tracing::info!(plugin = %name, wasm = %wasm.display(), elapsed = ?started.elapsed(), "plugin built");
     Ok(wasm)
 }
 
