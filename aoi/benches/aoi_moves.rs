@@ -1,15 +1,16 @@
 //! Moves per second of `AoiGrid` on one core.
 //!
 //! 10,000 watchers (radius 100, hysteresis 10) uniformly on a 2000 x 2000
-//! field; each move displaces one entity by at most 5 units in x and y (a
-//! unit walking 100 u/s at a 20 Hz tick), clamped to the field. A second
-//! scenario teleports entities to random places, for information.
+//! field. A round is one tick: every entity moves once (`move_to`), by at
+//! most 5 units in x and y (a unit walking 100 u/s at a 20 Hz tick), clamped
+//! to the field, then one `update` applies the rule. Moves per second count
+//! the time of the moves and the update together. A second scenario
+//! teleports every entity to a random place each round, for information.
 //!
 //! The baseline, measured in the same run on the same kind of moves from the
 //! same start, is the textbook grid: cells as wide as the leave radius, each
 //! move checks every entity in the 3 x 3 cells around its old and new place
-//! against the same rule, and each entity's seen set is a `HashSet`. The
-//! ratio is what the ring scan buys.
+//! against the same rule at once, and each entity's seen set is a `HashSet`.
 //!
 //! Run with `cargo bench -p wyrm-aoi --bench aoi_moves`. It prints numbers and
 //! asserts nothing about them.
@@ -25,7 +26,7 @@ const FIELD: f32 = 2_000.0;
 const RADIUS: f32 = 100.0;
 const HYSTERESIS: f32 = 10.0;
 const STEP: f32 = 5.0;
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 
 /// xorshift64*: enough randomness for positions, and cheap next to a move.
 struct Rng(u64);
@@ -59,14 +60,15 @@ impl World {
     fn new() -> Self {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut aoi = AoiGrid::new(RADIUS + HYSTERESIS);
-        let mut events = Vec::new();
         let handles = (0..ENTITIES as u64)
             .map(|id| {
                 let (x, y) = (rng.unit() * FIELD, rng.unit() * FIELD);
-                events.clear();
-                aoi.insert(id, x, y, RADIUS, HYSTERESIS, &mut events)
+                aoi.insert(id, x, y, RADIUS, HYSTERESIS)
             })
             .collect();
+        let mut events = Vec::new();
+        aoi.update(&mut events);
+        events.clear();
         Self {
             aoi,
             handles,
@@ -75,29 +77,35 @@ impl World {
         }
     }
 
-    /// `moves` walking steps; returns the number of events.
+    /// Rounds of `moves / ENTITIES` walking ticks; returns the number of
+    /// events.
     fn walk(&mut self, moves: usize) -> usize {
         let mut total = 0;
-        for _ in 0..moves {
-            let h = self.handles[self.rng.below(ENTITIES)];
-            let (x, y) = self.aoi.position(h);
-            let dx = (self.rng.unit() * 2.0 - 1.0) * STEP;
-            let dy = (self.rng.unit() * 2.0 - 1.0) * STEP;
-            let (x, y) = ((x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
-            self.aoi.move_to(h, x, y, &mut self.events);
+        for _ in 0..moves / ENTITIES {
+            for &h in &self.handles {
+                let (x, y) = self.aoi.position(h);
+                let dx = (self.rng.unit() * 2.0 - 1.0) * STEP;
+                let dy = (self.rng.unit() * 2.0 - 1.0) * STEP;
+                let (x, y) = ((x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
+                self.aoi.move_to(h, x, y);
+            }
+            self.aoi.update(&mut self.events);
             total += self.events.len();
             self.events.clear();
         }
         total
     }
 
-    /// `moves` jumps to random places; returns the number of events.
+    /// Rounds where every entity jumps to a random place; returns the number
+    /// of events.
     fn teleport(&mut self, moves: usize) -> usize {
         let mut total = 0;
-        for _ in 0..moves {
-            let h = self.handles[self.rng.below(ENTITIES)];
-            let (x, y) = (self.rng.unit() * FIELD, self.rng.unit() * FIELD);
-            self.aoi.move_to(h, x, y, &mut self.events);
+        for _ in 0..moves / ENTITIES {
+            for &h in &self.handles {
+                let (x, y) = (self.rng.unit() * FIELD, self.rng.unit() * FIELD);
+                self.aoi.move_to(h, x, y);
+            }
+            self.aoi.update(&mut self.events);
             total += self.events.len();
             self.events.clear();
         }
@@ -260,8 +268,14 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    // `AOI_BENCH_QUICK=1`: one short run of the walk alone, for callgrind.
+    if std::env::var_os("AOI_BENCH_QUICK").is_some() {
+        let events = world.walk(10 * ENTITIES);
+        println!("quick walk: {events} events");
+        return;
+    }
     if wanted("walk") {
-        let grid = measure("walk", &mut world, 3_000_000, World::walk);
+        let grid = measure("walk", &mut world, 1_000_000, World::walk);
         let mut naive = NaiveGrid::new();
         let base = measure("baseline walk", &mut naive, 1_000_000, NaiveGrid::walk);
         println!("walk: AoiGrid / textbook grid = {:.2}x", grid / base);
