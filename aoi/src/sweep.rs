@@ -279,7 +279,7 @@ impl Sweep {
                 let (a, b) = (&slots[m as usize], &slots[t as usize]);
                 let d2 = dist2(a.x, a.y, b.x, b.y);
                 let state = |s: &Slot, was: bool| {
-                    (!s.large).then(|| d2 <= s.enter2 || (was && !(d2 > s.leave2)))
+                    (!s.large).then_some(d2 <= s.enter2 || (was && d2 <= s.leave2))
                 };
                 let sees = state(a, bits & SEES != 0);
                 let seen = state(b, bits & SEEN != 0);
