@@ -5,7 +5,8 @@
 //! most 5 units in x and y (a unit walking 100 u/s at a 20 Hz tick), clamped
 //! to the field, then one `update` applies the rule. Moves per second count
 //! the time of the moves and the update together. A second scenario
-//! teleports every entity to a random place each round, for information.
+//! teleports every entity to a random place each round, for information, and
+//! a third times `within` queries of radius 100.
 //!
 //! The baseline, measured in the same run on the same kind of moves from the
 //! same start, is the textbook grid: cells as wide as the leave radius, each
@@ -248,6 +249,45 @@ fn measure<W>(
     m
 }
 
+/// `within` queries of radius 100 around random entities, right after an
+/// update and again after every entity moved (not yet updated), per second.
+fn within(world: &mut World) {
+    let mut out = Vec::new();
+    for phase in ["after update", "after moves"] {
+        if phase == "after moves" {
+            for &h in &world.handles {
+                let (x, y) = world.aoi.position(h);
+                let dx = (world.rng.unit() * 2.0 - 1.0) * STEP;
+                let dy = (world.rng.unit() * 2.0 - 1.0) * STEP;
+                world
+                    .aoi
+                    .move_to(h, (x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
+            }
+        }
+        let queries = 200_000;
+        let mut rates = Vec::new();
+        let mut found = 0;
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            for _ in 0..queries {
+                let h = world.handles[world.rng.below(ENTITIES)];
+                let (x, y) = world.aoi.position(h);
+                out.clear();
+                world.aoi.within(x, y, RADIUS, &mut out);
+                found += black_box(out.len());
+            }
+            rates.push(queries as f64 / start.elapsed().as_secs_f64());
+        }
+        println!(
+            "within radius {RADIUS} ({phase}): median {:.3} M queries/s, {:.1} found per query",
+            median(rates) / 1e6,
+            found as f64 / (RUNS * queries) as f64,
+        );
+    }
+    world.aoi.update(&mut world.events);
+    world.events.clear();
+}
+
 fn main() {
     let start = Instant::now();
     let mut world = World::new();
@@ -262,7 +302,7 @@ fn main() {
         start.elapsed().as_secs_f64() * 1e3,
         seen as f64 / ENTITIES as f64,
     );
-    // `cargo bench ... -- walk` (or `teleport`) runs one scenario.
+    // `cargo bench ... -- walk` (or `teleport`, `within`) runs one scenario.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -282,5 +322,8 @@ fn main() {
     }
     if wanted("teleport") {
         measure("teleport", &mut world, 200_000, World::teleport);
+    }
+    if wanted("within") {
+        within(&mut world);
     }
 }

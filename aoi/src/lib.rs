@@ -66,6 +66,14 @@
 mod links;
 mod sweep;
 
+// The oracle test again, inside the crate, where the sweep takes its SSE2
+// path (the integration test takes the AVX2 one where the CPU has it).
+#[cfg(test)]
+extern crate self as wyrm_aoi;
+#[cfg(test)]
+#[path = "../tests/oracle.rs"]
+mod oracle_sse2;
+
 use links::{Links, SEEN, SEES};
 use sweep::{dist2, Sweep};
 
@@ -115,6 +123,13 @@ pub struct AoiGrid {
     large_limit: f32,
     /// Room cells leave beyond the largest small reach.
     slack: f64,
+    /// An entity that moved further than this on an axis since the last
+    /// update (or was inserted since) is in `moved`.
+    drift: f32,
+    /// Entities [`AoiGrid::within`] does not find in the last update's
+    /// cells: inserted or moved further than `drift` since (some may have
+    /// been removed since).
+    moved: Vec<u32>,
     sweep: Sweep,
 }
 
@@ -134,6 +149,8 @@ pub(crate) struct Slot {
     pub(crate) reach: f32,
     pub(crate) large: bool,
     pub(crate) live: bool,
+    /// In `AoiGrid::moved`.
+    pub(crate) moved: bool,
     pub(crate) id: u64,
     pub(crate) links: Links,
 }
@@ -165,6 +182,8 @@ impl AoiGrid {
             len: 0,
             large_limit: hint * LARGE_FACTOR,
             slack: f64::from(hint) * SLACK_FACTOR,
+            drift: (f64::from(hint) * SLACK_FACTOR * 0.5) as f32,
+            moved: Vec::new(),
             sweep: Sweep::default(),
         }
     }
@@ -192,6 +211,9 @@ impl AoiGrid {
                 (self.slots.len() - 1) as u32
             }
         };
+        if !self.slots[h as usize].moved {
+            self.moved.push(h);
+        }
         self.slots[h as usize] = Slot {
             x: finite_or_zero(x),
             y: finite_or_zero(y),
@@ -202,6 +224,7 @@ impl AoiGrid {
             reach: if watcher { reach } else { -1.0 },
             large: watcher && reach > self.large_limit,
             live: true,
+            moved: true,
             id,
             links: Links::default(),
         };
@@ -224,6 +247,13 @@ impl AoiGrid {
         let slot = &mut self.slots[hi];
         slot.x = finite_or_zero(x);
         slot.y = finite_or_zero(y);
+        // NaN (inserted since the last update) fails the comparison.
+        let stays =
+            (slot.x - slot.ox).abs() <= self.drift && (slot.y - slot.oy).abs() <= self.drift;
+        if !stays && !slot.moved {
+            slot.moved = true;
+            self.moved.push(h.0);
+        }
     }
 
     /// Removes an entity now, appending a leave event for every pair it is
@@ -264,6 +294,10 @@ impl AoiGrid {
     /// `events`.
     pub fn update(&mut self, events: &mut Vec<AoiEvent>) {
         self.sweep.update(&mut self.slots, self.slack, events);
+        for &i in &self.moved {
+            self.slots[i as usize].moved = false;
+        }
+        self.moved.clear();
     }
 
     /// The latest position given for an entity (non-finite inputs read 0).
@@ -320,7 +354,11 @@ impl AoiGrid {
     /// squared distance `<= radius * radius` from `(x, y)` (computed like
     /// pair distances, with no hysteresis), in no particular order.
     ///
-    /// It checks every entity: meant for occasional queries.
+    /// It looks in the cells of the last update around the query, widened
+    /// by how far an entity may have moved unnoticed, and at the entities
+    /// inserted or moved further since: it costs about the entities near
+    /// the query plus those. A radius wider than the field checks every
+    /// entity.
     ///
     /// A non-finite coordinate is replaced by 0; a negative or NaN radius
     /// finds nothing.
@@ -330,12 +368,35 @@ impl AoiGrid {
         }
         let (x, y) = (finite_or_zero(x), finite_or_zero(y));
         let r2 = radius * radius;
-        out.extend(
-            self.slots
-                .iter()
-                .filter(|s| s.live && dist2(s.x, s.y, x, y) <= r2)
-                .map(|s| s.id),
+        let hit = |s: &Slot| s.live && dist2(s.x, s.y, x, y) <= r2;
+        // A found entity is within `radius` on each axis, up to the rounding
+        // of `dist2` (relative 2^-22, or below 1e-22 where squares
+        // underflow); one not in `moved` is within `drift` (up to rounding)
+        // of where the last update put it. Rounding the box to `f64` is
+        // monotonic, so it still holds those places.
+        let reach = (f64::from(radius) + f64::from(self.drift)) * 1.001 + 1e-15;
+        let (xs, ys) = (
+            (f64::from(x) - reach, f64::from(x) + reach),
+            (f64::from(y) - reach, f64::from(y) + reach),
         );
+        let indexed = reach < 1e30
+            && self.sweep.near(xs, ys, |i| {
+                let s = &self.slots[i as usize];
+                if !s.moved && hit(s) {
+                    out.push(s.id);
+                }
+            });
+        if indexed {
+            out.extend(
+                self.moved
+                    .iter()
+                    .map(|&i| &self.slots[i as usize])
+                    .filter(|s| hit(s))
+                    .map(|s| s.id),
+            );
+        } else {
+            out.extend(self.slots.iter().filter(|s| hit(s)).map(|s| s.id));
+        }
     }
 
     /// The number of entities.

@@ -1,8 +1,13 @@
-//! The batch update: entities sorted into cells, every pair of neighbouring
-//! cells swept once, and the few pairs that can change looked up.
+//! The batch update: entities sorted into cells, every pair of nearby cells
+//! swept once, and the few pairs that can change looked up.
 
 use crate::links::{SEEN, SEES};
 use crate::{AoiEvent, Slot};
+
+/// Cells per reach: a cell is `1 / K` of the largest small reach (plus
+/// slack), and a cell's neighbourhood is the `(2K + 1) x (2K + 1)` block
+/// around it.
+const K: i64 = 2;
 
 /// Cell coordinates are clamped to this range so they stay exact in `f64`.
 const CELL_LIMIT: f64 = (1u64 << 40) as f64;
@@ -21,31 +26,41 @@ const CELL_MARGIN: f64 = 1e-3;
 const DENSE_PER_ENTITY: u64 = 2;
 const DENSE_EXTRA: u64 = 64;
 
-/// Bits of the wrapping table: at least 4 buckets a side (so a bucket's
-/// neighbours are distinct buckets), at most 2^24 buckets.
-const MIN_SIDE_BITS: u32 = 2;
+/// Bits of the wrapping table: at least 8 buckets a side (more than the
+/// `2K + 1` a neighbourhood spans, so its buckets are distinct), at most
+/// 2^24 buckets.
+const MIN_SIDE_BITS: u32 = 3;
 const MAX_TOTAL_BITS: u32 = 24;
 
-/// Lanes per SSE2 register of `f32`: buckets are padded to whole registers
-/// so the sweep's loops have no remainder.
-const PAD: usize = 4;
+/// The widest register the sweep uses, in `f32` lanes: the planes end with
+/// this many NaN lanes so a sweep may read a whole register past its end.
+const MAX_LANES: usize = 8;
 
-/// The forward half of a cell's neighbours: with the cell itself, each
-/// unordered pair of neighbouring cells is swept exactly once.
-const FORWARD: [(i64, i64); 4] = [(1, 0), (-1, 1), (0, 1), (1, 1)];
+/// Threshold key of a bucket with no entity, and of one whose entities do
+/// not all share their thresholds (no real key: thresholds are never NaN).
+const EMPTY: u64 = u64::MAX - 1;
+const MIXED: u64 = u64::MAX;
 
 /// How cell coordinates map to buckets for one update.
-#[derive(Clone, Copy)]
-struct Layout {
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Layout {
     /// Dense: the lowest cell coordinates. Wrapped: unused.
     i0: i64,
     j0: i64,
     w: u32,
     h: u32,
     wrap: bool,
+    /// Cells per unit of distance.
+    inv: f64,
 }
 
 impl Layout {
+    /// The cell coordinate of `v` (monotonic in `v`).
+    #[inline(always)]
+    fn cell(&self, v: f64) -> i64 {
+        floor((v * self.inv).clamp(-CELL_LIMIT, CELL_LIMIT))
+    }
+
     /// Bucket coordinates of cell `(ci, cj)`.
     fn bucket(&self, ci: i64, cj: i64) -> (u32, u32) {
         if self.wrap {
@@ -62,28 +77,45 @@ impl Layout {
         bj as usize * self.w as usize + bi as usize
     }
 
-    /// The bucket at offset `(di, dj)` from `(bi, bj)`, if any.
-    fn neighbour(&self, (bi, bj): (u32, u32), (di, dj): (i64, i64)) -> Option<(u32, u32)> {
-        let (ni, nj) = (i64::from(bi) + di, i64::from(bj) + dj);
+    /// The buckets of row `bj + dj` (if any) and columns `bi + a ..= bi + b`,
+    /// as at most two runs of consecutive bucket indices `(first, last)`.
+    fn runs(&self, (bi, bj): (u32, u32), dj: i64, a: i64, b: i64) -> [Option<(usize, usize)>; 2] {
         let (w, h) = (i64::from(self.w), i64::from(self.h));
+        let (lo, hi, nj) = (i64::from(bi) + a, i64::from(bi) + b, i64::from(bj) + dj);
+        let row = |j: i64| j as usize * self.w as usize;
         if self.wrap {
-            Some(((ni & (w - 1)) as u32, (nj & (h - 1)) as u32))
-        } else if (0..w).contains(&ni) && (0..h).contains(&nj) {
-            Some((ni as u32, nj as u32))
+            let r = row(nj & (h - 1));
+            let (lo, hi) = (lo.rem_euclid(w), hi.rem_euclid(w));
+            if lo <= hi {
+                [Some((r + lo as usize, r + hi as usize)), None]
+            } else {
+                [
+                    Some((r + lo as usize, r + w as usize - 1)),
+                    Some((r, r + hi as usize)),
+                ]
+            }
+        } else if (0..h).contains(&nj) {
+            let (lo, hi) = (lo.max(0), hi.min(w - 1));
+            let r = row(nj);
+            [
+                (lo <= hi).then_some((r + lo as usize, r + hi as usize)),
+                None,
+            ]
         } else {
-            None
+            [None, None]
         }
     }
 
-    /// Whether the sweep visits the pairs between buckets `a` and `b`: the
-    /// same bucket or neighbours (around the wrap, in a wrapped table).
+    /// Whether the sweep visits the pairs between buckets `a` and `b`: at
+    /// most `K` apart on both axes (around the wrap, in a wrapped table).
     fn adjacent(&self, a: (u32, u32), b: (u32, u32)) -> bool {
+        let k = K as u32;
         let near = |x: u32, y: u32, n: u32| {
             if self.wrap {
                 let d = x.wrapping_sub(y) & (n - 1);
-                d <= 1 || d == n - 1
+                d <= k || d >= n - k
             } else {
-                x.abs_diff(y) <= 1
+                x.abs_diff(y) <= k
             }
         };
         near(a.0, b.0, self.w) && near(a.1, b.1, self.h)
@@ -99,6 +131,8 @@ struct Probe {
     yo: f32,
     e2: f32,
     l2: f32,
+    /// Its slot.
+    slot: u32,
 }
 
 /// The planes of the sorted entities: position now (`xn`, `yn`) and at the
@@ -117,8 +151,8 @@ struct Planes {
 }
 
 impl Planes {
-    /// `n` lanes of padding: NaN fails every comparison, so it never
-    /// changes anything.
+    /// `n` entities and `MAX_LANES` lanes of NaN padding (NaN fails every
+    /// comparison, so padding never changes anything).
     fn resize(&mut self, n: usize) {
         for v in [
             &mut self.xn,
@@ -129,10 +163,10 @@ impl Planes {
             &mut self.l2,
         ] {
             v.clear();
-            v.resize(n, f32::NAN);
+            v.resize(n + MAX_LANES, f32::NAN);
         }
         self.slot.clear();
-        self.slot.resize(n, u32::MAX);
+        self.slot.resize(n + MAX_LANES, u32::MAX);
     }
 
     fn probe(&self, p: usize) -> Probe {
@@ -143,8 +177,37 @@ impl Planes {
             yo: self.yo[p],
             e2: self.e2[p],
             l2: self.l2[p],
+            slot: self.slot[p],
         }
     }
+
+    /// The thresholds of lane `p` as one key.
+    fn key(&self, p: usize) -> u64 {
+        threshold_key(self.e2[p], self.l2[p])
+    }
+}
+
+fn threshold_key(e2: f32, l2: f32) -> u64 {
+    u64::from(e2.to_bits()) << 32 | u64::from(l2.to_bits())
+}
+
+/// The key of a group: the common key, `EMPTY` or `MIXED`.
+fn merge_key(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (EMPTY, k) | (k, EMPTY) => k,
+        (a, b) if a == b => a,
+        _ => MIXED,
+    }
+}
+
+/// A pair the sweep found that may change: the directions decided (bit 0:
+/// `p` watching `t`, bit 1: `t` watching `p`) and their new states (bit 2:
+/// `p` sees `t`, bit 3: `t` sees `p`).
+#[derive(Clone, Copy)]
+struct Hit {
+    p: u32,
+    t: u32,
+    code: u32,
 }
 
 /// Buffers of the update, kept between updates so it does not allocate once
@@ -157,14 +220,84 @@ pub(crate) struct Sweep {
     far: Vec<u32>,
     /// Large watchers.
     large: Vec<u32>,
-    /// Bucket `b` holds planes `starts[b]..starts[b + 1]`, a whole number
-    /// of registers, of which `starts[b]..cursor[b]` are entities.
+    /// Bucket `b` holds planes `starts[b]..starts[b + 1]`.
     starts: Vec<u32>,
     cursor: Vec<u32>,
+    /// Per bucket: the threshold key of its entities, then of the row of
+    /// `2K + 1` buckets centred on it.
+    key: Vec<u64>,
+    row_key: Vec<u64>,
     planes: Planes,
     /// Bucket coordinates of each slot, this update.
     bucket_of: Vec<(u32, u32)>,
     links: Vec<(u32, u32)>,
+    hits: Vec<Hit>,
+    /// The layout of the last update (`w == 0`: none yet).
+    layout: Layout,
+}
+
+impl Sweep {
+    /// Calls `f` with the slot of every entity the last update put in a
+    /// cell that meets the box `x0..=x1`, `y0..=y1` (and some others), or
+    /// returns `false` without calling it if that takes more buckets than
+    /// there were entities.
+    pub(crate) fn near(
+        &self,
+        (x0, x1): (f64, f64),
+        (y0, y1): (f64, f64),
+        mut f: impl FnMut(u32),
+    ) -> bool {
+        let l = self.layout;
+        if l.w == 0 {
+            return true;
+        }
+        // The bucket columns (or rows) that cells `a..=b` fall in, as runs.
+        let span = |a: i64, b: i64, n: u32, o: i64| -> [(i64, i64); 2] {
+            if l.wrap {
+                let m = i64::from(n);
+                if b - a + 1 >= m {
+                    [(0, m - 1), (1, 0)]
+                } else {
+                    let (a, b) = (a.rem_euclid(m), b.rem_euclid(m));
+                    if a <= b {
+                        [(a, b), (1, 0)]
+                    } else {
+                        [(a, m - 1), (0, b)]
+                    }
+                }
+            } else {
+                [((a - o).max(0), (b - o).min(i64::from(n) - 1)), (1, 0)]
+            }
+        };
+        let cols = span(l.cell(x0), l.cell(x1), l.w, l.i0);
+        let rows = span(l.cell(y0), l.cell(y1), l.h, l.j0);
+        let count = |r: [(i64, i64); 2]| {
+            r.iter()
+                .map(|&(a, b)| (b - a + 1).max(0) as u64)
+                .sum::<u64>()
+        };
+        if count(cols) * count(rows) > self.order.len() as u64 {
+            return false;
+        }
+        for &(r0, r1) in &rows {
+            for r in r0..=r1 {
+                for &(c0, c1) in &cols {
+                    if c0 > c1 {
+                        continue;
+                    }
+                    let base = r as usize * l.w as usize;
+                    let (lo, hi) = (
+                        self.starts[base + c0 as usize],
+                        self.starts[base + c1 as usize + 1],
+                    );
+                    for &s in &self.planes.slot[lo as usize..hi as usize] {
+                        f(s);
+                    }
+                }
+            }
+        }
+        true
+    }
 }
 
 impl Sweep {
@@ -187,9 +320,11 @@ impl Sweep {
                 max_reach = s.reach;
             }
         }
-        let cell = (f64::from(max_reach) * (1.0 + REACH_MARGIN) + slack) * (1.0 + CELL_MARGIN);
-        let inv = 1.0 / cell;
-        let cell_index = |v: f32| floor((f64::from(v) * inv).clamp(-CELL_LIMIT, CELL_LIMIT));
+        let reach = (f64::from(max_reach) * (1.0 + REACH_MARGIN) + slack) * (1.0 + CELL_MARGIN);
+        let mut layout = Layout {
+            inv: K as f64 / reach,
+            ..Layout::default()
+        };
         let far2 = (slack * 0.5) * (slack * 0.5);
 
         self.order.clear();
@@ -199,7 +334,7 @@ impl Sweep {
             if !s.live {
                 continue;
             }
-            let (ci, cj) = (cell_index(s.x), cell_index(s.y));
+            let (ci, cj) = (layout.cell(f64::from(s.x)), layout.cell(f64::from(s.y)));
             (imin, imax, jmin, jmax) = (imin.min(ci), imax.max(ci), jmin.min(cj), jmax.max(cj));
             self.order.push((i as u32, ci, cj));
             // NaN (inserted since the previous update) compares false.
@@ -213,13 +348,20 @@ impl Sweep {
         }
         let n = self.order.len();
         if n == 0 {
+            self.layout = Layout::default();
             return;
         }
-        let layout = choose_layout(n, imin, imax, jmin, jmax);
+        choose_layout(&mut layout, n, imin, imax, jmin, jmax);
+        self.layout = layout;
         self.sort(slots, layout);
         self.check_far(slots, layout, events);
-        self.sweep(slots, layout, events);
-        self.sweep_large(slots, events);
+        self.hits.clear();
+        self.sweep(layout);
+        self.sweep_large(slots);
+        for h in &self.hits {
+            let decide = |dir: u32, state: u32| (h.code & dir != 0).then_some(h.code & state != 0);
+            settle(slots, events, h.p, h.t, decide(1, 4), decide(2, 8));
+        }
         for s in slots.iter_mut().filter(|s| s.live) {
             s.ox = s.x;
             s.oy = s.y;
@@ -239,14 +381,15 @@ impl Sweep {
             self.bucket_of[i as usize] = b;
             self.starts[layout.index(b) + 1] += 1;
         }
-        // Each bucket padded to whole registers.
         for b in 0..buckets {
-            self.starts[b + 1] = self.starts[b] + self.starts[b + 1].next_multiple_of(PAD as u32);
+            self.starts[b + 1] += self.starts[b];
         }
         self.cursor.clear();
         self.cursor.extend_from_slice(&self.starts[..buckets]);
+        self.key.clear();
+        self.key.resize(buckets, EMPTY);
         let p = &mut self.planes;
-        p.resize(self.starts[buckets] as usize);
+        p.resize(self.order.len());
         for &(i, _, _) in &self.order {
             let b = layout.index(self.bucket_of[i as usize]);
             let k = self.cursor[b] as usize;
@@ -256,12 +399,24 @@ impl Sweep {
             p.yn[k] = s.y;
             p.xo[k] = s.ox;
             p.yo[k] = s.oy;
-            (p.e2[k], p.l2[k]) = if s.large {
+            let (e2, l2) = if s.large {
                 (-1.0, -1.0)
             } else {
                 (s.enter2, s.leave2)
             };
+            (p.e2[k], p.l2[k]) = (e2, l2);
             p.slot[k] = i;
+            self.key[b] = merge_key(self.key[b], threshold_key(e2, l2));
+        }
+        self.row_key.clear();
+        for bj in 0..layout.h {
+            for bi in 0..layout.w {
+                let mut key = EMPTY;
+                for (a, b) in layout.runs((bi, bj), 0, -K, K).into_iter().flatten() {
+                    key = self.key[a..=b].iter().fold(key, |k, &b| merge_key(k, b));
+                }
+                self.row_key.push(key);
+            }
         }
     }
 
@@ -288,45 +443,71 @@ impl Sweep {
         }
     }
 
-    /// Every pair in the same or neighbouring buckets, once: both directions
-    /// decided from one distance computation.
-    fn sweep(&mut self, slots: &mut [Slot], layout: Layout, events: &mut Vec<AoiEvent>) {
+    /// Every pair in buckets at most `K` apart, once: both directions
+    /// decided from one distance computation. Collects the pairs that may
+    /// change in `hits`.
+    fn sweep(&mut self, layout: Layout) {
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2() {
+            // SAFETY: `use_avx2` checked that this CPU has AVX2.
+            unsafe { self.sweep_avx2(layout) };
+            return;
+        }
+        self.sweep_lanes::<4>(layout);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn sweep_avx2(&mut self, layout: Layout) {
+        self.sweep_lanes::<8>(layout);
+    }
+
+    #[inline(always)]
+    fn sweep_lanes<const L: usize>(&mut self, layout: Layout) {
         let Self {
             starts,
-            cursor,
             planes,
+            row_key,
+            hits,
             ..
         } = self;
+        let lanes = |(a, b): (usize, usize)| (starts[a] as usize, starts[b + 1] as usize);
         for bj in 0..layout.h {
             for bi in 0..layout.w {
                 let b = layout.index((bi, bj));
-                // Real lanes end at `cursor[b]`, padding at `starts[b + 1]`.
-                let (s, e, pe) = (
-                    starts[b] as usize,
-                    cursor[b] as usize,
-                    starts[b + 1] as usize,
-                );
+                let (s, e) = (starts[b] as usize, starts[b + 1] as usize);
                 if s == e {
                     continue;
                 }
-                let mut ranges = [(0, 0); 4];
-                for (r, &d) in ranges.iter_mut().zip(&FORWARD) {
-                    if let Some(nb) = layout.neighbour((bi, bj), d) {
-                        let nb = layout.index(nb);
-                        *r = (starts[nb] as usize, starts[nb + 1] as usize);
+                // The rows after this one: lanes and the key of their run.
+                let mut later = [(0, 0, EMPTY); 2 * K as usize * 2];
+                let mut n_later = 0;
+                for dj in 1..=K {
+                    for run in layout.runs((bi, bj), dj, -K, K).into_iter().flatten() {
+                        let w = layout.w as usize;
+                        let key = row_key[run.0 / w * w + bi as usize];
+                        let (lo, hi) = lanes(run);
+                        if lo < hi {
+                            later[n_later] = (lo, hi, key);
+                            n_later += 1;
+                        }
                     }
                 }
+                // This row: the bucket after the probe and the next `K`.
+                let [first, second] = layout.runs((bi, bj), 0, 0, K);
+                let own_end = first.map_or(e, |r| lanes(r).1);
+                let second = second.map(lanes).filter(|r| r.0 < r.1);
+                let own_key = row_key[b];
                 for p in s..e {
                     let probe = planes.probe(p);
-                    let slot = planes.slot[p];
-                    // The lanes after `p` in its own bucket, from the
-                    // register holding `p + 1`.
-                    let own = (s + ((p + 1 - s) & !(PAD - 1)), pe);
-                    row(slots, events, planes, slot, probe, 3, own, p + 1);
-                    for &range in &ranges {
-                        if range.0 < range.1 {
-                            row(slots, events, planes, slot, probe, 3, range, 0);
-                        }
+                    let key = planes.key(p);
+                    let uni = |k: u64| k == key || k == EMPTY;
+                    scan_range::<L>(planes, hits, &probe, p + 1, own_end, uni(own_key), 3);
+                    if let Some((lo, hi)) = second {
+                        scan_range::<L>(planes, hits, &probe, lo, hi, uni(own_key), 3);
+                    }
+                    for &(lo, hi, k) in &later[..n_later] {
+                        scan_range::<L>(planes, hits, &probe, lo, hi, uni(k), 3);
                     }
                 }
             }
@@ -335,8 +516,8 @@ impl Sweep {
 
     /// The large watchers' own view of every entity (bit 0 only: the other
     /// direction is the sweep's, or the other large watcher's).
-    fn sweep_large(&mut self, slots: &mut [Slot], events: &mut Vec<AoiEvent>) {
-        let all = (0, self.planes.slot.len());
+    fn sweep_large(&mut self, slots: &[Slot]) {
+        let n = self.planes.slot.len() - MAX_LANES;
         for &l in &self.large {
             let s = &slots[l as usize];
             let probe = Probe {
@@ -346,78 +527,128 @@ impl Sweep {
                 yo: s.oy,
                 e2: s.enter2,
                 l2: s.leave2,
+                slot: l,
             };
-            row(slots, events, &self.planes, l, probe, 1, all, 0);
+            scan_range::<4>(&self.planes, &mut self.hits, &probe, 0, n, false, 1);
         }
     }
 }
 
-/// Sweeps `probe` (of slot `p`) against planes `qs..qe` (whole registers),
-/// and settles the pairs whose masks show a possible change in the
-/// directions `want` (bit 0: the probe watching, bit 1: watched), for lanes
-/// `lo..` only.
-#[allow(clippy::too_many_arguments)]
+/// Whether the sweep runs on AVX2 (lanes of 8) rather than SSE2 (lanes of
+/// 4): when the CPU has it, except in this crate's unit tests, which run the
+/// oracle test on the SSE2 path (the integration test runs the other).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn use_avx2() -> bool {
+    #[cfg(test)]
+    {
+        false
+    }
+    #[cfg(not(test))]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+}
+
+/// Sweeps `probe` against lanes `lo..hi` in registers of `L` lanes and
+/// records in `hits` the pairs whose masks show a possible change in the
+/// directions `want` (bit 0: the probe watching, bit 1: watched). `uni`:
+/// every lane has the probe's thresholds, so one mask serves both
+/// directions.
 #[inline(always)]
-fn row(
-    slots: &mut [Slot],
-    events: &mut Vec<AoiEvent>,
+fn scan_range<const L: usize>(
     planes: &Planes,
-    p: u32,
-    probe: Probe,
-    want: u32,
-    (qs, qe): (usize, usize),
+    hits: &mut Vec<Hit>,
+    probe: &Probe,
     lo: usize,
+    hi: usize,
+    uni: bool,
+    want: u32,
 ) {
-    let xn = planes.xn[qs..qe].as_chunks::<PAD>().0;
-    let yn = planes.yn[qs..qe].as_chunks::<PAD>().0;
-    let xo = planes.xo[qs..qe].as_chunks::<PAD>().0;
-    let yo = planes.yo[qs..qe].as_chunks::<PAD>().0;
-    let e2 = planes.e2[qs..qe].as_chunks::<PAD>().0;
-    let l2 = planes.l2[qs..qe].as_chunks::<PAD>().0;
+    if lo >= hi {
+        return;
+    }
+    // Whole registers, reading up to `L - 1` lanes past `hi` (the padding
+    // at the end of the planes, or real lanes the hit path skips).
+    let end = lo + (hi - lo).next_multiple_of(L);
+    let xn = planes.xn[lo..end].as_chunks::<L>().0;
+    let yn = planes.yn[lo..end].as_chunks::<L>().0;
+    let xo = planes.xo[lo..end].as_chunks::<L>().0;
+    let yo = planes.yo[lo..end].as_chunks::<L>().0;
     let n = xn.len().min(yn.len()).min(xo.len()).min(yo.len());
-    let n = n.min(e2.len()).min(l2.len());
-    for c in 0..n {
-        let (xn, yn, xo, yo, e2, l2) = (&xn[c], &yn[c], &xo[c], &yo[c], &e2[c], &l2[c]);
-        let mut m = [0u32; PAD];
-        for k in 0..PAD {
-            let d2n = dist2(probe.xn, probe.yn, xn[k], yn[k]);
-            let d2o = dist2(probe.xo, probe.yo, xo[k], yo[k]);
-            m[k] = ((may_change(d2o, d2n, probe.e2, probe.l2) & 1)
-                | (may_change(d2o, d2n, e2[k], l2[k]) & 2))
-                & want;
+    if uni {
+        for c in 0..n {
+            let (xn, yn, xo, yo) = (&xn[c], &yn[c], &xo[c], &yo[c]);
+            let mut m = [0u32; L];
+            for k in 0..L {
+                let d2n = dist2(probe.xn, probe.yn, xn[k], yn[k]);
+                let d2o = dist2(probe.xo, probe.yo, xo[k], yo[k]);
+                m[k] = may_change(d2o, d2n, probe.e2, probe.l2) & want;
+            }
+            if m.iter().fold(0, |a, &b| a | b) != 0 {
+                record(planes, hits, probe, lo + c * L, hi, &m);
+            }
         }
-        if m.iter().fold(0, |a, &b| a | b) != 0 {
-            settle_chunk(slots, events, planes, p, probe, qs + c * PAD, m, lo);
+    } else {
+        let e2 = planes.e2[lo..end].as_chunks::<L>().0;
+        let l2 = planes.l2[lo..end].as_chunks::<L>().0;
+        let n = n.min(e2.len()).min(l2.len());
+        for c in 0..n {
+            let (xn, yn, xo, yo, e2, l2) = (&xn[c], &yn[c], &xo[c], &yo[c], &e2[c], &l2[c]);
+            let mut m = [0u32; L];
+            for k in 0..L {
+                let d2n = dist2(probe.xn, probe.yn, xn[k], yn[k]);
+                let d2o = dist2(probe.xo, probe.yo, xo[k], yo[k]);
+                m[k] = ((may_change(d2o, d2n, probe.e2, probe.l2) & 1)
+                    | (may_change(d2o, d2n, e2[k], l2[k]) & 2))
+                    & want;
+            }
+            if m.iter().fold(0, |a, &b| a | b) != 0 {
+                record(planes, hits, probe, lo + c * L, hi, &m);
+            }
         }
     }
 }
 
-/// Settles the pairs of `probe` (of slot `p`) with lanes `q0..q0 + PAD`
-/// that `m` marks, skipping lanes before `lo` and the probe itself.
-#[allow(clippy::too_many_arguments)]
+/// Bit `k` set when lane `k` of `m` is not zero.
+#[inline(always)]
+fn lane_bits<const L: usize>(m: &[u32; L]) -> u32 {
+    (0..L).fold(0, |a, k| a | u32::from(m[k] != 0) << k)
+}
+
+/// Records the pairs of `probe` with lanes `q0..q0 + L` (below `hi`) that
+/// `m` marks, with their new states.
 #[inline(never)]
-fn settle_chunk(
-    slots: &mut [Slot],
-    events: &mut Vec<AoiEvent>,
+fn record<const L: usize>(
     planes: &Planes,
-    p: u32,
-    probe: Probe,
+    hits: &mut Vec<Hit>,
+    probe: &Probe,
     q0: usize,
-    m: [u32; PAD],
-    lo: usize,
+    hi: usize,
+    m: &[u32; L],
 ) {
-    for (k, &m) in m.iter().enumerate() {
-        let q = q0 + k;
-        let t = planes.slot[q];
-        if m == 0 || q < lo || t == p {
+    let mut bits = lane_bits(m);
+    // Lanes from `hi` on belong to other ranges (or are padding).
+    bits &= u32::MAX
+        .checked_shl((hi - q0) as u32)
+        .map_or(u32::MAX, |v| !v);
+    while bits != 0 {
+        let k = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        let (q, m) = (q0 + k, m[k]);
+        if planes.slot[q] == probe.slot {
             continue;
         }
         let d2 = dist2(probe.xn, probe.yn, planes.xn[q], planes.yn[q]);
         // A possible change is decided: inside the enter threshold or
         // beyond the leave threshold.
-        let sees = (m & 1 != 0).then_some(d2 <= probe.e2);
-        let seen = (m & 2 != 0).then_some(d2 <= planes.e2[q]);
-        settle(slots, events, p, t, sees, seen);
+        let sees = u32::from(d2 <= probe.e2) << 2;
+        let seen = u32::from(d2 <= planes.e2[q]) << 3;
+        hits.push(Hit {
+            p: probe.slot,
+            t: planes.slot[q],
+            code: (m & 3) | sees | seen,
+        });
     }
 }
 
@@ -441,27 +672,16 @@ pub(crate) fn dist2(ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
 
 /// Picks a dense table over the cells' bounding box when it is small enough,
 /// else a wrapping table of about one bucket per entity.
-fn choose_layout(n: usize, imin: i64, imax: i64, jmin: i64, jmax: i64) -> Layout {
+fn choose_layout(l: &mut Layout, n: usize, imin: i64, imax: i64, jmin: i64, jmax: i64) {
     let (w, h) = ((imax - imin + 1) as u64, (jmax - jmin + 1) as u64);
     let limit = DENSE_PER_ENTITY * n as u64 + DENSE_EXTRA;
     if w <= limit && h <= limit && w * h <= limit {
-        return Layout {
-            i0: imin,
-            j0: jmin,
-            w: w as u32,
-            h: h as u32,
-            wrap: false,
-        };
+        (l.i0, l.j0, l.w, l.h, l.wrap) = (imin, jmin, w as u32, h as u32, false);
+        return;
     }
     let total = (usize::BITS - n.leading_zeros()).clamp(2 * MIN_SIDE_BITS, MAX_TOTAL_BITS);
     let wbits = total / 2;
-    Layout {
-        i0: 0,
-        j0: 0,
-        w: 1 << wbits,
-        h: 1 << (total - wbits),
-        wrap: true,
-    }
+    (l.i0, l.j0, l.w, l.h, l.wrap) = (0, 0, 1 << wbits, 1 << (total - wbits), true);
 }
 
 /// `floor(v)` as an integer, for `|v| < 2^62`: a truncating conversion and
@@ -471,7 +691,6 @@ fn floor(v: f64) -> i64 {
     let t = v as i64;
     t - i64::from(t as f64 > v)
 }
-
 /// Puts the pair `(m, t)` in the states given (`None`: unchanged) for `m`
 /// seeing `t` and `t` seeing `m`, and reports what changed. Setting a pair
 /// to the state it has is a no-op.
