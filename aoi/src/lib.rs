@@ -36,21 +36,28 @@
 //! now beyond the leave threshold and was not before; only those pairs look
 //! up the stored pair state, at about the rate of events.
 //!
-//! [`AoiGrid::update`] counting-sorts the entities into square cells, at
-//! least as wide as the largest reach (radius + hysteresis) of the watchers
-//! that are not large plus some slack, as planes of new and old `x`, `y`
-//! and thresholds. Each cell is swept against itself and the forward half
-//! of its neighbours, so each unordered pair is computed once and decides
-//! both directions; the inner loop compiles to packed SSE2 arithmetic. The
-//! cells form a dense table over the entities' bounding box when that is
-//! small, else a table that wraps around (distant cells sharing a bucket
-//! only cost distance tests).
+//! [`AoiGrid::update`] counting-sorts the entities into square cells half
+//! as wide as the largest reach (radius + hysteresis) of the watchers that
+//! are not large plus some slack, as planes of new and old `x`, `y` and
+//! thresholds, row by row. Each entity is swept against the rest of its own
+//! cell and the next two of its row, and the five cells around its column
+//! in each of the next two rows: three contiguous runs of the planes, so
+//! each unordered pair within two cells on both axes is computed once and
+//! decides both directions. The inner loop runs on packed registers: AVX2
+//! (lanes of 8) when the CPU has it, else SSE2 (lanes of 4; the crate's
+//! unit tests run the oracle test on this path). Where every entity of a
+//! run has the entity's own thresholds (one kind of entity, the common
+//! case) one mask serves both directions. The pairs that may change are
+//! collected, then settled (their link tables prefetched a few pairs
+//! ahead). The cells form a dense table over the entities' bounding box
+//! when that is small, else a table that wraps around (distant cells
+//! sharing a bucket only cost distance tests).
 //!
-//! A pair the sweep does not visit is further apart than a cell, so beyond
-//! every small reach; it can only change if one of its entities saw the
-//! other, and since the old distance was then within reach, one of them
-//! moved further than half the slack. The links of those few far movers are
-//! checked directly, before the sweep.
+//! A pair the sweep does not visit is further apart than two cells, so
+//! beyond every small reach; it can only change if one of its entities saw
+//! the other, and since the old distance was then within reach, one of
+//! them moved further than half the slack. The links of those few far
+//! movers are checked directly, before the sweep.
 //!
 //! Watchers whose reach exceeds twice the `cell_size` hint are "large": in
 //! the sweep they only are watched, and each update checks their own view
@@ -60,6 +67,11 @@
 //! paired with, two bits each (it sees them, they see it), written only on
 //! changes; [`AoiGrid::visible`], [`AoiGrid::watchers`] and
 //! [`AoiGrid::sees`] read it.
+//!
+//! [`AoiGrid::within`] looks in the cells of the last update, widened by
+//! the distance an entity may move before [`AoiGrid::move_to`] lists it
+//! (half the slack: 0.075 of the hint), and at the listed entities (inserted
+//! or moved further since); it tests the latest positions.
 
 #![warn(missing_docs)]
 
