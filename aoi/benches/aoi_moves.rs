@@ -1,15 +1,17 @@
 //! Moves per second of `AoiGrid` on one core.
 //!
 //! 10,000 watchers (radius 100, hysteresis 10) uniformly on a 2000 x 2000
-//! field; each move displaces one entity by at most 5 units in x and y (a
-//! unit walking 100 u/s at a 20 Hz tick), clamped to the field. A second
-//! scenario teleports entities to random places, for information.
+//! field. A round is one tick: every entity moves once (`move_to`), by at
+//! most 5 units in x and y (a unit walking 100 u/s at a 20 Hz tick), clamped
+//! to the field, then one `update` applies the rule. Moves per second count
+//! the time of the moves and the update together. A second scenario
+//! teleports every entity to a random place each round, for information, and
+//! a third times `within` queries of radius 100.
 //!
 //! The baseline, measured in the same run on the same kind of moves from the
 //! same start, is the textbook grid: cells as wide as the leave radius, each
 //! move checks every entity in the 3 x 3 cells around its old and new place
-//! against the same rule, and each entity's seen set is a `HashSet`. The
-//! ratio is what the ring scan buys.
+//! against the same rule at once, and each entity's seen set is a `HashSet`.
 //!
 //! Run with `cargo bench -p wyrm-aoi --bench aoi_moves`. It prints numbers and
 //! asserts nothing about them.
@@ -25,7 +27,7 @@ const FIELD: f32 = 2_000.0;
 const RADIUS: f32 = 100.0;
 const HYSTERESIS: f32 = 10.0;
 const STEP: f32 = 5.0;
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 
 /// xorshift64*: enough randomness for positions, and cheap next to a move.
 struct Rng(u64);
@@ -59,14 +61,15 @@ impl World {
     fn new() -> Self {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut aoi = AoiGrid::new(RADIUS + HYSTERESIS);
-        let mut events = Vec::new();
         let handles = (0..ENTITIES as u64)
             .map(|id| {
                 let (x, y) = (rng.unit() * FIELD, rng.unit() * FIELD);
-                events.clear();
-                aoi.insert(id, x, y, RADIUS, HYSTERESIS, &mut events)
+                aoi.insert(id, x, y, RADIUS, HYSTERESIS)
             })
             .collect();
+        let mut events = Vec::new();
+        aoi.update(&mut events);
+        events.clear();
         Self {
             aoi,
             handles,
@@ -75,29 +78,35 @@ impl World {
         }
     }
 
-    /// `moves` walking steps; returns the number of events.
+    /// Rounds of `moves / ENTITIES` walking ticks; returns the number of
+    /// events.
     fn walk(&mut self, moves: usize) -> usize {
         let mut total = 0;
-        for _ in 0..moves {
-            let h = self.handles[self.rng.below(ENTITIES)];
-            let (x, y) = self.aoi.position(h);
-            let dx = (self.rng.unit() * 2.0 - 1.0) * STEP;
-            let dy = (self.rng.unit() * 2.0 - 1.0) * STEP;
-            let (x, y) = ((x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
-            self.aoi.move_to(h, x, y, &mut self.events);
+        for _ in 0..moves / ENTITIES {
+            for &h in &self.handles {
+                let (x, y) = self.aoi.position(h);
+                let dx = (self.rng.unit() * 2.0 - 1.0) * STEP;
+                let dy = (self.rng.unit() * 2.0 - 1.0) * STEP;
+                let (x, y) = ((x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
+                self.aoi.move_to(h, x, y);
+            }
+            self.aoi.update(&mut self.events);
             total += self.events.len();
             self.events.clear();
         }
         total
     }
 
-    /// `moves` jumps to random places; returns the number of events.
+    /// Rounds where every entity jumps to a random place; returns the number
+    /// of events.
     fn teleport(&mut self, moves: usize) -> usize {
         let mut total = 0;
-        for _ in 0..moves {
-            let h = self.handles[self.rng.below(ENTITIES)];
-            let (x, y) = (self.rng.unit() * FIELD, self.rng.unit() * FIELD);
-            self.aoi.move_to(h, x, y, &mut self.events);
+        for _ in 0..moves / ENTITIES {
+            for &h in &self.handles {
+                let (x, y) = (self.rng.unit() * FIELD, self.rng.unit() * FIELD);
+                self.aoi.move_to(h, x, y);
+            }
+            self.aoi.update(&mut self.events);
             total += self.events.len();
             self.events.clear();
         }
@@ -240,6 +249,45 @@ fn measure<W>(
     m
 }
 
+/// `within` queries of radius 100 around random entities, right after an
+/// update and again after every entity moved (not yet updated), per second.
+fn within(world: &mut World) {
+    let mut out = Vec::new();
+    for phase in ["after update", "after moves"] {
+        if phase == "after moves" {
+            for &h in &world.handles {
+                let (x, y) = world.aoi.position(h);
+                let dx = (world.rng.unit() * 2.0 - 1.0) * STEP;
+                let dy = (world.rng.unit() * 2.0 - 1.0) * STEP;
+                world
+                    .aoi
+                    .move_to(h, (x + dx).clamp(0.0, FIELD), (y + dy).clamp(0.0, FIELD));
+            }
+        }
+        let queries = 200_000;
+        let mut rates = Vec::new();
+        let mut found = 0;
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            for _ in 0..queries {
+                let h = world.handles[world.rng.below(ENTITIES)];
+                let (x, y) = world.aoi.position(h);
+                out.clear();
+                world.aoi.within(x, y, RADIUS, &mut out);
+                found += black_box(out.len());
+            }
+            rates.push(queries as f64 / start.elapsed().as_secs_f64());
+        }
+        println!(
+            "within radius {RADIUS} ({phase}): median {:.3} M queries/s, {:.1} found per query",
+            median(rates) / 1e6,
+            found as f64 / (RUNS * queries) as f64,
+        );
+    }
+    world.aoi.update(&mut world.events);
+    world.events.clear();
+}
+
 fn main() {
     let start = Instant::now();
     let mut world = World::new();
@@ -254,19 +302,32 @@ fn main() {
         start.elapsed().as_secs_f64() * 1e3,
         seen as f64 / ENTITIES as f64,
     );
-    // `cargo bench ... -- walk` (or `teleport`) runs one scenario.
+    // `cargo bench ... -- walk` (or `baseline`, `teleport`, `within`) runs one
+    // scenario.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    // `AOI_BENCH_QUICK=1`: one short run of the walk alone, for callgrind.
+    if std::env::var_os("AOI_BENCH_QUICK").is_some() {
+        let events = world.walk(10 * ENTITIES);
+        println!("quick walk: {events} events");
+        return;
+    }
     if wanted("walk") {
-        let grid = measure("walk", &mut world, 3_000_000, World::walk);
-        let mut naive = NaiveGrid::new();
-        let base = measure("baseline walk", &mut naive, 1_000_000, NaiveGrid::walk);
-        println!("walk: AoiGrid / textbook grid = {:.2}x", grid / base);
+        let grid = measure("walk", &mut world, 1_000_000, World::walk);
+        // The baseline is slow: `-- walk` alone skips it.
+        if only.is_empty() || wanted("baseline") {
+            let mut naive = NaiveGrid::new();
+            let base = measure("baseline walk", &mut naive, 1_000_000, NaiveGrid::walk);
+            println!("walk: AoiGrid / textbook grid = {:.2}x", grid / base);
+        }
     }
     if wanted("teleport") {
         measure("teleport", &mut world, 200_000, World::teleport);
+    }
+    if wanted("within") {
+        within(&mut world);
     }
 }
