@@ -303,13 +303,15 @@ impl Game {
         }
     }
 
-    /// One space tick: AOI events go to the plugins that asked for them,
-    /// every space's `tick` runs, then clients get the positions that
-    /// changed.
+    /// One space tick: AOI is worked out for the moves since the last one
+    /// (clients are told what came into and left their view), AOI events go
+    /// to the plugins that asked for them, every space's `tick` runs, then
+    /// clients get the positions that changed.
     fn tick_spaces(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last_space_tick);
         self.last_space_tick = now;
         let dt_ms = u32::try_from(dt.as_millis()).unwrap_or(u32::MAX);
+        self.world().update_aoi();
         for (plugin, events) in self.world().take_aoi_events() {
             self.run_aoi_events(plugin, &events);
         }

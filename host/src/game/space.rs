@@ -2,10 +2,13 @@
 //!
 //! A space is an entity made a space by `create-space`; entities enter it
 //! with a position and a heading. Each space keeps an [`AoiGrid`] that says
-//! who sees whom; every operation here that changes a position leaves the
-//! resulting AOI changes in [`Spaces::events`] for the world to act on
-//! (client views, logic events). Positions that changed since the last tick
-//! are remembered so the tick can send them, one batch per client.
+//! who sees whom. Entering and moving are recorded; who sees whom is worked
+//! out for every space at once by [`Spaces::update_aoi`], once per tick, so
+//! each pair is checked once however many moves the tick brought. Leaving
+//! takes effect at once. Either way the resulting AOI changes land in
+//! [`Spaces::events`] for the world to act on (client views, logic
+//! events). Positions that changed since the last tick are remembered so
+//! the tick can send them, one batch per client.
 
 use wyrm_aoi::{AoiEvent, AoiGrid, Handle};
 
@@ -40,7 +43,7 @@ pub struct Spaces {
     spaces: IdMap<Space>,
     placed: IdMap<Placed>,
     /// AOI changes the last operations produced, oldest first; the world
-    /// drains them after each operation.
+    /// drains them after each operation that can produce them.
     pub events: Vec<AoiEvent>,
 }
 
@@ -86,7 +89,8 @@ impl Spaces {
     }
 
     /// Puts `id` into `space` at `pos`, leaving any space it is in first
-    /// (returned). `aoi` is its type's area of interest.
+    /// (returned). `aoi` is its type's area of interest; who it sees, and
+    /// who sees it, is worked out at the next [`update_aoi`](Self::update_aoi).
     pub fn enter(
         &mut self,
         id: EntityId,
@@ -108,9 +112,7 @@ impl Spaces {
             .get_mut(&space)
             .ok_or_else(|| format!("entity {space} is not a space"))?;
         let (radius, hysteresis) = aoi.map_or((0.0, 0.0), |a| (a.radius, a.hysteresis));
-        let handle = s
-            .grid
-            .insert(id, pos.x, pos.y, radius, hysteresis, &mut self.events);
+        let handle = s.grid.insert(id, pos.x, pos.y, radius, hysteresis);
         s.moved.push(id);
         self.placed.insert(
             id,
@@ -137,7 +139,8 @@ impl Spaces {
         Some(p.space)
     }
 
-    /// Moves `id` within its space.
+    /// Moves `id` within its space; AOI follows at the next
+    /// [`update_aoi`](Self::update_aoi).
     pub fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<(), String> {
         check_finite(pos, yaw)?;
         let p = self
@@ -148,7 +151,7 @@ impl Spaces {
             .spaces
             .get_mut(&p.space)
             .ok_or_else(|| format!("entity {id} is in no space"))?;
-        s.grid.move_to(p.handle, pos.x, pos.y, &mut self.events);
+        s.grid.move_to(p.handle, pos.x, pos.y);
         p.z = pos.z;
         p.yaw = yaw;
         if !p.moved {
@@ -179,12 +182,13 @@ impl Spaces {
         self.placed.get(&id).is_some_and(|p| p.moved)
     }
 
-    /// The entities `id` sees.
+    /// The entities `id` sees, as of the last [`update_aoi`](Self::update_aoi).
     pub fn visible(&self, id: EntityId) -> impl Iterator<Item = EntityId> + '_ {
         self.grid_of(id).into_iter().flat_map(|(g, h)| g.visible(h))
     }
 
-    /// The entities that see `id`.
+    /// The entities that see `id`, as of the last
+    /// [`update_aoi`](Self::update_aoi).
     pub fn watchers(&self, id: EntityId) -> impl Iterator<Item = EntityId> + '_ {
         self.grid_of(id)
             .into_iter()
@@ -209,6 +213,14 @@ impl Spaces {
             }
         }
         out
+    }
+
+    /// Works out who sees whom in every space after the moves since the last
+    /// call; the changes land in [`events`](Self::events).
+    pub fn update_aoi(&mut self) {
+        for s in self.spaces.values_mut() {
+            s.grid.update(&mut self.events);
+        }
     }
 
     /// Forgets which positions changed: called once the tick has sent them.

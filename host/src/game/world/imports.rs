@@ -204,9 +204,7 @@ impl GameHost for World {
 
     fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<(), String> {
         self.live_entity(id)?;
-        self.spaces.set_position(id, pos, yaw)?;
-        self.apply_aoi_events();
-        Ok(())
+        self.spaces.set_position(id, pos, yaw)
     }
 
     fn placement_of(&mut self, id: EntityId) -> Option<Placement> {

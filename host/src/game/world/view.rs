@@ -1,6 +1,7 @@
 //! What each client sees, and keeping it told: a client sees its own entity,
 //! the space that entity is in, and the entities its entity sees (its area
-//! of interest). `Create` and `Destroy` follow AOI changes as they happen;
+//! of interest). AOI is worked out once per tick, and `Create` and `Destroy`
+//! follow its changes in that tick (leaving a space, or its end, at once);
 //! attribute pushes and AOI calls reach exactly the clients that see the
 //! entity; positions go out once per tick, batched per client.
 
@@ -94,7 +95,7 @@ impl World {
         out
     }
 
-    /// Acts on the AOI changes the last space operation produced: clients
+    /// Acts on the AOI changes the last space operations produced: clients
     /// are told to create or destroy what came into or left their view, and
     /// watchers whose type asked for events get them at the next tick.
     pub(super) fn apply_aoi_events(&mut self) {
@@ -175,8 +176,13 @@ impl World {
         };
         if let Err(e) = self.spaces.set_position(id, pos, yaw) {
             tracing::debug!(client, entity = id, "move ignored: {e}");
-            return;
         }
+    }
+
+    /// Works out who sees whom in every space after this tick's moves and
+    /// acts on the changes.
+    pub(in crate::game) fn update_aoi(&mut self) {
+        self.spaces.update_aoi();
         self.apply_aoi_events();
     }
 
