@@ -315,6 +315,16 @@ fn main() {
         println!("quick walk: {events} events");
         return;
     }
+    // Run by Wyrm's benchmark suite: the walk, and one line for its table.
+    if std::env::var_os("WYRM_BENCH_SUITE").is_some() {
+        let grid = measure("walk", &mut world, 1_000_000, World::walk);
+        println!(
+            "SUITE\tAOI moves\t{:.2} M/s\t{ENTITIES} entities, radius {RADIUS} + {HYSTERESIS}, \
+             {FIELD} x {FIELD}, each moves once per update (tick); one core",
+            grid / 1e6
+        );
+        return;
+    }
     if wanted("walk") {
         let grid = measure("walk", &mut world, 1_000_000, World::walk);
         // The baseline is slow: `-- walk` alone skips it.

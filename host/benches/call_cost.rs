@@ -78,5 +78,10 @@ fn main() -> anyhow::Result<()> {
         "  target    <=     500 ns/call: {}",
         if g <= 500.0 { "met" } else { "NOT met" }
     );
+    support::suite_row(
+        "host->guest call",
+        &format!("{g:.0} ns"),
+        "empty method, Rust guest, through PluginInstance::call",
+    );
     Ok(())
 }

@@ -9,63 +9,15 @@
 //! Run: `cargo bench -p wyrm --bench idle_connections` (N defaults to
 //! 10,000; set WYRM_BENCH_CONNS to change it).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wyrm_client::{Client, Transport};
 
+mod support;
+use support::{rss_kib, ServerProcess};
+
 const RUNS: usize = 3;
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
-}
-
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(dir: &Path, wasm: &Path) -> anyhow::Result<(ServerProcess, String)> {
-    let cfg = dir.join("wyrm.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nname = \"bench\"\ndata_dir = \"data\"\n\n[net]\nwebsocket = \"127.0.0.1:0\"\nclient_queue = 64\n\n[game]\nboot_entity = \"Probe\"\n\n[[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
-            wasm.display().to_string()
-        ),
-    )?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wyrm"))
-        .arg("serve")
-        .arg(&cfg)
-        .env("WYRM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .split("ws://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .ok_or_else(|| anyhow::anyhow!("server did not print its address: {line:?}"))?
-        .to_string();
-    Ok((ServerProcess(child), addr))
-}
 
 async fn open(addr: &str, n: usize) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(n);
@@ -101,10 +53,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut per_conn = Vec::new();
-    for run in 0..RUNS {
+    let runs = if support::in_suite() { 1 } else { RUNS };
+    for run in 0..runs {
         let dir = tempfile::tempdir()?;
-        let (server, addr) = start_server(dir.path(), &wasm)?;
-        let pid = server.0.id();
+        let server = ServerProcess::start_testbed(dir.path(), &wasm, "client_queue = 64")?;
+        let (pid, addr) = (server.pid(), server.websocket()?);
         // Let the server finish starting and one client warm every path.
         rt.block_on(open(&addr, 1))?;
         std::thread::sleep(Duration::from_millis(500));
@@ -127,5 +80,10 @@ fn main() -> anyhow::Result<()> {
     per_conn.sort_by(f64::total_cmp);
     let med = per_conn[per_conn.len() / 2];
     println!("median: {med:.2} KiB server memory per idle WebSocket connection (target <= 8 KiB; Colyseus adds 9-15 KiB per client on this machine)");
+    support::suite_row(
+        "idle connections: server memory",
+        &format!("{med:.2} KiB/conn"),
+        &format!("{n} idle WebSocket clients held; median of {runs} runs"),
+    );
     Ok(())
 }

@@ -55,6 +55,10 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         features: Vec<String>,
     },
+    /// Load-test a running server: N bots log in and play a scenario,
+    /// printing throughput, latency and errors every second
+    /// (see bots/README.md).
+    Bots(BotsArgs),
     /// Make a new plugin project that builds and serves as it is.
     New {
         /// The project's folder; its last part names the plugin.
@@ -93,6 +97,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", wasm.display());
             Ok(())
         }
+        Command::Bots(args) => bots(args),
         Command::New { dir, lang } => {
             wyrm::scaffold::create(&dir, lang)?;
             println!(
@@ -170,6 +175,91 @@ fn swap(
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Options of `wyrm bots`.
+#[derive(clap::Args)]
+struct BotsArgs {
+    /// Number of bots.
+    #[arg(short = 'n', long = "bots", default_value_t = 10)]
+    n: usize,
+    /// The server's address for the transport (host:port).
+    #[arg(long)]
+    addr: String,
+    /// tcp, ws or kcp.
+    #[arg(long, default_value = "tcp", value_parser = wyrm_bots::parse_transport)]
+    transport: wyrm_bots::wyrm_client::Transport,
+    /// Seconds the bots act.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// chat (examples/chatroom) or arena (examples/arena).
+    #[arg(long)]
+    scenario: wyrm_bots::Scenario,
+    /// Exit non-zero on any error or timeout.
+    #[arg(long)]
+    strict: bool,
+    /// Actions per second per bot (default: chat 1, arena 10).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Milliseconds to wait for an answer before counting a timeout.
+    #[arg(long, default_value_t = 5000)]
+    timeout: u64,
+    /// Milliseconds over which the bots start (default: 10 per bot, at
+    /// most 2000).
+    #[arg(long)]
+    ramp: Option<u64>,
+    /// Threads for the bots; one keeps them to one core, leaving the rest
+    /// to a server on the same machine.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn bots(a: BotsArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+    if !(a.duration.is_finite() && a.duration > 0.0) {
+        anyhow::bail!("--duration must be a positive number of seconds");
+    }
+    let mut cfg = wyrm_bots::Config::new(a.addr, a.transport, a.scenario)
+        .bots(a.n)
+        .duration(Duration::from_secs_f64(a.duration))
+        .timeout(Duration::from_millis(a.timeout))
+        .strict(a.strict);
+    if let Some(r) = a.rate {
+        cfg = cfg.rate(r);
+    }
+    if let Some(r) = a.ramp {
+        cfg = cfg.ramp(Duration::from_millis(r));
+    }
+    let rt = if a.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.threads)
+            .enable_all()
+            .thread_name("wyrm-bots")
+            .build()
+    }
+    .context("cannot start the async runtime")?;
+    println!("{}", wyrm_bots::SecondStats::header());
+    let result = rt.block_on(wyrm_bots::run_with_progress(cfg, |s| println!("{s}")));
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            Ok(())
+        }
+        Err(wyrm_bots::BotsError::Strict(report)) => {
+            print!("{report}");
+            eprintln!(
+                "strict mode: failing on {} errors ({})",
+                report.errors(),
+                report.error_breakdown()
+            );
+            std::process::exit(1);
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn wait_for_signal() {

@@ -157,3 +157,134 @@ pub async fn start_testbed_server(
         .to_string();
     Ok((server, addr))
 }
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14 and stime 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("odd /proc/{pid}/stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no field {i} in /proc/{pid}/stat"))
+    };
+    // Kernel clock ticks; 100 per second on Linux everywhere we run.
+    let t = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_millis(t * 10))
+}
+
+/// The real `wyrm` binary serving a config, killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    websocket: Option<String>,
+    tcp: Option<String>,
+}
+
+impl ServerProcess {
+    /// Starts `wyrm serve` on the testbed component `wasm` with listeners on
+    /// port 0 (WebSocket and TCP), data in `dir`; `net_extra` is more
+    /// `[net]` settings.
+    pub fn start_testbed(dir: &Path, wasm: &Path, net_extra: &str) -> anyhow::Result<Self> {
+        let cfg = dir.join("wyrm.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nname = \"bench\"\ndata_dir = \"data\"\n\n\
+                 [net]\nwebsocket = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n{net_extra}\n\n\
+                 [game]\nboot_entity = \"Probe\"\n\n\
+                 [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
+                wasm.display().to_string()
+            ),
+        )?;
+        Self::serve(&cfg)
+    }
+
+    /// Starts `wyrm serve cfg` and waits until it prints its addresses.
+    pub fn serve(cfg: &Path) -> anyhow::Result<Self> {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wyrm"))
+            .arg("serve")
+            .arg(cfg)
+            .env("WYRM_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut server = Self {
+            child,
+            websocket: None,
+            tcp: None,
+        };
+        // The server prints its WebSocket and TCP addresses, in that order,
+        // once it listens; the last line names TCP.
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if let Some(ws) = line.split("ws://").nth(1) {
+                server.websocket = ws.split('/').next().map(str::to_owned);
+            } else if let Some(tcp) = line.strip_prefix("TCP clients: ") {
+                server.tcp = Some(tcp.trim().to_owned());
+                break;
+            }
+        }
+        if server.websocket.is_none() && server.tcp.is_none() {
+            anyhow::bail!("the server exited before it listened (see its log above)");
+        }
+        Ok(server)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The WebSocket address.
+    pub fn websocket(&self) -> anyhow::Result<String> {
+        self.websocket
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no websocket listener"))
+    }
+
+    /// The TCP address.
+    pub fn tcp(&self) -> anyhow::Result<String> {
+        self.tcp
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no tcp listener"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether this benchmark runs as part of the suite (`cargo bench -p wyrm
+/// --bench suite` sets `WYRM_BENCH_SUITE`): a standard, shorter workload.
+pub fn in_suite() -> bool {
+    std::env::var_os("WYRM_BENCH_SUITE").is_some()
+}
+
+/// Prints the line the suite collects for its table: what was measured,
+/// the headline number with its unit, and the workload behind it.
+pub fn suite_row(measure: &str, value: &str, workload: &str) {
+    println!("SUITE\t{measure}\t{value}\t{workload}");
+}

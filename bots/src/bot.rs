@@ -1,0 +1,278 @@
+//! One bot's life after login, shared by the scenarios: act at the
+//! configured rate, match answers to the actions waiting for them, time out
+//! the ones that get none, count everything.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wyrm_client::{Client, ClientError, Event, Position, NO_ARGS};
+
+use crate::stats::{ActionKind, Fault, Shared};
+
+/// A small xorshift64* generator: the bots need cheap, decent randomness,
+/// not a dependency.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        // Spread small seeds (bot numbers) over the whole state.
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.unit() * n as f64) as usize % n.max(1)
+    }
+}
+
+/// What the driver needs to know to run one bot.
+pub(crate) struct BotCtx {
+    /// The bot's number, for messages.
+    pub idx: usize,
+    pub shared: Arc<Shared>,
+    pub timeout: Duration,
+    /// Mean time between actions.
+    pub interval: Duration,
+    /// When to stop acting.
+    pub end: Instant,
+    pub rng: Rng,
+}
+
+impl BotCtx {
+    /// Counts a failed client operation under the right fault.
+    pub(crate) fn client_fault(&self, what: &str, e: &ClientError) {
+        let fault = match e {
+            ClientError::Server { .. } => Fault::ErrorFrame,
+            ClientError::Timeout { .. } | ClientError::ConnectTimeout { .. } => Fault::Timeout,
+            e if e.is_fatal() => Fault::Disconnect,
+            _ => Fault::Other,
+        };
+        self.shared
+            .fault(fault, self.idx, format_args!("{what}: {e}"));
+    }
+}
+
+/// An action to send.
+pub(crate) enum Act {
+    Say(String),
+    Who,
+    Join(String),
+    Move(Position, f32),
+    Shoot(f32, f32),
+}
+
+/// An action waiting for its answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub kind: ActionKind,
+    /// Tells apart actions of one kind that are matched exactly (a say's
+    /// number, a move's position).
+    pub tag: u64,
+    /// The call's request id, for `Error` frames (moves have none).
+    pub req_id: Option<u32>,
+    pub sent: Instant,
+}
+
+/// What an event answered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Done {
+    /// The pending action of this kind and tag.
+    Exact(ActionKind, u64),
+    /// The oldest pending action of this kind (answers come in order).
+    Oldest(ActionKind),
+    /// The pending action of this kind and tag and every older one of the
+    /// kind (a position supersedes the moves before it).
+    UpTo(ActionKind, u64),
+    /// Forget the pending actions of this kind without counting them: the
+    /// game will not answer them, and says so (the player died).
+    Cancel(ActionKind),
+}
+
+/// A scenario's decisions; the driver does the I/O.
+pub(crate) trait Behaviour {
+    /// The next action with its kind and tag, or `None` to skip this turn.
+    fn act(
+        &mut self,
+        rng: &mut Rng,
+        now: Instant,
+        pending: &VecDeque<Pending>,
+    ) -> Option<(Act, ActionKind, u64)>;
+
+    /// Reads one event; pushes what it answered.
+    fn on_event(
+        &mut self,
+        e: &Event,
+        now: Instant,
+        pending: &VecDeque<Pending>,
+        out: &mut Vec<Done>,
+    );
+}
+
+/// Runs a logged-in bot until `ctx.end`, then waits for the answers still
+/// due (each at most the timeout) and closes the connection.
+pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Behaviour) {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut done = Vec::new();
+    // A random first action within one interval, so bots that logged in
+    // together do not act in lockstep.
+    let mut next_act = Instant::now() + ctx.interval.mul_f64(ctx.rng.unit());
+    loop {
+        let now = Instant::now();
+        expire(&mut pending, now, &ctx);
+        let acting = now < ctx.end;
+        if !acting && pending.is_empty() {
+            break;
+        }
+        if acting && now >= next_act {
+            if let Some((act, kind, tag)) = b.act(&mut ctx.rng, now, &pending) {
+                match send(client, act).await {
+                    Ok(req_id) => {
+                        ctx.shared.action();
+                        pending.push_back(Pending {
+                            kind,
+                            tag,
+                            req_id,
+                            sent: now,
+                        });
+                    }
+                    Err(e) => {
+                        ctx.client_fault("sending an action", &e);
+                        if e.is_fatal() {
+                            return;
+                        }
+                    }
+                }
+            }
+            // Jitter of ±50% keeps the mean rate; a bot that fell far
+            // behind starts afresh instead of catching up in a burst.
+            next_act += ctx.interval.mul_f64(0.5 + ctx.rng.unit());
+            if next_act + ctx.interval < now {
+                next_act = now + ctx.interval;
+            }
+        }
+        let mut wake = pending
+            .front()
+            .map_or(now + ctx.timeout, |p| p.sent + ctx.timeout);
+        if acting {
+            wake = wake.min(next_act).min(ctx.end);
+        }
+        tokio::select! {
+            // `next_event` is cancel-safe: a timer firing first loses nothing.
+            r = client.next_event() => match r {
+                Ok(Event::Closed) | Err(ClientError::Closed) => {
+                    ctx.shared.fault(Fault::Disconnect, ctx.idx, "the server closed the connection");
+                    return;
+                }
+                Ok(e) => {
+                    let now = Instant::now();
+                    ctx.shared.received();
+                    if let Event::Error { req_id, code, message, .. } = &e {
+                        let about = pending.iter().position(|p| p.req_id == Some(*req_id) && *req_id != 0);
+                        let what = about.and_then(|i| pending.remove(i)).map_or("no action", |p| p.kind.name());
+                        ctx.shared.fault(
+                            Fault::ErrorFrame,
+                            ctx.idx,
+                            format_args!("Error {code:?} (req {req_id}, {what}): {message}"),
+                        );
+                    }
+                    b.on_event(&e, now, &pending, &mut done);
+                    for d in done.drain(..) {
+                        complete(&mut pending, d, now, &ctx);
+                    }
+                }
+                Err(e) => {
+                    ctx.client_fault("receiving", &e);
+                    if e.is_fatal() {
+                        return;
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    client.close().await;
+}
+
+async fn send(client: &mut Client, act: Act) -> Result<Option<u32>, ClientError> {
+    Ok(Some(match act {
+        Act::Say(text) => client.call_player("say", (text,)).await?,
+        Act::Who => client.call_player("who", NO_ARGS).await?,
+        Act::Join(room) => client.call_player("join", (room,)).await?,
+        Act::Shoot(dx, dy) => client.call_player("shoot", (dx, dy)).await?,
+        Act::Move(pos, yaw) => {
+            client.send_move(pos, yaw).await?;
+            return Ok(None);
+        }
+    }))
+}
+
+/// Counts and drops the actions older than the timeout (the queue is in
+/// sending order).
+fn expire(pending: &mut VecDeque<Pending>, now: Instant, ctx: &BotCtx) {
+    while let Some(p) = pending.front() {
+        if now < p.sent + ctx.timeout {
+            break;
+        }
+        let kind = p.kind.name();
+        pending.pop_front();
+        ctx.shared.fault(
+            Fault::Timeout,
+            ctx.idx,
+            format_args!("{kind}: no answer within {} ms", ctx.timeout.as_millis()),
+        );
+    }
+}
+
+fn complete(pending: &mut VecDeque<Pending>, d: Done, now: Instant, ctx: &BotCtx) {
+    let finish = |p: Pending| {
+        ctx.shared
+            .done(p.kind, now.saturating_duration_since(p.sent))
+    };
+    match d {
+        Done::Exact(kind, tag) => {
+            if let Some(i) = pending.iter().position(|p| p.kind == kind && p.tag == tag) {
+                if let Some(p) = pending.remove(i) {
+                    finish(p);
+                }
+            }
+        }
+        Done::Oldest(kind) => {
+            if let Some(i) = pending.iter().position(|p| p.kind == kind) {
+                if let Some(p) = pending.remove(i) {
+                    finish(p);
+                }
+            }
+        }
+        Done::UpTo(kind, tag) => {
+            if let Some(last) = pending.iter().position(|p| p.kind == kind && p.tag == tag) {
+                let mut at = 0;
+                pending.retain(|p| {
+                    let take = at <= last && p.kind == kind;
+                    at += 1;
+                    if take {
+                        finish(*p);
+                    }
+                    !take
+                });
+            }
+        }
+        Done::Cancel(kind) => pending.retain(|p| p.kind != kind),
+    }
+}
