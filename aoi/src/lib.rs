@@ -44,14 +44,18 @@
 //! in each of the next two rows: three contiguous runs of the planes, so
 //! each unordered pair within two cells on both axes is computed once and
 //! decides both directions. The inner loop runs on packed registers: AVX2
-//! (lanes of 8) when the CPU has it, else SSE2 (lanes of 4; the crate's
-//! unit tests run the oracle test on this path). Where every entity of a
-//! run has the entity's own thresholds (one kind of entity, the common
-//! case) one mask serves both directions. The pairs that may change are
-//! collected, then settled (their link tables prefetched a few pairs
-//! ahead). The cells form a dense table over the entities' bounding box
-//! when that is small, else a table that wraps around (distant cells
-//! sharing a bucket only cost distance tests).
+//! (lanes of 8, written with its intrinsics) when the CPU has it, else SSE2
+//! (lanes of 4, portable code the compiler vectorizes; the crate's unit
+//! tests run the oracle test on this path). The AVX2 sweep turns its
+//! comparisons into bits of lanes at once, which also give the new states
+//! of the pairs that may change, and sets up the runs shared by the
+//! entities of a cell once per cell. Where every entity of a run has the
+//! entity's own thresholds (one kind of entity, the common case) one mask
+//! serves both directions. The pairs that may change are collected, then
+//! settled (their link tables prefetched a few pairs ahead). The cells form
+//! a dense table over the entities' bounding box when that is small, else a
+//! table that wraps around (distant cells sharing a bucket only cost
+//! distance tests).
 //!
 //! A pair the sweep does not visit is further apart than two cells, so
 //! beyond every small reach; it can only change if one of its entities saw

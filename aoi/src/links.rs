@@ -74,6 +74,7 @@ impl Links {
 
     /// Sets the bits for `t`; 0 unlinks it.
     pub(crate) fn set(&mut self, t: u32, bits: u32) {
+        let mut at = None;
         if !self.table.is_empty() {
             match self.find(t) {
                 Ok(i) if bits == 0 => {
@@ -90,7 +91,7 @@ impl Links {
                     return;
                 }
                 Err(_) if bits == 0 => return,
-                Err(_) => {}
+                Err(i) => at = Some(i),
             }
         } else if bits == 0 {
             return;
@@ -99,8 +100,9 @@ impl Links {
         // pairs included (a third of the lookups of an update).
         if (self.len as usize + 1) * 2 > self.table.len() {
             self.resize((self.table.len() * 2).max(8));
+            at = self.find(t).err();
         }
-        if let Err(i) = self.find(t) {
+        if let Some(i) = at {
             self.table[i] = t << 2 | bits;
             self.len += 1;
         }

@@ -1,6 +1,8 @@
 //! The batch update: entities sorted into cells, every pair of nearby cells
 //! swept once, and the few pairs that can change looked up.
 
+use std::ops::Range;
+
 use crate::links::{SEEN, SEES};
 use crate::{AoiEvent, Slot};
 
@@ -169,6 +171,7 @@ impl Planes {
         self.slot.resize(n + MAX_LANES, u32::MAX);
     }
 
+    #[inline(always)]
     fn probe(&self, p: usize) -> Probe {
         Probe {
             xn: self.xn[p],
@@ -210,6 +213,48 @@ struct Hit {
     code: u32,
 }
 
+/// The pairs collected: `v[..n]` (`v` is only grown, so the sweep's writes
+/// need no capacity check).
+#[derive(Default)]
+struct Hits {
+    v: Vec<Hit>,
+    n: usize,
+}
+
+impl Hits {
+    /// Makes room for `extra` more pairs.
+    #[inline(always)]
+    fn room(&mut self, extra: usize) {
+        if self.v.len() < self.n + extra {
+            self.grow(extra);
+        }
+    }
+
+    #[inline(never)]
+    fn grow(&mut self, extra: usize) {
+        let len = (self.n + extra).max(2 * self.v.len());
+        self.v.resize(
+            len,
+            Hit {
+                p: 0,
+                t: 0,
+                code: 0,
+            },
+        );
+    }
+
+    /// Appends a pair; [`Hits::room`] made room for it.
+    #[inline(always)]
+    fn push(&mut self, h: Hit) {
+        self.v[self.n] = h;
+        self.n += 1;
+    }
+
+    fn as_slice(&self) -> &[Hit] {
+        &self.v[..self.n]
+    }
+}
+
 /// Buffers of the update, kept between updates so it does not allocate once
 /// they have grown.
 #[derive(Default)]
@@ -218,20 +263,23 @@ pub(crate) struct Sweep {
     order: Vec<(u32, i64, i64)>,
     /// Entities that moved further than half the slack and have links.
     far: Vec<u32>,
-    /// Large watchers.
-    large: Vec<u32>,
+    /// Large watchers, with their positions at the previous update.
+    large: Vec<(u32, f32, f32)>,
     /// Bucket `b` holds planes `starts[b]..starts[b + 1]`.
     starts: Vec<u32>,
     cursor: Vec<u32>,
     /// Per bucket: the threshold key of its entities, then of the row of
-    /// `2K + 1` buckets centred on it.
+    /// `2K + 1` buckets centred on it (or the key of all entities, when
+    /// they all have one).
     key: Vec<u64>,
     row_key: Vec<u64>,
     planes: Planes,
     /// Bucket coordinates of each slot, this update.
     bucket_of: Vec<(u32, u32)>,
+    /// The bucket index of each entry of `order`.
+    order_bucket: Vec<u32>,
     links: Vec<(u32, u32)>,
-    hits: Vec<Hit>,
+    hits: Hits,
     /// The layout of the last update (`w == 0`: none yet).
     layout: Layout,
 }
@@ -315,7 +363,7 @@ impl Sweep {
                 continue;
             }
             if s.large {
-                self.large.push(i as u32);
+                self.large.push((i as u32, s.ox, s.oy));
             } else if s.reach > max_reach {
                 max_reach = s.reach;
             }
@@ -327,8 +375,12 @@ impl Sweep {
         };
         let far2 = (slack * 0.5) * (slack * 0.5);
 
-        self.order.clear();
         self.far.clear();
+        // Written by index (no capacity check in the loop), then cut to the
+        // live entities.
+        self.order.resize(slots.len(), (0, 0, 0));
+        let order = &mut self.order[..slots.len()];
+        let mut n = 0;
         let (mut imin, mut imax, mut jmin, mut jmax) = (i64::MAX, i64::MIN, i64::MAX, i64::MIN);
         for (i, s) in slots.iter().enumerate() {
             if !s.live {
@@ -336,7 +388,8 @@ impl Sweep {
             }
             let (ci, cj) = (layout.cell(f64::from(s.x)), layout.cell(f64::from(s.y)));
             (imin, imax, jmin, jmax) = (imin.min(ci), imax.max(ci), jmin.min(cj), jmax.max(cj));
-            self.order.push((i as u32, ci, cj));
+            order[n] = (i as u32, ci, cj);
+            n += 1;
             // NaN (inserted since the previous update) compares false.
             let (dx, dy) = (
                 f64::from(s.x) - f64::from(s.ox),
@@ -346,6 +399,7 @@ impl Sweep {
                 self.far.push(i as u32);
             }
         }
+        self.order.truncate(n);
         let n = self.order.len();
         if n == 0 {
             self.layout = Layout::default();
@@ -355,37 +409,40 @@ impl Sweep {
         self.layout = layout;
         self.sort(slots, layout);
         self.check_far(slots, layout, events);
-        self.hits.clear();
+        self.hits.n = 0;
         self.sweep(layout);
         self.sweep_large(slots);
         // The first look at a pair's links is usually a cache miss: each is
         // requested a few pairs ahead.
         const AHEAD: usize = 8;
-        for (i, h) in self.hits.iter().enumerate() {
-            if let Some(a) = self.hits.get(i + AHEAD) {
+        let hits = self.hits.as_slice();
+        for (i, h) in hits.iter().enumerate() {
+            if let Some(a) = hits.get(i + AHEAD) {
                 slots[a.p as usize].links.prefetch(a.t);
             }
-            let decide = |dir: u32, state: u32| (h.code & dir != 0).then_some(h.code & state != 0);
-            settle(slots, events, h.p, h.t, decide(1, 4), decide(2, 8));
-        }
-        for s in slots.iter_mut().filter(|s| s.live) {
-            s.ox = s.x;
-            s.oy = s.y;
+            // Bits 0 and 1 of the code are the link bits `SEES` and `SEEN`
+            // decided, bits 2 and 3 their new states.
+            let decided = h.code & (SEES | SEEN);
+            settle_bits(slots, events, h.p, h.t, decided, h.code >> 2 & decided);
         }
     }
 
-    /// Counting sort of the live entities into buckets, as planes.
-    fn sort(&mut self, slots: &[Slot], layout: Layout) {
+    /// Counting sort of the live entities into buckets, as planes; then
+    /// makes their positions now the previous ones.
+    fn sort(&mut self, slots: &mut [Slot], layout: Layout) {
         let buckets = layout.w as usize * layout.h as usize;
         self.starts.clear();
         self.starts.resize(buckets + 1, 0);
         if self.bucket_of.len() < slots.len() {
             self.bucket_of.resize(slots.len(), (0, 0));
         }
+        self.order_bucket.clear();
         for &(i, ci, cj) in &self.order {
             let b = layout.bucket(ci, cj);
             self.bucket_of[i as usize] = b;
-            self.starts[layout.index(b) + 1] += 1;
+            let b = layout.index(b);
+            self.order_bucket.push(b as u32);
+            self.starts[b + 1] += 1;
         }
         for b in 0..buckets {
             self.starts[b + 1] += self.starts[b];
@@ -395,26 +452,39 @@ impl Sweep {
         self.key.clear();
         self.key.resize(buckets, EMPTY);
         let p = &mut self.planes;
-        p.resize(self.order.len());
-        for &(i, _, _) in &self.order {
-            let b = layout.index(self.bucket_of[i as usize]);
-            let k = self.cursor[b] as usize;
-            self.cursor[b] += 1;
-            let s = &slots[i as usize];
-            p.xn[k] = s.x;
-            p.yn[k] = s.y;
-            p.xo[k] = s.ox;
-            p.yo[k] = s.oy;
+        let m = self.order.len();
+        p.resize(m);
+        // One length for all planes: one bounds check serves them all.
+        let (xn, yn, xo, yo) = (
+            &mut p.xn[..m],
+            &mut p.yn[..m],
+            &mut p.xo[..m],
+            &mut p.yo[..m],
+        );
+        let (e2p, l2p, slot) = (&mut p.e2[..m], &mut p.l2[..m], &mut p.slot[..m]);
+        let (cursor, key) = (&mut self.cursor[..buckets], &mut self.key[..buckets]);
+        for (&(i, _, _), &b) in self.order.iter().zip(&self.order_bucket) {
+            let b = b as usize;
+            let k = cursor[b] as usize;
+            cursor[b] += 1;
+            let s = &mut slots[i as usize];
             let (e2, l2) = if s.large {
                 (-1.0, -1.0)
             } else {
                 (s.enter2, s.leave2)
             };
-            (p.e2[k], p.l2[k]) = (e2, l2);
-            p.slot[k] = i;
-            self.key[b] = merge_key(self.key[b], threshold_key(e2, l2));
+            (xn[k], yn[k], xo[k], yo[k]) = (s.x, s.y, s.ox, s.oy);
+            (e2p[k], l2p[k], slot[k]) = (e2, l2, i);
+            (s.ox, s.oy) = (s.x, s.y);
+            key[b] = merge_key(key[b], threshold_key(e2, l2));
         }
         self.row_key.clear();
+        // One key for all (one kind of entity): every run has it.
+        let all = self.key.iter().fold(EMPTY, |k, &b| merge_key(k, b));
+        if all != MIXED {
+            self.row_key.resize(buckets, all);
+            return;
+        }
         for bj in 0..layout.h {
             for bi in 0..layout.w {
                 let mut key = EMPTY;
@@ -459,17 +529,37 @@ impl Sweep {
             unsafe { self.sweep_avx2(layout) };
             return;
         }
-        self.sweep_lanes::<4>(layout);
+        self.sweep_lanes(layout, |planes, hits, probes, own_end, own_key, shared| {
+            for p in probes {
+                let probe = planes.probe(p);
+                let key = planes.key(p);
+                let uni = |k: u64| k == key || k == EMPTY;
+                scan_range::<4>(planes, hits, &probe, p + 1, own_end, uni(own_key), 3);
+                for &(lo, hi, k) in shared {
+                    scan_range::<4>(planes, hits, &probe, lo, hi, uni(k), 3);
+                }
+            }
+        });
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn sweep_avx2(&mut self, layout: Layout) {
-        self.sweep_lanes::<8>(layout);
+        self.sweep_lanes(layout, |planes, hits, probes, own_end, own_key, shared| {
+            scan_avx2(planes, hits, probes, own_end, own_key, shared)
+        });
     }
 
+    /// The sweep, bucket by bucket: `scan(planes, hits, probes, own_end,
+    /// own_key, shared)` records the pairs that may change of each probe `p`
+    /// of the bucket with lanes `p + 1..own_end` (whose key is `own_key`) and
+    /// with each shared range `(lo, hi, key)`.
     #[inline(always)]
-    fn sweep_lanes<const L: usize>(&mut self, layout: Layout) {
+    fn sweep_lanes(
+        &mut self,
+        layout: Layout,
+        scan: impl Fn(&Planes, &mut Hits, Range<usize>, usize, u64, &[(usize, usize, u64)]),
+    ) {
         let Self {
             starts,
             planes,
@@ -485,37 +575,28 @@ impl Sweep {
                 if s == e {
                     continue;
                 }
+                let own_key = row_key[b];
+                // This row: the bucket after the probe and the next `K`, in
+                // one run, or two around the wrap.
+                let mut shared = [(0, 0, EMPTY); 1 + 2 * K as usize * 2];
+                let mut n = 0;
+                let [first, second] = layout.runs((bi, bj), 0, 0, K);
+                let own_end = first.map_or(e, |r| lanes(r).1);
+                if let Some((lo, hi)) = second.map(lanes) {
+                    shared[n] = (lo, hi, own_key);
+                    n += usize::from(lo < hi);
+                }
                 // The rows after this one: lanes and the key of their run.
-                let mut later = [(0, 0, EMPTY); 2 * K as usize * 2];
-                let mut n_later = 0;
                 for dj in 1..=K {
                     for run in layout.runs((bi, bj), dj, -K, K).into_iter().flatten() {
                         let w = layout.w as usize;
                         let key = row_key[run.0 / w * w + bi as usize];
                         let (lo, hi) = lanes(run);
-                        if lo < hi {
-                            later[n_later] = (lo, hi, key);
-                            n_later += 1;
-                        }
+                        shared[n] = (lo, hi, key);
+                        n += usize::from(lo < hi);
                     }
                 }
-                // This row: the bucket after the probe and the next `K`.
-                let [first, second] = layout.runs((bi, bj), 0, 0, K);
-                let own_end = first.map_or(e, |r| lanes(r).1);
-                let second = second.map(lanes).filter(|r| r.0 < r.1);
-                let own_key = row_key[b];
-                for p in s..e {
-                    let probe = planes.probe(p);
-                    let key = planes.key(p);
-                    let uni = |k: u64| k == key || k == EMPTY;
-                    scan_range::<L>(planes, hits, &probe, p + 1, own_end, uni(own_key), 3);
-                    if let Some((lo, hi)) = second {
-                        scan_range::<L>(planes, hits, &probe, lo, hi, uni(own_key), 3);
-                    }
-                    for &(lo, hi, k) in &later[..n_later] {
-                        scan_range::<L>(planes, hits, &probe, lo, hi, uni(k), 3);
-                    }
-                }
+                scan(planes, hits, s..e, own_end, own_key, &shared[..n]);
             }
         }
     }
@@ -524,13 +605,13 @@ impl Sweep {
     /// direction is the sweep's, or the other large watcher's).
     fn sweep_large(&mut self, slots: &[Slot]) {
         let n = self.planes.slot.len() - MAX_LANES;
-        for &l in &self.large {
+        for &(l, xo, yo) in &self.large {
             let s = &slots[l as usize];
             let probe = Probe {
                 xn: s.x,
                 yn: s.y,
-                xo: s.ox,
-                yo: s.oy,
+                xo,
+                yo,
                 e2: s.enter2,
                 l2: s.leave2,
                 slot: l,
@@ -564,7 +645,7 @@ fn use_avx2() -> bool {
 #[inline(always)]
 fn scan_range<const L: usize>(
     planes: &Planes,
-    hits: &mut Vec<Hit>,
+    hits: &mut Hits,
     probe: &Probe,
     lo: usize,
     hi: usize,
@@ -582,6 +663,7 @@ fn scan_range<const L: usize>(
     let xo = planes.xo[lo..end].as_chunks::<L>().0;
     let yo = planes.yo[lo..end].as_chunks::<L>().0;
     let n = xn.len().min(yn.len()).min(xo.len()).min(yo.len());
+    hits.room(L * n);
     if uni {
         for c in 0..n {
             let (xn, yn, xo, yo) = (&xn[c], &yn[c], &xo[c], &yo[c]);
@@ -616,6 +698,166 @@ fn scan_range<const L: usize>(
     }
 }
 
+/// Lanes `lo..hi` of the position planes as registers of 8 lanes, the
+/// last one reading up to 7 lanes past `hi` (the padding at the end of the
+/// planes, or real lanes `record_bits` skips), and the key of their run.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    lo: usize,
+    hi: usize,
+    key: u64,
+    xn: &'a [[f32; 8]],
+    yn: &'a [[f32; 8]],
+    xo: &'a [[f32; 8]],
+    yo: &'a [[f32; 8]],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> Run<'a> {
+    #[inline(always)]
+    fn new(planes: &'a Planes, lo: usize, hi: usize, key: u64) -> Self {
+        let regs = |v: &'a [f32]| {
+            let end = lo + hi.saturating_sub(lo).next_multiple_of(8);
+            v[lo..end].as_chunks::<8>().0
+        };
+        Run {
+            lo,
+            hi,
+            key,
+            xn: regs(&planes.xn),
+            yn: regs(&planes.yn),
+            xo: regs(&planes.xo),
+            yo: regs(&planes.yo),
+        }
+    }
+
+    /// The registers of a threshold plane for these lanes.
+    #[inline(always)]
+    fn regs(&self, v: &'a [f32]) -> &'a [[f32; 8]] {
+        let end = self.lo + self.hi.saturating_sub(self.lo).next_multiple_of(8);
+        v[self.lo..end].as_chunks::<8>().0
+    }
+}
+
+/// The sweep of the probes of one bucket (the closure of
+/// [`Sweep::sweep_lanes`]) in registers of 8 lanes, both directions: the
+/// masks become bits of lanes at once, and the new states of the pairs come
+/// from the same comparisons.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scan_avx2(
+    planes: &Planes,
+    hits: &mut Hits,
+    probes: Range<usize>,
+    own_end: usize,
+    own_key: u64,
+    shared: &[(usize, usize, u64)],
+) {
+    use std::arch::x86_64::*;
+    let load = |a: &[f32; 8]| _mm256_setr_ps(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    let d2 = |px: __m256, py: __m256, x: __m256, y: __m256| {
+        let (dx, dy) = (_mm256_sub_ps(px, x), _mm256_sub_ps(py, y));
+        _mm256_add_ps(_mm256_mul_ps(dx, dx), _mm256_mul_ps(dy, dy))
+    };
+    // `may_change` on all lanes, and whether `d2n` is inside the enter
+    // threshold (the new state where it may change), as bits of lanes.
+    let change = |d2o: __m256, d2n: __m256, e2: __m256, l2: __m256| {
+        let inside = _mm256_cmp_ps::<_CMP_LE_OQ>(d2n, e2);
+        let enters = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d2o, e2), inside);
+        let leaves = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(d2n, l2),
+            _mm256_cmp_ps::<_CMP_LE_OQ>(d2o, l2),
+        );
+        (
+            _mm256_movemask_ps(_mm256_or_ps(enters, leaves)) as u32,
+            _mm256_movemask_ps(inside) as u32,
+        )
+    };
+    // Slot 0 is the probe's own run, the others are shared by all probes.
+    let empty = Run::new(planes, 0, 0, EMPTY);
+    let mut runs = [empty; 2 + 2 * K as usize * 2];
+    let mut lanes = 0;
+    for (r, &(lo, hi, key)) in runs[1..].iter_mut().zip(shared) {
+        *r = Run::new(planes, lo, hi, key);
+        lanes += r.xn.len();
+    }
+    let runs = &mut runs[..1 + shared.len()];
+    for p in probes {
+        let probe = planes.probe(p);
+        let key = planes.key(p);
+        let (pxn, pyn) = (_mm256_set1_ps(probe.xn), _mm256_set1_ps(probe.yn));
+        let (pxo, pyo) = (_mm256_set1_ps(probe.xo), _mm256_set1_ps(probe.yo));
+        let (pe2, pl2) = (_mm256_set1_ps(probe.e2), _mm256_set1_ps(probe.l2));
+        runs[0] = Run::new(planes, p + 1, own_end, own_key);
+        hits.room(8 * (lanes + runs[0].xn.len()));
+        for run in runs.iter() {
+            let regs = run.xn.iter().zip(run.yn).zip(run.xo).zip(run.yo);
+            if run.key == key || run.key == EMPTY {
+                for (c, (((xn, yn), xo), yo)) in regs.enumerate() {
+                    let d2n = d2(pxn, pyn, load(xn), load(yn));
+                    let d2o = d2(pxo, pyo, load(xo), load(yo));
+                    let (bits, inside) = change(d2o, d2n, pe2, pl2);
+                    if bits != 0 {
+                        let bits = [bits, bits, inside, inside];
+                        record_bits(planes, hits, &probe, run.lo + c * 8, run.hi, bits);
+                    }
+                }
+            } else {
+                let regs = regs.zip(run.regs(&planes.e2)).zip(run.regs(&planes.l2));
+                for (c, (((((xn, yn), xo), yo), e2), l2)) in regs.enumerate() {
+                    let d2n = d2(pxn, pyn, load(xn), load(yn));
+                    let d2o = d2(pxo, pyo, load(xo), load(yo));
+                    let (p_bits, p_in) = change(d2o, d2n, pe2, pl2);
+                    let (t_bits, t_in) = change(d2o, d2n, load(e2), load(l2));
+                    if p_bits | t_bits != 0 {
+                        let bits = [p_bits, t_bits, p_in, t_in];
+                        record_bits(planes, hits, &probe, run.lo + c * 8, run.hi, bits);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records the pairs of `probe` with lanes `q0..q0 + 8` (below `hi`) whose
+/// bit is set in `bits[0]` (the probe watching may change) or `bits[1]`
+/// (watched), with their new states in `bits[2]` and `bits[3]`.
+#[inline(always)]
+fn record_bits(
+    planes: &Planes,
+    hits: &mut Hits,
+    probe: &Probe,
+    q0: usize,
+    hi: usize,
+    bits: [u32; 4],
+) {
+    // Lanes from `hi` on belong to other ranges (or are padding).
+    let keep = if hi - q0 < 32 {
+        (1u32 << (hi - q0)) - 1
+    } else {
+        u32::MAX
+    };
+    let mut any = (bits[0] | bits[1]) & keep;
+    while any != 0 {
+        let k = any.trailing_zeros();
+        any &= any - 1;
+        let t = planes.slot[q0 + k as usize];
+        if t == probe.slot {
+            continue;
+        }
+        let code = (bits[0] >> k & 1)
+            | (bits[1] >> k & 1) << 1
+            | (bits[2] >> k & 1) << 2
+            | (bits[3] >> k & 1) << 3;
+        hits.push(Hit {
+            p: probe.slot,
+            t,
+            code,
+        });
+    }
+}
+
 /// Bit `k` set when lane `k` of `m` is not zero.
 #[inline(always)]
 fn lane_bits<const L: usize>(m: &[u32; L]) -> u32 {
@@ -627,7 +869,7 @@ fn lane_bits<const L: usize>(m: &[u32; L]) -> u32 {
 #[inline(never)]
 fn record<const L: usize>(
     planes: &Planes,
-    hits: &mut Vec<Hit>,
+    hits: &mut Hits,
     probe: &Probe,
     q0: usize,
     hi: usize,
@@ -709,15 +951,28 @@ pub(crate) fn settle(
     sees: Option<bool>,
     seen: Option<bool>,
 ) {
+    let bits = |state: Option<bool>, bit: u32| match state {
+        Some(true) => (bit, bit),
+        Some(false) => (bit, 0),
+        None => (0, 0),
+    };
+    let ((a, b), (c, d)) = (bits(sees, SEES), bits(seen, SEEN));
+    settle_bits(slots, events, m, t, a | c, b | d);
+}
+
+/// [`settle`] with the link bits decided in `decided` and their new states
+/// in `states` (within `decided`).
+#[inline(always)]
+fn settle_bits(
+    slots: &mut [Slot],
+    events: &mut Vec<AoiEvent>,
+    m: u32,
+    t: u32,
+    decided: u32,
+    states: u32,
+) {
     let was = slots[m as usize].links.get(t);
-    let mut now = was;
-    for (bit, state) in [(SEES, sees), (SEEN, seen)] {
-        match state {
-            Some(true) => now |= bit,
-            Some(false) => now &= !bit,
-            None => {}
-        }
-    }
+    let now = was & !decided | states;
     if now != was {
         store_links(slots, events, m, t, was, now);
     }
