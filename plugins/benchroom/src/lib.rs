@@ -53,8 +53,8 @@ impl Player {
         let hall: EntityId = ctx
             .get_attr_of(bench, "hall")?
             .ok_or_else(|| Error::new("the bench has no hall yet"))?;
-        // Spread the players (the host has no random source for guests; the
-        // clock and the id are enough to scatter them).
+        // Spread the players: a xorshift seeded from the clock and the id
+        // scatters them well enough and needs nothing from the host.
         let mut seed = ctx.now_ms() ^ ctx.id().rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
         let x = unit(&mut seed) * SIZE;
         let y = unit(&mut seed) * SIZE;
