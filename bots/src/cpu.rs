@@ -18,10 +18,22 @@ pub struct CpuUsage {
 }
 
 impl CpuUsage {
-    /// The process's CPU time so far; `None` where `/proc` is missing.
+    /// This process's CPU time so far; `None` where `/proc` is missing.
     pub fn now() -> Option<CpuUsage> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         parse_stat(&stat)
+    }
+
+    /// Process `pid`'s CPU time so far (a server under load, say); `None`
+    /// where `/proc` is missing or the process is gone.
+    pub fn of_process(pid: u32) -> Option<CpuUsage> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_stat(&stat)
+    }
+
+    /// User + system time.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
     }
 
     /// The time used between `earlier` and `self`.
@@ -38,7 +50,7 @@ impl CpuUsage {
         if wall <= 0.0 {
             return 0.0;
         }
-        (self.user + self.system).as_secs_f64() / wall * 100.0
+        self.total().as_secs_f64() / wall * 100.0
     }
 }
 

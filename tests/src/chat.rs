@@ -3,7 +3,8 @@
 use rmpv::Value;
 use wyrm_client::{Client, Transport};
 
-use crate::{TestServer, WAIT};
+use crate::TestServer;
+pub use crate::{call_own, expect};
 
 /// Registers `name`; returns the server's verdict.
 pub async fn register(c: &mut Client, name: &str, password: &str) -> (bool, String) {
@@ -35,22 +36,6 @@ pub async fn player(server: &TestServer, t: Transport, name: &str) -> Client {
     let (ok, msg) = login(&mut c, name, &pw).await;
     assert!(ok, "login {name}: {msg}");
     c
-}
-
-/// Calls a method on the client's own entity.
-pub async fn call_own<A: serde::Serialize>(c: &mut Client, method: &str, args: A) -> u32 {
-    match c.call_player(method, args).await {
-        Ok(id) => id,
-        Err(e) => panic!("calling {method}: {e}"),
-    }
-}
-
-/// Waits for a server call and decodes its arguments.
-pub async fn expect<T: serde::de::DeserializeOwned>(c: &mut Client, method: &str) -> T {
-    match c.expect_call_as::<T>(method, WAIT).await {
-        Ok((_, v)) => v,
-        Err(e) => panic!("waiting for {method}: {e}"),
-    }
 }
 
 /// Sends a chat line.

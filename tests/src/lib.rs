@@ -115,6 +115,22 @@ pub fn arena_plugin() -> PathBuf {
     plugin("examples/arena/plugin", &[])
 }
 
+/// Calls a method on the client's own entity.
+pub async fn call_own<A: serde::Serialize>(c: &mut Client, method: &str, args: A) -> u32 {
+    match c.call_player(method, args).await {
+        Ok(id) => id,
+        Err(e) => panic!("calling {method}: {e}"),
+    }
+}
+
+/// Waits for a server call and decodes its arguments.
+pub async fn expect<T: serde::de::DeserializeOwned>(c: &mut Client, method: &str) -> T {
+    match c.expect_call_as::<T>(method, WAIT).await {
+        Ok((_, v)) => v,
+        Err(e) => panic!("waiting for {method}: {e}"),
+    }
+}
+
 /// A server running in this process on loopback ports.
 pub struct TestServer {
     /// The running server.

@@ -8,7 +8,7 @@ use rmpv::Value;
 use wyrm::plugin::Language;
 use wyrm::SwapOutcome;
 use wyrm_client::{Client, ErrorCode, Event, Transport};
-use wyrm_tests::{conformance_plugin, TestServer, WAIT};
+use wyrm_tests::{call_own, conformance_plugin, expect, TestServer, WAIT};
 
 type Lines = Vec<(String, String)>;
 
@@ -21,20 +21,6 @@ async fn start(lang: Language) -> TestServer {
     .await
 }
 
-async fn call<A: serde::Serialize>(c: &mut Client, method: &str, args: A) -> u32 {
-    match c.call_player(method, args).await {
-        Ok(id) => id,
-        Err(e) => panic!("calling {method}: {e}"),
-    }
-}
-
-async fn expect<T: serde::de::DeserializeOwned>(c: &mut Client, method: &str) -> T {
-    match c.expect_call_as::<T>(method, WAIT).await {
-        Ok((_, v)) => v,
-        Err(e) => panic!("waiting for {method}: {e}"),
-    }
-}
-
 /// Calls `method` and expects it to fail with `code` and a message that
 /// contains `message`.
 async fn expect_refused<A: serde::Serialize>(
@@ -44,7 +30,7 @@ async fn expect_refused<A: serde::Serialize>(
     code: ErrorCode,
     message: &str,
 ) {
-    let req = call(c, method, args).await;
+    let req = call_own(c, method, args).await;
     let (id, got, text) = match c.expect_error(WAIT).await {
         Ok(e) => e,
         Err(e) => panic!("{method} should fail with {code:?}: {e}"),
@@ -58,7 +44,7 @@ async fn expect_refused<A: serde::Serialize>(
 
 /// Says hello as `name`; returns the history the room sends back.
 async fn hello(c: &mut Client, name: &str) -> (Lines, u64) {
-    call(c, "hello", (name,)).await;
+    call_own(c, "hello", (name,)).await;
     expect(c, "on_history").await
 }
 
@@ -206,7 +192,7 @@ async fn conforms(lang: Language) {
     assert_eq!(hello(&mut b, &long_name).await.1, 0);
 
     // Say: everyone hears it; the sayer's count is an own-client attribute.
-    call(&mut a, "say", ("hi",)).await;
+    call_own(&mut a, "say", ("hi",)).await;
     for c in [&mut a, &mut b] {
         assert_eq!(said(c).await, ("ann".into(), "hi".into(), 1), "{lang}");
     }
@@ -215,7 +201,7 @@ async fn conforms(lang: Language) {
         expect_refused(&mut a, "say", (bad,), ErrorCode::CallFailed, "bad text").await;
     }
     let long_text = "ü".repeat(200);
-    call(&mut a, "say", (&long_text,)).await;
+    call_own(&mut a, "say", (&long_text,)).await;
     assert_eq!(said(&mut b).await, ("ann".into(), long_text.clone(), 2));
     own_attr(&mut a, "said", 2.into()).await;
 
@@ -231,7 +217,7 @@ async fn conforms(lang: Language) {
         "{lang}: history"
     );
     for i in 0..21 {
-        call(&mut b, "say", (format!("b{i}"),)).await;
+        call_own(&mut b, "say", (format!("b{i}"),)).await;
         assert_eq!(said(&mut b).await.2, 3 + i);
     }
     let (lines, posts) = hello(&mut c, "cat").await;
@@ -244,7 +230,7 @@ async fn conforms(lang: Language) {
     // Echo: every MessagePack type and size class, decoded and encoded
     // again by the plugin's own code.
     for v in echo_values() {
-        call(&mut a, "echo", (v.clone(),)).await;
+        call_own(&mut a, "echo", (v.clone(),)).await;
         let (_, back) = match a.expect_call("on_echo", WAIT).await {
             Ok(r) => r,
             Err(e) => panic!("{lang}: echo of {v}: {e}"),
@@ -253,7 +239,7 @@ async fn conforms(lang: Language) {
     }
 
     // Timers call back into the plugin; private state is there.
-    call(&mut a, "remind", (30, "tea")).await;
+    call_own(&mut a, "remind", (30, "tea")).await;
     let (text, count): (String, u64) = expect(&mut a, "on_reminder").await;
     assert_eq!((text.as_str(), count), ("tea", 2), "{lang}: reminder");
     server.server.shutdown().await;
@@ -299,7 +285,7 @@ async fn swap_through_every_language() {
     let mut a_said = 0;
 
     let mut say = async |a: &mut Client, b: &mut Client, text: String| {
-        call(a, "say", (&text,)).await;
+        call_own(a, "say", (&text,)).await;
         history.push(("ann".into(), text.clone()));
         a_said += 1;
         for c in [&mut *a, &mut *b] {
@@ -334,7 +320,7 @@ async fn swap_through_every_language() {
         // The same connections, served by the new language, with the state
         // the old one left.
         let lines = say(&mut a, &mut b, format!("after {from} -> {to}")).await;
-        call(&mut a, "remind", (1, "check")).await;
+        call_own(&mut a, "remind", (1, "check")).await;
         let (_, count): (String, u64) = expect(&mut a, "on_reminder").await;
         assert_eq!(count, lines.len() as u64, "{to}: ann's count carried over");
         let mut c = server.connect(Transport::Tcp).await;

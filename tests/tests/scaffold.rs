@@ -6,16 +6,11 @@ use std::net::SocketAddr;
 
 use wyrm::plugin::Language;
 use wyrm_client::{Client, Transport};
-use wyrm_tests::{init_logs, repo_root, WAIT};
+use wyrm_tests::{call_own, expect, init_logs, repo_root, WAIT};
 
 async fn greet(c: &mut Client, name: &str) -> (String, u64) {
-    if let Err(e) = c.call_player("hello", (name,)).await {
-        panic!("calling hello: {e}");
-    }
-    match c.expect_call_as("on_hello", WAIT).await {
-        Ok((_, v)) => v,
-        Err(e) => panic!("waiting for on_hello: {e}"),
-    }
+    call_own(c, "hello", (name,)).await;
+    expect(c, "on_hello").await
 }
 
 async fn new_project_serves(lang: Language) {

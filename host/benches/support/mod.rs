@@ -170,22 +170,9 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 /// CPU time (user + system) process `pid` has used so far.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces: state is field 3, utime 14 and stime 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow::anyhow!("odd /proc/{pid}/stat"))?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<u64> {
-        f.get(i)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no field {i} in /proc/{pid}/stat"))
-    };
-    // Kernel clock ticks; 100 per second on Linux everywhere we run.
-    let t = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_millis(t * 10))
+    wyrm_bots::CpuUsage::of_process(pid)
+        .map(|c| c.total())
+        .ok_or_else(|| anyhow::anyhow!("cannot read the CPU time of process {pid}"))
 }
 
 /// The real `wyrm` binary serving a config, killed when dropped.

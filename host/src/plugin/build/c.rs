@@ -17,7 +17,7 @@ use wasi_preview1_component_adapter_provider::{
 use wit_bindgen_core::wit_parser::Resolve;
 use wit_bindgen_core::Files;
 
-use super::{out_dir, run, write_wit, WORLD};
+use super::{lock, out_dir, run, write_wit, BuildInputs, WORLD};
 
 /// The C helper library, written beside the generated bindings so a plugin
 /// includes it as `"wyrm.h"` without carrying a copy.
@@ -36,35 +36,44 @@ fn clang() -> OsString {
     std::env::var_os("WYRM_CLANG").unwrap_or_else(|| "clang".into())
 }
 
+/// What generates the bindings and the component, for the build digest: a
+/// host built with other versions of them rebuilds every C plugin.
+const GENERATORS: &str = "wit-bindgen-c 0.63.0, wit-component 0.262.0, adapter 48.0.8";
+
 /// Builds the C plugin in `dir` and returns the component's path
-/// (`<dir>/target/plugin.wasm`).
+/// (`<dir>/target/plugin.wasm`). Skips the build when neither the plugin's
+/// `.c`/`.h` files nor this host's helper and contract changed since the
+/// last one.
 pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let out = out_dir(dir)?;
-    let gen = out.join("gen");
+    let _lock = lock(&out.join(".c-build.lock"))?;
+    let wasm = out.join("plugin.wasm");
+    let own_sources = plugin_files(dir, "c")?;
+    let mut inputs = BuildInputs::new(GENERATORS, &SDK_FILES.map(|(_, text)| text));
+    for path in own_sources.iter().chain(&plugin_files(dir, "h")?) {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        inputs.file(
+            &path.file_name().unwrap_or_default().to_string_lossy(),
+            &bytes,
+        );
+    }
+    let digest = inputs.finish();
+    if BuildInputs::is_built(&wasm, &digest) {
+        tracing::info!(wasm = %wasm.display(), "C plugin is up to date");
+        return Ok(wasm);
+    }
 
+    let gen = out.join("gen");
     tracing::info!(dir = %gen.display(), "generating C bindings (wit-bindgen-c)");
     let bindings = generate_bindings(&out, &gen)?;
     for (name, text) in SDK_FILES {
         write_if_changed(&gen.join(name), text.as_bytes())?;
     }
-
-    let mut sources = plugin_files(dir, "c")?;
+    let mut sources = own_sources;
     sources.push(gen.join("wyrm.c"));
     sources.extend(bindings);
     let core = out.join("core.wasm");
-    let wasm = out.join("plugin.wasm");
-    // Everything the component is made of: the plugin's sources and headers,
-    // and every file in `gen` (rewritten only when its content changes, so a
-    // new host with a new helper or contract rebuilds too).
-    let mut inputs = plugin_files(dir, "h")?;
-    inputs.extend(sources.iter().cloned());
-    inputs.extend([gen.join("wyrm.h"), gen.join("plugin.h")]);
-    // The folder itself: its time changes when a file is added or removed.
-    inputs.push(dir.to_path_buf());
-    if newer_than_all(&wasm, &inputs) {
-        tracing::info!(wasm = %wasm.display(), "C plugin is up to date");
-        return Ok(wasm);
-    }
     check_toolchain()?;
     tracing::info!(
         sources = sources.len(),
@@ -105,7 +114,9 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         .context("cannot use the WASI reactor adapter")?
         .encode()
         .context("cannot make a component of the compiled C plugin")?;
+    BuildInputs::forget(&wasm);
     std::fs::write(&wasm, component).with_context(|| format!("cannot write {}", wasm.display()))?;
+    BuildInputs::mark_built(&wasm, &digest)?;
     Ok(wasm)
 }
 
@@ -175,17 +186,6 @@ fn generate_bindings(out: &Path, gen: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(link)
-}
-
-/// Whether `target` exists and was written after every file in `inputs`.
-fn newer_than_all(target: &Path, inputs: &[PathBuf]) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let Some(built) = modified(target) else {
-        return false;
-    };
-    inputs
-        .iter()
-        .all(|i| modified(i).is_some_and(|t| t < built))
 }
 
 /// The plugin's own files with extension `ext` (top level of its folder),

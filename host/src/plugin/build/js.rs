@@ -8,14 +8,13 @@
 //! `./other.js`) against that folder while it pre-initialises the engine, so
 //! plugins may be split into several modules without a bundler.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 
-use super::{out_dir, run, tools_dir, write_wit, WIT_FILES, WORLD};
+use super::{lock, out_dir, run, tools_dir, write_wit, BuildInputs, WORLD};
 
 /// The componentize-js release Wyrm installs, pinned: it works offline
 /// (without `--aot`, which downloads weval) and reads a WIT folder. The
@@ -56,9 +55,14 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let _lock = lock(&out.join(".js-build.lock"))?;
 
     let wasm = out.join("plugin.wasm");
-    let stamp = out.join("plugin.wasm.stamp");
-    let fingerprint = fingerprint(&sources)?;
-    if wasm.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&fingerprint) {
+    let mut inputs = BuildInputs::new(TOOLS_LOCK, &[HELPER]);
+    for (name, path) in &sources {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        inputs.file(name, &bytes);
+    }
+    let digest = inputs.finish();
+    if BuildInputs::is_built(&wasm, &digest) {
         tracing::info!(wasm = %wasm.display(), "JavaScript plugin is up to date");
         return Ok(wasm);
     }
@@ -79,7 +83,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot write wyrm.js into {}", stage.display()))?;
     write_wit(&stage.join("wit"))?;
 
-    let _ = std::fs::remove_file(&stamp);
+    BuildInputs::forget(&wasm);
     tracing::info!(
         plugin = %dir.display(),
         componentize_js = COMPONENTIZE_JS_VERSION,
@@ -107,8 +111,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
             wasm.display()
         );
     }
-    std::fs::write(&stamp, &fingerprint)
-        .with_context(|| format!("cannot write {}", stamp.display()))?;
+    BuildInputs::mark_built(&wasm, &digest)?;
     Ok(wasm)
 }
 
@@ -139,42 +142,6 @@ fn sources(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     }
     found.sort();
     Ok(found)
-}
-
-/// A digest of everything the component is built from: the tool's version,
-/// the helper, the WIT and the plugin's modules.
-fn fingerprint(sources: &[(String, PathBuf)]) -> anyhow::Result<String> {
-    let mut h = Sha256::new();
-    h.update(TOOLS_LOCK);
-    h.update([0]);
-    h.update(HELPER);
-    for (name, text) in WIT_FILES {
-        h.update(name);
-        h.update([0]);
-        h.update(text);
-    }
-    for (name, path) in sources {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        h.update(name);
-        h.update([0]);
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Holds an exclusive lock on `path` (created if missing) until dropped.
-fn lock(path: &Path) -> anyhow::Result<File> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
-    Ok(file)
 }
 
 /// Installs componentize-js into `<tools>/js` with npm unless that version

@@ -179,6 +179,87 @@ fn write_wit(dest: &Path) -> anyhow::Result<PathBuf> {
     Ok(dest.to_path_buf())
 }
 
+/// Holds an exclusive lock on `path` (created if missing) until the file is
+/// dropped, waiting for any other holder first: two builds of one plugin,
+/// or two installs of one tool (parallel tests, `wyrm dev` beside a
+/// server), take turns.
+fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// A digest of everything a non-Rust component is built from: the tool's
+/// pinned version, the helper, this host's WIT and the plugin's own files.
+/// A build whose digest matches the one stored beside the component is
+/// skipped ([`BuildInputs::is_built`]), so an unchanged plugin costs a
+/// read of its files, and a new host (new helper or contract) rebuilds.
+struct BuildInputs(sha2::Sha256);
+
+impl BuildInputs {
+    /// Starts a digest with the tool's version and the helper's files.
+    fn new(tool: &str, helper: &[&str]) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(tool);
+        for text in helper {
+            h.update([0]);
+            h.update(text);
+        }
+        for (name, text) in WIT_FILES {
+            h.update([0]);
+            h.update(name);
+            h.update([0]);
+            h.update(text);
+        }
+        Self(h)
+    }
+
+    /// Adds one of the plugin's files, by its path in the plugin's folder.
+    fn file(&mut self, name: &str, bytes: &[u8]) {
+        use sha2::Digest as _;
+        self.0.update([0]);
+        self.0.update(name);
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    /// The digest, as stored beside a component.
+    fn finish(self) -> String {
+        use sha2::Digest as _;
+        hex::encode(self.0.finalize())
+    }
+
+    /// Where the digest of the inputs `wasm` was built from is kept.
+    fn stamp(wasm: &Path) -> PathBuf {
+        wasm.with_extension("wasm.inputs")
+    }
+
+    /// Whether `wasm` exists and was built from inputs with `digest`.
+    fn is_built(wasm: &Path, digest: &str) -> bool {
+        wasm.is_file()
+            && std::fs::read_to_string(Self::stamp(wasm)).is_ok_and(|s| s.trim() == digest)
+    }
+
+    /// Records that `wasm` was built from inputs with `digest`.
+    fn mark_built(wasm: &Path, digest: &str) -> anyhow::Result<()> {
+        let stamp = Self::stamp(wasm);
+        std::fs::write(&stamp, digest).with_context(|| format!("cannot write {}", stamp.display()))
+    }
+
+    /// Forgets what `wasm` was built from, before a build overwrites it, so
+    /// a build that fails halfway is never taken for a finished one.
+    fn forget(wasm: &Path) {
+        let _ = std::fs::remove_file(Self::stamp(wasm));
+    }
+}
+
 /// Runs a build tool, its output going to this process's stderr; `what`
 /// names the step for the error, `hint` says what to do about a missing
 /// tool.

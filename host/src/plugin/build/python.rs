@@ -9,14 +9,12 @@
 //! leave the plugin's sources alone.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use sha2::{Digest, Sha256};
 
-use super::{out_dir, run, tools_dir, write_wit, WIT_FILES, WORLD};
+use super::{lock, out_dir, run, tools_dir, write_wit, BuildInputs, WORLD};
 
 /// The componentize-py release Wyrm installs and builds with. Pinned: each
 /// release bundles its own CPython (0.25 bundles 3.14), so a different one
@@ -42,26 +40,19 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let out = out_dir(dir)?;
     // One build of a folder at a time: a second one (another test process,
     // `wyrm dev` and a server) waits, then finds the component up to date.
-    let lock = lock_file(&out.join("python.lock"))?;
+    let lock = lock(&out.join("python.lock"))?;
     let stage = out.join("python");
     let app = stage.join("app");
     if app.exists() {
         std::fs::remove_dir_all(&app)
             .with_context(|| format!("cannot clear the staging folder {}", app.display()))?;
     }
-    let mut digest = Sha256::new();
-    digest.update(COMPONENTIZE_PY);
-    digest.update(WYRM_PY);
-    for (name, text) in WIT_FILES {
-        digest.update(name);
-        digest.update(text);
-    }
-    copy_sources(dir, &app, Path::new(""), &mut digest)?;
-    let digest = hex::encode(digest.finalize());
+    let mut inputs = BuildInputs::new(COMPONENTIZE_PY, &[WYRM_PY]);
+    copy_sources(dir, &app, Path::new(""), &mut inputs)?;
+    let digest = inputs.finish();
 
     let wasm = out.join("plugin.wasm");
-    let stamp = out.join("plugin.wasm.inputs");
-    if wasm.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == digest) {
+    if BuildInputs::is_built(&wasm, &digest) {
         tracing::info!(wasm = %wasm.display(), "Python plugin is up to date");
         return Ok(wasm);
     }
@@ -114,24 +105,20 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     std::fs::rename(&partial, &wasm)
         .with_context(|| format!("cannot move the component to {}", wasm.display()))?;
-    std::fs::write(&stamp, &digest).with_context(|| format!("cannot write {}", stamp.display()))?;
+    BuildInputs::mark_built(&wasm, &digest)?;
     drop(lock);
     Ok(wasm)
 }
 
-/// Creates `path` and holds an exclusive lock on it until the file is
-/// dropped, waiting for any other holder first.
-fn lock_file(path: &Path) -> anyhow::Result<File> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
-    Ok(file)
-}
-
 /// Copies the plugin's sources from `src` into `dest` (recursively, skipping
 /// [`SKIP_DIRS`] and hidden entries), feeding each file's relative path and
-/// contents into `digest`, in name order so the digest is stable.
-fn copy_sources(src: &Path, dest: &Path, rel: &Path, digest: &mut Sha256) -> anyhow::Result<()> {
+/// contents into `inputs`, in name order so the digest is stable.
+fn copy_sources(
+    src: &Path,
+    dest: &Path,
+    rel: &Path,
+    inputs: &mut BuildInputs,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut entries = std::fs::read_dir(src)
         .with_context(|| format!("cannot read the plugin folder {}", src.display()))?
@@ -150,14 +137,12 @@ fn copy_sources(src: &Path, dest: &Path, rel: &Path, digest: &mut Sha256) -> any
             .with_context(|| format!("cannot read {}", path.display()))?;
         if kind.is_dir() {
             if !SKIP_DIRS.contains(&text.as_ref()) {
-                copy_sources(&path, &dest.join(&name), &rel.join(&name), digest)?;
+                copy_sources(&path, &dest.join(&name), &rel.join(&name), inputs)?;
             }
         } else if kind.is_file() {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            digest.update(rel.join(&name).to_string_lossy().as_bytes());
-            digest.update((bytes.len() as u64).to_le_bytes());
-            digest.update(&bytes);
+            inputs.file(&rel.join(&name).to_string_lossy(), &bytes);
             let to = dest.join(&name);
             std::fs::write(&to, &bytes)
                 .with_context(|| format!("cannot write {}", to.display()))?;
@@ -201,7 +186,7 @@ fn ensure_componentize_py() -> anyhow::Result<PathBuf> {
     }
     // Two builds (parallel tests) may get here at once: one installs, the
     // other waits and then finds it installed.
-    let _lock = lock_file(&tools_dir()?.join("python.lock"))?;
+    let _lock = lock(&tools_dir()?.join("python.lock"))?;
     if installed_version(&tool).as_deref() == Some(COMPONENTIZE_PY) {
         return Ok(tool);
     }
