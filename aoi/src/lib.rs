@@ -115,6 +115,15 @@ const MAX_SLOTS: usize = (1 << 30) - 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Handle(u32);
 
+impl Handle {
+    /// A small number, unique among the grid's live entities (reused after
+    /// a removal), for indexing side tables kept beside the grid.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// A change of one pair: `watcher` started (`entered`) or stopped seeing
 /// `other`. Both are the ids given to [`AoiGrid::insert`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

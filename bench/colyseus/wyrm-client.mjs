@@ -1,9 +1,10 @@
-// A small Wyrm client for Node (docs/protocol.md, version 2) over
+// A small Wyrm client for Node (docs/protocol.md, version 3) over
 // WebSocket: the frame codec, MessagePack for call arguments and attribute
-// values, and a connection class that keeps the own entity and the
-// positions of everything it sees. The codec follows the browser one in
-// examples/arena/web/index.html; it is written for Node 20, which has no
-// global WebSocket, so the connection uses the `ws` package.
+// values, position sync, and a connection class that keeps the own entity
+// and the positions of everything it sees. The codec follows the browser
+// one in examples/arena/web/index.html (its PositionTable is a copy of the
+// one here); it is written for Node 20, which has no global WebSocket, so
+// the connection uses the `ws` package.
 
 import WebSocket from "ws";
 
@@ -174,19 +175,26 @@ export function msgpackDecode(bytes) {
 // ---------------------------------------------------------------------------
 
 /** The protocol version this client speaks. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Error codes (docs/protocol.md §5). */
 export const ERROR_NAMES = {
   1: "MALFORMED", 2: "FRAME_TOO_LARGE", 3: "NO_SUCH_ENTITY", 4: "NO_SUCH_METHOD",
   5: "NOT_ALLOWED", 6: "CALL_FAILED", 7: "PLUGIN_FAULT", 8: "OVERLOADED", 9: "INTERNAL",
+  10: "UNSUPPORTED_VERSION",
 };
-
-const POSITION_ENTRY = 24;
 
 function entityId(big) {
   if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`entity id ${big} is beyond 2^53`);
   return Number(big);
+}
+
+/** `0x04` Hello: the first frame of every connection. */
+export function encodeHello(version) {
+  const buf = new Uint8Array(3);
+  buf[0] = 0x04;
+  new DataView(buf.buffer).setUint16(1, version, true);
+  return buf;
 }
 
 /** `0x01` Call: `method(args)` on `entity`. */
@@ -226,9 +234,11 @@ export function encodeMove(x, y, z, yaw) {
 /**
  * Decodes one server frame (type byte + body) into a plain object with a
  * `type` field; unknown frame types come back as `{type: "unknown"}` so a
- * client can skip them (§6). Throws on a malformed frame.
+ * client can skip them (§6). Throws on a malformed frame. `positions` is the
+ * connection's PositionTable: Positions frames are applied to it (their
+ * `entries` are the places they gave) and a Destroy frees the entity's slot.
  */
-export function decodeServer(bytes) {
+export function decodeServer(bytes, positions) {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 0;
   const need = (n, what) => { if (pos + n > bytes.length) throw new Error(`frame truncated at ${what}`); };
@@ -273,24 +283,121 @@ export function decodeServer(bytes) {
       break;
     }
     case 0x86: f = { type: "pong", nonce: u64("nonce") }; break;
-    case 0x87: {
-      const count = u16("count");
-      need(count * POSITION_ENTRY, "positions");
-      const entries = new Array(count);
-      for (let k = 0; k < count; k++) {
-        const entity = id("entity");
-        const x = dv.getFloat32(pos, true), y = dv.getFloat32(pos + 4, true);
-        const z = dv.getFloat32(pos + 8, true), yaw = dv.getFloat32(pos + 12, true);
-        pos += 16;
-        entries[k] = { entity, x, y, z, yaw };
-      }
-      f = { type: "positions", entries };
+    case 0x88: f = { type: "positions", entries: positions.apply(rest()) }; break;
+    case 0x89: {
+      const method = str("method");
+      f = { type: "callOwn", method, args: msgpackDecode(rest()) };
       break;
     }
     default: return { type: "unknown", code: type };
   }
   if (pos !== bytes.length) throw new Error("trailing bytes after frame");
+  if (f.type === "destroy") positions.forget(f.entity);
   return f;
+}
+
+// ---------------------------------------------------------------------------
+// Position sync (docs/protocol.md §4, `0x88` Positions; the Rust reference is
+// wyrm_protocol::PositionTable). Each connection keeps a table slot ->
+// {entity, qx, qy, qz, qyaw} and entity -> slot; an entry binds a slot to an
+// entity (absolute place) or updates a bound slot (differences). Quantized
+// values are integers (exact as Numbers); a place is x = qx * 2^res, yaw =
+// qyaw * 2π / 1024 in [0, 2π).
+// ---------------------------------------------------------------------------
+
+const YAW_STEPS = 1024;
+const MAX_SLOT = 1 << 20;
+
+export class PositionTable {
+  constructor() {
+    this.slots = [];
+    this.slotOf = new Map();
+  }
+
+  // Applies the body of one Positions frame (what follows its type byte) and
+  // returns the places it gave, [{entity, x, y, z, yaw}] in frame order.
+  // Throws on a malformed body (the table may then hold part of it).
+  apply(body) {
+    let pos = 0;
+    const byte = (w) => {
+      if (pos >= body.length) throw new Error("positions truncated at " + w);
+      return body[pos++];
+    };
+    // LEB128, at most 10 bytes (a u64): a BigInt when `big`, else a Number,
+    // exact below 2^53 (the callers check far smaller ranges).
+    const varint = (w, big) => {
+      let v = big ? 0n : 0;
+      for (let shift = 0; shift < 64; shift += 7) {
+        const b = byte(w), bits = b & 0x7f;
+        if (shift === 63 && bits > 1) break;
+        v += big ? BigInt(bits) << BigInt(shift) : bits * 2 ** shift;
+        if (b < 0x80) return v;
+      }
+      throw new Error("positions: bad varint at " + w);
+    };
+    // Zigzag: 0, 1, 2, 3, 4, ... stand for 0, -1, 1, -2, 2, ...
+    const svarint = (w) => { const z = varint(w); return z % 2 === 1 ? -(z + 1) / 2 : z / 2; };
+    const i32 = (v, w) => {
+      if (!(v >= -0x80000000 && v <= 0x7fffffff)) throw new Error("positions: " + w + " out of range");
+      return v;
+    };
+    const res = (byte("resolution") << 24) >> 24;
+    if (res < -16 || res > 8) throw new Error("positions: bad resolution 2^" + res);
+    const step = 2 ** res, out = [];
+    let next = 0;
+    while (pos < body.length) {
+      const head = body[pos++];
+      let skip = (head >> 4) & 7;
+      if (skip === 7) skip += varint("slot skip");
+      const slot = next + skip;
+      if (slot > MAX_SLOT) throw new Error("positions: slot " + slot + " is beyond " + MAX_SLOT);
+      next = slot + 1;
+      let s;
+      if (head & 0x80) {
+        s = { entity: entityId(varint("entity", true)), qx: 0, qy: 0, qz: 0, qyaw: 0 };
+        if (head & 1) s.qx = i32(svarint("x"), "x");
+        if (head & 2) s.qy = i32(svarint("y"), "y");
+        if (head & 4) s.qz = i32(svarint("z"), "z");
+        if (head & 8) {
+          s.qyaw = varint("yaw");
+          if (s.qyaw >= YAW_STEPS) throw new Error("positions: yaw " + s.qyaw + " is not below " + YAW_STEPS);
+        }
+        this.bind(slot, s);
+      } else {
+        s = this.slots[slot];
+        if (!s) throw new Error("positions: an update of slot " + slot + ", which holds no entity");
+        if (head & 1) s.qx = i32(s.qx + svarint("x"), "x");
+        if (head & 2) s.qy = i32(s.qy + svarint("y"), "y");
+        if (head & 4) s.qz = i32(s.qz + svarint("z"), "z");
+        if (head & 8) {
+          const d = svarint("yaw");
+          if (d < -YAW_STEPS / 2 || d > YAW_STEPS / 2) throw new Error("positions: yaw turn " + d + " out of range");
+          s.qyaw = (((s.qyaw + d) % YAW_STEPS) + YAW_STEPS) % YAW_STEPS;
+        }
+      }
+      out.push({ entity: s.entity, x: s.qx * step, y: s.qy * step, z: s.qz * step, yaw: (s.qyaw * 2 * Math.PI) / YAW_STEPS });
+    }
+    return out;
+  }
+
+  // Forgets `entity` (destroyed in this connection's view): its slot is free.
+  forget(entity) {
+    const slot = this.slotOf.get(entity);
+    if (slot === undefined) return;
+    this.slotOf.delete(entity);
+    this.slots[slot] = null;
+  }
+
+  // Puts `s` in `slot`, replacing what it held and taking its entity out of
+  // any other slot.
+  bind(slot, s) {
+    const old = this.slots[slot];
+    if (old && old.entity !== s.entity) this.slotOf.delete(old.entity);
+    const prev = this.slotOf.get(s.entity);
+    if (prev !== undefined && prev !== slot) this.slots[prev] = null;
+    this.slots[slot] = s;
+    this.slotOf.set(s.entity, slot);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -300,8 +407,9 @@ export function decodeServer(bytes) {
 /**
  * One client connection over WebSocket (`ws://host:port/ws`). Keeps what a
  * game client keeps: its own entity, the entities it sees (`entities`: id
- * -> {type, attrs, x, y, z, yaw}). Hooks: `onFrame(f)` for every frame,
- * `onPositions(entries)` after positions are applied, `onClose()`.
+ * -> {type, attrs, x, y, z, yaw}), the connection's position table. Hooks:
+ * `onFrame(f)` for every frame (a CallOwn comes as a `call` on the own
+ * entity), `onPositions(entries)` after positions are applied, `onClose()`.
  */
 export class WyrmClient {
   /** Connects and resolves once `Welcome` and the own entity have arrived. */
@@ -321,6 +429,7 @@ export class WyrmClient {
     this.version = null;
     this.me = null;
     this.entities = new Map();
+    this.positions = new PositionTable();
     this.errors = [];
     this.reqId = 0;
     this.open = false;
@@ -329,12 +438,17 @@ export class WyrmClient {
     this.onClose = null;
     this._ready = null;
     this._fail = null;
-    this.ws.on("open", () => { this.open = true; });
+    this._gaveUp = false;
+    this.ws.on("open", () => {
+      this.open = true;
+      this.send(encodeHello(PROTOCOL_VERSION));
+    });
     this.ws.on("message", (data, isBinary) => {
+      if (this._gaveUp) return;
       if (!isBinary) { this._problem(new Error("text message from the server")); return; }
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       let f;
-      try { f = decodeServer(bytes); } catch (e) { this._problem(e); return; }
+      try { f = decodeServer(bytes, this.positions); } catch (e) { this._problem(e); return; }
       this._handle(f);
     });
     this.ws.on("error", (e) => this._problem(e));
@@ -350,11 +464,18 @@ export class WyrmClient {
     if (this._fail) { const fail = this._fail; this._fail = null; this._ready = null; fail(e); }
   }
 
+  /** Stops for good (the server speaks another protocol): says why, closes. */
+  _giveUp(e) {
+    this._gaveUp = true;
+    this._problem(e);
+    this.close();
+  }
+
   _handle(f) {
     switch (f.type) {
       case "welcome":
         this.version = f.version;
-        if (f.version !== PROTOCOL_VERSION) this._problem(new Error(`server speaks protocol ${f.version}, not ${PROTOCOL_VERSION}`));
+        if (f.version !== PROTOCOL_VERSION) this._giveUp(new Error(`server speaks protocol ${f.version}, this client speaks ${PROTOCOL_VERSION}`));
         break;
       case "create":
         this.entities.set(f.entity, { type: f.typeName, attrs: f.attrs, x: 0, y: 0, z: 0, yaw: 0 });
@@ -373,8 +494,13 @@ export class WyrmClient {
         }
         if (this.onPositions) this.onPositions(f.entries);
         break;
+      case "callOwn":
+        f = { type: "call", entity: this.me, method: f.method, args: f.args };
+        break;
       case "error":
-        this.errors.push(`${f.codeName}: ${f.message}`);
+        // UNSUPPORTED_VERSION: the server closes the connection after it.
+        if (f.code === 10) this._giveUp(new Error(`server refused protocol ${PROTOCOL_VERSION}: ${f.message}`));
+        else this.errors.push(`${f.codeName}: ${f.message}`);
         break;
       default:
         break;

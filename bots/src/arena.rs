@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wyrm_client::{Client, ClientError, Event, Position};
+use wyrm_client::{Client, ClientError, Event, Position, Resolution};
 
 use crate::bot::{drive, Act, Behaviour, BotCtx, Done, Pending, Rng};
 use crate::stats::{ActionKind, Fault};
@@ -29,9 +29,12 @@ pub(crate) async fn run(mut client: Client, ctx: BotCtx, name: String) {
         Err((what, None)) => return ctx.shared.fault(Fault::Other, ctx.idx, what),
     };
     ctx.shared.logged_in();
+    // The own place came in a `Positions` frame, which told the grid.
+    let res = client.position_resolution().unwrap_or_default();
     let mut bot = ArenaBot {
         player,
         pos,
+        res,
         dead: false,
         waiting_since: None,
         last_shot: None,
@@ -94,8 +97,8 @@ async fn login(
     }
 }
 
-/// A move's position as the tag that matches it to its echo (the server
-/// sends back the very same f32s).
+/// A move's position as the tag that matches it to its echo (the bot moves
+/// on the server's position grid, so the echo is the very same f32s).
 fn tag(p: Position) -> u64 {
     (u64::from(p.x.to_bits()) << 32) | u64::from(p.y.to_bits())
 }
@@ -104,6 +107,8 @@ struct ArenaBot {
     player: u64,
     /// Where the bot is, counting the moves it sent.
     pos: Position,
+    /// The grid positions are sent on.
+    res: Resolution,
     dead: bool,
     /// Set at a respawn until the new place arrives.
     waiting_since: Option<Instant>,
@@ -124,9 +129,10 @@ impl ArenaBot {
         if !inside(self.pos.y + dy) {
             dy = -dy;
         }
+        let snap = |v: f32| self.res.value(self.res.quantize(v));
         let mut next = Position {
-            x: (self.pos.x + dx).clamp(MARGIN, SIZE - MARGIN),
-            y: (self.pos.y + dy).clamp(MARGIN, SIZE - MARGIN),
+            x: snap((self.pos.x + dx).clamp(MARGIN, SIZE - MARGIN)),
+            y: snap((self.pos.y + dy).clamp(MARGIN, SIZE - MARGIN)),
             z: 0.0,
         };
         // An unchanged position would never be echoed.

@@ -133,6 +133,10 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
     // A random first action within one interval, so bots that logged in
     // together do not act in lockstep.
     let mut next_act = Instant::now() + ctx.interval.mul_f64(ctx.rng.unit());
+    // One timer, moved only when the wake-up time changes: re-arming a
+    // timer for every event costs more than the event.
+    let timer = tokio::time::sleep_until(next_act);
+    tokio::pin!(timer);
     loop {
         let now = Instant::now();
         expire(&mut pending, now, &ctx);
@@ -173,6 +177,9 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
         if acting {
             wake = wake.min(next_act).min(ctx.end);
         }
+        if timer.deadline() != wake {
+            timer.as_mut().reset(wake);
+        }
         tokio::select! {
             // `next_event` is cancel-safe: a timer firing first loses nothing.
             r = client.next_event() => match r {
@@ -204,7 +211,7 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
                     }
                 }
             },
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = &mut timer => {}
         }
     }
     client.close().await;

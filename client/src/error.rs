@@ -91,6 +91,10 @@ pub enum ClientError {
     /// The connection closed while a helper waited for something.
     #[error("connection closed while waiting for {waiting_for}; saw before: {saw}")]
     ClosedWhileWaiting { waiting_for: String, saw: String },
+    /// The server speaks another protocol version; nothing was sent but
+    /// `Hello`. Fatal.
+    #[error("the server speaks protocol {server}; this client speaks {client}: use a client and a server of the same protocol version")]
+    VersionMismatch { server: u16, client: u16 },
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
@@ -115,6 +119,7 @@ impl ClientError {
                 | Self::Io(_)
                 | Self::WebSocket(_)
                 | Self::Framing(_)
+                | Self::VersionMismatch { .. }
                 | Self::Closed
                 | Self::ClosedWhileWaiting { .. }
         )

@@ -32,22 +32,22 @@ mod event;
 mod transport;
 mod view;
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
+use std::{collections::VecDeque, time::Duration};
+
+use rustc_hash::FxHashMap;
 
 use rmpv::Value;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::time::Instant;
-use wyrm_protocol::{ClientFrame, ServerFrame};
+use wyrm_protocol::{ClientFrame, PositionTable, ServerFrame};
 
 pub use error::ClientError;
 pub use event::{from_value, Event};
 pub use transport::kcp_config;
 pub use view::{apply_attr, format_path, EntityView};
 pub use wyrm_protocol::{
-    AttrOp, EntityPosition, ErrorCode, PathSegment, Position, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
+    AttrOp, EntityPosition, ErrorCode, PathSegment, Position, Resolution, DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 
 use event::{decode_msgpack, decode_named, Seen};
@@ -61,10 +61,10 @@ pub const NO_ARGS: [u8; 0] = [];
 /// this the oldest are dropped.
 pub const BACKLOG_LIMIT: usize = 4096;
 
-/// The nonce of the `Ping`s a KCP client sends on its own, to open its
-/// session and keep it alive (see [`Transport::Kcp`]); their `Pong`s are not
-/// reported. [`Client::ping`] never uses it.
-const KCP_HELLO_NONCE: u64 = 0;
+/// The nonce of the `Ping`s a KCP client sends on its own to keep its
+/// session alive (see [`Transport::Kcp`]); their `Pong`s are not reported.
+/// [`Client::ping`] never uses it.
+const KCP_KEEPALIVE_NONCE: u64 = 0;
 
 /// How long a KCP client waits in silence before it pings to keep its
 /// session (see `docs/protocol.md`, KCP).
@@ -78,8 +78,9 @@ pub enum Transport {
     /// WebSocket at `ws://HOST:PORT/ws`, one frame per binary message.
     WebSocket,
     /// KCP over UDP ([`kcp_config`]), frames with a u32 LE length prefix.
-    /// A KCP server learns of a client only from its first datagram, so on
-    /// connect this client sends a `Ping` (nonce 0) and hides its `Pong`.
+    /// A KCP server learns of a client only from its first datagram: the
+    /// client's `Hello`. While waiting for events, the client pings every
+    /// 10 s (nonce 0, its `Pong` not reported) to keep the session.
     Kcp,
 }
 
@@ -151,18 +152,19 @@ impl ClientBuilder {
             },
             state: State::Open,
             backlog: VecDeque::new(),
-            entities: HashMap::new(),
+            entities: FxHashMap::default(),
+            positions: PositionTable::new(),
             player: None,
             next_req: 1,
-            next_nonce: KCP_HELLO_NONCE + 1,
+            next_nonce: KCP_KEEPALIVE_NONCE + 1,
         };
-        if self.transport == Transport::Kcp {
-            client
-                .send_frame(&ClientFrame::Ping {
-                    nonce: KCP_HELLO_NONCE,
-                })
-                .await?;
-        }
+        // Say which protocol this client speaks at once, without waiting
+        // for `Welcome` (on KCP this opens the session).
+        client
+            .send_frame(&ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+            })
+            .await?;
         let frame = match client.conn.recv().await? {
             Incoming::Frame(f) => f,
             Incoming::Closed => {
@@ -173,6 +175,13 @@ impl ClientBuilder {
             }
         };
         match ServerFrame::decode(&frame)? {
+            ServerFrame::Welcome { version, .. } if version != PROTOCOL_VERSION => {
+                client.conn.close().await;
+                Err(ClientError::VersionMismatch {
+                    server: version,
+                    client: PROTOCOL_VERSION,
+                })
+            }
             ServerFrame::Welcome { version, max_frame } => {
                 client.welcome = Welcome { version, max_frame };
                 Ok(client)
@@ -211,7 +220,9 @@ pub struct Client {
     welcome: Welcome,
     state: State,
     backlog: VecDeque<Event>,
-    entities: HashMap<u64, EntityView>,
+    entities: FxHashMap<u64, EntityView>,
+    /// Where position sync's slots stand on this connection.
+    positions: PositionTable,
     player: Option<u64>,
     next_req: u32,
     next_nonce: u64,
@@ -286,6 +297,13 @@ impl Client {
         self.entities.values()
     }
 
+    /// The grid positions are rounded to in this client's space (from the
+    /// last `Positions` frame): a position this client sends comes back
+    /// rounded to it.
+    pub fn position_resolution(&self) -> Option<wyrm_protocol::Resolution> {
+        self.positions.resolution()
+    }
+
     // ---- sending ----------------------------------------------------------
 
     /// Calls `method` on `entity` with `args` serialised by `rmp_serde`
@@ -347,7 +365,7 @@ impl Client {
     /// nonce.
     pub async fn ping(&mut self) -> Result<u64, ClientError> {
         let nonce = self.next_nonce;
-        self.next_nonce = self.next_nonce.wrapping_add(1).max(KCP_HELLO_NONCE + 1);
+        self.next_nonce = self.next_nonce.wrapping_add(1).max(KCP_KEEPALIVE_NONCE + 1);
         self.send_frame(&ClientFrame::Ping { nonce }).await?;
         Ok(nonce)
     }
@@ -655,7 +673,7 @@ impl Client {
                     tokio::select! {
                         r = self.conn.recv() => break r,
                         _ = tokio::time::sleep(KCP_KEEPALIVE) => {
-                            self.send_frame(&ClientFrame::Ping { nonce: KCP_HELLO_NONCE }).await?;
+                            self.send_frame(&ClientFrame::Ping { nonce: KCP_KEEPALIVE_NONCE }).await?;
                         }
                     }
                 }
@@ -679,6 +697,22 @@ impl Client {
     /// Decodes a server frame, updates the local view, and returns the event
     /// to report (`None` for frames the client handles itself).
     fn apply_frame(&mut self, frame: &[u8]) -> Result<Option<Event>, ClientError> {
+        if let Some((&wyrm_protocol::POSITIONS_TYPE, body)) = frame.split_first() {
+            // Applied straight from the frame: the table is the decoder.
+            let mut entries = Vec::new();
+            self.positions.apply(body, &mut entries)?;
+            for p in &entries {
+                let view = self
+                    .entities
+                    .get_mut(&p.entity)
+                    .ok_or_else(|| ClientError::View {
+                        entity: p.entity,
+                        reason: "a position for an entity not in this client's view".into(),
+                    })?;
+                view.position = Some(*p);
+            }
+            return Ok(Some(Event::Positions(entries)));
+        }
         let event = match ServerFrame::decode(frame)? {
             ServerFrame::Welcome { .. } => {
                 return Err(ClientError::Protocol(
@@ -686,7 +720,7 @@ impl Client {
                 ))
             }
             ServerFrame::Pong { nonce } => {
-                if nonce == KCP_HELLO_NONCE && self.transport == Transport::Kcp {
+                if nonce == KCP_KEEPALIVE_NONCE && self.transport == Transport::Kcp {
                     return Ok(None);
                 }
                 Event::Pong { nonce }
@@ -742,21 +776,14 @@ impl Client {
                     attrs,
                 }
             }
-            ServerFrame::Positions(entries) => {
-                for p in &entries {
-                    let view =
-                        self.entities
-                            .get_mut(&p.entity)
-                            .ok_or_else(|| ClientError::View {
-                                entity: p.entity,
-                                reason: "a position for an entity not in this client's view".into(),
-                            })?;
-                    view.position = Some(*p);
-                }
-                Event::Positions(entries)
+            ServerFrame::Positions { .. } => {
+                return Err(ClientError::Protocol(
+                    "a Positions frame that was not applied".into(),
+                ))
             }
             ServerFrame::Destroy { entity } => {
                 self.entities.remove(&entity);
+                self.positions.forget(entity);
                 if self.player == Some(entity) {
                     self.player = None;
                 }
@@ -769,6 +796,21 @@ impl Client {
             } => {
                 let args = decode_msgpack(&args, || {
                     format!("args of server call {method} on entity {entity}")
+                })?;
+                Event::Call {
+                    entity,
+                    method,
+                    args,
+                }
+            }
+            ServerFrame::CallOwn { method, args } => {
+                let entity = self.player.ok_or_else(|| {
+                    ClientError::Protocol(format!(
+                        "a call of {method} on the own entity, but this client has none"
+                    ))
+                })?;
+                let args = decode_msgpack(&args, || {
+                    format!("args of server call {method} on the own entity {entity}")
                 })?;
                 Event::Call {
                     entity,

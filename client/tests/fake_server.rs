@@ -14,9 +14,12 @@ use tokio_kcp::KcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use wyrm_client::{
     from_value, kcp_config, AttrOp, Client, ClientError, ErrorCode, Event, PathSegment, Transport,
-    NO_ARGS,
+    NO_ARGS, PROTOCOL_VERSION,
 };
-use wyrm_protocol::{write_prefixed, ClientFrame, FrameDecoder, FrameError, ServerFrame};
+use wyrm_protocol::{
+    write_prefixed, ClientFrame, FrameDecoder, FrameError, PositionsWriter, QuantPos, Resolution,
+    ServerFrame,
+};
 
 const SERVER_MAX: usize = 1024;
 const T: Duration = Duration::from_secs(5);
@@ -50,7 +53,7 @@ enum Reply {
 fn greeting() -> Vec<Reply> {
     vec![
         Reply::Frame(ServerFrame::Welcome {
-            version: 1,
+            version: PROTOCOL_VERSION,
             max_frame: SERVER_MAX as u32,
         }),
         Reply::Frame(ServerFrame::Create {
@@ -80,7 +83,7 @@ fn respond(frame: &[u8]) -> Vec<Reply> {
     };
     let (req_id, entity, method, args) = match f {
         ClientFrame::Ping { nonce } => return vec![Reply::Frame(ServerFrame::Pong { nonce })],
-        ClientFrame::Move { .. } => return vec![],
+        ClientFrame::Move { .. } | ClientFrame::Hello { .. } => return vec![],
         ClientFrame::Call {
             req_id,
             entity,
@@ -163,6 +166,40 @@ fn respond(frame: &[u8]) -> Vec<Reply> {
             method: "slow".into(),
             args: mp(Value::Array(vec!["x".repeat(40).into()])),
         })],
+        "own_call" => vec![Reply::Frame(ServerFrame::CallOwn {
+            method: "greet".into(),
+            args: mp(Value::Array(vec![1.into()])),
+        })],
+        "positions" => {
+            let res = Resolution::default();
+            let frame = |f: &dyn Fn(&mut PositionsWriter)| {
+                let mut out = Vec::new();
+                let mut w = PositionsWriter::new(&mut out, res);
+                f(&mut w);
+                w.finish();
+                Reply::Frame(ServerFrame::Positions {
+                    body: out[1..].to_vec(),
+                })
+            };
+            let q = |x, y, yaw| QuantPos { x, y, z: 0, yaw };
+            vec![
+                Reply::Frame(ServerFrame::Create {
+                    entity: 9,
+                    type_name: "Monster".into(),
+                    own: false,
+                    attrs: mp(map(vec![])),
+                }),
+                frame(&|w| {
+                    w.bind(0, entity, q(32, 64, 0));
+                    w.bind(2, 9, q(-320, 16, 256));
+                }),
+                frame(&|w| {
+                    w.update(2, q(-320, 16, 256), q(-312, 16, 256));
+                }),
+                Reply::Frame(ServerFrame::Destroy { entity: 9 }),
+                call(entity, "positions_done", Value::Array(vec![])),
+            ]
+        }
         "chatter" => (0..5)
             .map(|i| call(entity, "noise", Value::Array(vec![i.into()])))
             .collect(),
@@ -313,7 +350,7 @@ const ALL: [Transport; 3] = [Transport::Tcp, Transport::WebSocket, Transport::Kc
 async fn session(transport: Transport) {
     let addr = start(transport).await;
     let mut c = Client::connect(transport, &addr).await.unwrap();
-    assert_eq!(c.welcome().version, 1);
+    assert_eq!(c.welcome().version, PROTOCOL_VERSION);
     assert_eq!(c.welcome().max_frame, SERVER_MAX as u32);
 
     // The own entity.
@@ -401,6 +438,42 @@ async fn session(transport: Transport) {
     );
     assert!(!err.is_fatal());
     c.expect_call("after_bad", T).await.unwrap();
+
+    // A call on the own entity carries no id: it is the player's.
+    c.call(7, "own_call", NO_ARGS).await.unwrap();
+    let (e, (one,)): (u64, (u32,)) = c.expect_call_as("greet", T).await.unwrap();
+    assert_eq!((e, one), (7, 1));
+
+    // Positions: bound slots, then a delta; a Destroy frees the slot.
+    c.call(7, "positions", NO_ARGS).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match c.next_event().await.unwrap() {
+            Event::Positions(p) => {
+                seen.extend(p.iter().map(|p| (p.entity, p.pos.x, p.pos.y, p.yaw)));
+                if seen.len() == 2 {
+                    let own = c.player_view().unwrap().position.unwrap();
+                    assert_eq!((own.pos.x, own.pos.y), (1.0, 2.0));
+                    let m = c.entity(9).unwrap().position.unwrap();
+                    assert_eq!(
+                        (m.pos.x, m.pos.y, m.yaw),
+                        (-10.0, 0.5, std::f32::consts::FRAC_PI_2)
+                    );
+                }
+            }
+            Event::Call { method, .. } if method == "positions_done" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (7, 1.0, 2.0, 0.0),
+            (9, -10.0, 0.5, std::f32::consts::FRAC_PI_2),
+            (9, -9.75, 0.5, std::f32::consts::FRAC_PI_2)
+        ]
+    );
+    assert!(c.entity(9).is_none());
 
     // Login swaps the own entity.
     c.call(7, "login", ("ann", "pw")).await.unwrap();
@@ -628,4 +701,50 @@ async fn connect_failures_are_clear() {
     });
     let err = Client::connect(Transport::Tcp, &addr).await.unwrap_err();
     assert!(err.to_string().contains("Welcome"), "{err}");
+}
+
+/// A client of this protocol and a server of an older one refuse each
+/// other cleanly: the client says its version first, the server's Welcome
+/// says another, and the client stops with both numbers.
+#[tokio::test]
+async fn an_older_server_is_refused() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut wire = Vec::new();
+        let welcome = ServerFrame::Welcome {
+            version: 2,
+            max_frame: 65536,
+        };
+        write_prefixed(&mut wire, &welcome.to_bytes());
+        s.write_all(&wire).await.unwrap();
+        // What the client sent before giving up.
+        let mut dec = FrameDecoder::new(1024);
+        let mut frames = Vec::new();
+        loop {
+            match s.read_buf(dec.buffer_mut()).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            while let Ok(Some(f)) = dec.next_frame() {
+                frames.push(ClientFrame::decode(&f).unwrap());
+            }
+        }
+        frames
+    });
+    let err = Client::connect(Transport::Tcp, &addr).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::VersionMismatch { server: 2, client } if client == PROTOCOL_VERSION),
+        "{err}"
+    );
+    assert!(err.is_fatal());
+    assert!(err.to_string().contains("protocol 2"), "{err}");
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent,
+        [ClientFrame::Hello {
+            version: PROTOCOL_VERSION
+        }]
+    );
 }

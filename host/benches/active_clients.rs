@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
             &cfg,
             format!(
                 "[server]\nname = \"bench\"\ndata_dir = \"data\"\n\n\
-                 [net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue = 100000\n\n\
+                 [net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue_bytes = 16777216\n\n\
                  [game]\nboot_entity = \"Account\"\nservices = [\"Arena\"]\nspace_tick_hz = 20\n\n\
                  [[plugin]]\nname = \"arena\"\nsource = {:?}\n",
                 wasm.display().to_string()

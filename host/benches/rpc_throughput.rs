@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         let server = ServerProcess::start_testbed(
             dir.path(),
             &wasm,
-            "client_rate = 1000000\nclient_queue = 100000",
+            "client_rate = 1000000\nclient_queue_bytes = 16777216",
         )?;
         let addr = server.tcp()?;
         let (rate, server_cpu, own_cpu) = rt.block_on(async {

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use flume::Receiver;
 use wyrm::msg::ToGame;
 use wyrm::storage::{self, EntityRow, Op};
 
@@ -48,7 +48,7 @@ fn row(id: u64) -> EntityRow {
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<(storage::Opened, Receiver<ToGame>)> {
-    let (tx, rx) = crossbeam_channel::unbounded();
+    let (tx, rx) = flume::unbounded();
     let opened = storage::open(&dir.join("bench.db"), false, &[], tx)?;
     Ok((opened, rx))
 }

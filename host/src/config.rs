@@ -2,10 +2,12 @@
 //! resolved against the file's own folder, so a config works from any
 //! working directory.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use wyrm_protocol::Resolution;
 
 /// A whole server configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,8 +71,13 @@ pub struct NetConfig {
     pub web_root: Option<PathBuf>,
     /// Largest frame accepted from a client, in bytes.
     pub max_frame: usize,
-    /// Frames queued to one client before it is judged too slow and dropped.
-    pub client_queue: usize,
+    /// Bytes queued to one client (not yet taken by its socket) before it
+    /// is judged too slow to keep and dropped, alone.
+    pub client_queue_bytes: usize,
+    /// Replaced by `client_queue_bytes`: setting it is an error that says
+    /// so.
+    #[serde(default)]
+    pub client_queue: Option<serde::de::IgnoredAny>,
     /// Frames per second a client may send; bursts up to twice this.
     pub client_rate: u32,
 }
@@ -83,7 +90,8 @@ impl Default for NetConfig {
             kcp: None,
             web_root: None,
             max_frame: wyrm_protocol::DEFAULT_MAX_FRAME,
-            client_queue: 1024,
+            client_queue_bytes: 1024 * 1024,
+            client_queue: None,
             client_rate: 200,
         }
     }
@@ -108,10 +116,63 @@ pub struct GameConfig {
     /// events are delivered and clients receive the positions that changed.
     #[serde(default = "default_space_tick_hz")]
     pub space_tick_hz: u32,
+    /// How finely positions are sent to clients, in world units: a power of
+    /// two (`0.03125`, the default, is 1/32; `1`, `0.25`, `0.0078125`…).
+    /// Positions sent are rounded to it.
+    #[serde(default = "default_position_resolution")]
+    pub position_resolution: f64,
+    /// Settings per kind of space (the `kind` given to `create-space`):
+    /// `[game.spaces.<kind>]`.
+    #[serde(default)]
+    pub spaces: HashMap<String, SpaceConfig>,
+}
+
+/// `[game.spaces.<kind>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceConfig {
+    /// `position_resolution` for spaces of this kind.
+    pub position_resolution: f64,
 }
 
 fn default_space_tick_hz() -> u32 {
     20
+}
+
+fn default_position_resolution() -> f64 {
+    Resolution::default().step()
+}
+
+impl GameConfig {
+    /// Defaults, with clients bound to `boot_entity` first.
+    pub fn new(boot_entity: &str) -> Self {
+        Self {
+            boot_entity: boot_entity.to_owned(),
+            services: Vec::new(),
+            checkpoint_interval_ms: default_checkpoint_ms(),
+            space_tick_hz: default_space_tick_hz(),
+            position_resolution: default_position_resolution(),
+            spaces: HashMap::new(),
+        }
+    }
+
+    /// The resolution of spaces of a kind without settings of its own.
+    pub fn position_resolution(&self) -> anyhow::Result<Resolution> {
+        Resolution::from_step(self.position_resolution)
+            .map_err(|e| anyhow::anyhow!("[game] position_resolution: {e}"))
+    }
+
+    /// The resolution of each kind of space that sets one.
+    pub fn space_resolutions(&self) -> anyhow::Result<HashMap<String, Resolution>> {
+        self.spaces
+            .iter()
+            .map(|(kind, s)| {
+                Resolution::from_step(s.position_resolution)
+                    .map(|r| (kind.clone(), r))
+                    .map_err(|e| anyhow::anyhow!("[game.spaces.{kind}] position_resolution: {e}"))
+            })
+            .collect()
+    }
 }
 
 fn default_checkpoint_ms() -> u64 {
@@ -278,8 +339,16 @@ impl Config {
         if n.max_frame < 64 || n.max_frame > 16 * 1024 * 1024 {
             anyhow::bail!("[net] max_frame must be between 64 bytes and 16 MiB");
         }
-        if n.client_queue == 0 || n.client_rate == 0 {
-            anyhow::bail!("[net] client_queue and client_rate must be positive");
+        if n.client_queue.is_some() {
+            anyhow::bail!(
+                "[net] client_queue (frames) was replaced by client_queue_bytes: the bytes queued \
+                 to one client before it is dropped as too slow (default 1048576)"
+            );
+        }
+        if n.client_queue_bytes < 64 * 1024 || n.client_rate == 0 {
+            anyhow::bail!(
+                "[net] client_queue_bytes must be at least 65536 and client_rate positive"
+            );
         }
         if self.plugins.is_empty() {
             anyhow::bail!("no [[plugin]] is configured");
@@ -293,6 +362,8 @@ impl Config {
         if !(1..=1000).contains(&self.game.space_tick_hz) {
             anyhow::bail!("[game] space_tick_hz must be between 1 and 1000");
         }
+        self.game.position_resolution()?;
+        self.game.space_resolutions()?;
         Ok(())
     }
 }

@@ -1,46 +1,35 @@
-//! The dispatcher: routes messages between gates and games. In `wyrm serve`
-//! there is one of each and routing is direct; the dispatcher is still its
-//! own task so that the same messages, in the same order, flow when roles
-//! live in separate processes.
+//! The dispatcher: decides which game handles what a gate receives. In
+//! `wyrm serve` there is one game, so routing is one send into that game's
+//! inbox, made by the connection's own task: no task of its own, no hop
+//! that only forwards. The inbox is bounded; a connection whose message
+//! does not fit waits (and so stops reading its socket) until the game has
+//! caught up.
+//!
+//! Games reach gates the other way directly too: each game sends its
+//! [`GateBatch`](crate::msg::GateBatch)es into the gate's inbox.
 
-use crossbeam_channel::Sender;
-use tokio::sync::mpsc;
+use crate::msg::ToGame;
 
-use crate::gate::GateMsg;
-use crate::msg::{ToDispatcher, ToGame};
-
-/// See the module docs.
+/// Routes gate messages to games; cheap to clone (one per connection).
+#[derive(Clone, Debug)]
 pub struct Dispatcher {
-    inbox: mpsc::UnboundedReceiver<ToDispatcher>,
-    game: Sender<ToGame>,
-    gate: mpsc::UnboundedSender<GateMsg>,
+    game: flume::Sender<ToGame>,
 }
 
+/// The game has stopped: nothing can be routed any more.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the game has stopped")]
+pub struct GameStopped;
+
 impl Dispatcher {
-    /// A dispatcher between one gate and one game.
-    pub fn new(
-        inbox: mpsc::UnboundedReceiver<ToDispatcher>,
-        game: Sender<ToGame>,
-        gate: mpsc::UnboundedSender<GateMsg>,
-    ) -> Self {
-        Self { inbox, game, gate }
+    /// A dispatcher to one game, through its inbox.
+    pub fn new(game: flume::Sender<ToGame>) -> Self {
+        Self { game }
     }
 
-    /// Routes until every sender is gone.
-    pub async fn run(mut self) {
-        while let Some(msg) = self.inbox.recv().await {
-            match msg {
-                ToDispatcher::FromGate(m) => {
-                    if self.game.send(m).is_err() {
-                        break;
-                    }
-                }
-                ToDispatcher::FromGame(m) => {
-                    if self.gate.send(GateMsg::Route(m)).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+    /// Delivers `msg` to the game that handles it, waiting while that
+    /// game's inbox is full.
+    pub async fn to_game(&self, msg: ToGame) -> Result<(), GameStopped> {
+        self.game.send_async(msg).await.map_err(|_| GameStopped)
     }
 }

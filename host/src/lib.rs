@@ -23,6 +23,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod game;
 pub mod gate;
+pub mod ids;
 pub mod msg;
 pub mod net;
 pub mod plugin;

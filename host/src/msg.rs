@@ -1,6 +1,7 @@
 //! The one message vocabulary spoken between gate, dispatcher and game.
-//! In `wyrm serve` these travel over in-process channels; a cluster will
-//! carry the same messages between processes.
+//! In `wyrm serve` these travel over in-process channels, bounded so that a
+//! role that falls behind slows the one feeding it; a cluster will carry the
+//! same messages between processes.
 
 use bytes::Bytes;
 
@@ -51,7 +52,19 @@ pub enum ToGame {
     Shutdown,
 }
 
-/// To a gate.
+/// To a gate: what one game produced for clients in one batch of work.
+#[derive(Debug, Default)]
+pub struct GateBatch {
+    /// In the order the game produced them.
+    pub ops: Vec<ToGate>,
+    /// The batch ends a space tick: every client with frames queued is
+    /// written to. Otherwise only clients that were sent a frame of their
+    /// own (`Send`) are; frames sent to many wait for the next tick, so
+    /// each client gets one write per tick however many frames it brought.
+    pub tick: bool,
+}
+
+/// One thing for a gate to do.
 #[derive(Debug)]
 pub enum ToGate {
     /// The client is now bound to `entity` (or to none). The gate uses it to
@@ -62,6 +75,11 @@ pub enum ToGate {
     },
     /// One encoded frame for one client.
     Send { client: ClientId, frame: Bytes },
+    /// One encoded frame for several clients: the same bytes for each.
+    SendMany {
+        clients: Vec<ClientId>,
+        frame: Bytes,
+    },
     /// Set or remove a tag on a client.
     SetTag {
         client: ClientId,
@@ -76,13 +94,4 @@ pub enum ToGate {
     },
     /// Call `method` on every client.
     Broadcast { method: String, args: Bytes },
-}
-
-/// Into the dispatcher.
-#[derive(Debug)]
-pub enum ToDispatcher {
-    /// From a gate, about one of its clients.
-    FromGate(ToGame),
-    /// From a game, for a gate.
-    FromGame(ToGate),
 }

@@ -6,16 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
-use crate::game::{self, Game, GameStorage, SwapReport, SwapRequest, World};
+use crate::game::{self, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World};
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
-use crate::msg::{ToDispatcher, ToGame};
+use crate::msg::ToGame;
 use crate::net;
+
+/// Messages from connections a game holds before connections wait.
+const GAME_INBOX: usize = 16 * 1024;
+/// Batches of output a gate holds before games wait.
+const GATE_INBOX: usize = 256;
+/// Connections starting or ending that the gate holds before they wait.
+const GATE_REGISTRATIONS: usize = 4096;
 use crate::plugin::{Limits, PluginRuntime};
 use crate::storage;
 
@@ -29,8 +35,9 @@ pub struct Server {
     pub kcp: Option<SocketAddr>,
     /// Where the admin endpoint listens, if enabled.
     pub admin: Option<SocketAddr>,
-    game_tx: crossbeam_channel::Sender<ToGame>,
-    dispatch_tx: mpsc::UnboundedSender<ToDispatcher>,
+    /// Into the game from inside the server (swaps).
+    internal_tx: flume::Sender<ToGame>,
+    dispatcher: Dispatcher,
     game_thread: Option<std::thread::JoinHandle<()>>,
     /// Storage and stats threads; they end once the game has.
     storage_threads: Vec<std::thread::JoinHandle<()>>,
@@ -44,7 +51,7 @@ pub struct Server {
 /// that can swap plugins.
 #[derive(Clone)]
 pub struct Swapper {
-    game_tx: crossbeam_channel::Sender<ToGame>,
+    game_tx: flume::Sender<ToGame>,
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
 }
@@ -98,7 +105,12 @@ impl Swapper {
             dry_run,
             reply,
         };
-        if self.game_tx.send(ToGame::Swap(Box::new(req))).is_err() {
+        if self
+            .game_tx
+            .send_async(ToGame::Swap(Box::new(req)))
+            .await
+            .is_err()
+        {
             return SwapReport::refused(plugin, "", "", dry_run, "the game has stopped".into());
         }
         answer.await.unwrap_or_else(|_| {
@@ -123,22 +135,22 @@ impl Server {
         };
         let runtime = Arc::new(PluginRuntime::new(cfg.cache_dir(), limits)?);
 
-        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
-        let (game_tx, game_rx) = crossbeam_channel::unbounded();
-        let (gate_tx, gate_rx) = mpsc::unbounded_channel();
+        let (inbox_tx, inbox) = flume::bounded(GAME_INBOX);
+        let (internal_tx, internal) = flume::unbounded();
+        let (gate_tx, gate_rx) = flume::bounded(GATE_INBOX);
+        let (registrations_tx, registrations) = flume::bounded(GATE_REGISTRATIONS);
 
-        // Building and compiling plugins is slow, blocking work.
         // Opening databases and building, compiling and loading plugins is
         // slow, blocking work.
         let (game, storage_threads) = {
             let (runtime, cfg) = (runtime.clone(), cfg.clone());
-            let (dispatch_tx, game_tx) = (dispatch_tx.clone(), game_tx.clone());
+            let internal_tx = internal_tx.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let opened = storage::open(
                     &cfg.database_path(),
                     cfg.storage.durable,
                     &cfg.game.services,
-                    game_tx.clone(),
+                    internal_tx.clone(),
                 )?;
                 let (stats, stats_thread) = storage::StatsSink::open(&cfg.stats_path())?;
                 let plugins = game::load_plugins(&runtime, &cfg)?;
@@ -150,7 +162,13 @@ impl Server {
                     services: opened.services,
                     save_every: Duration::from_millis(cfg.storage.save_interval_ms),
                 };
-                let game = Game::new(plugins, &cfg.game, dispatch_tx, game_rx, game_tx, storage)?;
+                let channels = GameChannels {
+                    inbox,
+                    internal,
+                    internal_tx,
+                    gate: gate_tx,
+                };
+                let game = Game::new(plugins, &cfg.game, channels, storage)?;
                 Ok((game, [opened.thread, stats_thread]))
             })
             .await
@@ -159,17 +177,16 @@ impl Server {
         let tick_times = game.tick_times();
         let game_thread = game::spawn(game).context("cannot start the game thread")?;
 
-        // The first two tasks route messages; the ones added below listen.
-        let mut tasks = vec![
-            tokio::spawn(Dispatcher::new(dispatch_rx, game_tx.clone(), gate_tx.clone()).run()),
-            tokio::spawn(Gate::new(gate_rx).run()),
-        ];
+        // The first task routes the games' output; the ones added below
+        // listen.
+        let mut tasks = vec![tokio::spawn(Gate::new(registrations, gate_rx).run())];
+        let dispatcher = Dispatcher::new(inbox_tx);
         let ctx = ConnContext {
-            gate: gate_tx,
-            dispatcher: dispatch_tx.clone(),
+            gate: registrations_tx,
+            dispatcher: dispatcher.clone(),
             limits: ConnLimits {
                 max_frame: cfg.net.max_frame,
-                queue: cfg.net.client_queue,
+                queue_bytes: cfg.net.client_queue_bytes,
                 rate: cfg.net.client_rate,
             },
         };
@@ -179,8 +196,8 @@ impl Server {
             tcp: None,
             kcp: None,
             admin: None,
-            game_tx,
-            dispatch_tx,
+            internal_tx,
+            dispatcher,
             game_thread: Some(game_thread),
             storage_threads: storage_threads.into(),
             tasks: Vec::new(),
@@ -199,9 +216,11 @@ impl Server {
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            let conn = net::tcp_conn(stream, ctx.limits.max_frame);
+                            let l = ctx.limits;
+                            let (conn, link) = net::tcp_conn(stream, l.max_frame, l.queue_bytes);
                             tokio::spawn(gate::serve_connection(
                                 conn,
+                                link,
                                 ids.fetch_add(1, Ordering::Relaxed),
                                 ctx.clone(),
                             ));
@@ -223,9 +242,11 @@ impl Server {
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            let conn = net::kcp_conn(stream, ctx.limits.max_frame);
+                            let l = ctx.limits;
+                            let (conn, link) = net::kcp_conn(stream, l.max_frame, l.queue_bytes);
                             tokio::spawn(gate::serve_connection(
                                 conn,
+                                link,
                                 ids.fetch_add(1, Ordering::Relaxed),
                                 ctx.clone(),
                             ));
@@ -248,16 +269,19 @@ impl Server {
                         Ok((stream, _)) => {
                             let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
                             tokio::spawn(async move {
+                                let l = ctx.limits;
                                 match net::accept_http(
                                     stream,
                                     web_root.as_deref(),
-                                    ctx.limits.max_frame,
+                                    l.max_frame,
+                                    l.queue_bytes,
                                 )
                                 .await
                                 {
-                                    Ok(Some(conn)) => {
+                                    Ok(Some((conn, link))) => {
                                         gate::serve_connection(
                                             conn,
+                                            link,
                                             ids.fetch_add(1, Ordering::Relaxed),
                                             ctx,
                                         )
@@ -306,28 +330,23 @@ impl Server {
     /// A handle that swaps this server's plugins.
     pub fn swapper(&self) -> Swapper {
         Swapper {
-            game_tx: self.game_tx.clone(),
+            game_tx: self.internal_tx.clone(),
             runtime: self.runtime.clone(),
             plugin_names: self.plugin_names.clone(),
         }
     }
 
-    /// Stops accepting, stops the game and waits for it.
     /// Stops accepting, saves every persistent entity, stops the game and
     /// waits until storage has closed its files.
     pub async fn shutdown(mut self) {
         // Stop accepting; then stop the game through the dispatcher, so
         // everything clients sent before now is served and saved first.
-        let (routing, listeners) = self.tasks.split_at(2);
+        let (routing, listeners) = self.tasks.split_at(1);
         for t in listeners {
             t.abort();
         }
-        if self
-            .dispatch_tx
-            .send(ToDispatcher::FromGate(ToGame::Shutdown))
-            .is_err()
-        {
-            let _ = self.game_tx.send(ToGame::Shutdown);
+        if self.dispatcher.to_game(ToGame::Shutdown).await.is_err() {
+            tracing::debug!("the game had already stopped");
         }
         let game = self.game_thread.take();
         let storage = std::mem::take(&mut self.storage_threads);

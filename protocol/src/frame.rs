@@ -8,6 +8,7 @@ mod ty {
     pub const C_CALL: u8 = 0x01;
     pub const C_PING: u8 = 0x02;
     pub const C_MOVE: u8 = 0x03;
+    pub const C_HELLO: u8 = 0x04;
     pub const S_WELCOME: u8 = 0x80;
     pub const S_ERROR: u8 = 0x81;
     pub const S_CREATE: u8 = 0x82;
@@ -15,7 +16,8 @@ mod ty {
     pub const S_CALL: u8 = 0x84;
     pub const S_ATTR: u8 = 0x85;
     pub const S_PONG: u8 = 0x86;
-    pub const S_POSITIONS: u8 = 0x87;
+    pub const S_POSITIONS: u8 = crate::positions::POSITIONS_TYPE;
+    pub const S_CALL_OWN: u8 = 0x89;
 }
 
 /// A frame a client sends.
@@ -33,6 +35,9 @@ pub enum ClientFrame {
     Ping { nonce: u64 },
     /// Moves the client's own entity, if the game lets its client move it.
     Move { pos: Position, yaw: f32 },
+    /// The first frame of every connection: the protocol version the client
+    /// speaks.
+    Hello { version: u16 },
 }
 
 /// A point in a space: x/y is the ground plane, z is height.
@@ -43,78 +48,14 @@ pub struct Position {
     pub z: f32,
 }
 
-/// One entry of a `Positions` frame: where an entity is now.
+/// Where an entity is now, as a `Positions` frame told it (see
+/// [`crate::PositionTable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EntityPosition {
     pub entity: u64,
     pub pos: Position,
+    /// Heading in radians, in `[0, 2π)`.
     pub yaw: f32,
-}
-
-impl EntityPosition {
-    /// Bytes one entry takes in a `Positions` frame.
-    pub const ENCODED_LEN: usize = 24;
-
-    /// Appends the entry's 24 bytes to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        put_u64(out, self.entity);
-        put_f32(out, self.pos.x);
-        put_f32(out, self.pos.y);
-        put_f32(out, self.pos.z);
-        put_f32(out, self.yaw);
-    }
-}
-
-/// Builds a `Positions` frame entry by entry, without an intermediate list
-/// (the server writes one per client per tick).
-#[derive(Debug)]
-pub struct PositionsWriter {
-    frame: Vec<u8>,
-    count: u16,
-}
-
-impl PositionsWriter {
-    /// The most entries one frame holds; start another frame after that.
-    pub const MAX_ENTRIES: u16 = u16::MAX;
-
-    /// An empty frame.
-    pub fn new() -> Self {
-        let mut frame = Vec::with_capacity(3 + 8 * EntityPosition::ENCODED_LEN);
-        frame.extend_from_slice(&[ty::S_POSITIONS, 0, 0]);
-        Self { frame, count: 0 }
-    }
-
-    /// Adds an entry; false (and nothing added) when the frame is full.
-    pub fn push(&mut self, p: &EntityPosition) -> bool {
-        if self.count == Self::MAX_ENTRIES {
-            return false;
-        }
-        p.encode(&mut self.frame);
-        self.count += 1;
-        true
-    }
-
-    /// Entries so far.
-    pub fn len(&self) -> usize {
-        usize::from(self.count)
-    }
-
-    /// Whether no entry was added.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The encoded frame (type byte and body).
-    pub fn finish(mut self) -> Vec<u8> {
-        self.frame[1..3].copy_from_slice(&self.count.to_le_bytes());
-        self.frame
-    }
-}
-
-impl Default for PositionsWriter {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// A frame a server sends.
@@ -156,10 +97,15 @@ pub enum ServerFrame {
     },
     /// Answer to `Ping`.
     Pong { nonce: u64 },
-    /// Where entities the client sees are now: those that moved since the
-    /// last tick, or one that just came into view. At most
-    /// [`PositionsWriter::MAX_ENTRIES`] per frame: encoding drops the rest.
-    Positions(Vec<EntityPosition>),
+    /// Where entities the client sees are now, relative to what this
+    /// connection was sent before: the frame's body, to apply to the
+    /// connection's [`crate::PositionTable`] (written by
+    /// [`crate::PositionsWriter`]).
+    Positions { body: Vec<u8> },
+    /// The server calls `method` on the client's own entity (the one it is
+    /// bound to when the frame arrives): how broadcasts and tag-filtered
+    /// calls reach each client with the same bytes.
+    CallOwn { method: String, args: Vec<u8> },
 }
 
 /// Why a request failed. Numeric values are part of the protocol.
@@ -184,6 +130,9 @@ pub enum ErrorCode {
     Overloaded = 8,
     /// Anything else on the server's side.
     Internal = 9,
+    /// The client speaks another protocol version (or did not say which,
+    /// in `Hello`); the server closes the connection.
+    UnsupportedVersion = 10,
     /// A code this version does not know.
     Unknown = 0xffff,
 }
@@ -201,6 +150,7 @@ impl ErrorCode {
             7 => Self::PluginFault,
             8 => Self::Overloaded,
             9 => Self::Internal,
+            10 => Self::UnsupportedVersion,
             _ => Self::Unknown,
         }
     }
@@ -251,6 +201,10 @@ impl ClientFrame {
                 put_f32(out, pos.z);
                 put_f32(out, *yaw);
             }
+            Self::Hello { version } => {
+                out.push(ty::C_HELLO);
+                put_u16(out, *version);
+            }
         }
     }
 
@@ -271,6 +225,9 @@ impl ClientFrame {
             ty::C_MOVE => Self::Move {
                 pos: read_position(&mut r)?,
                 yaw: r.f32("yaw")?,
+            },
+            ty::C_HELLO => Self::Hello {
+                version: r.u16("version")?,
             },
             other => return Err(DecodeError::UnknownType(other)),
         };
@@ -340,16 +297,14 @@ impl ServerFrame {
                 out.push(ty::S_PONG);
                 put_u64(out, *nonce);
             }
-            Self::Positions(entries) => {
-                // One frame holds at most `MAX_ENTRIES`; the rest is cut
-                // (documented on the variant).
-                let mut w = PositionsWriter::new();
-                for p in entries {
-                    if !w.push(p) {
-                        break;
-                    }
-                }
-                out.extend_from_slice(&w.finish());
+            Self::Positions { body } => {
+                out.push(ty::S_POSITIONS);
+                out.extend_from_slice(body);
+            }
+            Self::CallOwn { method, args } => {
+                out.push(ty::S_CALL_OWN);
+                put_str(out, method);
+                out.extend_from_slice(args);
             }
         }
     }
@@ -408,18 +363,13 @@ impl ServerFrame {
             ty::S_PONG => Self::Pong {
                 nonce: r.u64("nonce")?,
             },
-            ty::S_POSITIONS => {
-                let n = r.u16("count")?;
-                let mut entries = Vec::with_capacity(usize::from(n).min(r.remaining().len() / 24));
-                for _ in 0..n {
-                    entries.push(EntityPosition {
-                        entity: r.u64("entity")?,
-                        pos: read_position(&mut r)?,
-                        yaw: r.f32("yaw")?,
-                    });
-                }
-                Self::Positions(entries)
-            }
+            ty::S_POSITIONS => Self::Positions {
+                body: r.rest().to_vec(),
+            },
+            ty::S_CALL_OWN => Self::CallOwn {
+                method: r.str("method")?,
+                args: r.rest().to_vec(),
+            },
             other => return Err(DecodeError::UnknownType(other)),
         };
         expect_end(&r)?;
@@ -523,19 +473,14 @@ mod tests {
     }
 
     #[test]
-    fn positions_and_moves_round_trip() {
-        let p = |entity, x| EntityPosition {
-            entity,
-            pos: Position { x, y: -2.5, z: 0.0 },
-            yaw: 1.5,
-        };
-        round_trip_server(ServerFrame::Positions(vec![]));
-        round_trip_server(ServerFrame::Positions(vec![p(1, 3.0), p(u64::MAX, -7.25)]));
-        let bytes = ServerFrame::Positions(vec![p(1, 3.0), p(2, 4.0)]).to_bytes();
-        assert_eq!(bytes.len(), 3 + 2 * EntityPosition::ENCODED_LEN);
-        let mut w = PositionsWriter::new();
-        assert!(w.push(&p(1, 3.0)) && w.push(&p(2, 4.0)));
-        assert_eq!(w.finish(), bytes);
+    fn moves_hello_and_own_calls_round_trip() {
+        round_trip_server(ServerFrame::CallOwn {
+            method: "on_chat".into(),
+            args: vec![0x91, 0xa2, b'h', b'i'],
+        });
+        round_trip_server(ServerFrame::Positions {
+            body: vec![0xfb, 0x80, 0x01],
+        });
         let m = ClientFrame::Move {
             pos: Position {
                 x: 1.0,
@@ -551,8 +496,14 @@ mod tests {
         for cut in 0..out.len() {
             assert!(ClientFrame::decode(&out[..cut]).is_err());
         }
-        // A count larger than the entries that follow is malformed.
-        assert!(ServerFrame::decode(&[0x87, 5, 0]).is_err());
+        let mut hello = Vec::new();
+        ClientFrame::Hello { version: 3 }.encode(&mut hello);
+        assert_eq!(hello, [0x04, 3, 0]);
+        assert_eq!(
+            ClientFrame::decode(&hello),
+            Ok(ClientFrame::Hello { version: 3 })
+        );
+        assert_eq!(ErrorCode::from_u16(10), ErrorCode::UnsupportedVersion);
     }
 
     #[test]

@@ -10,17 +10,21 @@
 pub mod attr;
 mod codec;
 mod frame;
+mod positions;
 mod stream;
 
 pub use codec::DecodeError;
 pub use frame::{
-    AttrOp, ClientFrame, EntityPosition, ErrorCode, PathSegment, Position, PositionsWriter,
-    ServerFrame,
+    AttrOp, ClientFrame, EntityPosition, ErrorCode, PathSegment, Position, ServerFrame,
+};
+pub use positions::{
+    put_signed, put_varint, quantize_yaw, yaw_value, PositionTable, PositionsWriter, QuantPos,
+    Resolution, MAX_SLOT, POSITIONS_TYPE, YAW_STEPS,
 };
 pub use stream::{write_prefixed, FrameDecoder, FrameError, LENGTH_PREFIX, STREAM_WRITE_CHUNK};
 
 /// Version of the protocol this crate speaks; sent in `Welcome`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Default largest frame (type byte + body) either side accepts.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;

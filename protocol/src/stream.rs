@@ -52,9 +52,10 @@ impl FrameDecoder {
         }
     }
 
-    /// The buffer to read incoming bytes into.
+    /// The buffer to read incoming bytes into: room for a few frames, so
+    /// one read takes what a server wrote at once.
     pub fn buffer_mut(&mut self) -> &mut BytesMut {
-        self.buf.reserve(512);
+        self.buf.reserve(8 * 1024);
         &mut self.buf
     }
 
@@ -95,7 +96,7 @@ impl FrameDecoder {
     /// An idle connection should not pin a large buffer: once drained, drop
     /// capacity grown by a big frame.
     fn release_idle_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 4096 {
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
             self.buf = BytesMut::new();
         }
     }

@@ -173,10 +173,10 @@ impl TestServer {
                 ..NetConfig::default()
             },
             game: GameConfig {
-                boot_entity: boot_entity.into(),
                 services: services.iter().map(|s| s.to_string()).collect(),
                 checkpoint_interval_ms: 5000,
                 space_tick_hz: 20,
+                ..GameConfig::new(boot_entity)
             },
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),

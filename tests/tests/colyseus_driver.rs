@@ -76,7 +76,7 @@ async fn the_driver_sees_its_own_moves_come_back_from_wyrm() {
     let server = TestServer::start(wasm, "Player", &["Bench"], |cfg| {
         // As in bench/colyseus/wyrm.toml: the clients are not throttled.
         cfg.net.client_rate = 100_000;
-        cfg.net.client_queue = 65_536;
+        cfg.net.client_queue_bytes = 16 << 20;
     })
     .await;
     let url = format!("ws://{}/ws", server.addr(Transport::WebSocket));

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use rmpv::Value;
-use wyrm_client::{Client, Position, Transport, NO_ARGS};
+use wyrm_client::{Client, Position, Resolution, Transport, NO_ARGS};
 use wyrm_tests::{chat::expect, TestServer, WAIT};
 
 const RADIUS: f32 = 100.0;
@@ -199,9 +199,13 @@ async fn clients_see_exactly_their_area_of_interest_as_walkers_move() {
                         e.id
                     )
                 });
+                // Sent on the default grid of 1/32.
+                let (x, y) = oracle.pos[&e.id];
+                let grid = Resolution::default();
+                let on_grid = |v: f32| grid.value(grid.quantize(v));
                 assert_eq!(
                     (p.pos.x, p.pos.y),
-                    oracle.pos[&e.id],
+                    (on_grid(x), on_grid(y)),
                     "step {step}: position of {} as walker {id}'s client holds it",
                     e.id
                 );

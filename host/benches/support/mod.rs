@@ -143,7 +143,7 @@ pub async fn start_testbed_server(
     std::fs::write(
         &cfg_path,
         format!(
-            "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue = 100000\n\n\
+            "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue_bytes = 16777216\n\n\
              [game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n\n\
              [limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n\
              [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",

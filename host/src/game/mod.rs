@@ -9,7 +9,6 @@
 //! over every entity, and the queue carries on.
 
 mod attrs;
-mod ids;
 mod passwords;
 mod space;
 mod swap;
@@ -22,12 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use tokio::sync::mpsc::UnboundedSender;
 use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
-use crate::msg::{ToDispatcher, ToGame};
+use crate::msg::{GateBatch, ToGame};
 use crate::plugin::{PluginCode, PluginInstance, PluginRuntime};
 
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
@@ -36,6 +33,26 @@ pub use world::World;
 /// Work items run before the game looks at its inbox again, so an entity
 /// that keeps calling itself cannot starve clients.
 const WORK_BATCH: usize = 4096;
+
+/// Messages the game takes from its inboxes before it sends what they
+/// produced: everything waiting, up to this many, or this much time.
+const INBOX_BATCH: usize = 1024;
+const INBOX_BATCH_TIME: Duration = Duration::from_millis(5);
+
+/// How a game talks to the rest of the process.
+pub struct GameChannels {
+    /// Messages from connections, through the dispatcher (bounded: a
+    /// connection waits when it is full).
+    pub inbox: flume::Receiver<ToGame>,
+    /// Replies and requests from inside the server: storage, password
+    /// threads, swaps, shutdown.
+    pub internal: flume::Receiver<ToGame>,
+    /// A sender into `internal`, for the threads the game starts.
+    pub internal_tx: flume::Sender<ToGame>,
+    /// Where its output for clients goes, a batch at a time (bounded: the
+    /// game waits when the gate falls behind).
+    pub gate: flume::Sender<GateBatch>,
+}
 
 struct PluginSlot {
     code: PluginCode<World>,
@@ -47,7 +64,11 @@ pub struct Game {
     /// Present except while lent to a plugin during a call.
     world: Option<Box<World>>,
     plugins: Vec<PluginSlot>,
-    inbox: Receiver<ToGame>,
+    inbox: flume::Receiver<ToGame>,
+    internal: flume::Receiver<ToGame>,
+    /// Keeps `internal` open whatever else stops.
+    _internal_tx: flume::Sender<ToGame>,
+    gate: flume::Sender<GateBatch>,
     boot_entity: String,
     /// Per plugin, its last saved private state.
     checkpoints: Vec<Option<swap::Checkpoint>>,
@@ -106,16 +127,19 @@ pub struct GameStorage {
 impl Game {
     /// Instantiates `plugins` (already loaded by `runtime`), checks the
     /// config against the entity types they declare and brings up the
-    /// service entities (loaded, if an earlier run saved them). `inbox_tx`
-    /// is this game's own inbox, for continuations.
+    /// service entities (loaded, if an earlier run saved them).
     pub fn new(
         plugins: Vec<PluginCode<World>>,
         cfg: &GameConfig,
-        out: UnboundedSender<ToDispatcher>,
-        inbox: Receiver<ToGame>,
-        inbox_tx: Sender<ToGame>,
+        channels: GameChannels,
         storage: GameStorage,
     ) -> anyhow::Result<Self> {
+        let GameChannels {
+            inbox,
+            internal,
+            internal_tx,
+            gate,
+        } = channels;
         let mut types = types::TypeRegistry::default();
         let mut slots = Vec::new();
         for (i, code) in plugins.into_iter().enumerate() {
@@ -140,7 +164,7 @@ impl Game {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(4);
-        let passwords = passwords::PasswordPool::start(workers, inbox_tx)
+        let passwords = passwords::PasswordPool::start(workers, internal_tx.clone())
             .context("cannot start password threads")?;
         let GameStorage {
             store,
@@ -151,7 +175,8 @@ impl Game {
             save_every,
         } = storage;
         let persistence = world::Persistence::new(store, stats, reserved);
-        let mut world = World::new(types, out, passwords, persistence, next_id);
+        let spaces = space::Spaces::new(cfg.position_resolution()?, cfg.space_resolutions()?);
+        let mut world = World::new(types, spaces, passwords, persistence, next_id);
         for s in &cfg.services {
             world
                 .start_service(s, services.remove(s))
@@ -164,6 +189,9 @@ impl Game {
             checkpoints: slots.iter().map(|_| None).collect(),
             plugins: slots,
             inbox,
+            internal,
+            _internal_tx: internal_tx,
+            gate,
             boot_entity: cfg.boot_entity.clone(),
             checkpoint_every,
             next_checkpoint: checkpoint_every.map(|d| Instant::now() + d),
@@ -177,16 +205,17 @@ impl Game {
             last_overrun_warning: None,
         };
         game.run_work();
+        game.send_output(false);
         Ok(game)
     }
 
-    /// Runs until `Shutdown` arrives or every sender is gone.
+    /// Runs until `Shutdown` arrives or every connection's sender is gone.
     pub fn run(mut self) {
         loop {
             // A swap in progress copies between messages: never block then.
             let busy = !self.world().work.is_empty() || self.swapping.is_some();
             let deadline = if busy {
-                Some(Instant::now())
+                Instant::now()
             } else {
                 let timer = self.world().timers.next_due();
                 let chores = [
@@ -194,28 +223,56 @@ impl Game {
                     self.next_checkpoint,
                     Some(self.next_space_tick),
                 ];
-                timer.into_iter().chain(chores.into_iter().flatten()).min()
+                let next = timer.into_iter().chain(chores.into_iter().flatten()).min();
+                // Something is always due: the next save.
+                next.unwrap_or_else(|| Instant::now() + self.save_every)
             };
-            let msg = match deadline {
-                Some(d) => self.inbox.recv_deadline(d),
-                None => self
-                    .inbox
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match msg {
-                Ok(ToGame::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    self.world().save_all_and_flush();
+            let first = flume::Selector::new()
+                .recv(&self.internal, |m| m.ok().map(Ok))
+                .recv(&self.inbox, |m| Some(m.map_err(|_| ())))
+                .wait_deadline(deadline);
+            // What is waiting is taken together, so what it produces for a
+            // client leaves in one write.
+            let mut next = match first {
+                Ok(Some(Err(()))) => {
+                    self.shut_down();
                     break;
                 }
-                Ok(m) => self.handle(m),
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(Some(Ok(m))) => Some(m),
+                // The internal inbox cannot close (the game holds a
+                // sender); `Err` is the deadline.
+                Ok(None) | Err(_) => None,
+            };
+            let started = Instant::now();
+            let mut taken = 0;
+            let mut stop = false;
+            while let Some(msg) = next.take() {
+                if matches!(msg, ToGame::Shutdown) {
+                    stop = true;
+                    break;
+                }
+                self.handle(msg);
+                self.run_work();
+                taken += 1;
+                if taken < INBOX_BATCH && started.elapsed() < INBOX_BATCH_TIME {
+                    next = self
+                        .internal
+                        .try_recv()
+                        .or_else(|_| self.inbox.try_recv())
+                        .ok();
+                }
+            }
+            if stop {
+                self.shut_down();
+                break;
             }
             let now = Instant::now();
             self.world().fire_timers(now);
             self.run_work();
+            let mut ticked = false;
             if self.next_space_tick <= now {
                 self.tick_spaces(now);
+                ticked = true;
                 // Fixed rate; after a stall, resume from now instead of
                 // bursting to catch up.
                 self.next_space_tick = (self.next_space_tick + self.space_tick).max(now);
@@ -233,8 +290,28 @@ impl Game {
                     self.next_checkpoint = Some(Instant::now() + every);
                 }
             }
+            self.send_output(ticked);
         }
         tracing::info!("game stopped");
+    }
+
+    /// Saves everything, waits for storage, and sends what is left for
+    /// clients.
+    fn shut_down(&mut self) {
+        self.world().save_all_and_flush();
+        self.send_output(true);
+    }
+
+    /// Hands what this round of work produced for clients to the gate, in
+    /// one batch; `tick` asks the gate to write every client.
+    fn send_output(&mut self, tick: bool) {
+        let ops = self.world().take_output();
+        if ops.is_empty() && !tick {
+            return;
+        }
+        // The gate outlives the game except at shutdown, when output no
+        // longer matters.
+        let _ = self.gate.send(GateBatch { ops, tick });
     }
 
     /// Where this game records its tick durations.
@@ -289,6 +366,7 @@ impl Game {
             }
             ToGame::Loaded { id, result } => self.world().finish_load(id, *result),
             ToGame::Swap(req) => self.swap(*req),
+            // Taken by `run` before it gets here.
             ToGame::Shutdown => {}
         }
     }

@@ -27,12 +27,17 @@ enum Job {
 /// A small pool of hashing threads.
 pub struct PasswordPool {
     jobs: crossbeam_channel::Sender<Job>,
+    game: flume::Sender<ToGame>,
 }
+
+/// Hashes waiting for a thread before more are refused: at tens of
+/// milliseconds each, this is seconds of work already.
+const QUEUE: usize = 1024;
 
 impl PasswordPool {
     /// Starts `workers` threads that deliver results into `game`.
-    pub fn start(workers: usize, game: crossbeam_channel::Sender<ToGame>) -> std::io::Result<Self> {
-        let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+    pub fn start(workers: usize, game: flume::Sender<ToGame>) -> std::io::Result<Self> {
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         for i in 0..workers.max(1) {
             let (rx, game) = (rx.clone(), game.clone());
             std::thread::Builder::new()
@@ -51,17 +56,60 @@ impl PasswordPool {
                     }
                 })?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, game })
     }
 
-    /// Hashes `password`; the result arrives as `[hash: string, context]`.
+    /// Hashes `password`; the result arrives as `[hash: string, context]`
+    /// (`nil` for the hash if it failed, or the queue was full).
     pub fn hash(&self, password: String, cont: Continuation) {
-        let _ = self.jobs.send(Job::Hash(password, cont));
+        self.queue(Job::Hash(password, cont));
     }
 
-    /// Checks `password` against `hash`; arrives as `[ok: bool, context]`.
+    /// Checks `password` against `hash`; arrives as `[ok: bool, context]`
+    /// (`false` if the queue was full).
     pub fn verify(&self, password: String, hash: String, cont: Continuation) {
-        let _ = self.jobs.send(Job::Verify(password, hash, cont));
+        self.queue(Job::Verify(password, hash, cont));
+    }
+
+    fn queue(&self, job: Job) {
+        let job = match self.jobs.try_send(job) {
+            Ok(()) => return,
+            Err(crossbeam_channel::TrySendError::Full(job)) => job,
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+        };
+        tracing::warn!("{QUEUE} password hashes are waiting; answering this one as failed");
+        let (args, cont) = refuse(job);
+        let _ = self.game.send(ToGame::Continuation {
+            entity: cont.entity,
+            method: cont.method,
+            args,
+        });
+    }
+}
+
+/// The answer to a job refused for lack of room.
+fn refuse(job: Job) -> (Vec<u8>, Continuation) {
+    let mut args = Vec::with_capacity(16);
+    let _ = rmp::encode::write_array_len(&mut args, 2);
+    let cont = match job {
+        Job::Hash(_, cont) => {
+            let _ = rmp::encode::write_nil(&mut args);
+            cont
+        }
+        Job::Verify(_, _, cont) => {
+            let _ = rmp::encode::write_bool(&mut args, false);
+            cont
+        }
+    };
+    push_context(&mut args, &cont.context);
+    (args, cont)
+}
+
+fn push_context(args: &mut Vec<u8>, context: &[u8]) {
+    if context.is_empty() {
+        let _ = rmp::encode::write_nil(args);
+    } else {
+        args.extend_from_slice(context);
     }
 }
 
@@ -94,10 +142,6 @@ fn run(job: Job) -> (Vec<u8>, Continuation) {
             cont
         }
     };
-    if cont.context.is_empty() {
-        let _ = rmp::encode::write_nil(&mut args);
-    } else {
-        args.extend_from_slice(&cont.context);
-    }
+    push_context(&mut args, &cont.context);
     (args, cont)
 }

@@ -7,12 +7,16 @@
 //! each pair is checked once however many moves the tick brought. Leaving
 //! takes effect at once. Either way the resulting AOI changes land in
 //! [`Spaces::events`] for the world to act on (client views, logic
-//! events). Positions that changed since the last tick are remembered so
-//! the tick can send them, one batch per client.
+//! events). Each space also keeps every entity's place as it is sent to
+//! clients — quantized at the space's resolution — indexed like the grid,
+//! so position sync reads it without a lookup ([`SpacePlaces`]).
+
+use std::collections::HashMap;
 
 use wyrm_aoi::{AoiEvent, AoiGrid, Handle};
+use wyrm_protocol::{QuantPos, Resolution};
 
-use super::ids::IdMap;
+use crate::ids::IdMap;
 use crate::msg::EntityId;
 use crate::plugin::bindings::{AoiDecl, Placement, Position};
 
@@ -23,8 +27,57 @@ const DEFAULT_CELL: f32 = 100.0;
 struct Space {
     kind: String,
     grid: AoiGrid,
-    /// Entities in the space whose position changed since the last tick.
-    moved: Vec<EntityId>,
+    resolution: Resolution,
+    /// By grid handle: the entity there and its place as sent to clients.
+    places: Vec<SentPlace>,
+}
+
+/// An entity's place as clients are sent it.
+#[derive(Debug, Clone, Copy, Default)]
+struct SentPlace {
+    entity: EntityId,
+    q: QuantPos,
+}
+
+impl Space {
+    fn set_place(&mut self, handle: Handle, entity: EntityId, pos: Position, yaw: f32) {
+        let q = QuantPos::new(
+            self.resolution,
+            wyrm_protocol::Position {
+                x: pos.x,
+                y: pos.y,
+                z: pos.z,
+            },
+            yaw,
+        );
+        let i = handle.index();
+        if self.places.len() <= i {
+            self.places.resize(i + 1, SentPlace::default());
+        }
+        self.places[i] = SentPlace { entity, q };
+    }
+}
+
+/// The places of one space's entities as clients are sent them.
+pub struct SpacePlaces<'a> {
+    resolution: Resolution,
+    places: &'a [SentPlace],
+}
+
+impl SpacePlaces<'_> {
+    /// The space's resolution.
+    pub fn resolution(&self) -> Resolution {
+        self.resolution
+    }
+
+    /// The place of `entity`, which is at `handle` (`None` if it is not).
+    #[inline]
+    pub fn get(&self, handle: Handle, entity: EntityId) -> Option<QuantPos> {
+        self.places
+            .get(handle.index())
+            .filter(|p| p.entity == entity)
+            .map(|p| p.q)
+    }
 }
 
 /// Where an entity in a space is.
@@ -33,8 +86,6 @@ struct Placed {
     handle: Handle,
     z: f32,
     yaw: f32,
-    /// In its space's `moved` list.
-    moved: bool,
 }
 
 /// See the module docs.
@@ -42,20 +93,39 @@ struct Placed {
 pub struct Spaces {
     spaces: IdMap<Space>,
     placed: IdMap<Placed>,
+    /// The resolution of spaces whose kind is not in `resolutions`.
+    resolution: Resolution,
+    resolutions: HashMap<String, Resolution>,
     /// AOI changes the last operations produced, oldest first; the world
     /// drains them after each operation that can produce them.
     pub events: Vec<AoiEvent>,
 }
 
 impl Spaces {
+    /// No spaces yet; positions of a space of kind `k` will be sent at
+    /// `resolutions[k]`, or at `resolution`.
+    pub fn new(resolution: Resolution, resolutions: HashMap<String, Resolution>) -> Self {
+        Self {
+            resolution,
+            resolutions,
+            ..Self::default()
+        }
+    }
+
     /// Makes entity `id` a space of `kind`.
     pub fn create(&mut self, id: EntityId, kind: String) {
+        let resolution = self
+            .resolutions
+            .get(&kind)
+            .copied()
+            .unwrap_or(self.resolution);
         self.spaces.insert(
             id,
             Space {
                 kind,
                 grid: AoiGrid::new(DEFAULT_CELL),
-                moved: Vec::new(),
+                resolution,
+                places: Vec::new(),
             },
         );
     }
@@ -113,7 +183,7 @@ impl Spaces {
             .ok_or_else(|| format!("entity {space} is not a space"))?;
         let (radius, hysteresis) = aoi.map_or((0.0, 0.0), |a| (a.radius, a.hysteresis));
         let handle = s.grid.insert(id, pos.x, pos.y, radius, hysteresis);
-        s.moved.push(id);
+        s.set_place(handle, id, pos, yaw);
         self.placed.insert(
             id,
             Placed {
@@ -121,7 +191,6 @@ impl Spaces {
                 handle,
                 z: pos.z,
                 yaw,
-                moved: true,
             },
         );
         Ok(left)
@@ -132,8 +201,8 @@ impl Spaces {
         let p = self.placed.remove(&id)?;
         if let Some(s) = self.spaces.get_mut(&p.space) {
             s.grid.remove(p.handle, &mut self.events);
-            if p.moved {
-                s.moved.retain(|&m| m != id);
+            if let Some(place) = s.places.get_mut(p.handle.index()) {
+                *place = SentPlace::default();
             }
         }
         Some(p.space)
@@ -152,12 +221,9 @@ impl Spaces {
             .get_mut(&p.space)
             .ok_or_else(|| format!("entity {id} is in no space"))?;
         s.grid.move_to(p.handle, pos.x, pos.y);
+        s.set_place(p.handle, id, pos, yaw);
         p.z = pos.z;
         p.yaw = yaw;
-        if !p.moved {
-            p.moved = true;
-            s.moved.push(id);
-        }
         Ok(())
     }
 
@@ -177,9 +243,17 @@ impl Spaces {
         self.placed.get(&id).map(|p| p.space)
     }
 
-    /// Whether `id`'s position changed since the last tick.
-    pub fn moved(&self, id: EntityId) -> bool {
-        self.placed.get(&id).is_some_and(|p| p.moved)
+    /// `id`'s handle in its space's grid, if it is in a space.
+    pub fn handle(&self, id: EntityId) -> Option<Handle> {
+        self.placed.get(&id).map(|p| p.handle)
+    }
+
+    /// The places of space `space`'s entities, as clients are sent them.
+    pub fn places(&self, space: EntityId) -> Option<SpacePlaces<'_>> {
+        self.spaces.get(&space).map(|s| SpacePlaces {
+            resolution: s.resolution,
+            places: &s.places,
+        })
     }
 
     /// The entities `id` sees, as of the last [`update_aoi`](Self::update_aoi).
@@ -220,17 +294,6 @@ impl Spaces {
     pub fn update_aoi(&mut self) {
         for s in self.spaces.values_mut() {
             s.grid.update(&mut self.events);
-        }
-    }
-
-    /// Forgets which positions changed: called once the tick has sent them.
-    pub fn clear_moved(&mut self) {
-        for s in self.spaces.values_mut() {
-            for id in s.moved.drain(..) {
-                if let Some(p) = self.placed.get_mut(&id) {
-                    p.moved = false;
-                }
-            }
         }
     }
 

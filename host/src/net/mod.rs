@@ -1,32 +1,51 @@
 //! Transports: TCP and KCP with length-prefixed frames, WebSocket with one
 //! frame per binary message (beside a static web page on the same port).
 //!
-//! Each transport yields connections that implement [`FrameConn`]; the gate
-//! serves any of them the same way. This module knows frames as bytes only:
-//! nothing here decodes a frame's contents or knows of entities.
+//! Each accepted connection is two halves: a [`FrameConn`], which the
+//! connection's task reads from, and a [`Link`], through which anyone —
+//! mostly the gate — queues frames for the client and writes them, many to
+//! a write. This module knows frames as bytes only: nothing here decodes a
+//! frame's contents or knows of entities.
 
+mod deframe;
 pub(crate) mod http;
-mod stream;
+mod kcp;
+mod link;
+mod tcp;
 mod ws;
 
 use std::future::Future;
 use std::io;
+use std::ops::ControlFlow;
 
-use bytes::Bytes;
+pub use deframe::{Deframer, FramingError, Piece, PrefixDeframer, WsDeframer, WS_PONG};
+pub use kcp::{kcp_conn, listen_kcp, KcpConn};
+pub use link::{CloseReason, Duty, Framing, Link, Overflow};
+pub use tcp::{listen_tcp, tcp_conn, TcpConn};
+pub use ws::{accept_http, listen_websocket, ws_control_frame, WsConn};
 
-pub use stream::{kcp_conn, listen_kcp, listen_tcp, tcp_conn, StreamConn};
-pub use ws::{accept_http, listen_websocket, WsConn};
+/// Bytes read from a socket at a time: a read that finds many frames
+/// waiting takes them all in one call.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
-/// What a connection received.
-#[derive(Debug)]
-pub enum Inbound {
-    /// One whole frame (type byte and body).
-    Frame(Bytes),
-    /// A frame over the maximum arrived and was discarded.
-    TooLarge {
-        /// Its announced length.
-        len: usize,
-    },
+/// How a read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Everything read was handed on; read again.
+    More,
+    /// The receiver of the pieces asked to stop.
+    Stopped,
+    /// The peer closed its side.
+    PeerClosed,
+}
+
+impl From<ControlFlow<()>> for ReadEnd {
+    fn from(flow: ControlFlow<()>) -> Self {
+        match flow {
+            ControlFlow::Continue(()) => ReadEnd::More,
+            ControlFlow::Break(()) => ReadEnd::Stopped,
+        }
+    }
 }
 
 /// A failure that ends a connection.
@@ -37,20 +56,26 @@ pub enum NetError {
     Io(#[from] io::Error),
     /// The peer does not speak the framing (for example a zero length).
     #[error("bad framing: {0}")]
-    Framing(String),
+    Framing(#[from] FramingError),
 }
 
-/// A connection that carries whole frames, whatever the transport.
+/// The reading half of a connection, whatever the transport; writing goes
+/// through its [`Link`].
 pub trait FrameConn: Send + 'static {
-    /// The next frame from the peer, or `None` when it closed. Cancel-safe:
-    /// a cancelled call loses no bytes.
-    fn recv(&mut self) -> impl Future<Output = Result<Option<Inbound>, NetError>> + Send;
+    /// Waits for input, then hands everything one read brought to `on`,
+    /// piece by piece. Cancel-safe: a cancelled call loses no bytes.
+    fn read(
+        &mut self,
+        on: &mut (dyn FnMut(Piece<'_>) -> ControlFlow<()> + Send),
+    ) -> impl Future<Output = Result<ReadEnd, NetError>> + Send;
 
-    /// Sends one frame (shared bytes: a fan-out frame is not copied).
-    fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes what the link holds, waiting for the transport as needed
+    /// (when the link says [`Duty::Write`]).
+    fn write_queued(&mut self, link: &Link) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Closes the connection, flushing what was sent.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// Sends what is still queued (briefly, and not to a client dropped
+    /// for reading too slowly), the transport's own close, and closes.
+    fn close(&mut self, link: &Link) -> impl Future<Output = ()> + Send;
 
     /// The transport's name, for logs.
     fn transport(&self) -> &'static str;

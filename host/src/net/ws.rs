@@ -4,56 +4,50 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
+use super::deframe::{put_ws_header, WS_CLOSE};
 use super::http;
-use super::{FrameConn, Inbound, NetError};
+use super::link::{Framing, Link};
+use super::tcp::SocketConn;
+use super::WsDeframer;
 
 /// How long a new connection may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A WebSocket client connection.
-pub struct WsConn {
-    ws: WebSocketStream<TcpStream>,
-    max_frame: usize,
-}
+/// A WebSocket client connection: one protocol frame per binary message,
+/// read and written by Wyrm's own framing (server side of RFC 6455, no
+/// extensions), so that a batch of frames leaves in one write and an idle
+/// connection holds no buffer.
+pub type WsConn = SocketConn<WsDeframer>;
 
 /// Binds the HTTP/WebSocket listener.
 pub async fn listen_websocket(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// tungstenite allocates its read buffer per connection up front (128 KiB by
-/// default) and caps nothing on writes; a game server needs both small.
-fn ws_config(max_frame: usize) -> WebSocketConfig {
-    // Messages up to a few times our limit are read and refused with an
-    // error frame; anything larger makes tungstenite drop the connection.
-    let hard_limit = max_frame.saturating_mul(4);
-    WebSocketConfig::default()
-        .read_buffer_size(2048)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(hard_limit))
-        .max_frame_size(Some(hard_limit))
+/// A WebSocket control frame from the server (pong, close).
+pub fn ws_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + payload.len());
+    put_ws_header(&mut out, opcode, payload.len());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// Handles a new HTTP connection: serves a file and closes, or upgrades to a
-/// WebSocket and returns it.
+/// WebSocket and returns it with its link (`max_frame` bytes in, at most
+/// `queue` bytes queued out).
 pub async fn accept_http(
     mut stream: TcpStream,
     web_root: Option<&Path>,
     max_frame: usize,
-) -> io::Result<Option<WsConn>> {
+    queue: usize,
+) -> io::Result<Option<(WsConn, Arc<Link>)>> {
     let _ = stream.set_nodelay(true);
     let Ok(head) = tokio::time::timeout(HEAD_TIMEOUT, http::read_request(&mut stream)).await else {
         return Ok(None);
@@ -79,62 +73,20 @@ pub async fn accept_http(
         derive_accept_key(key.as_bytes())
     );
     stream.write_all(response.as_bytes()).await?;
-    let cfg = Some(ws_config(max_frame));
-    let ws = if rest.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, cfg).await
-    } else {
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, cfg).await
-    };
-    Ok(Some(WsConn { ws, max_frame }))
-}
-
-impl FrameConn for WsConn {
-    async fn recv(&mut self) -> Result<Option<Inbound>, NetError> {
-        loop {
-            // StreamExt::next on a WebSocketStream is cancel-safe.
-            let msg = match self.ws.next().await {
-                None => return Ok(None),
-                Some(Ok(m)) => m,
-                Some(Err(
-                    WsError::ConnectionClosed
-                    | WsError::AlreadyClosed
-                    | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-                )) => return Ok(None),
-                Some(Err(WsError::Io(e))) => return Err(NetError::Io(e)),
-                Some(Err(e)) => return Err(NetError::Framing(e.to_string())),
-            };
-            match msg {
-                Message::Binary(b) if b.len() > self.max_frame => {
-                    return Ok(Some(Inbound::TooLarge { len: b.len() }))
-                }
-                Message::Binary(b) => return Ok(Some(Inbound::Frame(b))),
-                Message::Close(_) => return Ok(None),
-                // tungstenite answers pings itself; text is not our protocol.
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                Message::Text(_) => {
-                    return Err(NetError::Framing(
-                        "text message: the protocol is binary".into(),
-                    ))
-                }
-            }
-        }
+    let (mut conn, link) = SocketConn::new(
+        stream,
+        WsDeframer::new(max_frame),
+        Framing::WebSocket,
+        "websocket",
+        queue,
+    );
+    // Going away (1001): the server ends the connection.
+    conn.set_goodbye(ws_control_frame(WS_CLOSE, &1001u16.to_be_bytes()));
+    if !rest.is_empty() {
+        // Frames the client sent right behind its request head: read them
+        // first. Pieces before the first read are rare (a client that does
+        // not wait for the upgrade); keep them for `read`.
+        conn.push_early(rest);
     }
-
-    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
-        self.ws
-            .send(Message::Binary(frame))
-            .await
-            .map_err(|e| match e {
-                WsError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            })
-    }
-
-    async fn close(&mut self) {
-        let _ = self.ws.close(None).await;
-    }
-
-    fn transport(&self) -> &'static str {
-        "websocket"
-    }
+    Ok(Some((conn, link)))
 }

@@ -199,7 +199,7 @@ pub fn open(
     path: &Path,
     durable: bool,
     services: &[String],
-    game: Sender<ToGame>,
+    game: flume::Sender<ToGame>,
 ) -> Result<Opened, OpenError> {
     let (mut conn, lock) = db::open(path, durable)?;
     let path_buf = path.to_path_buf();
@@ -216,7 +216,10 @@ pub fn open(
             saved_services.insert(ty.clone(), loaded);
         }
     }
-    let (tx, rx) = crossbeam_channel::unbounded();
+    // Bounded: a game that asks faster than the disk answers waits for it
+    // (storage never waits for the game: its answers go to an inbox the
+    // game drains, so this cannot deadlock).
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let thread = std::thread::Builder::new()
         .name("wyrm-storage".into())
         .spawn(move || run(conn, lock, rx, game, path_buf))
@@ -236,11 +239,14 @@ pub fn open(
 /// Most operations one transaction takes.
 const BATCH: usize = 8192;
 
+/// Operations queued to the storage thread before the game waits.
+const QUEUE: usize = 64 * 1024;
+
 fn run(
     mut conn: rusqlite::Connection,
     _lock: std::fs::File,
     rx: Receiver<Op>,
-    game: Sender<ToGame>,
+    game: flume::Sender<ToGame>,
     path: PathBuf,
 ) {
     let _span = tracing::info_span!("storage", path = %path.display()).entered();

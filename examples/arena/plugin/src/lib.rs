@@ -6,8 +6,10 @@
 //!   best score (persistent).
 //! - `Field` (the space, 2000×2000): spawns monsters on a timer and, on
 //!   every space tick, lets each monster think.
-//! - `Account` (each connecting client): `login(name)` makes a `Player` near
-//!   the middle of the field and hands the client to it.
+//! - `Account` (each connecting client): `login(name)` makes a `Player` and
+//!   hands the client to it. Players appear near the middle while the field
+//!   holds few of them, so friends who log in together see each other, and
+//!   farther out as more join, so a crowd spreads over the whole field.
 //! - `Player`: moved by its client (`Move` frames); `shoot(dx, dy)` fires a
 //!   hitscan shot; hit points, experience, levels, death and respawn.
 //! - `Monster`: sees players through its area of interest, chases the
@@ -25,9 +27,13 @@ use wyrm_sdk::prelude::*;
 const ARENA: &str = "Arena";
 /// The field is `[0, SIZE] × [0, SIZE]`.
 const SIZE: f32 = 2000.0;
-/// New players appear within this distance of the middle, so friends who
-/// log in together see each other.
+/// New players appear within this distance of the middle while the field
+/// holds up to `SPAWN_CROWD` players; beyond, the distance grows with the
+/// square root of their number (the crowd's density stays the same), up to
+/// `SPAWN_MAX` (about 320 players fill the field).
 const SPAWN_SPREAD: f32 = 150.0;
+const SPAWN_CROWD: f32 = 8.0;
+const SPAWN_MAX: f32 = SIZE / 2.0 - 50.0;
 /// Monsters keep this far from the middle when they spawn.
 const MONSTER_SAFE: f32 = 300.0;
 const MAX_MONSTERS: usize = 30;
@@ -114,6 +120,20 @@ impl Arena {
     }
 }
 
+/// Where a player appears (see `SPAWN_SPREAD`): anywhere, evenly, in a disc
+/// around the middle sized to the number of players.
+fn spawn_point(ctx: &Ctx, rng: &mut Rng) -> Result<Position, Error> {
+    let players: i64 = ctx.get_attr_of(field(ctx)?, "players")?.unwrap_or(0);
+    let crowd = (players as f32 + 1.0) / SPAWN_CROWD;
+    let spread = (SPAWN_SPREAD * crowd.sqrt()).clamp(SPAWN_SPREAD, SPAWN_MAX);
+    let angle = rng.range(0.0, std::f32::consts::TAU);
+    let r = spread * rng.next().sqrt();
+    Ok(pos(
+        SIZE / 2.0 + r * angle.cos(),
+        SIZE / 2.0 + r * angle.sin(),
+    ))
+}
+
 /// The space everything happens in.
 #[derive(Default, Serialize, Deserialize)]
 pub struct Field {
@@ -121,7 +141,7 @@ pub struct Field {
     rng: Rng,
 }
 
-#[wyrm_sdk::entity(attrs(width = "all_clients", height = "all_clients"))]
+#[wyrm_sdk::entity(attrs(width = "all_clients", height = "all_clients", players = "none"))]
 impl Field {
     fn on_created(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
         self.rng = Rng::seeded(ctx.now_ms() ^ ctx.id());
@@ -164,6 +184,13 @@ impl Field {
     fn monster_died(&mut self, id: EntityId) {
         self.monsters.remove(&id);
     }
+
+    /// A player came (`+1`) or went (`-1`); the count places newcomers.
+    fn players_changed(&mut self, ctx: &mut Ctx, by: i64) -> Result<(), Error> {
+        let players: i64 = ctx.get_attr("players")?.unwrap_or(0);
+        ctx.set_attr("players", (players + by).max(0))?;
+        Ok(())
+    }
 }
 
 /// The entity a client is bound to until it logs in.
@@ -188,9 +215,7 @@ impl Account {
             },
         )?;
         let mut rng = Rng::seeded(ctx.now_ms() ^ player.rotate_left(17));
-        let angle = rng.range(0.0, std::f32::consts::TAU);
-        let r = rng.range(0.0, SPAWN_SPREAD);
-        let at = pos(SIZE / 2.0 + r * angle.cos(), SIZE / 2.0 + r * angle.sin());
+        let at = spawn_point(ctx, &mut rng)?;
         ctx.enter_space_of(player, field, at, 0.0)?;
         ctx.give_client_to(ctx.id(), player)?;
         ctx.destroy_entity(ctx.id())?;
@@ -219,6 +244,12 @@ pub struct Player {
 impl Player {
     fn on_created(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
         ctx.allow_client_moves(true)?;
+        ctx.call(field(ctx)?, "players_changed", (1,))?;
+        Ok(())
+    }
+
+    fn on_destroyed(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.call(field(ctx)?, "players_changed", (-1,))?;
         Ok(())
     }
 
@@ -292,16 +323,13 @@ impl Player {
         Ok(())
     }
 
-    /// Back to life, full health, near the middle.
+    /// Back to life, full health, where newcomers appear.
     fn respawn(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
         let max: i64 = ctx.get_attr("max_hp")?.unwrap_or(100);
         ctx.set_attr("hp", max)?;
         ctx.set_attr("dead", false)?;
         let mut rng = Rng::seeded(ctx.now_ms() ^ ctx.id());
-        let at = pos(
-            SIZE / 2.0 + rng.range(-SPAWN_SPREAD, SPAWN_SPREAD),
-            SIZE / 2.0 + rng.range(-SPAWN_SPREAD, SPAWN_SPREAD),
-        );
+        let at = spawn_point(ctx, &mut rng)?;
         ctx.set_position(at, 0.0)?;
         ctx.allow_client_moves(true)?;
         ctx.call_client("respawned", ())?;

@@ -185,14 +185,17 @@ impl GameHost for World {
             return Err(format!("no space {space}"));
         }
         let left = self.spaces.enter(id, space, pos, yaw, aoi)?;
+        // Leaving the old space tells its watchers (and this entity's
+        // client) first.
+        self.apply_aoi_events();
         if let Some(client) = client {
             if let Some(old) = left {
                 self.send(client, &ServerFrame::Destroy { entity: old });
             }
             self.send(client, &self.create_frame(space, false));
-            self.send_positions_of(client, id);
+            self.resync(client, id);
+            self.flush_positions_of(client);
         }
-        self.apply_aoi_events();
         Ok(())
     }
 
@@ -237,7 +240,7 @@ impl GameHost for World {
             method: method.to_owned(),
             args: args.to_vec(),
         };
-        self.send_to_all(&audience, &frame);
+        self.send_to_all(audience, &frame);
     }
 
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {

@@ -4,6 +4,7 @@
 
 mod imports;
 mod persist;
+mod sync;
 mod view;
 
 pub(in crate::game) use persist::Persistence;
@@ -13,16 +14,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rmpv::Value;
-use tokio::sync::mpsc::UnboundedSender;
 use wyrm_protocol::{AttrOp, ErrorCode, ServerFrame};
 
 use super::attrs::Attrs;
-use super::ids::IdMap;
 use super::passwords::{Continuation, PasswordPool};
 use super::space::Spaces;
 use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
-use crate::msg::{ClientId, EntityId, ToDispatcher, ToGame, ToGate};
+use crate::ids::IdMap;
+use crate::msg::{ClientId, EntityId, ToGame, ToGate};
 use crate::plugin::bindings::{
     AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
@@ -102,18 +102,29 @@ struct Entity {
     client_moves: bool,
 }
 
+/// A connected client, as the game knows it.
+struct ClientView {
+    /// The entity it is bound to.
+    entity: EntityId,
+    /// What it was last sent of positions.
+    sync: sync::PositionSync,
+}
+
 /// See the module docs.
 pub struct World {
     pub(super) types: TypeRegistry,
     entities: IdMap<Entity>,
     next_entity: EntityId,
     services: HashMap<String, EntityId>,
-    clients: HashMap<ClientId, EntityId>,
+    clients: IdMap<ClientView>,
     pub(super) timers: Timers,
     pub(super) work: VecDeque<Work>,
     /// The entity whose code is running, for attributing its calls.
     pub(super) current: Option<EntityId>,
-    out: UnboundedSender<ToDispatcher>,
+    /// Output for clients since the last batch went to the gate.
+    out: Vec<ToGate>,
+    /// Where one client's `Positions` frame is written.
+    positions_buf: Vec<u8>,
     passwords: PasswordPool,
     storage: Persistence,
     pub(super) spaces: Spaces,
@@ -126,7 +137,7 @@ impl World {
     /// saved by earlier runs).
     pub(super) fn new(
         types: TypeRegistry,
-        out: UnboundedSender<ToDispatcher>,
+        spaces: Spaces,
         passwords: PasswordPool,
         storage: Persistence,
         next_entity: EntityId,
@@ -136,14 +147,15 @@ impl World {
             entities: IdMap::default(),
             next_entity,
             services: HashMap::new(),
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             timers: Timers::default(),
             work: VecDeque::new(),
             current: None,
-            out,
+            out: Vec::new(),
+            positions_buf: Vec::new(),
             passwords,
             storage,
-            spaces: Spaces::default(),
+            spaces,
             aoi_pending: Vec::new(),
         }
     }
@@ -272,7 +284,7 @@ impl World {
 
     /// A client went away: unbind it from its entity.
     pub(super) fn disconnect_client(&mut self, client: ClientId) {
-        let Some(id) = self.clients.remove(&client) else {
+        let Some(ClientView { entity: id, .. }) = self.clients.remove(&client) else {
             return;
         };
         if let Some(e) = self.entities.get_mut(&id) {
@@ -325,7 +337,7 @@ impl World {
             } else {
                 CallerKind::OtherClient
             },
-            entity: self.clients.get(&client).copied(),
+            entity: self.clients.get(&client).map(|c| c.entity),
         };
         self.work.push_back(Work::Call(Call {
             entity,
@@ -337,7 +349,7 @@ impl World {
     }
 
     /// Tells a client its request failed.
-    pub(super) fn reply_error(&self, reply: Option<Reply>, code: ErrorCode, message: String) {
+    pub(super) fn reply_error(&mut self, reply: Option<Reply>, code: ErrorCode, message: String) {
         if let Some(Reply { client, req_id }) = reply {
             self.send(
                 client,
@@ -355,7 +367,13 @@ impl World {
             return;
         };
         e.client = Some(client);
-        self.clients.insert(client, id);
+        self.clients.insert(
+            client,
+            ClientView {
+                entity: id,
+                sync: Default::default(),
+            },
+        );
         self.to_gate(ToGate::Bind {
             client,
             entity: Some(id),
@@ -432,25 +450,31 @@ impl World {
 
     // ---- output ----
 
-    fn to_gate(&self, msg: ToGate) {
-        // The dispatcher outlives the game except at shutdown, when output
-        // no longer matters.
-        let _ = self.out.send(ToDispatcher::FromGame(msg));
+    /// What was produced for clients since the last call, in order.
+    pub(super) fn take_output(&mut self) -> Vec<ToGate> {
+        std::mem::take(&mut self.out)
     }
 
-    fn send(&self, client: ClientId, frame: &ServerFrame) {
+    fn to_gate(&mut self, msg: ToGate) {
+        self.out.push(msg);
+    }
+
+    fn send(&mut self, client: ClientId, frame: &ServerFrame) {
         self.send_bytes(client, Bytes::from(frame.to_bytes()));
     }
 
-    fn send_bytes(&self, client: ClientId, frame: Bytes) {
+    fn send_bytes(&mut self, client: ClientId, frame: Bytes) {
         self.to_gate(ToGate::Send { client, frame });
     }
 
-    /// Sends one frame, encoded once, to several clients.
-    fn send_to_all(&self, clients: &[ClientId], frame: &ServerFrame) {
-        let bytes = Bytes::from(frame.to_bytes());
-        for &client in clients {
-            self.send_bytes(client, bytes.clone());
+    /// Sends one frame, encoded once, to several clients (sent with the
+    /// next tick; a frame for one client goes at once).
+    fn send_to_all(&mut self, clients: Vec<ClientId>, frame: &ServerFrame) {
+        let frame = Bytes::from(frame.to_bytes());
+        match clients[..] {
+            [] => {}
+            [client] => self.send_bytes(client, frame),
+            _ => self.to_gate(ToGate::SendMany { clients, frame }),
         }
     }
 
@@ -498,7 +522,7 @@ impl World {
     /// Pushes a change to the clients that may see the attribute: the
     /// owner, and for an all-clients attribute everyone who sees the entity.
     fn push_attr(
-        &self,
+        &mut self,
         flags: AttrFlags,
         id: EntityId,
         op: AttrOp,
@@ -525,7 +549,7 @@ impl World {
             path,
             value: value.to_vec(),
         };
-        self.send_to_all(&audience, &frame);
+        self.send_to_all(audience, &frame);
     }
 
     fn continuation(&self, id: EntityId, method: String, context: Vec<u8>) -> Option<Continuation> {

@@ -3,12 +3,16 @@
 //! of interest). AOI is worked out once per tick, and `Create` and `Destroy`
 //! follow its changes in that tick (leaving a space, or its end, at once);
 //! attribute pushes and AOI calls reach exactly the clients that see the
-//! entity; positions go out once per tick, batched per client.
+//! entity; positions go out once per tick, one compact frame per client
+//! ([`sync`](super::sync)).
 
-use wyrm_protocol::{EntityPosition, PositionsWriter};
+use std::collections::hash_map::Entry;
 
 use super::*;
 use crate::plugin::bindings::AoiEvent as WitAoiEvent;
+
+/// Bytes allocated at a time for a tick's `Positions` frames.
+const POSITIONS_ARENA: usize = 64 * 1024;
 
 impl World {
     /// An entity that exists and is not being destroyed.
@@ -35,50 +39,64 @@ impl World {
         }
     }
 
-    /// Sends `id`'s position to `client`, if it is in a space.
-    pub(super) fn send_positions_of(&self, client: ClientId, id: EntityId) {
-        if let Some(p) = self.entity_position(id) {
-            let mut w = PositionsWriter::new();
-            w.push(&p);
-            self.send_bytes(client, Bytes::from(w.finish()));
+    /// Tells `client` to create `other`, which is in its space, and gives
+    /// `other` a slot for positions.
+    fn show(&mut self, client: ClientId, other: EntityId, frame: Bytes) {
+        self.send_bytes(client, frame);
+        if let (Some(h), Some(c)) = (self.spaces.handle(other), self.clients.get_mut(&client)) {
+            c.sync.show(other, h);
         }
     }
 
-    fn entity_position(&self, id: EntityId) -> Option<EntityPosition> {
-        let p = self.spaces.placement(id)?;
-        Some(EntityPosition {
-            entity: id,
-            pos: wyrm_protocol::Position {
-                x: p.pos.x,
-                y: p.pos.y,
-                z: p.pos.z,
-            },
-            yaw: p.yaw,
-        })
+    /// Tells `client` that `other` is gone from its view.
+    fn hide(&mut self, client: ClientId, other: EntityId) {
+        self.send(client, &ServerFrame::Destroy { entity: other });
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.sync.hide(other);
+        }
     }
 
-    /// Tells a newly bound client everything it sees.
-    pub(super) fn show_view(&self, client: ClientId, id: EntityId) {
-        self.send(client, &self.create_frame(id, true));
-        self.send_positions_of(client, id);
-        if let Some(space) = self.spaces.space_of(id) {
-            self.send(client, &self.create_frame(space, false));
-            for other in self.spaces.visible(id) {
-                self.send(client, &self.create_frame(other, false));
-                self.send_positions_of(client, other);
+    /// Points `client`'s position sync at the space its own entity `id` is
+    /// in now (if any), with a slot for `id` itself.
+    pub(super) fn resync(&mut self, client: ClientId, id: EntityId) {
+        let space = self.spaces.space_of(id);
+        let handle = self.spaces.handle(id);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.sync.reset(space);
+            if let Some(h) = handle {
+                c.sync.show(id, h);
             }
         }
     }
 
+    /// Tells a newly bound client everything it sees, with positions.
+    pub(super) fn show_view(&mut self, client: ClientId, id: EntityId) {
+        self.send(client, &self.create_frame(id, true));
+        self.resync(client, id);
+        if let Some(space) = self.spaces.space_of(id) {
+            self.send(client, &self.create_frame(space, false));
+            let visible: Vec<EntityId> = self.spaces.visible(id).collect();
+            for other in visible {
+                let frame = Bytes::from(self.create_frame(other, false).to_bytes());
+                self.show(client, other, frame);
+            }
+        }
+        self.flush_positions_of(client);
+    }
+
     /// Tells a client that is leaving `id` to forget everything it saw.
-    pub(super) fn hide_view(&self, client: ClientId, id: EntityId) {
-        for other in self.spaces.visible(id) {
+    pub(super) fn hide_view(&mut self, client: ClientId, id: EntityId) {
+        let visible: Vec<EntityId> = self.spaces.visible(id).collect();
+        for other in visible {
             self.send(client, &ServerFrame::Destroy { entity: other });
         }
         if let Some(space) = self.spaces.space_of(id) {
             self.send(client, &ServerFrame::Destroy { entity: space });
         }
         self.send(client, &ServerFrame::Destroy { entity: id });
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.sync.reset(None);
+        }
     }
 
     /// The clients that see `id`: its owner, and with `others` every client
@@ -100,19 +118,28 @@ impl World {
     /// watchers whose type asked for events get them at the next tick.
     pub(super) fn apply_aoi_events(&mut self) {
         let events = std::mem::take(&mut self.spaces.events);
+        // An entity that comes into many views is encoded once.
+        let mut creates: IdMap<Bytes> = IdMap::default();
         for ev in &events {
             let Some(w) = self.entities.get(&ev.watcher) else {
                 continue;
             };
-            if let Some(client) = w.client {
+            let (client, wants_events) =
+                (w.client, self.types.get(w.ty).aoi.is_some_and(|a| a.events));
+            if let Some(client) = client {
                 if ev.entered {
-                    self.send(client, &self.create_frame(ev.other, false));
-                    self.send_positions_of(client, ev.other);
+                    let frame = match creates.entry(ev.other) {
+                        Entry::Occupied(f) => f.get().clone(),
+                        Entry::Vacant(v) => v
+                            .insert(Bytes::from(self.create_frame(ev.other, false).to_bytes()))
+                            .clone(),
+                    };
+                    self.show(client, ev.other, frame);
                 } else {
-                    self.send(client, &ServerFrame::Destroy { entity: ev.other });
+                    self.hide(client, ev.other);
                 }
             }
-            if self.types.get(w.ty).aoi.is_some_and(|a| a.events) {
+            if wants_events {
                 self.aoi_pending.push(*ev);
             }
         }
@@ -130,6 +157,7 @@ impl World {
         self.apply_aoi_events();
         if let Some(client) = self.entities.get(&id).and_then(|e| e.client) {
             self.send(client, &ServerFrame::Destroy { entity: space });
+            self.resync(client, id);
         }
     }
 
@@ -143,6 +171,7 @@ impl World {
         for m in members {
             if let Some(client) = self.entities.get(&m).and_then(|e| e.client) {
                 self.send(client, &ServerFrame::Destroy { entity: id });
+                self.resync(client, m);
             }
         }
     }
@@ -154,7 +183,7 @@ impl World {
         pos: wyrm_protocol::Position,
         yaw: f32,
     ) {
-        let Some(&id) = self.clients.get(&client) else {
+        let Some(id) = self.clients.get(&client).map(|c| c.entity) else {
             return;
         };
         if !self
@@ -207,28 +236,44 @@ impl World {
         by_plugin
     }
 
-    /// Sends every client the positions that changed since the last tick
-    /// among the entities it sees (its own included), one frame per client.
+    /// Sends every client in a space a `Positions` frame with what changed
+    /// among the entities it sees (its own included) since it was last sent
+    /// them; a client for which nothing changed gets none.
     pub(in crate::game) fn flush_positions(&mut self) {
-        for (&client, &id) in &self.clients {
-            if self.spaces.space_of(id).is_none() {
+        let mut buf = std::mem::take(&mut self.positions_buf);
+        let mut frames = bytes::BytesMut::new();
+        for (&client, view) in &mut self.clients {
+            let Some(places) = view.sync.space().and_then(|s| self.spaces.places(s)) else {
                 continue;
-            }
-            let mut w = PositionsWriter::new();
-            let seen = std::iter::once(id).chain(self.spaces.visible(id));
-            for other in seen.filter(|&o| self.spaces.moved(o)) {
-                let Some(p) = self.entity_position(other) else {
-                    continue;
-                };
-                if !w.push(&p) {
-                    self.send_bytes(client, Bytes::from(std::mem::take(&mut w).finish()));
-                    w.push(&p);
+            };
+            buf.clear();
+            if view.sync.write(&places, &mut buf) {
+                // Frames of one tick share a few allocations.
+                if frames.capacity() < buf.len() {
+                    frames.reserve(buf.len().max(POSITIONS_ARENA));
                 }
-            }
-            if !w.is_empty() {
-                self.send_bytes(client, Bytes::from(w.finish()));
+                frames.extend_from_slice(&buf);
+                let frame = frames.split().freeze();
+                self.out.push(ToGate::Send { client, frame });
             }
         }
-        self.spaces.clear_moved();
+        self.positions_buf = buf;
+    }
+
+    /// [`flush_positions`](Self::flush_positions) for one client, at once.
+    pub(super) fn flush_positions_of(&mut self, client: ClientId) {
+        let Some(view) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let Some(places) = view.sync.space().and_then(|s| self.spaces.places(s)) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        if view.sync.write(&places, &mut buf) {
+            self.out.push(ToGate::Send {
+                client,
+                frame: Bytes::from(buf),
+            });
+        }
     }
 }

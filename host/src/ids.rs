@@ -1,14 +1,14 @@
-//! Maps keyed by entity id, with a cheap hash: ids are assigned by the host,
-//! never chosen by a client, so they need no DoS-resistant hasher, and the
-//! hot paths (a move looks up its entity and its place) should not pay for
-//! SipHash.
+//! Maps keyed by entity or client id, with a cheap hash: ids are assigned
+//! by the host, never chosen by a client, so they need no DoS-resistant
+//! hasher, and the hot paths (a move looks up its entity and its place, the
+//! gate its client) should not pay for SipHash.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::msg::EntityId;
 
-/// A `HashMap` keyed by entity id.
+/// A `HashMap` keyed by entity (or client) id.
 pub type IdMap<V> = HashMap<EntityId, V, BuildHasherDefault<IdHasher>>;
 
 /// Multiply-shift hashing of one integer (as FxHash does).

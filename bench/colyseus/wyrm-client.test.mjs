@@ -1,0 +1,414 @@
+// Tests of wyrm-client.mjs's protocol 3 parts: the Positions decoder (the
+// examples in docs/protocol.md §4 and protocol/src/positions.rs, malformed
+// bodies, and random frames from an encoder that mirrors the Rust
+// `PositionsWriter`), Hello, CallOwn, and a connection against a stand-in
+// server.
+//
+//   node --test bench/colyseus/wyrm-client.test.mjs
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { WebSocketServer } from "ws";
+
+import {
+  PositionTable, WyrmClient, decodeServer, encodeHello, msgpackEncode,
+} from "./wyrm-client.mjs";
+
+const hex = (s) => Uint8Array.from(s.trim().split(/\s+/), (b) => parseInt(b, 16));
+const TAU = 2 * Math.PI;
+
+// ---------------------------------------------------------------------------
+// Encoding, as the server does it (protocol/src/positions.rs)
+// ---------------------------------------------------------------------------
+
+function putVarint(out, v) {
+  // v: a Number (exact below 2^53) or a BigInt.
+  let b = BigInt(v);
+  while (b >= 0x80n) { out.push(Number(b & 0x7fn) | 0x80); b >>= 7n; }
+  out.push(Number(b));
+}
+const putSigned = (out, v) => putVarint(out, v >= 0 ? 2 * v : -2 * v - 1);
+
+function yawDelta(from, to) {
+  const d = (((to - from) % 1024) + 1024) % 1024;
+  return d >= 512 ? d - 1024 : d;
+}
+
+let skipEscapes = 0; // entries written with a skip of 7 or more
+
+/** Mirrors `PositionsWriter`: bind/update with ascending slots. */
+class Writer {
+  constructor(res) { this.out = [0x88, res & 0xff]; this.next = 0; }
+  head(slot, flags) {
+    assert.ok(slot >= this.next, "slots must ascend");
+    const skip = slot - this.next;
+    this.next = slot + 1;
+    if (skip < 7) this.out.push(flags | (skip << 4));
+    else { this.out.push(flags | (7 << 4)); putVarint(this.out, skip - 7); skipEscapes++; }
+  }
+  bind(slot, entity, q) {
+    const mask = (q.x !== 0) * 1 + (q.y !== 0) * 2 + (q.z !== 0) * 4 + (q.yaw !== 0) * 8;
+    this.head(slot, 0x80 | mask);
+    putVarint(this.out, entity);
+    if (q.x !== 0) putSigned(this.out, q.x);
+    if (q.y !== 0) putSigned(this.out, q.y);
+    if (q.z !== 0) putSigned(this.out, q.z);
+    if (q.yaw !== 0) putVarint(this.out, q.yaw);
+  }
+  update(slot, from, to) {
+    const dx = from.x !== to.x, dy = from.y !== to.y, dz = from.z !== to.z, dyaw = from.yaw !== to.yaw;
+    if (!dx && !dy && !dz && !dyaw) return false;
+    this.head(slot, dx * 1 + dy * 2 + dz * 4 + dyaw * 8);
+    if (dx) putSigned(this.out, to.x - from.x);
+    if (dy) putSigned(this.out, to.y - from.y);
+    if (dz) putSigned(this.out, to.z - from.z);
+    if (dyaw) putSigned(this.out, yawDelta(from.yaw, to.yaw));
+    return true;
+  }
+  frame() { return Uint8Array.from(this.out); }
+}
+
+function destroyFrame(entity) {
+  const b = new Uint8Array(9);
+  b[0] = 0x83;
+  new DataView(b.buffer).setBigUint64(1, BigInt(entity), true);
+  return b;
+}
+
+const q = (x, y, z, yaw) => ({ x, y, z, yaw });
+const place = (entity, p, res) => ({ entity, x: p.x * 2 ** res, y: p.y * 2 ** res, z: p.z * 2 ** res, yaw: (p.yaw * TAU) / 1024 });
+
+// ---------------------------------------------------------------------------
+// The Positions decoder
+// ---------------------------------------------------------------------------
+
+test("Hello is 04 03 00", () => {
+  assert.deepEqual([...encodeHello(3)], [0x04, 0x03, 0x00]);
+});
+
+test("the example in docs/protocol.md §4", () => {
+  const t = new PositionTable();
+  const f = decodeServer(hex("88 fb 83 2a 80 05 7f 8b ac 02 20 40 80 04"), t);
+  assert.equal(f.type, "positions");
+  assert.deepEqual(f.entries, [
+    { entity: 42, x: 10, y: -2, z: 0, yaw: 0 },
+    { entity: 300, x: 0.5, y: 1, z: 0, yaw: Math.PI },
+  ]);
+  const g = decodeServer(hex("88 fb 11 10"), t);
+  assert.deepEqual(g.entries, [{ entity: 300, x: 0.75, y: 1, z: 0, yaw: Math.PI }]);
+  // Nothing else moved: entity 42 is where it was.
+  assert.deepEqual(t.slots[0], { entity: 42, qx: 320, qy: -64, qz: 0, qyaw: 0 });
+  // The writer here makes the same bytes.
+  const w = new Writer(-5);
+  w.bind(0, 42, q(320, -64, 0, 0));
+  w.bind(1, 300, q(16, 32, 0, 512));
+  assert.deepEqual([...w.frame()], [...hex("88 fb 83 2a 80 05 7f 8b ac 02 20 40 80 04")]);
+  const u = new Writer(-5);
+  u.update(1, q(16, 32, 0, 512), q(24, 32, 0, 512));
+  assert.deepEqual([...u.frame()], [...hex("88 fb 11 10")]);
+});
+
+test("the byte example in positions.rs: skip, x and yaw wrapping past 1023", () => {
+  const t = new PositionTable();
+  const w = new Writer(-5);
+  w.bind(0, 42, q(320, -64, 0, 0));
+  w.bind(3, 7, q(1, 2, 3, 1023));
+  decodeServer(w.frame(), t);
+  const f = decodeServer(Uint8Array.from([0x88, 0xfb, (3 << 4) | 1 | 8, 8, 6]), t);
+  assert.deepEqual(f.entries, [place(7, q(5, 2, 3, 2), -5)]);
+  assert.deepEqual(f.entries[0], { entity: 7, x: 5 / 32, y: 2 / 32, z: 3 / 32, yaw: (2 * TAU) / 1024 });
+});
+
+test("a heading wraps the short way: 1020 -> 3 is +7, 3 -> 1020 is -7", () => {
+  const t = new PositionTable();
+  const w = new Writer(-5);
+  w.bind(0, 9, q(0, 0, 0, 1020));
+  decodeServer(w.frame(), t);
+  const up = new Writer(-5);
+  up.update(0, q(0, 0, 0, 1020), q(0, 0, 0, 3));
+  assert.deepEqual([...up.frame()], [0x88, 0xfb, 0x08, 14]); // svarint +7
+  assert.equal(decodeServer(up.frame(), t).entries[0].yaw, (3 * TAU) / 1024);
+  const down = new Writer(-5);
+  down.update(0, q(0, 0, 0, 3), q(0, 0, 0, 1020));
+  assert.deepEqual([...down.frame()], [0x88, 0xfb, 0x08, 13]); // svarint -7
+  assert.equal(decodeServer(down.frame(), t).entries[0].yaw, (1020 * TAU) / 1024);
+});
+
+test("rebinding moves an entity out of its old slot; Destroy frees its slot", () => {
+  const t = new PositionTable();
+  const w = new Writer(0);
+  w.bind(0, 1, q(0, 0, 0, 0));
+  w.bind(1, 2, q(1, 0, 0, 0));
+  decodeServer(w.frame(), t);
+  // Entity 1 moves to slot 5; slot 1 is given to entity 3.
+  const w2 = new Writer(0);
+  w2.bind(1, 3, q(1, 0, 0, 0));
+  w2.bind(5, 1, q(5, 0, 0, 0));
+  decodeServer(w2.frame(), t);
+  assert.equal(t.slotOf.size, 2);
+  assert.equal(t.slotOf.get(1), 5);
+  assert.equal(t.slotOf.get(2), undefined);
+  assert.ok(!t.slots[0]);
+  const d = decodeServer(destroyFrame(3), t);
+  assert.deepEqual(d, { type: "destroy", entity: 3 });
+  assert.ok(!t.slots[1]);
+  // An update of a slot that holds nothing is malformed.
+  const w3 = new Writer(0);
+  w3.update(1, q(0, 0, 0, 0), q(1, 0, 0, 0));
+  assert.throws(() => decodeServer(w3.frame(), t), /holds no entity/);
+  // ... and so is one of a slot never bound.
+  assert.throws(() => decodeServer(hex("88 00 31 02"), new PositionTable()), /holds no entity/);
+});
+
+test("large skips, extreme values, an empty frame", () => {
+  const t = new PositionTable();
+  const w = new Writer(0);
+  w.bind(1000, 2 ** 53 - 1, q(-(2 ** 31), 2 ** 31 - 1, -1, 512));
+  w.bind(1001, 5, q(0, 0, 0, 0));
+  const f = decodeServer(w.frame(), t);
+  assert.deepEqual(f.entries, [
+    { entity: 2 ** 53 - 1, x: -(2 ** 31), y: 2 ** 31 - 1, z: -1, yaw: Math.PI },
+    { entity: 5, x: 0, y: 0, z: 0, yaw: 0 },
+  ]);
+  assert.deepEqual(decodeServer(hex("88 fb"), t).entries, []);
+  // Resolution 2^8 and 2^-16.
+  const c = new Writer(8);
+  c.update(1000, q(-(2 ** 31), 2 ** 31 - 1, -1, 512), q(3, 2 ** 31 - 1, -1, 512));
+  assert.equal(decodeServer(c.frame(), t).entries[0].x, 3 * 256);
+  const fine = new Writer(-16);
+  fine.update(1001, q(0, 0, 0, 0), q(1, 0, 0, 1023));
+  assert.deepEqual(decodeServer(fine.frame(), t).entries[0], { entity: 5, x: 2 ** -16, y: 0, z: 0, yaw: (1023 * TAU) / 1024 });
+});
+
+test("malformed Positions bodies are refused", () => {
+  const bad = (bytes, re, t = new PositionTable()) => assert.throws(() => decodeServer(hex(bytes), t), re);
+  bad("88", /truncated at resolution/);
+  bad("88 09", /resolution/); // 2^9
+  bad("88 ef", /resolution/); // 2^-17
+  bad("88 00 81", /truncated at entity/);
+  bad("88 00 81 2a", /truncated at x/);
+  bad("88 00 88 2a", /truncated at yaw/);
+  bad("88 00 88 2a 80 08", /yaw 1024/); // a bind's yaw must be below 1024
+  bad("88 00 81 2a 80 80 80 80 10", /x out of range/); // 2^31 is not an i32
+  bad("88 00 f0 80 80 40", /slot/); // skip 7 + 2^20
+  bad("88 00 80 ff ff ff ff ff ff ff ff ff 01", /beyond 2\^53/); // entity u64::MAX
+  bad("88 00 80 ff ff ff ff ff ff ff ff ff 02", /bad varint/); // bits past 64
+  bad("88 00 80 ff ff ff ff ff ff ff ff ff ff 01", /bad varint/); // 11 bytes
+  const t = new PositionTable();
+  decodeServer(hex("88 00 80 01"), t); // slot 0: entity 1 at the origin
+  bad("88 00 08 82 08", /yaw turn 513/, t);
+  bad("88 00 01 81 80 80 80 10", /x out of range/, t); // 0 - 2^31 - 1
+  // -512 and 512 are both turns half way round.
+  assert.equal(decodeServer(hex("88 00 08 80 08"), t).entries[0].yaw, Math.PI);
+  assert.equal(decodeServer(hex("88 00 08 ff 07"), t).entries[0].yaw, 0);
+});
+
+// A small deterministic PRNG (mulberry32), so a failure can be replayed.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test("random binds, updates, rebinds and Destroys decode as written", () => {
+  const seed = Number(process.env.SEED ?? 20240611);
+  const r = rng(seed);
+  const int = (n) => Math.floor(r() * n);
+  const pick = (xs) => xs[int(xs.length)];
+  const I32_MIN = -(2 ** 31), I32_MAX = 2 ** 31 - 1;
+  const clampI32 = (v) => Math.max(I32_MIN, Math.min(I32_MAX, v));
+  const coord = () => (r() < 0.1 ? pick([I32_MIN, I32_MAX, 0, -1, 1]) : int(200001) - 100000);
+  const randomQ = () => q(r() < 0.2 ? 0 : coord(), r() < 0.2 ? 0 : coord(), r() < 0.6 ? 0 : coord(), r() < 0.2 ? 0 : int(1024));
+  const moved = (p) => {
+    const n = { ...p };
+    const d = () => (r() < 0.7 ? int(129) - 64 : r() < 0.5 ? int(2 ** 20) - 2 ** 19 : int(2 ** 33) - 2 ** 32);
+    if (r() < 0.6) n.x = clampI32(n.x + d());
+    if (r() < 0.6) n.y = clampI32(n.y + d());
+    if (r() < 0.15) n.z = clampI32(n.z + d());
+    if (r() < 0.4) n.yaw = r() < 0.2 ? pick([0, 3, 1020, 1023, 511, 512, 513]) : (n.yaw + int(1024)) % 1024;
+    return n;
+  };
+  let nextEntity = 1;
+  const newEntity = () => (r() < 0.05 ? 2 ** 53 - 1 - int(1000) : nextEntity++);
+
+  // What the server last sent this connection: slot -> {entity, q}.
+  const sent = new Map();
+  const slotOf = new Map();
+  const t = new PositionTable();
+  let ops = 0, frames = 0, destroys = 0, rebinds = 0;
+  const escapesBefore = skipEscapes;
+
+  for (let round = 0; round < 2000; round++) {
+    if (sent.size > 0 && r() < 0.15) {
+      // A Destroy of a placed entity (or, now and then, of one never placed).
+      const entity = r() < 0.9 ? pick([...slotOf.keys()]) : 2 ** 40 + round;
+      const slot = slotOf.get(entity);
+      if (slot !== undefined) { sent.delete(slot); slotOf.delete(entity); }
+      assert.deepEqual(decodeServer(destroyFrame(entity), t), { type: "destroy", entity });
+      destroys++; ops++;
+    } else {
+      // One Positions frame: some slots, each at most once, ascending.
+      const res = int(25) - 16;
+      const w = new Writer(res);
+      const expected = [];
+      const maxSlot = r() < 0.05 ? 5000 : 40;
+      const slots = new Set();
+      const n = 1 + int(8);
+      for (let k = 0; k < n; k++) slots.add(r() < 0.5 && sent.size ? pick([...sent.keys()]) : int(maxSlot));
+      for (const slot of [...slots].sort((a, b) => a - b)) {
+        const held = sent.get(slot);
+        const roll = r();
+        let entity, to;
+        if (held && roll < 0.75) {
+          // Update (possibly with nothing changed: no entry).
+          to = r() < 0.1 ? held.q : moved(held.q);
+          if (w.update(slot, held.q, to)) expected.push(place(held.entity, to, res));
+          held.q = to;
+          ops++;
+          continue;
+        }
+        // Bind: a new entity, or one already placed elsewhere (it moves to
+        // this slot), replacing whatever the slot held.
+        if (slotOf.size && r() < 0.3) { entity = pick([...slotOf.keys()]); rebinds++; } else entity = newEntity();
+        to = randomQ();
+        if (held) slotOf.delete(held.entity);
+        const prev = slotOf.get(entity);
+        if (prev !== undefined && prev !== slot) sent.delete(prev);
+        sent.set(slot, { entity, q: to });
+        slotOf.set(entity, slot);
+        w.bind(slot, entity, to);
+        expected.push(place(entity, to, res));
+        ops++;
+      }
+      const f = decodeServer(w.frame(), t);
+      assert.equal(f.type, "positions");
+      assert.deepEqual(f.entries, expected, `seed ${seed}, round ${round}`);
+      for (const e of f.entries) assert.ok(e.yaw >= 0 && e.yaw < TAU);
+      frames++;
+    }
+    // The decoder's table is the server's view of this connection.
+    assert.equal(t.slotOf.size, slotOf.size, `seed ${seed}, round ${round}`);
+    for (const [entity, slot] of slotOf) {
+      assert.equal(t.slotOf.get(entity), slot);
+      const s = sent.get(slot);
+      assert.deepEqual(t.slots[slot], { entity, qx: s.q.x, qy: s.q.y, qz: s.q.z, qyaw: s.q.yaw });
+    }
+    const bound = t.slots.filter(Boolean).length;
+    assert.equal(bound, sent.size);
+  }
+  const skips = skipEscapes - escapesBefore;
+  assert.ok(ops > 5000 && frames > 1000 && destroys > 100 && rebinds > 100 && skips > 100, JSON.stringify({ ops, frames, destroys, rebinds, skips }));
+});
+
+test("CallOwn decodes to a method and its arguments", () => {
+  const args = msgpackEncode(["ann", "lobby", "hi"]);
+  const bytes = Uint8Array.from([0x89, 7, 0, ...new TextEncoder().encode("on_chat"), ...args]);
+  assert.deepEqual(decodeServer(bytes, new PositionTable()), { type: "callOwn", method: "on_chat", args: ["ann", "lobby", "hi"] });
+  assert.throws(() => decodeServer(Uint8Array.from([0x89, 7, 0, 0x61]), new PositionTable()), /truncated/);
+});
+
+// ---------------------------------------------------------------------------
+// A connection, against a stand-in server
+// ---------------------------------------------------------------------------
+
+const welcome = (version) => Uint8Array.from([0x80, version & 0xff, version >> 8, 0, 0, 1, 0]);
+function create(entity, type, own) {
+  const t = new TextEncoder().encode(type);
+  const b = new Uint8Array(1 + 8 + 2 + t.length + 1 + 1);
+  const dv = new DataView(b.buffer);
+  b[0] = 0x82;
+  dv.setBigUint64(1, BigInt(entity), true);
+  dv.setUint16(9, t.length, true);
+  b.set(t, 11);
+  b[11 + t.length] = own ? 1 : 0;
+  b[12 + t.length] = 0x80; // no attributes
+  return b;
+}
+function errorFrame(code, message) {
+  const m = new TextEncoder().encode(message);
+  const b = new Uint8Array(1 + 4 + 2 + 2 + m.length);
+  const dv = new DataView(b.buffer);
+  b[0] = 0x81;
+  dv.setUint16(5, code, true);
+  dv.setUint16(7, m.length, true);
+  b.set(m, 9);
+  return b;
+}
+
+/** A WebSocket server that runs `script(socket, firstFrame)` per connection. */
+async function server(script) {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => wss.once("listening", resolve));
+  wss.on("connection", (s) => {
+    s.once("message", (data) => script(s, new Uint8Array(data)));
+  });
+  const close = () => new Promise((r) => { for (const s of wss.clients) s.terminate(); wss.close(r); });
+  return { url: `ws://127.0.0.1:${wss.address().port}/ws`, close };
+}
+
+test("a connection says Hello first, applies Positions and CallOwn", { timeout: 10000 }, async () => {
+  let first = null;
+  const srv = await server((s, hello) => {
+    first = hello;
+    s.send(welcome(3));
+    s.send(create(42, "Player", true));
+    s.send(create(300, "Player", false));
+    // The rest once the client has its hooks in place (it pings).
+    s.once("message", () => {
+      for (const f of [hex("88 fb 83 2a 80 05 7f 8b ac 02 20 40 80 04"),
+        Uint8Array.from([0x89, 3, 0, 0x68, 0x69, 0x74, 0x91, 5]), // CallOwn hit [5]
+        hex("83 2c 01 00 00 00 00 00 00"), // Destroy 300
+        hex("88 fb 91 ac 02 20")]) s.send(f); // slot 1 again: 300 back at (0.5, 0)
+    });
+  });
+  const c = await WyrmClient.connect(srv.url).catch(async (e) => { await srv.close(); throw e; });
+  try {
+    const seen = [], calls = [];
+    let timer;
+    const done = new Promise((resolve, reject) => {
+      c.onPositions = (entries) => { seen.push(entries); if (seen.length === 2) resolve(); };
+      timer = setTimeout(() => reject(new Error(`no second Positions; errors: ${c.errors.join("; ")}`)), 5000);
+    });
+    c.onFrame = (f) => { if (f.type === "call") calls.push(f); };
+    c.ping(1);
+    await done.finally(() => clearTimeout(timer));
+    assert.deepEqual([...first], [0x04, 0x03, 0x00]);
+    assert.equal(c.version, 3);
+    assert.equal(c.me, 42);
+    assert.deepEqual(c.errors, []);
+    assert.deepEqual(seen[0].find((e) => e.entity === c.me), { entity: 42, x: 10, y: -2, z: 0, yaw: 0 });
+    assert.deepEqual(calls, [{ type: "call", entity: 42, method: "hit", args: [5] }]);
+    assert.deepEqual(seen[1], [{ entity: 300, x: 0.5, y: 0, z: 0, yaw: 0 }]);
+    assert.deepEqual({ ...c.entities.get(42), attrs: null }, { type: "Player", attrs: null, x: 10, y: -2, z: 0, yaw: 0 });
+  } finally {
+    await c.close();
+    await srv.close();
+  }
+});
+
+test("a server of another version is given up on, clearly", { timeout: 10000 }, async () => {
+  const srv = await server((s) => { s.send(welcome(2)); s.send(hex("87 00 00")); });
+  try {
+    await assert.rejects(WyrmClient.connect(srv.url), /server speaks protocol 2, this client speaks 3/);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("UNSUPPORTED_VERSION is reported with its message", { timeout: 10000 }, async () => {
+  const srv = await server((s) => {
+    s.send(welcome(3));
+    s.send(errorFrame(10, "this server speaks protocol 3; the client said 7"));
+    s.close();
+  });
+  try {
+    await assert.rejects(WyrmClient.connect(srv.url), /refused protocol 3: this server speaks protocol 3; the client said 7/);
+  } finally {
+    await srv.close();
+  }
+});

@@ -1,0 +1,349 @@
+//! One client connection's task: reads what the client sends (everything a
+//! read brought, frame by frame), checks each frame — the `Hello` first,
+//! sizes, the rate limit, the encoding — and hands the client's calls and
+//! moves to the game; writes the client's link when the gate could not.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+use wyrm_protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
+
+use super::Registration;
+use crate::dispatcher::Dispatcher;
+use crate::msg::{ClientId, ToGame};
+use crate::net::{
+    ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, WS_PONG,
+};
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Largest frame accepted.
+    pub max_frame: usize,
+    /// Bytes queued to the client before it is dropped as too slow.
+    pub queue_bytes: usize,
+    /// Frames per second the client may send (bursts of twice that).
+    pub rate: u32,
+}
+
+/// What a connection needs to reach the rest of the server.
+#[derive(Clone)]
+pub struct ConnContext {
+    /// The gate's registry.
+    pub gate: flume::Sender<Registration>,
+    /// Routes the client's messages to its game.
+    pub dispatcher: Dispatcher,
+    /// Limits.
+    pub limits: ConnLimits,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Dropped(CloseReason),
+    Malformed(String),
+    Flooding,
+    WrongVersion,
+    Io(String),
+    GameStopped,
+}
+
+/// Serves one client connection until it ends; its log lines carry the
+/// client's id and transport.
+pub async fn serve_connection<C: FrameConn>(
+    conn: C,
+    link: Arc<Link>,
+    client: ClientId,
+    ctx: ConnContext,
+) {
+    let span = tracing::info_span!("client", id = client, transport = conn.transport());
+    serve(conn, link, client, ctx).instrument(span).await
+}
+
+async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx: ConnContext) {
+    let welcome = ServerFrame::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: ctx.limits.max_frame as u32,
+    };
+    if link.push_slice(&welcome.to_bytes()).is_err() {
+        return;
+    }
+    link.flush();
+    let registration = Registration::Register {
+        client,
+        link: link.clone(),
+    };
+    if ctx.gate.send_async(registration).await.is_err() {
+        return;
+    }
+    let mut session = Session {
+        client,
+        link: &link,
+        max_frame: ctx.limits.max_frame,
+        greeted: false,
+        bucket: TokenBucket::new(ctx.limits.rate),
+        to_game: Vec::new(),
+        end: None,
+    };
+    let end = loop {
+        tokio::select! {
+            biased;
+            duty = link.next_duty() => match duty {
+                Duty::Write => {
+                    if let Err(e) = conn.write_queued(&link).await {
+                        break End::Io(e.to_string());
+                    }
+                }
+                Duty::Close(reason) => break End::Dropped(reason),
+            },
+            read = async { conn.read(&mut |p| session.take(p)).await } => {
+                let read_end = match read {
+                    Ok(r) => r,
+                    Err(NetError::Io(e)) => break End::Io(e.to_string()),
+                    Err(e @ NetError::Framing(_)) => break End::Malformed(e.to_string()),
+                };
+                // What the read brought goes to the game before anything
+                // else happens, even if the read also ended the connection.
+                let mut stopped = false;
+                for msg in session.to_game.drain(..) {
+                    if ctx.dispatcher.to_game(msg).await.is_err() {
+                        stopped = true;
+                        break;
+                    }
+                }
+                link.flush();
+                if stopped {
+                    break End::GameStopped;
+                }
+                if let Some(end) = session.end.take() {
+                    break end;
+                }
+                if read_end == ReadEnd::PeerClosed {
+                    break End::PeerClosed;
+                }
+            }
+        }
+    };
+    let greeted = session.greeted;
+    let _ = ctx
+        .gate
+        .send_async(Registration::Unregister { client })
+        .await;
+    if greeted {
+        let _ = ctx
+            .dispatcher
+            .to_game(ToGame::ClientDisconnected { client })
+            .await;
+    }
+    match &end {
+        End::PeerClosed => tracing::debug!("disconnected"),
+        End::Dropped(r @ CloseReason::SlowReader { .. }) => tracing::warn!("dropped: {r}"),
+        End::Dropped(r) => tracing::debug!("dropped by the server: {r}"),
+        End::Malformed(why) => tracing::warn!("malformed input, closing: {why}"),
+        End::Flooding => tracing::warn!("kept flooding past its rate limit, closing"),
+        End::WrongVersion => {
+            tracing::info!("refused: the client does not speak protocol {PROTOCOL_VERSION}")
+        }
+        End::Io(why) => tracing::debug!("connection failed: {why}"),
+        End::GameStopped => tracing::debug!("the game stopped"),
+    }
+    match end {
+        End::Malformed(why) => push_error(&link, ErrorCode::Malformed, why),
+        End::Flooding => push_error(
+            &link,
+            ErrorCode::Overloaded,
+            "flooding; disconnected".into(),
+        ),
+        _ => {}
+    }
+    conn.close(&link).await;
+}
+
+/// Queues an error about no request (`req_id` 0).
+fn push_error(link: &Link, code: ErrorCode, message: String) {
+    let frame = ServerFrame::Error {
+        req_id: 0,
+        code,
+        message,
+    };
+    // A client too slow to take an error frame is being dropped anyway.
+    let _ = link.push_slice(&frame.to_bytes());
+}
+
+/// What a connection's task keeps while reading.
+struct Session<'a> {
+    client: ClientId,
+    link: &'a Link,
+    max_frame: usize,
+    /// The client's `Hello` arrived.
+    greeted: bool,
+    bucket: TokenBucket,
+    /// Messages for the game from the current read.
+    to_game: Vec<ToGame>,
+    end: Option<End>,
+}
+
+impl Session<'_> {
+    /// Takes one piece of input; `Break` ends the connection (`end` says
+    /// why).
+    fn take(&mut self, piece: Piece<'_>) -> ControlFlow<()> {
+        let frame = match piece {
+            Piece::Frame(f) => f,
+            Piece::TooLarge { len } => {
+                tracing::warn!(len, max = self.max_frame, "oversized frame refused");
+                let msg = format!(
+                    "frame of {len} bytes exceeds the maximum of {}",
+                    self.max_frame
+                );
+                return self.reply_error(ErrorCode::FrameTooLarge, msg);
+            }
+            Piece::Ping(payload) => {
+                self.link.push_raw(&ws_control_frame(WS_PONG, payload));
+                return ControlFlow::Continue(());
+            }
+            Piece::Close => return self.stop(End::PeerClosed),
+        };
+        match self.bucket.take() {
+            Admit::Yes => {}
+            Admit::Refuse => {
+                let msg = "sending too fast; frame dropped".into();
+                return self.reply_error(ErrorCode::Overloaded, msg);
+            }
+            Admit::Disconnect => return self.stop(End::Flooding),
+        }
+        let frame = match ClientFrame::decode(frame) {
+            Ok(f) => f,
+            Err(e) => return self.stop(End::Malformed(e.to_string())),
+        };
+        if !self.greeted {
+            return self.greet(frame);
+        }
+        let client = self.client;
+        match frame {
+            ClientFrame::Ping { nonce } => {
+                if self
+                    .link
+                    .push_slice(&ServerFrame::Pong { nonce }.to_bytes())
+                    .is_err()
+                {
+                    return self.stop(End::Io("outbound queue full".into()));
+                }
+            }
+            ClientFrame::Call {
+                req_id,
+                entity,
+                method,
+                args,
+            } => {
+                tracing::trace!(req_id, entity, %method, "call");
+                self.to_game.push(ToGame::ClientCall {
+                    client,
+                    req_id,
+                    entity,
+                    method,
+                    args,
+                });
+            }
+            ClientFrame::Move { pos, yaw } => {
+                self.to_game.push(ToGame::ClientMove { client, pos, yaw });
+            }
+            ClientFrame::Hello { .. } => {
+                return self.stop(End::Malformed("a second Hello".into()));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The first frame: it must be `Hello` with this server's version.
+    fn greet(&mut self, frame: ClientFrame) -> ControlFlow<()> {
+        let message = match frame {
+            ClientFrame::Hello { version } if version == PROTOCOL_VERSION => {
+                self.greeted = true;
+                self.to_game.push(ToGame::ClientConnected {
+                    client: self.client,
+                });
+                tracing::debug!("connected");
+                return ControlFlow::Continue(());
+            }
+            ClientFrame::Hello { version } => format!(
+                "this server speaks protocol {PROTOCOL_VERSION}; the client speaks {version}"
+            ),
+            _ => format!(
+                "this server speaks protocol {PROTOCOL_VERSION}: a client must open with Hello{{version: {PROTOCOL_VERSION}}} \
+                 (clients of protocol 2 and older do not); update the client"
+            ),
+        };
+        push_error(self.link, ErrorCode::UnsupportedVersion, message);
+        self.stop(End::WrongVersion)
+    }
+
+    fn reply_error(&mut self, code: ErrorCode, message: String) -> ControlFlow<()> {
+        let frame = ServerFrame::Error {
+            req_id: 0,
+            code,
+            message,
+        };
+        if self.link.push_slice(&frame.to_bytes()).is_err() {
+            return self.stop(End::Io("outbound queue full".into()));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn stop(&mut self, end: End) -> ControlFlow<()> {
+        self.end = Some(end);
+        ControlFlow::Break(())
+    }
+}
+
+enum Admit {
+    Yes,
+    Refuse,
+    Disconnect,
+}
+
+/// A token bucket: `rate` frames per second, bursts of twice that. A client
+/// refused for as many frames again as its burst is disconnected.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refused: u32,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        let burst = f64::from(rate) * 2.0;
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            refused: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> Admit {
+        let now = Instant::now();
+        let elapsed = now
+            .saturating_duration_since(self.last)
+            .min(Duration::from_secs(10));
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            Admit::Yes
+        } else {
+            self.refused += 1;
+            if f64::from(self.refused) > self.burst {
+                Admit::Disconnect
+            } else {
+                Admit::Refuse
+            }
+        }
+    }
+}

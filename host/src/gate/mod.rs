@@ -1,0 +1,221 @@
+//! The gate: serves client connections on every transport and keeps the
+//! per-client state the game should not care about — the entity a client is
+//! bound to, its tags, its outbound queue and its rate limit. It fans calls
+//! out to many clients (by tags, or to all), encoding each such frame once.
+//!
+//! Two halves: [`serve_connection`] runs one task per connection (decode,
+//! validate, rate-limit, hand to the game), and [`Gate`] is one task that
+//! owns the client registry and carries out the games' [`GateBatch`]es:
+//! it queues each frame on its clients' [`Link`]s, then writes each client
+//! once — at the end of every batch for clients sent a frame of their own,
+//! at the end of every tick for everyone with something queued.
+
+mod conn;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wyrm_protocol::ServerFrame;
+
+use crate::ids::IdMap;
+use crate::msg::{ClientId, EntityId, GateBatch, ToGate};
+use crate::net::{CloseReason, Link};
+
+pub use conn::{serve_connection, ConnContext, ConnLimits};
+
+/// From connections to the gate.
+#[derive(Debug)]
+pub enum Registration {
+    /// A connection started; frames for it go to `link`.
+    Register { client: ClientId, link: Arc<Link> },
+    /// A connection ended.
+    Unregister { client: ClientId },
+}
+
+struct ClientSlot {
+    link: Arc<Link>,
+    entity: Option<EntityId>,
+    tags: HashMap<String, String>,
+    /// Frames are queued and not yet flushed.
+    pending: bool,
+}
+
+/// The gate's client registry; run it with [`Gate::run`].
+pub struct Gate {
+    clients: IdMap<ClientSlot>,
+    registrations: flume::Receiver<Registration>,
+    batches: flume::Receiver<GateBatch>,
+    /// Clients with frames queued since their last flush.
+    pending: Vec<ClientId>,
+    /// Clients sent a frame of their own in the current batch.
+    urgent: Vec<ClientId>,
+}
+
+impl Gate {
+    /// A gate taking connections from `registrations` and games' output
+    /// from `batches`.
+    pub fn new(
+        registrations: flume::Receiver<Registration>,
+        batches: flume::Receiver<GateBatch>,
+    ) -> Self {
+        Self {
+            clients: IdMap::default(),
+            registrations,
+            batches,
+            pending: Vec::new(),
+            urgent: Vec::new(),
+        }
+    }
+
+    /// Runs until every game and every connection is gone; dropping the
+    /// registry then lets every connection go.
+    pub async fn run(mut self) {
+        loop {
+            // A connection registers before it tells the game it exists, so
+            // when both are waiting the registration goes first.
+            tokio::select! {
+                biased;
+                r = self.registrations.recv_async() => match r {
+                    Ok(r) => self.register(r),
+                    Err(_) => break,
+                },
+                b = self.batches.recv_async() => match b {
+                    Ok(b) => self.apply(b),
+                    Err(_) => break,
+                },
+            }
+        }
+        for slot in self.clients.values() {
+            slot.link.close(CloseReason::Released);
+        }
+    }
+
+    fn register(&mut self, r: Registration) {
+        match r {
+            Registration::Register { client, link } => {
+                self.clients.insert(
+                    client,
+                    ClientSlot {
+                        link,
+                        entity: None,
+                        tags: HashMap::new(),
+                        pending: false,
+                    },
+                );
+            }
+            Registration::Unregister { client } => {
+                self.clients.remove(&client);
+            }
+        }
+    }
+
+    /// Carries out one batch of a game's output, then writes.
+    pub fn apply(&mut self, batch: GateBatch) {
+        for op in batch.ops {
+            match op {
+                ToGate::Bind { client, entity } => {
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.entity = entity;
+                    }
+                }
+                ToGate::Send { client, frame } => {
+                    if self.queue(client, &frame) {
+                        self.urgent.push(client);
+                    }
+                }
+                ToGate::SendMany { clients, frame } => {
+                    for client in clients {
+                        self.queue(client, &frame);
+                    }
+                }
+                ToGate::SetTag { client, key, value } => {
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        match value {
+                            Some(v) => c.tags.insert(key, v),
+                            None => c.tags.remove(&key),
+                        };
+                    }
+                }
+                ToGate::CallFiltered {
+                    filter,
+                    method,
+                    args,
+                } => self.call_own(&method, &args, |c| {
+                    filter.iter().all(|(k, v)| c.tags.get(k) == Some(v))
+                }),
+                ToGate::Broadcast { method, args } => self.call_own(&method, &args, |_| true),
+            }
+        }
+        if batch.tick {
+            for client in std::mem::take(&mut self.pending) {
+                self.flush(client);
+            }
+        } else {
+            for client in std::mem::take(&mut self.urgent) {
+                self.flush(client);
+            }
+        }
+        self.urgent.clear();
+    }
+
+    /// Calls `method` on the own entity of every matching client that has
+    /// one: one frame, the same bytes for all.
+    fn call_own(&mut self, method: &str, args: &[u8], matches: impl Fn(&ClientSlot) -> bool) {
+        let targets: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.entity.is_some() && matches(c))
+            .map(|(&id, _)| id)
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let frame = Bytes::from(
+            ServerFrame::CallOwn {
+                method: method.to_owned(),
+                args: args.to_vec(),
+            }
+            .to_bytes(),
+        );
+        for client in targets {
+            self.queue(client, &frame);
+        }
+    }
+
+    /// Queues a frame for a client; a client whose queue would pass its
+    /// limit reads too slowly to keep and is dropped, alone. Returns whether
+    /// the frame was queued.
+    fn queue(&mut self, client: ClientId, frame: &Bytes) -> bool {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return false;
+        };
+        match c.link.push(frame) {
+            Ok(()) => {
+                if !c.pending {
+                    c.pending = true;
+                    self.pending.push(client);
+                }
+                true
+            }
+            Err(over) => {
+                // The connection's task logs why it ends.
+                c.link.close(CloseReason::SlowReader {
+                    queued: over.queued,
+                    limit: over.limit,
+                });
+                self.clients.remove(&client);
+                false
+            }
+        }
+    }
+
+    fn flush(&mut self, client: ClientId) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            if c.pending {
+                c.pending = false;
+                c.link.flush();
+            }
+        }
+    }
+}

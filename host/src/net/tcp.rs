@@ -1,0 +1,167 @@
+//! Connections over a TCP socket: raw TCP with length-prefixed frames, and
+//! (with another deframer and a close frame) WebSocket.
+//!
+//! The socket is shared between the connection's task, which reads it, and
+//! its [`Link`], which writes from whichever thread flushes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::link::{CloseReason, Framing, Link};
+use super::{Deframer, FrameConn, NetError, Piece, PrefixDeframer, ReadEnd, READ_CHUNK};
+
+/// How long a closing connection may take to send its last frames and see
+/// the peer close.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// The reading half of a connection on a TCP socket.
+pub struct SocketConn<D> {
+    socket: Arc<TcpStream>,
+    deframer: D,
+    name: &'static str,
+    /// Sent last when the server closes (a WebSocket close frame).
+    goodbye: Option<Vec<u8>>,
+    /// Bytes that arrived before the connection was handed over (behind a
+    /// WebSocket upgrade request), read first.
+    early: Vec<u8>,
+}
+
+/// A raw TCP connection.
+pub type TcpConn = SocketConn<PrefixDeframer>;
+
+impl<D: Deframer> SocketConn<D> {
+    /// Wraps `socket`; returns the connection and its link, which holds up
+    /// to `queue` bytes.
+    pub(crate) fn new(
+        socket: TcpStream,
+        deframer: D,
+        framing: Framing,
+        name: &'static str,
+        queue: usize,
+    ) -> (Self, Arc<Link>) {
+        let socket = Arc::new(socket);
+        let link = Link::new(framing, Some(socket.clone()), queue);
+        let conn = Self {
+            socket,
+            deframer,
+            name,
+            goodbye: None,
+            early: Vec::new(),
+        };
+        (conn, link)
+    }
+
+    /// Bytes to send last when the server closes the connection.
+    pub(crate) fn set_goodbye(&mut self, bytes: Vec<u8>) {
+        self.goodbye = Some(bytes);
+    }
+
+    /// Bytes already read from the socket, to be read before it.
+    pub(crate) fn push_early(&mut self, bytes: Vec<u8>) {
+        self.early = bytes;
+    }
+
+    /// Writes `bytes` (within the close grace, whole or not at all).
+    async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            self.socket.writable().await?;
+            match self.socket.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<D: Deframer + 'static> FrameConn for SocketConn<D> {
+    async fn read(
+        &mut self,
+        on: &mut (dyn FnMut(Piece<'_>) -> ControlFlow<()> + Send),
+    ) -> Result<ReadEnd, NetError> {
+        if !self.early.is_empty() {
+            let mut early = std::mem::take(&mut self.early);
+            return Ok(self.deframer.feed(&mut early, on)?.into());
+        }
+        loop {
+            self.socket.readable().await?;
+            // The buffer lives only between awaits, so an idle connection's
+            // task does not carry it.
+            let mut buf = [0u8; READ_CHUNK];
+            match self.socket.try_read(&mut buf) {
+                Ok(0) => return Ok(ReadEnd::PeerClosed),
+                Ok(n) => return Ok(self.deframer.feed(&mut buf[..n], on)?.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn write_queued(&mut self, link: &Link) -> io::Result<()> {
+        link.write_out().await
+    }
+
+    async fn close(&mut self, link: &Link) {
+        let slow = matches!(link.closed(), Some(CloseReason::SlowReader { .. }));
+        link.close(CloseReason::Released);
+        let mut last = if slow {
+            Vec::new()
+        } else {
+            link.drain_for_close()
+        };
+        if let Some(bye) = self.goodbye.take() {
+            last.extend_from_slice(&bye);
+        }
+        let finish = async {
+            let _ = self.write_all(&last).await;
+            // Closing a socket with unread input makes the kernel send a
+            // reset, which can destroy the last frames written (an error
+            // saying why we close). Shut down writing, then read until the
+            // peer closes too.
+            let _ = socket2::SockRef::from(&*self.socket).shutdown(std::net::Shutdown::Write);
+            let mut sink = [0u8; 1024];
+            loop {
+                if self.socket.readable().await.is_err() {
+                    break;
+                }
+                match self.socket.try_read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, finish).await;
+    }
+
+    fn transport(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// Binds a TCP listener.
+pub async fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Prepares an accepted TCP stream: frames of at most `max_frame` bytes in,
+/// at most `queue` bytes queued out.
+pub fn tcp_conn(stream: TcpStream, max_frame: usize, queue: usize) -> (TcpConn, Arc<Link>) {
+    // Writes are already whole batches; do not let Nagle hold them back.
+    let _ = stream.set_nodelay(true);
+    SocketConn::new(
+        stream,
+        PrefixDeframer::new(max_frame),
+        Framing::Prefixed,
+        "tcp",
+        queue,
+    )
+}
