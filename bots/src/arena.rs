@@ -63,7 +63,7 @@ async fn login(
     loop {
         if let Some(v) = client.player_view() {
             if v.type_name == "Player" {
-                if let Some(p) = v.position {
+                if let Some(p) = client.position_of(v.id) {
                     return Ok((v.id, p.pos));
                 }
             }

@@ -137,8 +137,9 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
     // timer for every event costs more than the event.
     let timer = tokio::time::sleep_until(next_act);
     tokio::pin!(timer);
+    // Read once per turn (an event's arrival time is the next turn's now).
+    let mut now = Instant::now();
     loop {
-        let now = Instant::now();
         expire(&mut pending, now, &ctx);
         let acting = now < ctx.end;
         if !acting && pending.is_empty() {
@@ -188,7 +189,7 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
                     return;
                 }
                 Ok(e) => {
-                    let now = Instant::now();
+                    now = Instant::now();
                     ctx.shared.received();
                     if let Event::Error { req_id, code, message, .. } = &e {
                         let about = pending.iter().position(|p| p.req_id == Some(*req_id) && *req_id != 0);
@@ -211,7 +212,7 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
                     }
                 }
             },
-            _ = &mut timer => {}
+            _ = &mut timer => now = Instant::now(),
         }
     }
     client.close().await;

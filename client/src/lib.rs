@@ -297,6 +297,13 @@ impl Client {
         self.entities.values()
     }
 
+    /// Where entity `id` is, from the `Positions` frames received; `None`
+    /// until one placed it (entities in no space never get one) and after
+    /// its `Destroy`.
+    pub fn position_of(&self, id: u64) -> Option<EntityPosition> {
+        self.positions.position(id)
+    }
+
     /// The grid positions are rounded to in this client's space (from the
     /// last `Positions` frame): a position this client sends comes back
     /// rounded to it.
@@ -698,20 +705,32 @@ impl Client {
     /// to report (`None` for frames the client handles itself).
     fn apply_frame(&mut self, frame: &[u8]) -> Result<Option<Event>, ClientError> {
         if let Some((&wyrm_protocol::POSITIONS_TYPE, body)) = frame.split_first() {
-            // Applied straight from the frame: the table is the decoder.
+            // Applied straight from the frame: the table is the decoder,
+            // and where each entity is.
             let mut entries = Vec::new();
             self.positions.apply(body, &mut entries)?;
-            for p in &entries {
-                let view = self
-                    .entities
-                    .get_mut(&p.entity)
-                    .ok_or_else(|| ClientError::View {
-                        entity: p.entity,
-                        reason: "a position for an entity not in this client's view".into(),
-                    })?;
-                view.position = Some(*p);
-            }
             return Ok(Some(Event::Positions(entries)));
+        }
+        if let Some(call) = wyrm_protocol::CallRef::read(frame) {
+            // Read in place: most frames a client gets are calls.
+            let call = call?;
+            let method = call.method;
+            let entity = match call.entity {
+                Some(e) => e,
+                None => self.player.ok_or_else(|| {
+                    ClientError::Protocol(format!(
+                        "a call of {method} on the own entity, but this client has none"
+                    ))
+                })?,
+            };
+            let args = decode_msgpack(call.args, || {
+                format!("args of server call {method} on entity {entity}")
+            })?;
+            return Ok(Some(Event::Call {
+                entity,
+                method: method.to_owned(),
+                args,
+            }));
         }
         let event = match ServerFrame::decode(frame)? {
             ServerFrame::Welcome { .. } => {
@@ -766,7 +785,6 @@ impl Client {
                         type_name: type_name.clone(),
                         own,
                         attrs: attrs.clone(),
-                        position: None,
                     },
                 );
                 Event::Created {
@@ -789,34 +807,8 @@ impl Client {
                 }
                 Event::Destroyed { entity }
             }
-            ServerFrame::Call {
-                entity,
-                method,
-                args,
-            } => {
-                let args = decode_msgpack(&args, || {
-                    format!("args of server call {method} on entity {entity}")
-                })?;
-                Event::Call {
-                    entity,
-                    method,
-                    args,
-                }
-            }
-            ServerFrame::CallOwn { method, args } => {
-                let entity = self.player.ok_or_else(|| {
-                    ClientError::Protocol(format!(
-                        "a call of {method} on the own entity, but this client has none"
-                    ))
-                })?;
-                let args = decode_msgpack(&args, || {
-                    format!("args of server call {method} on the own entity {entity}")
-                })?;
-                Event::Call {
-                    entity,
-                    method,
-                    args,
-                }
+            ServerFrame::Call { .. } | ServerFrame::CallOwn { .. } => {
+                return Err(ClientError::Protocol("a call that was not read".into()))
             }
             ServerFrame::Attr {
                 entity,

@@ -14,11 +14,10 @@ pub struct EntityView {
     /// True for the entity this client is bound to (its player).
     pub own: bool,
     /// The attributes this client may see: a MessagePack map, kept up to date
-    /// by applying `Attr` frames.
+    /// by applying `Attr` frames. (Where it is: [`Client::position_of`].)
+    ///
+    /// [`Client::position_of`]: crate::Client::position_of
     pub attrs: Value,
-    /// Where it is, from the latest `Positions` frame; `None` until one
-    /// arrives (entities in no space never get one).
-    pub position: Option<wyrm_protocol::EntityPosition>,
 }
 
 impl EntityView {

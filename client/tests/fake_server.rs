@@ -452,9 +452,9 @@ async fn session(transport: Transport) {
             Event::Positions(p) => {
                 seen.extend(p.iter().map(|p| (p.entity, p.pos.x, p.pos.y, p.yaw)));
                 if seen.len() == 2 {
-                    let own = c.player_view().unwrap().position.unwrap();
+                    let own = c.position_of(c.player().unwrap()).unwrap();
                     assert_eq!((own.pos.x, own.pos.y), (1.0, 2.0));
-                    let m = c.entity(9).unwrap().position.unwrap();
+                    let m = c.position_of(9).unwrap();
                     assert_eq!(
                         (m.pos.x, m.pos.y, m.yaw),
                         (-10.0, 0.5, std::f32::consts::FRAC_PI_2)
@@ -474,6 +474,7 @@ async fn session(transport: Transport) {
         ]
     );
     assert!(c.entity(9).is_none());
+    assert!(c.position_of(9).is_none());
 
     // Login swaps the own entity.
     c.call(7, "login", ("ann", "pw")).await.unwrap();

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use flume::Receiver;
+use wyrm::game::{Inbox, InboxSender, Received};
 use wyrm::msg::ToGame;
 use wyrm::storage::{self, EntityRow, Op};
 
@@ -47,10 +47,12 @@ fn row(id: u64) -> EntityRow {
     }
 }
 
-fn open(dir: &std::path::Path) -> anyhow::Result<(storage::Opened, Receiver<ToGame>)> {
-    let (tx, rx) = flume::unbounded();
-    let opened = storage::open(&dir.join("bench.db"), false, &[], tx)?;
-    Ok((opened, rx))
+/// Storage answers into a game's inbox; here the benchmark reads it (and
+/// holds the connections' end, without which the inbox reads as closed).
+fn open(dir: &std::path::Path) -> anyhow::Result<(storage::Opened, (Inbox, InboxSender))> {
+    let (inbox, connections, internal) = wyrm::game::inbox(1);
+    let opened = storage::open(&dir.join("bench.db"), false, &[], internal)?;
+    Ok((opened, (inbox, connections)))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,8 +108,8 @@ fn main() -> anyhow::Result<()> {
             let id = 1 + (k * 7919) % ROWS;
             let t = Instant::now();
             opened2.store.send(Op::Load { id });
-            match rx.recv_timeout(Duration::from_secs(10))? {
-                ToGame::Loaded { result, .. } if result.is_ok() => {
+            match rx.0.recv_deadline(Instant::now() + Duration::from_secs(10)) {
+                Received::Message(ToGame::Loaded { result, .. }) if result.is_ok() => {
                     lat.push(t.elapsed().as_secs_f64() * 1e6)
                 }
                 other => anyhow::bail!("unexpected answer {other:?}"),

@@ -8,28 +8,24 @@
 //! Games reach gates the other way directly too: each game sends its
 //! [`GateBatch`](crate::msg::GateBatch)es into the gate's inbox.
 
+use crate::game::{GameStopped, InboxSender};
 use crate::msg::ToGame;
 
 /// Routes gate messages to games; cheap to clone (one per connection).
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
-    game: flume::Sender<ToGame>,
+    game: InboxSender,
 }
-
-/// The game has stopped: nothing can be routed any more.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the game has stopped")]
-pub struct GameStopped;
 
 impl Dispatcher {
     /// A dispatcher to one game, through its inbox.
-    pub fn new(game: flume::Sender<ToGame>) -> Self {
+    pub fn new(game: InboxSender) -> Self {
         Self { game }
     }
 
     /// Delivers `msg` to the game that handles it, waiting while that
     /// game's inbox is full.
     pub async fn to_game(&self, msg: ToGame) -> Result<(), GameStopped> {
-        self.game.send_async(msg).await.map_err(|_| GameStopped)
+        self.game.send(msg).await
     }
 }

@@ -59,8 +59,9 @@ pub struct GateBatch {
     pub ops: Vec<ToGate>,
     /// The batch ends a space tick: every client with frames queued is
     /// written to. Otherwise only clients that were sent a frame of their
-    /// own (`Send`) are; frames sent to many wait for the next tick, so
-    /// each client gets one write per tick however many frames it brought.
+    /// own (`Send`) are; frames sent to many, and changes of view, wait for
+    /// the next tick, so each client gets one write per tick however many
+    /// frames it brought.
     pub tick: bool,
 }
 
@@ -73,8 +74,11 @@ pub enum ToGate {
         client: ClientId,
         entity: Option<EntityId>,
     },
-    /// One encoded frame for one client.
+    /// One encoded frame for one client, written at the end of the batch.
     Send { client: ClientId, frame: Bytes },
+    /// A change of what one client sees (an entity came into or left its
+    /// area of interest), written with the next tick's frames.
+    View { client: ClientId, frame: Bytes },
     /// One encoded frame for several clients: the same bytes for each.
     SendMany {
         clients: Vec<ClientId>,

@@ -36,7 +36,7 @@ pub struct Server {
     /// Where the admin endpoint listens, if enabled.
     pub admin: Option<SocketAddr>,
     /// Into the game from inside the server (swaps).
-    internal_tx: flume::Sender<ToGame>,
+    internal_tx: game::InternalSender,
     dispatcher: Dispatcher,
     game_thread: Option<std::thread::JoinHandle<()>>,
     /// Storage and stats threads; they end once the game has.
@@ -51,7 +51,7 @@ pub struct Server {
 /// that can swap plugins.
 #[derive(Clone)]
 pub struct Swapper {
-    game_tx: flume::Sender<ToGame>,
+    game_tx: game::InternalSender,
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
 }
@@ -105,12 +105,7 @@ impl Swapper {
             dry_run,
             reply,
         };
-        if self
-            .game_tx
-            .send_async(ToGame::Swap(Box::new(req)))
-            .await
-            .is_err()
-        {
+        if self.game_tx.send(ToGame::Swap(Box::new(req))).is_err() {
             return SwapReport::refused(plugin, "", "", dry_run, "the game has stopped".into());
         }
         answer.await.unwrap_or_else(|_| {
@@ -135,8 +130,7 @@ impl Server {
         };
         let runtime = Arc::new(PluginRuntime::new(cfg.cache_dir(), limits)?);
 
-        let (inbox_tx, inbox) = flume::bounded(GAME_INBOX);
-        let (internal_tx, internal) = flume::unbounded();
+        let (inbox, inbox_tx, internal_tx) = game::inbox(GAME_INBOX);
         let (gate_tx, gate_rx) = flume::bounded(GATE_INBOX);
         let (registrations_tx, registrations) = flume::bounded(GATE_REGISTRATIONS);
 
@@ -164,8 +158,7 @@ impl Server {
                 };
                 let channels = GameChannels {
                     inbox,
-                    internal,
-                    internal_tx,
+                    internal: internal_tx,
                     gate: gate_tx,
                 };
                 let game = Game::new(plugins, &cfg.game, channels, storage)?;

@@ -66,11 +66,14 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        self.str_ref(what).map(str::to_owned)
+    }
+
+    /// A `str`, borrowed from the frame.
+    pub(crate) fn str_ref(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.u16(what)? as usize;
         let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::BadUtf8(what))
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::BadUtf8(what))
     }
 
     /// Everything left in the frame.

@@ -236,6 +236,38 @@ impl ClientFrame {
     }
 }
 
+/// A server call (`Call` or `CallOwn`) read in place, without copying its
+/// method or arguments: what a client does most often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRef<'a> {
+    /// The entity called; `None` for `CallOwn` (the client's own).
+    pub entity: Option<u64>,
+    pub method: &'a str,
+    /// MessagePack arguments.
+    pub args: &'a [u8],
+}
+
+impl<'a> CallRef<'a> {
+    /// The call `frame` holds, or `None` if it is another kind of frame.
+    pub fn read(frame: &'a [u8]) -> Option<Result<Self, DecodeError>> {
+        let (&t, body) = frame.split_first()?;
+        let mut r = Reader::new(body);
+        let entity = match t {
+            ty::S_CALL => match r.u64("entity") {
+                Ok(e) => Some(e),
+                Err(e) => return Some(Err(e)),
+            },
+            ty::S_CALL_OWN => None,
+            _ => return None,
+        };
+        Some(r.str_ref("method").map(|method| CallRef {
+            entity,
+            method,
+            args: r.rest(),
+        }))
+    }
+}
+
 impl ServerFrame {
     /// Appends the encoded frame (type byte and body) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {

@@ -155,21 +155,59 @@ impl QuantPos {
     }
 }
 
+/// Where a frame is written: a `Vec<u8>`, or a `BytesMut` that many frames
+/// share and split off.
+pub trait FrameBuf {
+    /// Bytes written so far.
+    fn len(&self) -> usize;
+    /// Whether nothing was written.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends bytes.
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+    /// Shortens to `len` bytes.
+    fn truncate(&mut self, len: usize);
+}
+
+impl FrameBuf for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len)
+    }
+}
+
+impl FrameBuf for bytes::BytesMut {
+    fn len(&self) -> usize {
+        bytes::BytesMut::len(self)
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        bytes::BytesMut::extend_from_slice(self, bytes)
+    }
+    fn truncate(&mut self, len: usize) {
+        bytes::BytesMut::truncate(self, len)
+    }
+}
+
 /// Writes one `Positions` frame, entry by entry, for one connection. Slots
 /// must be given in ascending order.
 #[derive(Debug)]
-pub struct PositionsWriter<'a> {
-    out: &'a mut Vec<u8>,
+pub struct PositionsWriter<'a, B: FrameBuf = Vec<u8>> {
+    out: &'a mut B,
     start: usize,
     next_slot: u32,
 }
 
-impl<'a> PositionsWriter<'a> {
+impl<'a, B: FrameBuf> PositionsWriter<'a, B> {
     /// Starts a frame (type byte and resolution) at the end of `out`.
-    pub fn new(out: &'a mut Vec<u8>, res: Resolution) -> Self {
+    pub fn new(out: &'a mut B, res: Resolution) -> Self {
         let start = out.len();
-        out.push(POSITIONS_TYPE);
-        out.push(res.exp() as u8);
+        out.extend_from_slice(&[POSITIONS_TYPE, res.exp() as u8]);
         Self {
             out,
             start,
@@ -255,18 +293,20 @@ impl<'a> PositionsWriter<'a> {
     }
 }
 
-/// One entry, written on the stack and appended in one go: a head, a skip
-/// and an entity (up to 10 bytes each) and four fields (up to 10 each).
+/// One entry, written on the stack and appended in one go.
 struct Entry {
-    buf: [u8; 64],
+    buf: [u8; ENTRY_MAX],
     len: usize,
 }
+
+/// The longest entry: a head, a skip and an entity, and four fields.
+const ENTRY_MAX: usize = 1 + 10 + 10 + 4 * 10;
 
 impl Entry {
     #[inline]
     fn new() -> Self {
         Self {
-            buf: [0; 64],
+            buf: [0; ENTRY_MAX],
             len: 0,
         }
     }
@@ -318,15 +358,32 @@ fn yaw_delta(from: u16, to: u16) -> i64 {
 /// place last received for it.
 #[derive(Debug, Default, Clone)]
 pub struct PositionTable {
-    slots: Vec<Option<Bound>>,
+    slots: Vec<Slot>,
     by_entity: FxHashMap<u64, u32>,
     resolution: Option<Resolution>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bound {
+/// One slot, packed in 24 bytes: a client applies frames to every slot of
+/// every entity it sees, 20 times a second, so the table is kept small.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
     entity: u64,
-    q: QuantPos,
+    x: i32,
+    y: i32,
+    z: i32,
+    yaw: u16,
+    bound: bool,
+}
+
+impl Slot {
+    fn q(&self) -> QuantPos {
+        QuantPos {
+            x: self.x,
+            y: self.y,
+            z: self.z,
+            yaw: self.yaw,
+        }
+    }
 }
 
 impl PositionTable {
@@ -357,50 +414,50 @@ impl PositionTable {
             }
             next_slot = slot + 1;
             let slot = slot as usize;
-            let (entity, q) = if head & NEW != 0 {
-                let entity = get_varint(&mut cur, "entity")?;
-                let mut q = QuantPos::default();
-                if head & FIELD_X != 0 {
-                    q.x = get_i32(&mut cur, "x")?;
-                }
-                if head & FIELD_Y != 0 {
-                    q.y = get_i32(&mut cur, "y")?;
-                }
-                if head & FIELD_Z != 0 {
-                    q.z = get_i32(&mut cur, "z")?;
-                }
-                if head & FIELD_YAW != 0 {
-                    let yaw = get_varint(&mut cur, "yaw")?;
-                    q.yaw = u16::try_from(yaw)
-                        .ok()
-                        .filter(|&y| u32::from(y) < YAW_STEPS)
-                        .ok_or(DecodeError::Invalid("yaw"))?;
-                }
-                self.bind(slot, entity, q);
-                (entity, q)
-            } else {
-                let bound = self.slots.get_mut(slot).and_then(Option::as_mut).ok_or(
-                    DecodeError::Invalid("an update for a slot that holds no entity"),
-                )?;
-                let q = &mut bound.q;
-                if head & FIELD_X != 0 {
-                    q.x = add_delta(q.x, get_signed(&mut cur, "x")?)?;
-                }
-                if head & FIELD_Y != 0 {
-                    q.y = add_delta(q.y, get_signed(&mut cur, "y")?)?;
-                }
-                if head & FIELD_Z != 0 {
-                    q.z = add_delta(q.z, get_signed(&mut cur, "z")?)?;
-                }
-                if head & FIELD_YAW != 0 {
-                    let d = get_signed(&mut cur, "yaw")?;
-                    if d.unsigned_abs() > u64::from(YAW_STEPS / 2) {
-                        return Err(DecodeError::Invalid("yaw"));
+            let (entity, q) =
+                if head & NEW != 0 {
+                    let entity = get_varint(&mut cur, "entity")?;
+                    let mut q = QuantPos::default();
+                    if head & FIELD_X != 0 {
+                        q.x = get_i32(&mut cur, "x")?;
                     }
-                    q.yaw = (i64::from(q.yaw) + d).rem_euclid(i64::from(YAW_STEPS)) as u16;
-                }
-                (bound.entity, *q)
-            };
+                    if head & FIELD_Y != 0 {
+                        q.y = get_i32(&mut cur, "y")?;
+                    }
+                    if head & FIELD_Z != 0 {
+                        q.z = get_i32(&mut cur, "z")?;
+                    }
+                    if head & FIELD_YAW != 0 {
+                        let yaw = get_varint(&mut cur, "yaw")?;
+                        q.yaw = u16::try_from(yaw)
+                            .ok()
+                            .filter(|&y| u32::from(y) < YAW_STEPS)
+                            .ok_or(DecodeError::Invalid("yaw"))?;
+                    }
+                    self.bind(slot, entity, q);
+                    (entity, q)
+                } else {
+                    let s = self.slots.get_mut(slot).filter(|s| s.bound).ok_or(
+                        DecodeError::Invalid("an update for a slot that holds no entity"),
+                    )?;
+                    if head & FIELD_X != 0 {
+                        s.x = add_delta(s.x, get_signed(&mut cur, "x")?)?;
+                    }
+                    if head & FIELD_Y != 0 {
+                        s.y = add_delta(s.y, get_signed(&mut cur, "y")?)?;
+                    }
+                    if head & FIELD_Z != 0 {
+                        s.z = add_delta(s.z, get_signed(&mut cur, "z")?)?;
+                    }
+                    if head & FIELD_YAW != 0 {
+                        let d = get_signed(&mut cur, "yaw")?;
+                        if d.unsigned_abs() > u64::from(YAW_STEPS / 2) {
+                            return Err(DecodeError::Invalid("yaw"));
+                        }
+                        s.yaw = (i64::from(s.yaw) + d).rem_euclid(i64::from(YAW_STEPS)) as u16;
+                    }
+                    (s.entity, s.q())
+                };
             out.push(EntityPosition {
                 entity,
                 pos: q.position(res),
@@ -415,7 +472,7 @@ impl PositionTable {
     pub fn forget(&mut self, entity: u64) {
         if let Some(slot) = self.by_entity.remove(&entity) {
             if let Some(s) = self.slots.get_mut(slot as usize) {
-                *s = None;
+                s.bound = false;
             }
         }
     }
@@ -423,7 +480,20 @@ impl PositionTable {
     /// The place last received for `entity`, quantized.
     pub fn get(&self, entity: u64) -> Option<QuantPos> {
         let slot = *self.by_entity.get(&entity)?;
-        self.slots.get(slot as usize)?.map(|b| b.q)
+        self.slots
+            .get(slot as usize)
+            .filter(|s| s.bound)
+            .map(Slot::q)
+    }
+
+    /// Where `entity` is, as last received.
+    pub fn position(&self, entity: u64) -> Option<EntityPosition> {
+        let (q, res) = (self.get(entity)?, self.resolution?);
+        Some(EntityPosition {
+            entity,
+            pos: q.position(res),
+            yaw: yaw_value(q.yaw),
+        })
     }
 
     /// The resolution of the last frame applied: the grid the places of
@@ -444,16 +514,25 @@ impl PositionTable {
 
     fn bind(&mut self, slot: usize, entity: u64, q: QuantPos) {
         if self.slots.len() <= slot {
-            self.slots.resize(slot + 1, None);
+            self.slots.resize(slot + 1, Slot::default());
         }
-        if let Some(old) = self.slots[slot].replace(Bound { entity, q }) {
-            if old.entity != entity {
-                self.by_entity.remove(&old.entity);
-            }
+        let old = std::mem::replace(
+            &mut self.slots[slot],
+            Slot {
+                entity,
+                x: q.x,
+                y: q.y,
+                z: q.z,
+                yaw: q.yaw,
+                bound: true,
+            },
+        );
+        if old.bound && old.entity != entity {
+            self.by_entity.remove(&old.entity);
         }
         if let Some(prev) = self.by_entity.insert(entity, slot as u32) {
             if prev as usize != slot {
-                self.slots[prev as usize] = None;
+                self.slots[prev as usize].bound = false;
             }
         }
     }
@@ -481,7 +560,15 @@ pub fn put_signed(out: &mut Vec<u8>, v: i64) {
     put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
+#[inline]
 fn get_varint(cur: &mut &[u8], what: &'static str) -> Result<u64, DecodeError> {
+    // One byte: the common case, a small delta.
+    if let Some((&b, rest)) = cur.split_first() {
+        if b < 0x80 {
+            *cur = rest;
+            return Ok(u64::from(b));
+        }
+    }
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = cur.split_first().ok_or(DecodeError::Truncated(what))?;
@@ -498,6 +585,7 @@ fn get_varint(cur: &mut &[u8], what: &'static str) -> Result<u64, DecodeError> {
     Err(DecodeError::Invalid(what))
 }
 
+#[inline]
 fn get_signed(cur: &mut &[u8], what: &'static str) -> Result<i64, DecodeError> {
     let z = get_varint(cur, what)?;
     Ok(((z >> 1) as i64) ^ -((z & 1) as i64))

@@ -193,7 +193,7 @@ async fn clients_see_exactly_their_area_of_interest_as_walkers_move() {
                 ids[i]
             );
             for e in c.entities().filter(|e| e.type_name == "Walker") {
-                let p = e.position.unwrap_or_else(|| {
+                let p = c.position_of(e.id).unwrap_or_else(|| {
                     panic!(
                         "step {step}: walker {id}'s client has no position for {}",
                         e.id

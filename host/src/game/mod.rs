@@ -9,6 +9,7 @@
 //! over every entity, and the queue carries on.
 
 mod attrs;
+mod inbox;
 mod passwords;
 mod space;
 mod swap;
@@ -27,6 +28,7 @@ use crate::config::GameConfig;
 use crate::msg::{GateBatch, ToGame};
 use crate::plugin::{PluginCode, PluginInstance, PluginRuntime};
 
+pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
 pub use world::World;
 
@@ -41,14 +43,10 @@ const INBOX_BATCH_TIME: Duration = Duration::from_millis(5);
 
 /// How a game talks to the rest of the process.
 pub struct GameChannels {
-    /// Messages from connections, through the dispatcher (bounded: a
-    /// connection waits when it is full).
-    pub inbox: flume::Receiver<ToGame>,
-    /// Replies and requests from inside the server: storage, password
-    /// threads, swaps, shutdown.
-    pub internal: flume::Receiver<ToGame>,
-    /// A sender into `internal`, for the threads the game starts.
-    pub internal_tx: flume::Sender<ToGame>,
+    /// Everything sent to the game (see [`inbox`]).
+    pub inbox: Inbox,
+    /// Into the inbox, for the threads the game starts.
+    pub internal: InternalSender,
     /// Where its output for clients goes, a batch at a time (bounded: the
     /// game waits when the gate falls behind).
     pub gate: flume::Sender<GateBatch>,
@@ -64,10 +62,7 @@ pub struct Game {
     /// Present except while lent to a plugin during a call.
     world: Option<Box<World>>,
     plugins: Vec<PluginSlot>,
-    inbox: flume::Receiver<ToGame>,
-    internal: flume::Receiver<ToGame>,
-    /// Keeps `internal` open whatever else stops.
-    _internal_tx: flume::Sender<ToGame>,
+    inbox: Inbox,
     gate: flume::Sender<GateBatch>,
     boot_entity: String,
     /// Per plugin, its last saved private state.
@@ -137,7 +132,6 @@ impl Game {
         let GameChannels {
             inbox,
             internal,
-            internal_tx,
             gate,
         } = channels;
         let mut types = types::TypeRegistry::default();
@@ -164,7 +158,7 @@ impl Game {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(4);
-        let passwords = passwords::PasswordPool::start(workers, internal_tx.clone())
+        let passwords = passwords::PasswordPool::start(workers, internal)
             .context("cannot start password threads")?;
         let GameStorage {
             store,
@@ -189,8 +183,6 @@ impl Game {
             checkpoints: slots.iter().map(|_| None).collect(),
             plugins: slots,
             inbox,
-            internal,
-            _internal_tx: internal_tx,
             gate,
             boot_entity: cfg.boot_entity.clone(),
             checkpoint_every,
@@ -227,21 +219,15 @@ impl Game {
                 // Something is always due: the next save.
                 next.unwrap_or_else(|| Instant::now() + self.save_every)
             };
-            let first = flume::Selector::new()
-                .recv(&self.internal, |m| m.ok().map(Ok))
-                .recv(&self.inbox, |m| Some(m.map_err(|_| ())))
-                .wait_deadline(deadline);
             // What is waiting is taken together, so what it produces for a
             // client leaves in one write.
-            let mut next = match first {
-                Ok(Some(Err(()))) => {
+            let mut next = match self.inbox.recv_deadline(deadline) {
+                Received::Message(m) => Some(m),
+                Received::Timeout => None,
+                Received::Closed => {
                     self.shut_down();
                     break;
                 }
-                Ok(Some(Ok(m))) => Some(m),
-                // The internal inbox cannot close (the game holds a
-                // sender); `Err` is the deadline.
-                Ok(None) | Err(_) => None,
             };
             let started = Instant::now();
             let mut taken = 0;
@@ -255,11 +241,7 @@ impl Game {
                 self.run_work();
                 taken += 1;
                 if taken < INBOX_BATCH && started.elapsed() < INBOX_BATCH_TIME {
-                    next = self
-                        .internal
-                        .try_recv()
-                        .or_else(|_| self.inbox.try_recv())
-                        .ok();
+                    next = self.inbox.try_recv();
                 }
             }
             if stop {

@@ -27,7 +27,7 @@ enum Job {
 /// A small pool of hashing threads.
 pub struct PasswordPool {
     jobs: crossbeam_channel::Sender<Job>,
-    game: flume::Sender<ToGame>,
+    game: super::InternalSender,
 }
 
 /// Hashes waiting for a thread before more are refused: at tens of
@@ -36,7 +36,7 @@ const QUEUE: usize = 1024;
 
 impl PasswordPool {
     /// Starts `workers` threads that deliver results into `game`.
-    pub fn start(workers: usize, game: flume::Sender<ToGame>) -> std::io::Result<Self> {
+    pub fn start(workers: usize, game: super::InternalSender) -> std::io::Result<Self> {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         for i in 0..workers.max(1) {
             let (rx, game) = (rx.clone(), game.clone());

@@ -30,6 +30,9 @@ struct Space {
     resolution: Resolution,
     /// By grid handle: the entity there and its place as sent to clients.
     places: Vec<SentPlace>,
+    /// By grid handle, one bit each: the place changed since the last
+    /// tick's position sync.
+    changed: Vec<u64>,
 }
 
 /// An entity's place as clients are sent it.
@@ -53,8 +56,13 @@ impl Space {
         let i = handle.index();
         if self.places.len() <= i {
             self.places.resize(i + 1, SentPlace::default());
+            self.changed.resize(self.places.len().div_ceil(64), 0);
         }
-        self.places[i] = SentPlace { entity, q };
+        let place = &mut self.places[i];
+        if place.entity != entity || place.q != q {
+            *place = SentPlace { entity, q };
+            self.changed[i / 64] |= 1 << (i % 64);
+        }
     }
 }
 
@@ -62,6 +70,7 @@ impl Space {
 pub struct SpacePlaces<'a> {
     resolution: Resolution,
     places: &'a [SentPlace],
+    changed: &'a [u64],
 }
 
 impl SpacePlaces<'_> {
@@ -70,13 +79,21 @@ impl SpacePlaces<'_> {
         self.resolution
     }
 
-    /// The place of `entity`, which is at `handle` (`None` if it is not).
+    /// The entity at handle index `i` and its place.
     #[inline]
-    pub fn get(&self, handle: Handle, entity: EntityId) -> Option<QuantPos> {
-        self.places
-            .get(handle.index())
-            .filter(|p| p.entity == entity)
-            .map(|p| p.q)
+    pub fn get(&self, i: usize) -> Option<(EntityId, QuantPos)> {
+        self.places.get(i).map(|p| (p.entity, p.q))
+    }
+
+    /// Whether the place at handle index `i` changed since the last tick's
+    /// position sync. Every client in the space is sent its changes at each
+    /// tick, so a place that did not change is what every client already
+    /// holds.
+    #[inline]
+    pub fn changed(&self, i: usize) -> bool {
+        self.changed
+            .get(i / 64)
+            .is_none_or(|w| w & (1 << (i % 64)) != 0)
     }
 }
 
@@ -126,6 +143,7 @@ impl Spaces {
                 grid: AoiGrid::new(DEFAULT_CELL),
                 resolution,
                 places: Vec::new(),
+                changed: Vec::new(),
             },
         );
     }
@@ -253,7 +271,16 @@ impl Spaces {
         self.spaces.get(&space).map(|s| SpacePlaces {
             resolution: s.resolution,
             places: &s.places,
+            changed: &s.changed,
         })
+    }
+
+    /// Every place is as clients were sent it: called after a tick's
+    /// position sync.
+    pub fn clear_changed(&mut self) {
+        for s in self.spaces.values_mut() {
+            s.changed.fill(0);
+        }
     }
 
     /// The entities `id` sees, as of the last [`update_aoi`](Self::update_aoi).

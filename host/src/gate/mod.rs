@@ -124,6 +124,9 @@ impl Gate {
                         self.urgent.push(client);
                     }
                 }
+                ToGate::View { client, frame } => {
+                    self.queue(client, &frame);
+                }
                 ToGate::SendMany { clients, frame } => {
                     for client in clients {
                         self.queue(client, &frame);

@@ -10,6 +10,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Read as _;
+
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::link::{CloseReason, Framing, Link};
@@ -95,11 +98,21 @@ impl<D: Deframer + 'static> FrameConn for SocketConn<D> {
             // The buffer lives only between awaits, so an idle connection's
             // task does not carry it.
             let mut buf = [0u8; READ_CHUNK];
-            match self.socket.try_read(&mut buf) {
-                Ok(0) => return Ok(ReadEnd::PeerClosed),
-                Ok(n) => return Ok(self.deframer.feed(&mut buf[..n], on)?.into()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
+            let mut got = 0;
+            let read = self.socket.try_io(Interest::READABLE, || {
+                got = (&*socket2::SockRef::from(&*self.socket)).read(&mut buf)?;
+                if got > 0 && got < buf.len() {
+                    // A short read emptied the socket: say so now rather
+                    // than learn it from one more read that would block.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match read {
+                Ok(()) if got == 0 => return Ok(ReadEnd::PeerClosed),
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e.into()),
+                _ if got > 0 => return Ok(self.deframer.feed(&mut buf[..got], on)?.into()),
+                _ => {}
             }
         }
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::msg::{EntityId, ToGame};
+use crate::msg::EntityId;
 
 pub(crate) use db::reply;
 pub use db::SCHEMA_VERSION;
@@ -199,7 +199,7 @@ pub fn open(
     path: &Path,
     durable: bool,
     services: &[String],
-    game: flume::Sender<ToGame>,
+    game: crate::game::InternalSender,
 ) -> Result<Opened, OpenError> {
     let (mut conn, lock) = db::open(path, durable)?;
     let path_buf = path.to_path_buf();
@@ -246,7 +246,7 @@ fn run(
     mut conn: rusqlite::Connection,
     _lock: std::fs::File,
     rx: Receiver<Op>,
-    game: flume::Sender<ToGame>,
+    game: crate::game::InternalSender,
     path: PathBuf,
 ) {
     let _span = tracing::info_span!("storage", path = %path.display()).entered();

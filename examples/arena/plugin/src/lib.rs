@@ -27,13 +27,14 @@ use wyrm_sdk::prelude::*;
 const ARENA: &str = "Arena";
 /// The field is `[0, SIZE] × [0, SIZE]`.
 const SIZE: f32 = 2000.0;
-/// New players appear within this distance of the middle while the field
-/// holds up to `SPAWN_CROWD` players; beyond, the distance grows with the
-/// square root of their number (the crowd's density stays the same), up to
-/// `SPAWN_MAX` (about 320 players fill the field).
+/// New players appear in a square around the middle, this far from it on
+/// each axis, while the field holds up to `SPAWN_CROWD` players; beyond, the
+/// square grows with the square root of their number (the crowd's density
+/// stays the same) until it is the whole field, less `SPAWN_MARGIN` (at
+/// about 320 players).
 const SPAWN_SPREAD: f32 = 150.0;
 const SPAWN_CROWD: f32 = 8.0;
-const SPAWN_MAX: f32 = SIZE / 2.0 - 50.0;
+const SPAWN_MARGIN: f32 = 50.0;
 /// Monsters keep this far from the middle when they spawn.
 const MONSTER_SAFE: f32 = 300.0;
 const MAX_MONSTERS: usize = 30;
@@ -47,6 +48,9 @@ const MONSTER_SPEED: f32 = 70.0;
 const BITE_RANGE: f32 = 30.0;
 const BITE_EVERY_MS: u64 = 1000;
 const BITE_DAMAGE: i64 = 8;
+/// How often a monster looks again for the nearest player (in between it
+/// chases the one it chose).
+const RETARGET_MS: u64 = 250;
 const XP_PER_KILL: i64 = 10;
 const XP_PER_LEVEL: i64 = 50;
 
@@ -120,17 +124,15 @@ impl Arena {
     }
 }
 
-/// Where a player appears (see `SPAWN_SPREAD`): anywhere, evenly, in a disc
-/// around the middle sized to the number of players.
+/// Where a player appears (see `SPAWN_SPREAD`): anywhere, evenly, in a
+/// square around the middle sized to the number of players.
 fn spawn_point(ctx: &Ctx, rng: &mut Rng) -> Result<Position, Error> {
     let players: i64 = ctx.get_attr_of(field(ctx)?, "players")?.unwrap_or(0);
     let crowd = (players as f32 + 1.0) / SPAWN_CROWD;
-    let spread = (SPAWN_SPREAD * crowd.sqrt()).clamp(SPAWN_SPREAD, SPAWN_MAX);
-    let angle = rng.range(0.0, std::f32::consts::TAU);
-    let r = spread * rng.next().sqrt();
+    let spread = (SPAWN_SPREAD * crowd.sqrt()).clamp(SPAWN_SPREAD, SIZE / 2.0 - SPAWN_MARGIN);
     Ok(pos(
-        SIZE / 2.0 + r * angle.cos(),
-        SIZE / 2.0 + r * angle.sin(),
+        SIZE / 2.0 + rng.range(-spread, spread),
+        SIZE / 2.0 + rng.range(-spread, spread),
     ))
 }
 
@@ -141,7 +143,12 @@ pub struct Field {
     rng: Rng,
 }
 
-#[wyrm_sdk::entity(attrs(width = "all_clients", height = "all_clients", players = "none"))]
+#[wyrm_sdk::entity(attrs(
+    width = "all_clients",
+    height = "all_clients",
+    players = "none",
+    monsters = "none"
+))]
 impl Field {
     fn on_created(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
         self.rng = Rng::seeded(ctx.now_ms() ^ ctx.id());
@@ -178,11 +185,22 @@ impl Field {
         )?;
         ctx.enter_space_of(m, ctx.id(), place, 0.0)?;
         self.monsters.insert(m);
-        Ok(())
+        self.publish_monsters(ctx)
     }
 
-    fn monster_died(&mut self, id: EntityId) {
+    fn monster_died(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
         self.monsters.remove(&id);
+        self.publish_monsters(ctx)
+    }
+
+    /// Players shoot at monsters only: they read the list instead of
+    /// looking at everything they see.
+    fn publish_monsters(&self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.set_attr(
+            "monsters",
+            self.monsters.iter().copied().collect::<Vec<_>>(),
+        )?;
+        Ok(())
     }
 
     /// A player came (`+1`) or went (`-1`); the count places newcomers.
@@ -275,13 +293,14 @@ impl Player {
             return Err(Error::new("shoot needs a direction"));
         }
         let (dx, dy) = (dx / len, dy / len);
-        let me = ctx
+        let here = ctx
             .placement()
-            .ok_or_else(|| Error::new("not in the arena"))?
-            .pos;
+            .ok_or_else(|| Error::new("not in the arena"))?;
+        let me = here.pos;
+        let monsters: Vec<EntityId> = ctx.get_attr_of(here.space, "monsters")?.unwrap_or_default();
         let mut hit: Option<(f32, EntityId)> = None;
-        for other in ctx.aoi() {
-            let Some(p) = ctx.placement_of(other) else {
+        for monster in monsters {
+            let Some(p) = ctx.placement_of(monster) else {
                 continue;
             };
             let (ox, oy) = (p.pos.x - me.x, p.pos.y - me.y);
@@ -290,11 +309,8 @@ impl Player {
             if !(0.0..=SHOT_RANGE).contains(&along) || across > MONSTER_RADIUS {
                 continue;
             }
-            if hit.is_some_and(|(d, _)| d <= along) {
-                continue;
-            }
-            if ctx.entity_type(other).as_deref() == Some("Monster") {
-                hit = Some((along, other));
+            if hit.is_none_or(|(d, _)| along < d) {
+                hit = Some((along, monster));
             }
         }
         let reach = hit.map_or(SHOT_RANGE, |(d, _)| d);
@@ -357,6 +373,25 @@ impl Player {
     }
 }
 
+/// The nearest living player of `seen`.
+fn nearest_living(
+    ctx: &Ctx,
+    seen: &BTreeSet<EntityId>,
+    me: Position,
+) -> Result<Option<EntityId>, Error> {
+    let mut near: Vec<(f32, EntityId)> = seen
+        .iter()
+        .filter_map(|&p| Some((distance(me, ctx.placement_of(p)?.pos), p)))
+        .collect();
+    near.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, p) in near {
+        if !ctx.get_attr_of::<bool>(p, "dead")?.unwrap_or(true) {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
 /// A monster: chases the nearest player it sees and bites.
 #[derive(Default, Serialize, Deserialize)]
 pub struct Monster {
@@ -366,6 +401,9 @@ pub struct Monster {
     rng: Rng,
     /// Wandering heading while no player is seen.
     heading: f32,
+    /// The player it chases, and when to look for the nearest again.
+    target: Option<EntityId>,
+    retarget_ms: u64,
 }
 
 #[wyrm_sdk::entity(
@@ -395,23 +433,22 @@ impl Monster {
         };
         let me = me.pos;
         let dt = dt_ms.min(200) as f32 / 1000.0;
-        // The nearest living player it sees.
-        let mut target: Option<(f32, EntityId, Position)> = None;
-        for &p in &self.seen {
-            let Some(pl) = ctx.placement_of(p) else {
-                continue;
-            };
-            if ctx.get_attr_of::<bool>(p, "dead")?.unwrap_or(true) {
-                continue;
-            }
-            let d = distance(me, pl.pos);
-            if target.is_none_or(|(best, ..)| d < best) {
-                target = Some((d, p, pl.pos));
+        let now = ctx.now_ms();
+        if now >= self.retarget_ms || self.target.is_none_or(|t| !self.seen.contains(&t)) {
+            self.target = nearest_living(ctx, &self.seen, me)?;
+            self.retarget_ms = now + RETARGET_MS;
+        }
+        let mut target = None;
+        if let Some(t) = self.target {
+            match ctx.placement_of(t) {
+                Some(p) if !ctx.get_attr_of::<bool>(t, "dead")?.unwrap_or(true) => {
+                    target = Some((distance(me, p.pos), t, p.pos));
+                }
+                _ => self.target = None,
             }
         }
         let (heading, speed) = match target {
             Some((d, player, at)) => {
-                let now = ctx.now_ms();
                 if d <= BITE_RANGE && now >= self.last_bite_ms + BITE_EVERY_MS {
                     self.last_bite_ms = now;
                     ctx.call(player, "hurt", (BITE_DAMAGE,))?;

@@ -97,7 +97,7 @@ impl GameHost for World {
     }
 
     fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>) {
-        self.to_gate(ToGate::CallFiltered {
+        self.output(ToGate::CallFiltered {
             filter: filter.into_iter().map(|t| (t.key, t.value)).collect(),
             method,
             args: Bytes::from(args),
@@ -105,7 +105,7 @@ impl GameHost for World {
     }
 
     fn broadcast(&mut self, method: String, args: Vec<u8>) {
-        self.to_gate(ToGate::Broadcast {
+        self.output(ToGate::Broadcast {
             method,
             args: Bytes::from(args),
         });
@@ -150,7 +150,7 @@ impl GameHost for World {
             .ok_or_else(|| format!("no entity {id}"))?
             .client
             .ok_or_else(|| format!("entity {id} has no client"))?;
-        self.to_gate(ToGate::SetTag { client, key, value });
+        self.output(ToGate::SetTag { client, key, value });
         Ok(())
     }
 

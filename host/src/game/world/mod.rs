@@ -123,8 +123,6 @@ pub struct World {
     pub(super) current: Option<EntityId>,
     /// Output for clients since the last batch went to the gate.
     out: Vec<ToGate>,
-    /// Where one client's `Positions` frame is written.
-    positions_buf: Vec<u8>,
     passwords: PasswordPool,
     storage: Persistence,
     pub(super) spaces: Spaces,
@@ -152,7 +150,6 @@ impl World {
             work: VecDeque::new(),
             current: None,
             out: Vec::new(),
-            positions_buf: Vec::new(),
             passwords,
             storage,
             spaces,
@@ -374,7 +371,7 @@ impl World {
                 sync: Default::default(),
             },
         );
-        self.to_gate(ToGate::Bind {
+        self.output(ToGate::Bind {
             client,
             entity: Some(id),
         });
@@ -420,7 +417,7 @@ impl World {
         if let Some(client) = e.client {
             self.clients.remove(&client);
             self.send(client, &ServerFrame::Destroy { entity: id });
-            self.to_gate(ToGate::Bind {
+            self.output(ToGate::Bind {
                 client,
                 entity: None,
             });
@@ -455,7 +452,7 @@ impl World {
         std::mem::take(&mut self.out)
     }
 
-    fn to_gate(&mut self, msg: ToGate) {
+    fn output(&mut self, msg: ToGate) {
         self.out.push(msg);
     }
 
@@ -464,7 +461,7 @@ impl World {
     }
 
     fn send_bytes(&mut self, client: ClientId, frame: Bytes) {
-        self.to_gate(ToGate::Send { client, frame });
+        self.output(ToGate::Send { client, frame });
     }
 
     /// Sends one frame, encoded once, to several clients (sent with the
@@ -474,7 +471,7 @@ impl World {
         match clients[..] {
             [] => {}
             [client] => self.send_bytes(client, frame),
-            _ => self.to_gate(ToGate::SendMany { clients, frame }),
+            _ => self.output(ToGate::SendMany { clients, frame }),
         }
     }
 

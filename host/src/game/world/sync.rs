@@ -9,28 +9,38 @@
 //! space's grid, and reading its place is an array access.
 
 use wyrm_aoi::Handle;
-use wyrm_protocol::{PositionsWriter, QuantPos};
+use wyrm_protocol::{FrameBuf, PositionsWriter, QuantPos};
 
 use crate::game::space::SpacePlaces;
 use crate::msg::EntityId;
 
-/// See the module docs.
+/// See the module docs. The slots are kept as parallel arrays: a tick looks
+/// at every slot of every client, and mostly only at its handle, so that
+/// part is packed tight.
 #[derive(Debug, Default)]
 pub(in crate::game) struct PositionSync {
     /// The space the slots are in.
     space: Option<EntityId>,
-    slots: Vec<Slot>,
+    /// By slot: the handle's index, with `UNSENT` while the slot is not
+    /// bound on the client yet, and above it the low half of the entity's
+    /// id (to check the handle still holds it); `FREE` for a free slot.
+    handles: Vec<u64>,
+    /// By slot: the entity it holds.
+    entities: Vec<EntityId>,
+    /// By slot: what the client holds (meaningless until sent).
+    sent: Vec<QuantPos>,
     /// No slot below this is free.
     first_free: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    /// `None` for a free slot.
-    handle: Option<Handle>,
-    entity: EntityId,
-    /// What the client holds for this slot; `None` until it is bound.
-    sent: Option<QuantPos>,
+const FREE: u64 = u64::MAX;
+/// Handle indices stay below 2^30 (the AOI grid's limit).
+const UNSENT: u64 = 1 << 31;
+const INDEX: u64 = UNSENT - 1;
+
+/// What a slot holds, packed: see `PositionSync::handles`.
+fn pack(index: usize, entity: EntityId, unsent: bool) -> u64 {
+    (entity << 32) | index as u64 | if unsent { UNSENT } else { 0 }
 }
 
 impl PositionSync {
@@ -45,33 +55,37 @@ impl PositionSync {
     /// as the next frames say.
     pub(super) fn reset(&mut self, space: Option<EntityId>) {
         self.space = space;
-        self.slots.clear();
+        self.handles.clear();
+        self.entities.clear();
+        self.sent.clear();
         self.first_free = 0;
     }
 
     /// The client is told of `entity` (at `handle` in the slots' space):
     /// the next frame binds it a slot.
     pub(super) fn show(&mut self, entity: EntityId, handle: Handle) {
-        if self.space.is_none() || self.slot_of(entity).is_some() {
+        if self.space.is_none() {
             return;
         }
-        let slot = Slot {
-            handle: Some(handle),
-            entity,
-            sent: None,
-        };
-        let free = self.slots[self.first_free..]
+        // A client is told to create what it sees once until it is told
+        // to destroy it.
+        debug_assert!(self.slot_of(entity).is_none(), "{entity} shown twice");
+        let h = pack(handle.index(), entity, true);
+        let free = self.handles[self.first_free..]
             .iter()
-            .position(|s| s.handle.is_none())
+            .position(|&h| h == FREE)
             .map(|i| i + self.first_free);
         match free {
             Some(i) => {
-                self.slots[i] = slot;
+                self.handles[i] = h;
+                self.entities[i] = entity;
                 self.first_free = i + 1;
             }
             None => {
-                self.slots.push(slot);
-                self.first_free = self.slots.len();
+                self.handles.push(h);
+                self.entities.push(entity);
+                self.sent.push(QuantPos::default());
+                self.first_free = self.handles.len();
             }
         }
     }
@@ -79,43 +93,60 @@ impl PositionSync {
     /// The client is told `entity` is gone: its slot is free.
     pub(super) fn hide(&mut self, entity: EntityId) {
         if let Some(i) = self.slot_of(entity) {
-            self.slots[i].handle = None;
+            self.handles[i] = FREE;
             self.first_free = self.first_free.min(i);
-            while self.slots.last().is_some_and(|s| s.handle.is_none()) {
-                self.slots.pop();
+            while self.handles.last() == Some(&FREE) {
+                self.handles.pop();
+                self.entities.pop();
+                self.sent.pop();
             }
         }
     }
 
     fn slot_of(&self, entity: EntityId) -> Option<usize> {
-        self.slots
+        self.entities
             .iter()
-            .position(|s| s.handle.is_some() && s.entity == entity)
+            .zip(&self.handles)
+            .position(|(&e, &h)| e == entity && h != FREE)
     }
 
     /// Appends a `Positions` frame with what changed since the last one to
-    /// `out`; returns false (and appends nothing) when nothing did.
-    pub(super) fn write(&mut self, places: &SpacePlaces<'_>, out: &mut Vec<u8>) -> bool {
+    /// `out`; returns false (and appends nothing) when nothing did. At a
+    /// tick (`tick`), places that did not change since the last tick are
+    /// skipped unread: the client holds them already.
+    pub(super) fn write<B: FrameBuf>(
+        &mut self,
+        places: &SpacePlaces<'_>,
+        tick: bool,
+        out: &mut B,
+    ) -> bool {
         let mut w = PositionsWriter::new(out, places.resolution());
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            let Some(handle) = s.handle else {
+        for (i, h) in self.handles.iter_mut().enumerate() {
+            if *h == FREE {
                 continue;
-            };
+            }
+            let index = (*h & INDEX) as usize;
+            let unsent = *h & UNSENT != 0;
+            if tick && !unsent && !places.changed(index) {
+                continue;
+            }
             // A handle is reused only after its entity left the space,
-            // which frees its slots first; check anyway.
-            let Some(now) = places.get(handle, s.entity) else {
+            // which frees its slots first; check anyway (by the low half
+            // of the id, which is what the slot keeps at hand).
+            let Some((entity, now)) = places
+                .get(index)
+                .filter(|&(e, _)| e << 32 == *h & !(UNSENT | INDEX))
+            else {
                 continue;
             };
             let slot = i as u32;
-            match s.sent {
-                None => w.bind(slot, s.entity, now),
-                Some(before) => {
-                    if !w.update(slot, before, now) {
-                        continue;
-                    }
-                }
+            if unsent {
+                w.bind(slot, entity, now);
+                *h &= !UNSENT;
+            } else if !w.update(slot, self.sent[i], now) {
+                continue;
             }
-            s.sent = Some(now);
+            self.sent[i] = now;
         }
         w.finish()
     }
@@ -123,7 +154,7 @@ impl PositionSync {
     /// Slots in use.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.handle.is_some()).count()
+        self.handles.iter().filter(|&&h| h != FREE).count()
     }
 }
 
@@ -194,7 +225,12 @@ mod tests {
             }
             if round % 7 == 0 {
                 buf.clear();
-                if sync.write(&spaces.places(space).unwrap(), &mut buf) {
+                let tick = round % 14 == 0;
+                let wrote = sync.write(&spaces.places(space).unwrap(), tick, &mut buf);
+                if tick {
+                    spaces.clear_changed();
+                }
+                if wrote {
                     got.clear();
                     table.apply(&buf[1..], &mut got).unwrap();
                 }

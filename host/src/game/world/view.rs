@@ -42,7 +42,7 @@ impl World {
     /// Tells `client` to create `other`, which is in its space, and gives
     /// `other` a slot for positions.
     fn show(&mut self, client: ClientId, other: EntityId, frame: Bytes) {
-        self.send_bytes(client, frame);
+        self.output(ToGate::View { client, frame });
         if let (Some(h), Some(c)) = (self.spaces.handle(other), self.clients.get_mut(&client)) {
             c.sync.show(other, h);
         }
@@ -50,7 +50,8 @@ impl World {
 
     /// Tells `client` that `other` is gone from its view.
     fn hide(&mut self, client: ClientId, other: EntityId) {
-        self.send(client, &ServerFrame::Destroy { entity: other });
+        let frame = Bytes::from(ServerFrame::Destroy { entity: other }.to_bytes());
+        self.output(ToGate::View { client, frame });
         if let Some(c) = self.clients.get_mut(&client) {
             c.sync.hide(other);
         }
@@ -240,24 +241,22 @@ impl World {
     /// among the entities it sees (its own included) since it was last sent
     /// them; a client for which nothing changed gets none.
     pub(in crate::game) fn flush_positions(&mut self) {
-        let mut buf = std::mem::take(&mut self.positions_buf);
+        // The tick's frames are written one after another into shared
+        // allocations and split off, no copy.
         let mut frames = bytes::BytesMut::new();
         for (&client, view) in &mut self.clients {
             let Some(places) = view.sync.space().and_then(|s| self.spaces.places(s)) else {
                 continue;
             };
-            buf.clear();
-            if view.sync.write(&places, &mut buf) {
-                // Frames of one tick share a few allocations.
-                if frames.capacity() < buf.len() {
-                    frames.reserve(buf.len().max(POSITIONS_ARENA));
-                }
-                frames.extend_from_slice(&buf);
+            if frames.capacity() - frames.len() < POSITIONS_ARENA / 4 {
+                frames.reserve(POSITIONS_ARENA);
+            }
+            if view.sync.write(&places, true, &mut frames) {
                 let frame = frames.split().freeze();
                 self.out.push(ToGate::Send { client, frame });
             }
         }
-        self.positions_buf = buf;
+        self.spaces.clear_changed();
     }
 
     /// [`flush_positions`](Self::flush_positions) for one client, at once.
@@ -269,7 +268,7 @@ impl World {
             return;
         };
         let mut buf = Vec::new();
-        if view.sync.write(&places, &mut buf) {
+        if view.sync.write(&places, false, &mut buf) {
             self.out.push(ToGate::Send {
                 client,
                 frame: Bytes::from(buf),

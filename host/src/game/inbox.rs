@@ -1,0 +1,328 @@
+//! The game's inbox: one queue, in arrival order, for everything the game
+//! is sent — its clients' calls and moves (through the dispatcher) and the
+//! answers of the server's own threads (storage, password hashing, swaps).
+//!
+//! It does two things a plain channel would not:
+//! - **A move does not wake the game.** Moves matter only to the next space
+//!   tick, which wakes the game anyway (and everything before them in the
+//!   queue is handled first), so a crowd of moving players costs no thread
+//!   wake-up per move; anything else wakes the game at once.
+//! - **It is bounded for connections and not for the server's threads.** A
+//!   connection whose message does not fit waits (and stops reading its
+//!   socket) until the game catches up; storage and the password threads
+//!   answer what the game asked for and must never wait on it, or the game
+//!   waiting on them (at shutdown, say) would deadlock.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::msg::ToGame;
+
+/// The game has stopped: nothing more can be delivered.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the game has stopped")]
+pub struct GameStopped;
+
+struct Shared {
+    state: Mutex<State>,
+    /// The game waits here for something that wakes it.
+    ready: Condvar,
+    /// Connections wait here for room.
+    room: Notify,
+    capacity: usize,
+}
+
+struct State {
+    queue: VecDeque<ToGame>,
+    /// The game is waiting on `ready`.
+    game_waiting: bool,
+    /// Connection-side senders alive; with none, the game stops.
+    connection_senders: usize,
+    /// The game still takes messages.
+    open: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change to the state is one step; a panic elsewhere cannot
+        // leave it half-made.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, msg: ToGame, mut st: MutexGuard<'_, State>) {
+        let wake = st.game_waiting && !matches!(msg, ToGame::ClientMove { .. });
+        st.queue.push_back(msg);
+        drop(st);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+}
+
+/// Makes an inbox holding up to `capacity` messages from connections.
+pub fn inbox(capacity: usize) -> (Inbox, InboxSender, InternalSender) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            game_waiting: false,
+            connection_senders: 1,
+            open: true,
+        }),
+        ready: Condvar::new(),
+        room: Notify::new(),
+        capacity: capacity.max(1),
+    });
+    (
+        Inbox {
+            shared: shared.clone(),
+        },
+        InboxSender {
+            shared: shared.clone(),
+        },
+        InternalSender { shared },
+    )
+}
+
+/// The game's end: see the module docs.
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+/// What waiting on the inbox gave.
+#[derive(Debug)]
+pub enum Received {
+    /// The next message.
+    Message(ToGame),
+    /// The deadline passed.
+    Timeout,
+    /// No connection-side sender is left: the server is gone.
+    Closed,
+}
+
+impl Inbox {
+    /// The next message, waiting until `deadline` for one that wakes the
+    /// game (moves queued meanwhile come with it, in order).
+    pub fn recv_deadline(&self, deadline: Instant) -> Received {
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(msg) = self.pop(&mut st) {
+                return Received::Message(msg);
+            }
+            if st.connection_senders == 0 {
+                return Received::Closed;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Received::Timeout;
+            }
+            st.game_waiting = true;
+            let (next, _) = self
+                .shared
+                .ready
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner());
+            st = next;
+            st.game_waiting = false;
+        }
+    }
+
+    /// The next message, if one is queued.
+    pub fn try_recv(&self) -> Option<ToGame> {
+        let mut st = self.shared.lock();
+        self.pop(&mut st)
+    }
+
+    fn pop(&self, st: &mut State) -> Option<ToGame> {
+        let was_full = st.queue.len() >= self.shared.capacity;
+        let msg = st.queue.pop_front()?;
+        if was_full {
+            // Connections waiting for room look again; `notify_waiters`
+            // wakes only those already waiting, which is all that wait.
+            self.shared.room.notify_waiters();
+        }
+        Some(msg)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.open = false;
+        st.queue.clear();
+        drop(st);
+        self.shared.room.notify_waiters();
+    }
+}
+
+/// The connections' end, through the dispatcher: bounded, and the server
+/// is gone when every one of these is dropped.
+pub struct InboxSender {
+    shared: Arc<Shared>,
+}
+
+impl InboxSender {
+    /// Queues `msg`, waiting while the inbox is full.
+    pub async fn send(&self, msg: ToGame) -> Result<(), GameStopped> {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before looking, so a pop in between is not missed.
+            room.as_mut().enable();
+            {
+                let st = self.shared.lock();
+                if !st.open {
+                    return Err(GameStopped);
+                }
+                if st.queue.len() < self.shared.capacity {
+                    self.shared.push(msg, st);
+                    return Ok(());
+                }
+            }
+            room.await;
+        }
+    }
+}
+
+impl Clone for InboxSender {
+    fn clone(&self) -> Self {
+        self.shared.lock().connection_senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for InboxSender {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.connection_senders -= 1;
+        let last = st.connection_senders == 0 && st.game_waiting;
+        drop(st);
+        if last {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl std::fmt::Debug for InboxSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InboxSender")
+    }
+}
+
+/// The server's own threads' end: never waits.
+#[derive(Clone)]
+pub struct InternalSender {
+    shared: Arc<Shared>,
+}
+
+impl InternalSender {
+    /// Queues `msg` at once, whatever the inbox holds.
+    pub fn send(&self, msg: ToGame) -> Result<(), GameStopped> {
+        let st = self.shared.lock();
+        if !st.open {
+            return Err(GameStopped);
+        }
+        self.shared.push(msg, st);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for InternalSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InternalSender")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn call(n: u32) -> ToGame {
+        ToGame::ClientCall {
+            client: 1,
+            req_id: n,
+            entity: 1,
+            method: String::new(),
+            args: Vec::new(),
+        }
+    }
+
+    fn mv() -> ToGame {
+        ToGame::ClientMove {
+            client: 1,
+            pos: Default::default(),
+            yaw: 0.0,
+        }
+    }
+
+    fn req(m: Received) -> u32 {
+        match m {
+            Received::Message(ToGame::ClientCall { req_id, .. }) => req_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moves_wait_calls_wake_and_order_holds() {
+        let (inbox, tx, _internal) = inbox(16);
+        let game = std::thread::spawn(move || {
+            // A move alone does not end the wait; the call after it does,
+            // and the move comes first.
+            let t = Instant::now();
+            let first = inbox.recv_deadline(t + Duration::from_secs(10));
+            assert!(matches!(
+                first,
+                Received::Message(ToGame::ClientMove { .. })
+            ));
+            assert!(
+                t.elapsed() >= Duration::from_millis(150),
+                "a move woke the game"
+            );
+            assert_eq!(req(inbox.recv_deadline(Instant::now())), 7);
+            assert!(matches!(
+                inbox.recv_deadline(Instant::now() + Duration::from_millis(10)),
+                Received::Timeout
+            ));
+            inbox
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(mv()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tx.send(call(7)).await.unwrap();
+        let inbox = game.join().unwrap();
+        drop(tx);
+        assert!(matches!(
+            inbox.recv_deadline(Instant::now() + Duration::from_secs(1)),
+            Received::Closed
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_wait_for_room_but_the_server_does_not() {
+        let (inbox, tx, internal) = inbox(2);
+        tx.send(call(1)).await.unwrap();
+        tx.send(call(2)).await.unwrap();
+        internal.send(call(3)).unwrap(); // past the bound: never waits
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(call(4)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a connection did not wait for room");
+        let got: Vec<u32> = (0..3)
+            .map(|_| req(inbox.recv_deadline(Instant::now())))
+            .collect();
+        assert_eq!(got, [1, 2, 3]);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(req(inbox.recv_deadline(Instant::now())), 4);
+        drop(inbox);
+        assert!(tx.send(call(5)).await.is_err());
+        assert!(internal.send(call(6)).is_err());
+    }
+}
