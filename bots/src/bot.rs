@@ -76,6 +76,7 @@ pub(crate) enum Act {
     Join(String),
     Move(Position, f32),
     Shoot(f32, f32),
+    Emote(u64),
 }
 
 /// An action waiting for its answer.
@@ -224,6 +225,7 @@ async fn send(client: &mut Client, act: Act) -> Result<Option<u32>, ClientError>
         Act::Who => client.call_player("who", NO_ARGS).await?,
         Act::Join(room) => client.call_player("join", (room,)).await?,
         Act::Shoot(dx, dy) => client.call_player("shoot", (dx, dy)).await?,
+        Act::Emote(n) => client.call_player("emote", (n,)).await?,
         Act::Move(pos, yaw) => {
             client.send_move(pos, yaw).await?;
             return Ok(None);

@@ -28,12 +28,17 @@
 //!   call; a bot shoots only when the server's 200 ms cooldown will let the
 //!   shot through). Dead bots wait for `respawned`; their unanswered moves
 //!   are dropped, not counted as timeouts.
+//! - **world** (`plugins/openworld`, 10,000 × 10,000, AOI 100): each bot
+//!   walks — a `Move` of 2 units along a heading that turns now and then —
+//!   and one action in six is an `emote(n)` shown to everyone around (done
+//!   at its own `emoted` call).
 
 mod arena;
 mod bot;
 mod chat;
 mod cpu;
 mod stats;
+mod world;
 
 use std::fmt;
 use std::sync::Arc;
@@ -56,6 +61,9 @@ pub enum Scenario {
     Chat,
     /// The arena example (boot entity `Account`, service `Arena`).
     Arena,
+    /// The open world of `plugins/openworld` (boot entity `Walker`,
+    /// service `Realm`).
+    World,
 }
 
 impl Scenario {
@@ -64,16 +72,19 @@ impl Scenario {
         match self {
             Scenario::Chat => "chat",
             Scenario::Arena => "arena",
+            Scenario::World => "world",
         }
     }
 
     /// Actions per second per bot when none is given: chat lines fan out to
     /// a whole room, so chat is slower; arena moves are the 10 a second of a
-    /// typical real-time game.
+    /// typical real-time game; walkers in the open world step 5 times and
+    /// act once a second.
     pub fn default_rate(self) -> f64 {
         match self {
             Scenario::Chat => 1.0,
             Scenario::Arena => 10.0,
+            Scenario::World => 6.0,
         }
     }
 }
@@ -85,8 +96,9 @@ impl std::str::FromStr for Scenario {
         match s {
             "chat" => Ok(Scenario::Chat),
             "arena" => Ok(Scenario::Arena),
+            "world" => Ok(Scenario::World),
             _ => Err(BotsError::Config(format!(
-                "unknown scenario {s:?} (chat or arena)"
+                "unknown scenario {s:?} (chat, arena or world)"
             ))),
         }
     }
@@ -131,6 +143,10 @@ pub struct Config {
     pub ramp: Duration,
     /// Any error or timeout makes [`run`] return [`BotsError::Strict`].
     pub strict: bool,
+    /// Actions answered in this first part of the run are shown in the
+    /// per-second rows but left out of the report's latency (default 0):
+    /// a steady-state figure without the ramp-up.
+    pub warmup: Duration,
     /// Makes bot names unique: names are `b<tag>_<n>` (chat) or
     /// `b<tag><n>` (arena). Default: from the clock and the process id, so
     /// runs against the same server (whose chat accounts persist) do not
@@ -152,6 +168,7 @@ impl Config {
             timeout: Duration::from_secs(5),
             ramp: default_ramp(bots),
             strict: false,
+            warmup: Duration::ZERO,
             name_tag: default_tag(),
         }
     }
@@ -193,6 +210,12 @@ impl Config {
         self
     }
 
+    /// Sets the warm-up left out of the report's latency.
+    pub fn warmup(mut self, w: Duration) -> Self {
+        self.warmup = w;
+        self
+    }
+
     fn check(&self) -> Result<(), BotsError> {
         let bad = |m: &str| Err(BotsError::Config(m.to_owned()));
         if self.bots == 0 {
@@ -209,7 +232,7 @@ impl Config {
         }
         let max = match self.scenario {
             Scenario::Chat => 20,
-            Scenario::Arena => 16,
+            Scenario::Arena | Scenario::World => 16,
         };
         if self.name_tag.len() + 2 + self.bots.to_string().len() > max
             || !self.name_tag.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -402,6 +425,7 @@ pub async fn run_with_progress(
         tasks.spawn(one_bot(config.clone(), ctx, at));
     }
     let mut all = Vec::new();
+    let mut warming = Vec::new();
     let mut seconds = Vec::new();
     let mut tick = start;
     loop {
@@ -410,7 +434,14 @@ pub async fn run_with_progress(
             _ = tokio::time::sleep_until(tick) => false,
             _ = join_all(&mut tasks, &shared) => true,
         };
-        let row = shared.collect(Instant::now() - start, &mut all);
+        let elapsed = Instant::now() - start;
+        let samples = if elapsed <= config.warmup {
+            &mut warming
+        } else {
+            &mut all
+        };
+        let row = shared.collect(elapsed, samples);
+        warming.clear();
         // The bots may all end just after a second's row: no empty row
         // for the moment in between.
         if finished && !seconds.is_empty() && row.is_idle() {
@@ -503,5 +534,6 @@ async fn one_bot(config: Config, ctx: BotCtx, at: Instant) {
             let name = format!("b{}{idx}", config.name_tag);
             arena::run(client, ctx, name).await
         }
+        Scenario::World => world::run(client, ctx).await,
     }
 }

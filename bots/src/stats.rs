@@ -22,16 +22,20 @@ pub enum ActionKind {
     Move,
     /// Arena: `shoot(dx, dy)`, done at the `shot` call on the bot's player.
     Shoot,
+    /// Open world: `emote(n)`, done at the `emoted` call on the bot's
+    /// walker.
+    Emote,
 }
 
 impl ActionKind {
     /// Every kind, in report order.
-    pub const ALL: [ActionKind; 5] = [
+    pub const ALL: [ActionKind; 6] = [
         ActionKind::Say,
         ActionKind::Who,
         ActionKind::Join,
         ActionKind::Move,
         ActionKind::Shoot,
+        ActionKind::Emote,
     ];
 
     /// The action's name as printed.
@@ -42,6 +46,7 @@ impl ActionKind {
             ActionKind::Join => "join",
             ActionKind::Move => "move",
             ActionKind::Shoot => "shoot",
+            ActionKind::Emote => "emote",
         }
     }
 
@@ -294,7 +299,7 @@ impl fmt::Display for SecondStats {
 
 /// Groups whole-run latencies per action kind.
 pub(crate) fn per_kind(all: &[(ActionKind, u32)]) -> Vec<(ActionKind, Latency)> {
-    let mut by: [Vec<u32>; 5] = Default::default();
+    let mut by: [Vec<u32>; ActionKind::ALL.len()] = Default::default();
     for &(k, us) in all {
         by[k.index()].push(us);
     }

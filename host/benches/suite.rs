@@ -18,7 +18,7 @@ use std::time::Instant;
 /// The benchmarks, by crate, in the order the table lists them.
 const BENCHES: [(&str, &str); 8] = [
     ("wyrm", "idle_connections"),
-    ("wyrm", "active_clients"),
+    ("wyrm", "scale"),
     ("wyrm", "rpc_throughput"),
     ("wyrm", "call_cost"),
     ("wyrm", "swap_pause"),

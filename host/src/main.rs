@@ -192,13 +192,14 @@ struct BotsArgs {
     /// Seconds the bots act.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// chat (examples/chatroom) or arena (examples/arena).
+    /// chat (examples/chatroom), arena (examples/arena) or world
+    /// (plugins/openworld).
     #[arg(long)]
     scenario: wyrm_bots::Scenario,
     /// Exit non-zero on any error or timeout.
     #[arg(long)]
     strict: bool,
-    /// Actions per second per bot (default: chat 1, arena 10).
+    /// Actions per second per bot (default: chat 1, arena 10, world 6).
     #[arg(long)]
     rate: Option<f64>,
     /// Milliseconds to wait for an answer before counting a timeout.
@@ -212,6 +213,10 @@ struct BotsArgs {
     /// to a server on the same machine.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Seconds at the start whose answers are left out of the summary's
+    /// latency (shown in the rows): a steady-state figure.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
 }
 
 fn bots(a: BotsArgs) -> anyhow::Result<()> {
@@ -219,10 +224,14 @@ fn bots(a: BotsArgs) -> anyhow::Result<()> {
     if !(a.duration.is_finite() && a.duration > 0.0) {
         anyhow::bail!("--duration must be a positive number of seconds");
     }
+    if !(a.warmup.is_finite() && a.warmup >= 0.0 && a.warmup < a.duration) {
+        anyhow::bail!("--warmup must be a number of seconds below --duration");
+    }
     let mut cfg = wyrm_bots::Config::new(a.addr, a.transport, a.scenario)
         .bots(a.n)
         .duration(Duration::from_secs_f64(a.duration))
         .timeout(Duration::from_millis(a.timeout))
+        .warmup(Duration::from_secs_f64(a.warmup))
         .strict(a.strict);
     if let Some(r) = a.rate {
         cfg = cfg.rate(r);

@@ -73,6 +73,41 @@ impl Probe {
         ctx.call(swarm, "populate", (n, size, speed, ctx.id()))
     }
 
+    /// Creates a `Churn` of `n` drifters on a `size`-square field; answers
+    /// `churn(id)`.
+    #[own_client]
+    fn make_churn(&mut self, ctx: &mut Ctx, n: u32, size: f32, seed: u64) -> Result<(), Error> {
+        let churn = ctx.create_space("Churn", "churn", ())?;
+        ctx.call(churn, "populate", (n, size, seed, ctx.id()))
+    }
+
+    /// Sends `n` calls `seq(i)` to this probe's client, each a different
+    /// way: its own (`call-client`), a broadcast, the clients that see it
+    /// (only its own: a probe is in no space). They must arrive in order.
+    #[own_client]
+    fn sequence(&mut self, ctx: &mut Ctx, n: u32) -> Result<(), Error> {
+        for i in 0..n {
+            match i % 3 {
+                0 => {
+                    ctx.call_client("seq", (i,))?;
+                }
+                1 => ctx.broadcast("seq", (i,))?,
+                _ => ctx.call_aoi_clients("seq", (i,))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Broadcasts `blob(bytes)`: `len` bytes of a pattern that starts at
+    /// `seed` (each client checks every byte).
+    #[own_client]
+    fn blast(&mut self, ctx: &mut Ctx, len: u32, seed: u8) -> Result<(), Error> {
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect();
+        ctx.broadcast("blob", (wyrm_sdk::rmpv::Value::Binary(bytes),))
+    }
+
     /// Becomes (the client of) a mover of `swarm`.
     #[own_client]
     fn join_swarm(&mut self, ctx: &mut Ctx, swarm: EntityId) -> Result<(), Error> {
@@ -716,8 +751,151 @@ pub struct Mover {}
 #[wyrm_sdk::entity(aoi(radius = 100.0, hysteresis = 10.0))]
 impl Mover {}
 
+/// A drifter as its churn keeps it.
+#[derive(Default, Serialize, Deserialize)]
+struct Drift {
+    id: EntityId,
+    x: f32,
+    y: f32,
+    z: f32,
+    yaw: f32,
+    inside: bool,
+}
+
+/// A space whose logic, while running, moves, turns, lifts, removes and
+/// brings back its `Drifter`s at random on every tick (the position-sync
+/// test); stopped, it can report where they all are.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Churn {
+    drifters: Vec<Drift>,
+    size: f32,
+    running: bool,
+    rng: u64,
+}
+
+impl Churn {
+    fn random(&mut self) -> f32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+#[wyrm_sdk::entity]
+impl Churn {
+    /// Fills the churn with `n` drifters; answers `churn(id)` to `probe`.
+    fn populate(
+        &mut self,
+        ctx: &mut Ctx,
+        n: u32,
+        size: f32,
+        seed: u64,
+        probe: EntityId,
+    ) -> Result<(), Error> {
+        self.size = size;
+        self.rng = seed | 1;
+        for _ in 0..n {
+            let id = ctx.create_entity("Drifter", ())?;
+            let (x, y) = (self.random() * size, self.random() * size);
+            ctx.enter_space_of(id, ctx.id(), Position { x, y, z: 0.0 }, 0.0)?;
+            self.drifters.push(Drift {
+                id,
+                x,
+                y,
+                z: 0.0,
+                yaw: 0.0,
+                inside: true,
+            });
+        }
+        ctx.call_client_of(probe, "churn", (ctx.id(),))?;
+        Ok(())
+    }
+
+    fn on_tick(&mut self, ctx: &mut Ctx, _dt_ms: u32) -> Result<(), Error> {
+        if !self.running {
+            return Ok(());
+        }
+        let space = ctx.id();
+        let size = self.size;
+        let mut drifters = std::mem::take(&mut self.drifters);
+        for d in &mut drifters {
+            let roll = self.random();
+            if !d.inside {
+                if roll < 0.2 {
+                    d.inside = true;
+                    let at = Position {
+                        x: d.x,
+                        y: d.y,
+                        z: d.z,
+                    };
+                    ctx.enter_space_of(d.id, space, at, d.yaw)?;
+                }
+                continue;
+            }
+            if roll < 0.03 {
+                d.inside = false;
+                ctx.call(d.id, "go", ())?;
+                continue;
+            }
+            if roll < 0.5 {
+                // Small steps mostly, a jump across the field sometimes;
+                // heights and headings of every sign.
+                let jump = self.random() < 0.1;
+                let reach = if jump { size } else { 8.0 };
+                d.x = (d.x + (self.random() - 0.5) * reach).clamp(0.0, size);
+                d.y = (d.y + (self.random() - 0.5) * reach).clamp(0.0, size);
+                if self.random() < 0.3 {
+                    d.z = (self.random() - 0.5) * 40.0;
+                }
+                d.yaw = (self.random() - 0.5) * 20.0;
+                let at = Position {
+                    x: d.x,
+                    y: d.y,
+                    z: d.z,
+                };
+                ctx.set_position_of(d.id, at, d.yaw)?;
+            }
+        }
+        self.drifters = drifters;
+        Ok(())
+    }
+
+    /// Starts (`true`) or stops the churn.
+    #[all_clients]
+    fn run(&mut self, running: bool) {
+        self.running = running;
+    }
+
+    /// Sends `placements([[id, x, y, z, yaw], ...])` to `to`'s client: where
+    /// every drifter in the churn is, as the host has it.
+    #[all_clients]
+    fn report(&mut self, ctx: &mut Ctx, to: EntityId) -> Result<(), Error> {
+        let mut all = Vec::new();
+        for d in &self.drifters {
+            if let Some(p) = ctx.placement_of(d.id) {
+                all.push((d.id, p.pos.x, p.pos.y, p.pos.z, p.yaw));
+            }
+        }
+        ctx.call_client_of(to, "placements", (all,))?;
+        Ok(())
+    }
+}
+
+/// A churn member: seen, seeing nothing.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Drifter {}
+
+#[wyrm_sdk::entity]
+impl Drifter {
+    /// Leaves its space.
+    fn go(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.leave_space()
+    }
+}
+
 wyrm_sdk::plugin!(
     name = "testbed",
     version = VERSION,
-    entities = [Probe, Blob, Vault, Plane, Walker, Swarm, Mover]
+    entities = [Probe, Blob, Vault, Plane, Walker, Swarm, Mover, Churn, Drifter]
 );

@@ -1,0 +1,158 @@
+//! The open-world scenario, against `plugins/openworld` (the scale
+//! benchmark's second workload): each bot is a `Walker` from the moment it
+//! connects, walks — a `Move` a few units along its heading, which turns
+//! now and then — and once a second, on average, shows an action to
+//! everyone around it (`emote`, done when its own `emoted` call comes
+//! back).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wyrm_client::{Client, ClientError, Event, Position, Resolution};
+
+use crate::bot::{drive, Act, Behaviour, BotCtx, Done, Pending, Rng};
+use crate::stats::ActionKind;
+
+/// The land is `[0, SIZE]²` (`plugins/openworld`); bots keep `MARGIN` from
+/// its edges.
+const SIZE: f32 = 10_000.0;
+const MARGIN: f32 = 10.0;
+/// Units per step: at the default 6 actions a second, about 10 units a
+/// second, a tenth of the area of interest.
+const STEP: f32 = 2.0;
+/// Share of actions that are emotes: one a second at the default rate.
+const EMOTE_SHARE: f64 = 1.0 / 6.0;
+
+/// Waits for the own `Walker` and its place, then walks.
+pub(crate) async fn run(mut client: Client, ctx: BotCtx) {
+    let (walker, pos) = match placed(&mut client, ctx.timeout).await {
+        Ok(p) => p,
+        Err(e) => return ctx.client_fault("waiting for the own Walker", &e),
+    };
+    ctx.shared.logged_in();
+    let res = client.position_resolution().unwrap_or_default();
+    let mut bot = WorldBot {
+        walker,
+        pos,
+        res,
+        heading: 0.0,
+        emote: 0,
+    };
+    bot.heading = (walker % 628) as f32 / 100.0;
+    drive(&mut client, ctx, &mut bot).await;
+}
+
+/// The own entity once the server has told where it is.
+async fn placed(client: &mut Client, timeout: Duration) -> Result<(u64, Position), ClientError> {
+    let deadline = Instant::now() + timeout;
+    let walker = client.wait_player(timeout).await?;
+    loop {
+        if let Some(p) = client.position_of(walker) {
+            return Ok((walker, p.pos));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.next_event_timeout(left).await? {
+            None => {
+                return Err(ClientError::Timeout {
+                    waiting_for: "the own Walker's place".into(),
+                    after: timeout,
+                    saw: String::new(),
+                })
+            }
+            Some(Event::Closed) => return Err(ClientError::Closed),
+            Some(_) => {}
+        }
+    }
+}
+
+struct WorldBot {
+    walker: u64,
+    pos: Position,
+    /// The grid positions are sent on (see the arena bot).
+    res: Resolution,
+    heading: f32,
+    emote: u64,
+}
+
+/// A move's position as the tag matching it to its echo.
+fn tag(p: Position) -> u64 {
+    (u64::from(p.x.to_bits()) << 32) | u64::from(p.y.to_bits())
+}
+
+impl Behaviour for WorldBot {
+    fn act(
+        &mut self,
+        rng: &mut Rng,
+        _now: Instant,
+        pending: &VecDeque<Pending>,
+    ) -> Option<(Act, ActionKind, u64)> {
+        let emoting = pending.iter().any(|p| p.kind == ActionKind::Emote);
+        if !emoting && rng.unit() < EMOTE_SHARE {
+            self.emote += 1;
+            return Some((Act::Emote(self.emote), ActionKind::Emote, self.emote));
+        }
+        if rng.unit() < 0.05 {
+            self.heading += (rng.unit() as f32 - 0.5) * 2.0;
+        }
+        let snap = |v: f32| self.res.value(self.res.quantize(v));
+        let (mut dx, mut dy) = (self.heading.cos() * STEP, self.heading.sin() * STEP);
+        // Turn back at the edges.
+        let inside = |v: f32| (MARGIN..=SIZE - MARGIN).contains(&v);
+        if !inside(self.pos.x + dx) {
+            dx = -dx;
+            self.heading = std::f32::consts::PI - self.heading;
+        }
+        if !inside(self.pos.y + dy) {
+            dy = -dy;
+            self.heading = -self.heading;
+        }
+        let mut next = Position {
+            x: snap((self.pos.x + dx).clamp(MARGIN, SIZE - MARGIN)),
+            y: snap((self.pos.y + dy).clamp(MARGIN, SIZE - MARGIN)),
+            z: 0.0,
+        };
+        // An unchanged position would never be echoed.
+        if tag(next) == tag(self.pos) {
+            next.x = if next.x > SIZE / 2.0 {
+                next.x - 1.0
+            } else {
+                next.x + 1.0
+            };
+        }
+        self.pos = next;
+        Some((Act::Move(next, self.heading), ActionKind::Move, tag(next)))
+    }
+
+    fn on_event(
+        &mut self,
+        e: &Event,
+        _now: Instant,
+        pending: &VecDeque<Pending>,
+        out: &mut Vec<Done>,
+    ) {
+        match e {
+            Event::Positions(entries) => {
+                for p in entries.iter().filter(|p| p.entity == self.walker) {
+                    let t = tag(p.pos);
+                    if pending
+                        .iter()
+                        .any(|q| q.kind == ActionKind::Move && q.tag == t)
+                    {
+                        out.push(Done::UpTo(ActionKind::Move, t));
+                    }
+                }
+            }
+            Event::Call {
+                entity,
+                method,
+                args,
+            } if *entity == self.walker && method == "emoted" => {
+                if let Ok((n,)) = wyrm_client::from_value::<(u64,)>(args) {
+                    out.push(Done::Exact(ActionKind::Emote, n));
+                }
+            }
+            _ => {}
+        }
+    }
+}
