@@ -84,13 +84,13 @@ try {
   clockTicks = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 } catch { /* 100 is Linux's USER_HZ everywhere that matters */ }
 
-/** utime + stime of `pid` in seconds. */
+/** utime and stime of `pid` in seconds: `{ user, system }`. */
 function procCpuSeconds(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // The command name (field 2) may hold spaces: count fields after its ')'.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // fields[0] is field 3 (state); utime is field 14, stime field 15.
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  return { user: Number(fields[11]) / clockTicks, system: Number(fields[12]) / clockTicks };
 }
 
 /** Busy and total jiffies of the whole machine (all cores), from /proc/stat. */
@@ -344,7 +344,13 @@ async function main() {
     states_in_per_client_s: joined ? +(statesIn / joined / (windowS + opts.grace)).toFixed(2) : 0,
     bytes_in_per_client_s: joined ? Math.round(bytesIn / joined / (windowS + opts.grace)) : 0,
     server_pid: opts.pid,
-    server_cpu_pct: opts.pid ? +(100 * (cpu1 - cpu0) / windowS).toFixed(2) : null,
+    server_cpu_pct: opts.pid
+      ? +(100 * (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / windowS).toFixed(2)
+      : null,
+    // User (the server's own code) and kernel (its syscalls, and on
+    // loopback the receiving side's TCP work done in its sends) apart.
+    server_cpu_user_pct: opts.pid ? +(100 * (cpu1.user - cpu0.user) / windowS).toFixed(2) : null,
+    server_cpu_sys_pct: opts.pid ? +(100 * (cpu1.system - cpu0.system) / windowS).toFixed(2) : null,
     server_rss_base_kib: rssBase,
     server_rss_joined_kib: rssJoined,
     server_rss_end_kib: rssEnd,

@@ -80,6 +80,9 @@ pub struct NetConfig {
     pub client_queue: Option<serde::de::IgnoredAny>,
     /// Frames per second a client may send; bursts up to twice this.
     pub client_rate: u32,
+    /// Threads for the network (the game has a thread of its own): by
+    /// default the cores less one, at least one.
+    pub threads: Option<usize>,
 }
 
 impl Default for NetConfig {
@@ -93,6 +96,7 @@ impl Default for NetConfig {
             client_queue_bytes: 1024 * 1024,
             client_queue: None,
             client_rate: 200,
+            threads: None,
         }
     }
 }
@@ -292,6 +296,14 @@ impl Config {
             .unwrap_or_else(|| self.server.data_dir.join("cache"))
     }
 
+    /// Threads the network runs on (`[net] threads`, or the cores less
+    /// one, at least one).
+    pub fn net_threads(&self) -> usize {
+        self.net.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
+    }
+
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -344,6 +356,9 @@ impl Config {
                 "[net] client_queue (frames) was replaced by client_queue_bytes: the bytes queued \
                  to one client before it is dropped as too slow (default 1048576)"
             );
+        }
+        if n.threads == Some(0) {
+            anyhow::bail!("[net] threads must be at least 1");
         }
         if n.client_queue_bytes < 64 * 1024 || n.client_rate == 0 {
             anyhow::bail!(

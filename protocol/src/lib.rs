@@ -18,8 +18,8 @@ pub use frame::{
     AttrOp, CallRef, ClientFrame, EntityPosition, ErrorCode, PathSegment, Position, ServerFrame,
 };
 pub use positions::{
-    put_signed, put_varint, quantize_yaw, yaw_value, FrameBuf, PositionTable, PositionsWriter,
-    QuantPos, Resolution, MAX_SLOT, POSITIONS_TYPE, YAW_STEPS,
+    put_signed, put_varint, quantize_yaw, yaw_value, PositionTable, PositionsWriter, QuantPos,
+    Resolution, MAX_SLOT, POSITIONS_TYPE, YAW_STEPS,
 };
 pub use stream::{write_prefixed, FrameDecoder, FrameError, LENGTH_PREFIX, STREAM_WRITE_CHUNK};
 

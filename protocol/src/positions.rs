@@ -155,57 +155,18 @@ impl QuantPos {
     }
 }
 
-/// Where a frame is written: a `Vec<u8>`, or a `BytesMut` that many frames
-/// share and split off.
-pub trait FrameBuf {
-    /// Bytes written so far.
-    fn len(&self) -> usize;
-    /// Whether nothing was written.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Appends bytes.
-    fn extend_from_slice(&mut self, bytes: &[u8]);
-    /// Shortens to `len` bytes.
-    fn truncate(&mut self, len: usize);
-}
-
-impl FrameBuf for Vec<u8> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        Vec::extend_from_slice(self, bytes)
-    }
-    fn truncate(&mut self, len: usize) {
-        Vec::truncate(self, len)
-    }
-}
-
-impl FrameBuf for bytes::BytesMut {
-    fn len(&self) -> usize {
-        bytes::BytesMut::len(self)
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        bytes::BytesMut::extend_from_slice(self, bytes)
-    }
-    fn truncate(&mut self, len: usize) {
-        bytes::BytesMut::truncate(self, len)
-    }
-}
-
 /// Writes one `Positions` frame, entry by entry, for one connection. Slots
 /// must be given in ascending order.
 #[derive(Debug)]
-pub struct PositionsWriter<'a, B: FrameBuf = Vec<u8>> {
-    out: &'a mut B,
+pub struct PositionsWriter<'a> {
+    out: &'a mut Vec<u8>,
     start: usize,
     next_slot: u32,
 }
 
-impl<'a, B: FrameBuf> PositionsWriter<'a, B> {
+impl<'a> PositionsWriter<'a> {
     /// Starts a frame (type byte and resolution) at the end of `out`.
-    pub fn new(out: &'a mut B, res: Resolution) -> Self {
+    pub fn new(out: &'a mut Vec<u8>, res: Resolution) -> Self {
         let start = out.len();
         out.extend_from_slice(&[POSITIONS_TYPE, res.exp() as u8]);
         Self {
@@ -217,19 +178,17 @@ impl<'a, B: FrameBuf> PositionsWriter<'a, B> {
 
     /// Binds `slot` to `entity` at `q` (absolute).
     pub fn bind(&mut self, slot: u32, entity: u64, q: QuantPos) {
-        let mut e = Entry::new();
         let mask = mask_of(q.x != 0, q.y != 0, q.z != 0, q.yaw != 0);
-        self.head(&mut e, slot, NEW | mask);
-        e.varint(entity);
-        for (set, v) in [(q.x != 0, q.x), (q.y != 0, q.y), (q.z != 0, q.z)] {
-            if set {
-                e.signed(i64::from(v));
+        self.head(slot, NEW | mask);
+        put_varint(self.out, entity);
+        for v in [q.x, q.y, q.z] {
+            if v != 0 {
+                put_signed(self.out, i64::from(v));
             }
         }
         if q.yaw != 0 {
-            e.varint(u64::from(q.yaw));
+            put_varint(self.out, u64::from(q.yaw));
         }
-        self.out.extend_from_slice(e.bytes());
     }
 
     /// Moves `slot` from `from` (what the connection was last sent) to
@@ -239,23 +198,23 @@ impl<'a, B: FrameBuf> PositionsWriter<'a, B> {
         if from == to {
             return false;
         }
-        let mut e = Entry::new();
         let mask = mask_of(
             from.x != to.x,
             from.y != to.y,
             from.z != to.z,
             from.yaw != to.yaw,
         );
-        self.head(&mut e, slot, mask);
+        // Room for the longest entry, so the pushes below never grow.
+        self.out.reserve(ENTRY_MAX);
+        self.head(slot, mask);
         for (a, b) in [(from.x, to.x), (from.y, to.y), (from.z, to.z)] {
             if a != b {
-                e.signed(i64::from(b) - i64::from(a));
+                put_signed(self.out, i64::from(b) - i64::from(a));
             }
         }
         if from.yaw != to.yaw {
-            e.signed(yaw_delta(from.yaw, to.yaw));
+            put_signed(self.out, yaw_delta(from.yaw, to.yaw));
         }
-        self.out.extend_from_slice(e.bytes());
         true
     }
 
@@ -280,61 +239,21 @@ impl<'a, B: FrameBuf> PositionsWriter<'a, B> {
     }
 
     #[inline]
-    fn head(&mut self, e: &mut Entry, slot: u32, flags: u8) {
+    fn head(&mut self, slot: u32, flags: u8) {
         debug_assert!(slot >= self.next_slot, "slots must ascend");
         let skip = slot.saturating_sub(self.next_slot);
         self.next_slot = slot + 1;
         if skip < SKIP_ESCAPE {
-            e.byte(flags | ((skip as u8) << SKIP_SHIFT));
+            self.out.push(flags | ((skip as u8) << SKIP_SHIFT));
         } else {
-            e.byte(flags | ((SKIP_ESCAPE as u8) << SKIP_SHIFT));
-            e.varint(u64::from(skip - SKIP_ESCAPE));
+            self.out.push(flags | ((SKIP_ESCAPE as u8) << SKIP_SHIFT));
+            put_varint(self.out, u64::from(skip - SKIP_ESCAPE));
         }
     }
-}
-
-/// One entry, written on the stack and appended in one go.
-struct Entry {
-    buf: [u8; ENTRY_MAX],
-    len: usize,
 }
 
 /// The longest entry: a head, a skip and an entity, and four fields.
 const ENTRY_MAX: usize = 1 + 10 + 10 + 4 * 10;
-
-impl Entry {
-    #[inline]
-    fn new() -> Self {
-        Self {
-            buf: [0; ENTRY_MAX],
-            len: 0,
-        }
-    }
-
-    #[inline]
-    fn byte(&mut self, b: u8) {
-        self.buf[self.len] = b;
-        self.len += 1;
-    }
-
-    #[inline]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
-    }
-
-    #[inline]
-    fn signed(&mut self, v: i64) {
-        self.varint(((v << 1) ^ (v >> 63)) as u64);
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
 
 fn mask_of(x: bool, y: bool, z: bool, yaw: bool) -> u8 {
     u8::from(x) * FIELD_X
@@ -547,6 +466,7 @@ fn get_i32(cur: &mut &[u8], what: &'static str) -> Result<i32, DecodeError> {
 }
 
 /// Appends `v` as a LEB128 varint (7 bits a byte, low first).
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -556,6 +476,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends `v` zigzag-encoded as a varint (small magnitudes, small bytes).
+#[inline]
 pub fn put_signed(out: &mut Vec<u8>, v: i64) {
     put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
 }

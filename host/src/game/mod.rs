@@ -380,7 +380,11 @@ impl Game {
             world.work.push_back(world::Work::Tick { space, dt_ms });
         }
         self.run_work();
-        self.world().flush_positions();
+        let world = self
+            .world
+            .as_deref_mut()
+            .expect("world is lent only during a plugin call");
+        world.flush_positions(&self.gate);
         let took = now.elapsed();
         self.tick_times.record(took);
         if took > self.space_tick

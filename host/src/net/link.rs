@@ -97,8 +97,11 @@ pub enum Duty {
 const COPY_MAX: usize = 512;
 /// Slices in one vectored write.
 const MAX_IOV: usize = 64;
-/// A gathering buffer above this is given back once drained.
-const KEEP_OPEN: usize = 4096;
+/// A gathering buffer above this is given back once drained: a thousand
+/// clients holding a tick's worth each would be megabytes for nothing.
+const KEEP_OPEN: usize = 256;
+/// What a gathering buffer starts with.
+const OPEN_START: usize = 2048;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -253,6 +256,11 @@ impl Link {
                 queued,
                 limit: self.limit,
             });
+        }
+        if out.open.capacity() == 0 {
+            // Most of a tick's frames for a client fit: one allocation a
+            // tick rather than one per doubling.
+            out.open.reserve(OPEN_START);
         }
         self.framing.put_header(&mut out.open, len);
         put(&mut out, frame);

@@ -31,8 +31,14 @@ pub use host_state::{EntityId, GameHost, HostState};
 
 use bindings::exports::wyrm::game::entities::Guest;
 
-/// How often the epoch advances; deadlines are measured in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// How often the epoch advances for a call deadline of `deadline`;
+/// deadlines are measured in these ticks. Twenty ticks to a deadline stop a
+/// runaway call within 5% of it, and an idle server's ticker wakes 100
+/// times a second at the default 200 ms deadline rather than 1,000 (each a
+/// context switch, which at light load is most of what a server spends).
+fn epoch_tick(deadline: Duration) -> Duration {
+    (deadline / 20).clamp(Duration::from_millis(1), Duration::from_millis(10))
+}
 
 /// Sandbox limits for every instance.
 #[derive(Debug, Clone, Copy)]
@@ -80,11 +86,12 @@ impl PluginRuntime {
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), ticker_stop.clone());
+        let tick = epoch_tick(limits.deadline);
         std::thread::Builder::new()
             .name("wyrm-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                    std::thread::sleep(tick);
                     e.increment_epoch();
                 }
             })
@@ -195,7 +202,8 @@ impl<W: GameHost> PluginCode<W> {
 }
 
 fn deadline_ticks(d: Duration) -> u64 {
-    (d.as_millis() as u64 / EPOCH_TICK.as_millis().max(1) as u64).max(1) + 1
+    let tick = epoch_tick(d).as_micros().max(1);
+    (d.as_micros() / tick).max(1) as u64 + 1
 }
 
 fn empty_info() -> PluginInfo {

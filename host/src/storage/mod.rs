@@ -19,7 +19,7 @@ mod stats;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use crate::msg::EntityId;
 
@@ -129,7 +129,7 @@ pub enum Op {
 /// A handle to the storage thread.
 #[derive(Debug, Clone)]
 pub struct Store {
-    tx: Sender<Op>,
+    tx: flume::Sender<Op>,
 }
 
 impl Store {
@@ -219,7 +219,9 @@ pub fn open(
     // Bounded: a game that asks faster than the disk answers waits for it
     // (storage never waits for the game: its answers go to an inbox the
     // game drains, so this cannot deadlock).
-    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+    // (flume's bounded channel allocates as it fills: crossbeam's would hold
+    // room for all of it, megabytes, from the start.)
+    let (tx, rx) = flume::bounded(QUEUE);
     let thread = std::thread::Builder::new()
         .name("wyrm-storage".into())
         .spawn(move || run(conn, lock, rx, game, path_buf))
@@ -245,7 +247,7 @@ const QUEUE: usize = 64 * 1024;
 fn run(
     mut conn: rusqlite::Connection,
     _lock: std::fs::File,
-    rx: Receiver<Op>,
+    rx: flume::Receiver<Op>,
     game: crate::game::InternalSender,
     path: PathBuf,
 ) {

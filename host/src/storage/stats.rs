@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Sender, TrySendError};
+use flume::{Sender, TrySendError};
 use rusqlite::{params, Connection};
 
 use super::OpenError;
@@ -33,7 +33,7 @@ impl StatsSink {
     /// thread, which ends when every handle is dropped.
     pub fn open(path: &Path) -> Result<(Self, std::thread::JoinHandle<()>), OpenError> {
         let (conn, lock) = super::db::open_plain(path)?;
-        let (tx, rx) = crossbeam_channel::bounded::<Event>(QUEUE);
+        let (tx, rx) = flume::bounded::<Event>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let path_buf: PathBuf = path.to_path_buf();

@@ -123,6 +123,8 @@ pub struct World {
     pub(super) current: Option<EntityId>,
     /// Output for clients since the last batch went to the gate.
     out: Vec<ToGate>,
+    /// Where one client's `Positions` frame is written.
+    positions_buf: Vec<u8>,
     passwords: PasswordPool,
     storage: Persistence,
     pub(super) spaces: Spaces,
@@ -150,6 +152,7 @@ impl World {
             work: VecDeque::new(),
             current: None,
             out: Vec::new(),
+            positions_buf: Vec::new(),
             passwords,
             storage,
             spaces,

@@ -9,24 +9,25 @@
 //! space's grid, and reading its place is an array access.
 
 use wyrm_aoi::Handle;
-use wyrm_protocol::{FrameBuf, PositionsWriter, QuantPos};
+use wyrm_protocol::{PositionsWriter, QuantPos};
 
 use crate::game::space::SpacePlaces;
 use crate::msg::EntityId;
 
-/// See the module docs. The slots are kept as parallel arrays: a tick looks
-/// at every slot of every client, and mostly only at its handle, so that
-/// part is packed tight.
+/// See the module docs. A client holds a slot for every entity it sees
+/// (hundreds, in a crowd), and a tick looks at every slot of every client,
+/// mostly only at its handle; so a slot is 24 bytes in two arrays, the
+/// handles packed tight.
 #[derive(Debug, Default)]
 pub(in crate::game) struct PositionSync {
     /// The space the slots are in.
     space: Option<EntityId>,
     /// By slot: the handle's index, with `UNSENT` while the slot is not
     /// bound on the client yet, and above it the low half of the entity's
-    /// id (to check the handle still holds it); `FREE` for a free slot.
+    /// id; `FREE` for a free slot. The full id is the space's (the slot is
+    /// checked against it before use); the low half finds the slot of an
+    /// entity, with the space's id telling apart two that share it.
     handles: Vec<u64>,
-    /// By slot: the entity it holds.
-    entities: Vec<EntityId>,
     /// By slot: what the client holds (meaningless until sent).
     sent: Vec<QuantPos>,
     /// No slot below this is free.
@@ -55,9 +56,8 @@ impl PositionSync {
     /// as the next frames say.
     pub(super) fn reset(&mut self, space: Option<EntityId>) {
         self.space = space;
-        self.handles.clear();
-        self.entities.clear();
-        self.sent.clear();
+        self.handles = Vec::new();
+        self.sent = Vec::new();
         self.first_free = 0;
     }
 
@@ -68,8 +68,7 @@ impl PositionSync {
             return;
         }
         // A client is told to create what it sees once until it is told
-        // to destroy it.
-        debug_assert!(self.slot_of(entity).is_none(), "{entity} shown twice");
+        // to destroy it: no slot holds `entity` yet.
         let h = pack(handle.index(), entity, true);
         let free = self.handles[self.first_free..]
             .iter()
@@ -78,47 +77,69 @@ impl PositionSync {
         match free {
             Some(i) => {
                 self.handles[i] = h;
-                self.entities[i] = entity;
                 self.first_free = i + 1;
             }
             None => {
+                if self.handles.len() == self.handles.capacity() {
+                    // Grow by a quarter, not double: a crowd's clients
+                    // hold hundreds of slots each.
+                    let more = self.handles.len() / 4 + 8;
+                    self.handles.reserve_exact(more);
+                    self.sent.reserve_exact(more);
+                }
                 self.handles.push(h);
-                self.entities.push(entity);
                 self.sent.push(QuantPos::default());
                 self.first_free = self.handles.len();
             }
         }
     }
 
-    /// The client is told `entity` is gone: its slot is free.
-    pub(super) fn hide(&mut self, entity: EntityId) {
-        if let Some(i) = self.slot_of(entity) {
+    /// The client is told `entity` is gone: its slot is free. `places`
+    /// are the slots' space's.
+    pub(super) fn hide(&mut self, entity: EntityId, places: Option<&SpacePlaces<'_>>) {
+        if let Some(i) = self.slot_of(entity, places) {
             self.handles[i] = FREE;
             self.first_free = self.first_free.min(i);
             while self.handles.last() == Some(&FREE) {
                 self.handles.pop();
-                self.entities.pop();
                 self.sent.pop();
+            }
+            if self.handles.capacity() > 2 * self.handles.len() + 16 {
+                self.handles.shrink_to(self.handles.len() * 5 / 4);
+                self.sent.shrink_to(self.handles.len() * 5 / 4);
             }
         }
     }
 
-    fn slot_of(&self, entity: EntityId) -> Option<usize> {
-        self.entities
-            .iter()
-            .zip(&self.handles)
-            .position(|(&e, &h)| e == entity && h != FREE)
+    /// The slot holding `entity`. Slots whose entity has the same low half
+    /// of its id (ids 2^32 apart) are told apart by the space: the slot of
+    /// an entity still in it names it; the slot of one that just left it
+    /// names nobody.
+    fn slot_of(&self, entity: EntityId, places: Option<&SpacePlaces<'_>>) -> Option<usize> {
+        let tag = entity << 32;
+        let mut left = None;
+        for (i, &h) in self.handles.iter().enumerate() {
+            if h == FREE || h & !(UNSENT | INDEX) != tag {
+                continue;
+            }
+            match places.and_then(|p| p.get((h & INDEX) as usize)) {
+                Some((e, _)) if e == entity => return Some(i),
+                Some((0, _)) | None => left = left.or(Some(i)),
+                Some(_) => {}
+            }
+        }
+        left
     }
 
     /// Appends a `Positions` frame with what changed since the last one to
     /// `out`; returns false (and appends nothing) when nothing did. At a
     /// tick (`tick`), places that did not change since the last tick are
     /// skipped unread: the client holds them already.
-    pub(super) fn write<B: FrameBuf>(
+    pub(super) fn write(
         &mut self,
         places: &SpacePlaces<'_>,
         tick: bool,
-        out: &mut B,
+        out: &mut Vec<u8>,
     ) -> bool {
         let mut w = PositionsWriter::new(out, places.resolution());
         for (i, h) in self.handles.iter_mut().enumerate() {
@@ -169,6 +190,41 @@ mod tests {
         Position { x, y, z: 0.0 }
     }
 
+    /// Two entities whose ids share their low half (2^32 apart) keep their
+    /// own slots: hiding one, in the space or just out of it, frees its slot
+    /// and not the other's.
+    #[test]
+    fn ids_that_share_their_low_half_keep_their_own_slots() {
+        let mut spaces = Spaces::new(Resolution::default(), Default::default());
+        spaces.create(1, "field".into());
+        let (a, b) = (7, 7 + (1 << 32));
+        let mut sync = PositionSync::default();
+        sync.reset(Some(1));
+        for id in [a, b] {
+            spaces.enter(id, 1, at(1.0, 2.0), 0.0, None).unwrap();
+            sync.show(id, spaces.handle(id).unwrap());
+        }
+        // `b` moves out of sight, still in the space.
+        sync.hide(b, spaces.places(1).as_ref());
+        let mut out = Vec::new();
+        assert!(sync.write(&spaces.places(1).unwrap(), false, &mut out));
+        let mut table = PositionTable::new();
+        let mut got = Vec::new();
+        table.apply(&out[1..], &mut got).unwrap();
+        assert_eq!(got.iter().map(|p| p.entity).collect::<Vec<_>>(), [a]);
+        // `b` comes back, then `a` leaves the space: its slot goes, `b`'s
+        // stays.
+        sync.show(b, spaces.handle(b).unwrap());
+        spaces.leave(a);
+        sync.hide(a, spaces.places(1).as_ref());
+        assert_eq!(sync.len(), 1);
+        out.clear();
+        assert!(sync.write(&spaces.places(1).unwrap(), false, &mut out));
+        got.clear();
+        table.apply(&out[1..], &mut got).unwrap();
+        assert_eq!(got.iter().map(|p| p.entity).collect::<Vec<_>>(), [b]);
+    }
+
     /// The client's table, after applying every frame the sync wrote,
     /// holds exactly the server's quantized places.
     #[test]
@@ -203,7 +259,7 @@ mod tests {
                 }
                 1 if spaces.space_of(id).is_some() => {
                     if shown.remove(&id) {
-                        sync.hide(id);
+                        sync.hide(id, spaces.places(space).as_ref());
                         table.forget(id);
                     }
                     spaces.leave(id);
@@ -213,7 +269,7 @@ mod tests {
                     shown.insert(id);
                 }
                 3 if shown.contains(&id) => {
-                    sync.hide(id);
+                    sync.hide(id, spaces.places(space).as_ref());
                     table.forget(id);
                     shown.remove(&id);
                 }

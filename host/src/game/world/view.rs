@@ -13,6 +13,8 @@ use crate::plugin::bindings::AoiEvent as WitAoiEvent;
 
 /// Bytes allocated at a time for a tick's `Positions` frames.
 const POSITIONS_ARENA: usize = 64 * 1024;
+/// `Positions` frames handed to the gate at a time.
+const POSITIONS_CHUNK: usize = 128;
 
 impl World {
     /// An entity that exists and is not being destroyed.
@@ -53,7 +55,8 @@ impl World {
         let frame = Bytes::from(ServerFrame::Destroy { entity: other }.to_bytes());
         self.output(ToGate::View { client, frame });
         if let Some(c) = self.clients.get_mut(&client) {
-            c.sync.hide(other);
+            let places = c.sync.space().and_then(|s| self.spaces.places(s));
+            c.sync.hide(other, places.as_ref());
         }
     }
 
@@ -239,23 +242,37 @@ impl World {
 
     /// Sends every client in a space a `Positions` frame with what changed
     /// among the entities it sees (its own included) since it was last sent
-    /// them; a client for which nothing changed gets none.
-    pub(in crate::game) fn flush_positions(&mut self) {
-        // The tick's frames are written one after another into shared
-        // allocations and split off, no copy.
+    /// them; a client for which nothing changed gets none. The output goes
+    /// to `gate` every `POSITIONS_CHUNK` frames, so the gate writes the
+    /// first clients while the game builds the frames of the next.
+    pub(in crate::game) fn flush_positions(&mut self, gate: &flume::Sender<crate::msg::GateBatch>) {
+        // Each frame is written in a scratch buffer, then copied into
+        // allocations the tick's frames share.
+        let mut buf = std::mem::take(&mut self.positions_buf);
         let mut frames = bytes::BytesMut::new();
+        let mut in_chunk = 0;
         for (&client, view) in &mut self.clients {
             let Some(places) = view.sync.space().and_then(|s| self.spaces.places(s)) else {
                 continue;
             };
-            if frames.capacity() - frames.len() < POSITIONS_ARENA / 4 {
-                frames.reserve(POSITIONS_ARENA);
-            }
-            if view.sync.write(&places, true, &mut frames) {
+            buf.clear();
+            if view.sync.write(&places, true, &mut buf) {
+                if frames.capacity() - frames.len() < buf.len() {
+                    frames.reserve(buf.len().max(POSITIONS_ARENA));
+                }
+                frames.extend_from_slice(&buf);
                 let frame = frames.split().freeze();
                 self.out.push(ToGate::Send { client, frame });
+                in_chunk += 1;
+                if in_chunk == POSITIONS_CHUNK {
+                    in_chunk = 0;
+                    let ops = std::mem::take(&mut self.out);
+                    // The gate outlives the game but at shutdown.
+                    let _ = gate.send(crate::msg::GateBatch { ops, tick: false });
+                }
             }
         }
+        self.positions_buf = buf;
         self.spaces.clear_changed();
     }
 
