@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wyrm_client::{Client, ClientError, Event, Position, Resolution};
+use wyrm_client::{Client, ClientError, Event, Position};
 
-use crate::bot::{drive, Act, Behaviour, BotCtx, Done, Pending, Rng};
+use crate::bot::{drive, own_position, Act, Behaviour, BotCtx, Done, Mover, Pending, Rng};
 use crate::stats::{ActionKind, Fault};
 
 /// The field is `[0, SIZE]²`; bots keep `MARGIN` from its edges.
@@ -29,12 +29,15 @@ pub(crate) async fn run(mut client: Client, ctx: BotCtx, name: String) {
         Err((what, None)) => return ctx.shared.fault(Fault::Other, ctx.idx, what),
     };
     ctx.shared.logged_in();
-    // The own place came in a `Positions` frame, which told the grid.
-    let res = client.position_resolution().unwrap_or_default();
     let mut bot = ArenaBot {
         player,
-        pos,
-        res,
+        walk: Mover {
+            pos,
+            // The own place came in a `Positions` frame, which told the grid.
+            res: client.position_resolution().unwrap_or_default(),
+            size: SIZE,
+            margin: MARGIN,
+        },
         dead: false,
         waiting_since: None,
         last_shot: None,
@@ -97,54 +100,15 @@ async fn login(
     }
 }
 
-/// A move's position as the tag that matches it to its echo (the bot moves
-/// on the server's position grid, so the echo is the very same f32s).
-fn tag(p: Position) -> u64 {
-    (u64::from(p.x.to_bits()) << 32) | u64::from(p.y.to_bits())
-}
-
 struct ArenaBot {
     player: u64,
     /// Where the bot is, counting the moves it sent.
-    pos: Position,
-    /// The grid positions are sent on.
-    res: Resolution,
+    walk: Mover,
     dead: bool,
     /// Set at a respawn until the new place arrives.
     waiting_since: Option<Instant>,
     /// When the last `shot` came back.
     last_shot: Option<Instant>,
-}
-
-impl ArenaBot {
-    fn step(&mut self, rng: &mut Rng) -> Position {
-        let angle = rng.unit() as f32 * std::f32::consts::TAU;
-        let len = 8.0 + 8.0 * rng.unit() as f32;
-        let (mut dx, mut dy) = (angle.cos() * len, angle.sin() * len);
-        let inside = |v: f32| (MARGIN..=SIZE - MARGIN).contains(&v);
-        // Turn back at the edges.
-        if !inside(self.pos.x + dx) {
-            dx = -dx;
-        }
-        if !inside(self.pos.y + dy) {
-            dy = -dy;
-        }
-        let snap = |v: f32| self.res.value(self.res.quantize(v));
-        let mut next = Position {
-            x: snap((self.pos.x + dx).clamp(MARGIN, SIZE - MARGIN)),
-            y: snap((self.pos.y + dy).clamp(MARGIN, SIZE - MARGIN)),
-            z: 0.0,
-        };
-        // An unchanged position would never be echoed.
-        if tag(next) == tag(self.pos) {
-            next.x = if next.x > SIZE / 2.0 {
-                next.x - 1.0
-            } else {
-                next.x + 1.0
-            };
-        }
-        next
-    }
 }
 
 impl Behaviour for ArenaBot {
@@ -169,10 +133,14 @@ impl Behaviour for ArenaBot {
             let angle = rng.unit() as f32 * std::f32::consts::TAU;
             return Some((Act::Shoot(angle.cos(), angle.sin()), ActionKind::Shoot, 0));
         }
-        let next = self.step(rng);
-        let yaw = (next.y - self.pos.y).atan2(next.x - self.pos.x);
-        self.pos = next;
-        Some((Act::Move(next, yaw), ActionKind::Move, tag(next)))
+        let angle = rng.unit() as f32 * std::f32::consts::TAU;
+        let len = 8.0 + 8.0 * rng.unit() as f32;
+        let (dx, dy, tag) = self.walk.step(angle.cos() * len, angle.sin() * len);
+        Some((
+            Act::Move(self.walk.pos, dy.atan2(dx)),
+            ActionKind::Move,
+            tag,
+        ))
     }
 
     fn on_event(
@@ -184,19 +152,11 @@ impl Behaviour for ArenaBot {
     ) {
         match e {
             Event::Positions(entries) => {
-                for p in entries.iter().filter(|p| p.entity == self.player) {
-                    let t = tag(p.pos);
-                    if pending
-                        .iter()
-                        .any(|q| q.kind == ActionKind::Move && q.tag == t)
-                    {
-                        out.push(Done::UpTo(ActionKind::Move, t));
-                    } else if !pending.iter().any(|q| q.kind == ActionKind::Move) {
-                        // The server placed the bot (a respawn): go on from
-                        // there.
-                        self.pos = p.pos;
-                        self.waiting_since = None;
-                    }
+                if let Some((at, false)) = own_position(entries, self.player, pending, out) {
+                    // The server placed the bot (a respawn): go on from
+                    // there.
+                    self.walk.pos = at;
+                    self.waiting_since = None;
                 }
             }
             Event::Call { entity, method, .. } if *entity == self.player => {

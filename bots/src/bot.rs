@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wyrm_client::{Client, ClientError, Event, Position, NO_ARGS};
+use wyrm_client::{Client, ClientError, EntityPosition, Event, Position, Resolution, NO_ARGS};
 
 use crate::stats::{ActionKind, Fault, Shared};
 
@@ -40,6 +40,71 @@ impl Rng {
     pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.unit() * n as f64) as usize % n.max(1)
     }
+}
+
+/// A walker on a square field: where it is and the grid the server sends
+/// positions on. Its moves are rounded to that grid, so their echo is the
+/// very same numbers, which tag the move.
+pub(crate) struct Mover {
+    pub pos: Position,
+    pub res: Resolution,
+    /// The field is `[0, size]²`; moves keep `margin` from its edges.
+    pub size: f32,
+    pub margin: f32,
+}
+
+impl Mover {
+    /// Steps by `(dx, dy)`, turning back at the edges; returns the step
+    /// taken (the reversed axes negated) and the new place's tag.
+    pub(crate) fn step(&mut self, mut dx: f32, mut dy: f32) -> (f32, f32, u64) {
+        let (lo, hi) = (self.margin, self.size - self.margin);
+        if !(lo..=hi).contains(&(self.pos.x + dx)) {
+            dx = -dx;
+        }
+        if !(lo..=hi).contains(&(self.pos.y + dy)) {
+            dy = -dy;
+        }
+        let snap = |v: f32| self.res.value(self.res.quantize(v.clamp(lo, hi)));
+        let mut next = Position {
+            x: snap(self.pos.x + dx),
+            y: snap(self.pos.y + dy),
+            z: 0.0,
+        };
+        // An unchanged position would never be echoed.
+        if move_tag(next) == move_tag(self.pos) {
+            next.x += if next.x > self.size / 2.0 { -1.0 } else { 1.0 };
+        }
+        self.pos = next;
+        (dx, dy, move_tag(next))
+    }
+}
+
+/// A move's position as the tag that matches it to its echo.
+pub(crate) fn move_tag(p: Position) -> u64 {
+    (u64::from(p.x.to_bits()) << 32) | u64::from(p.y.to_bits())
+}
+
+/// Where a `Positions` frame puts `me`, if it does: `Some((at, true))` when
+/// that answers a pending move (and every move before it: pushed to
+/// `out`), `Some((at, false))` when the server placed it with no move of
+/// the bot's pending.
+pub(crate) fn own_position(
+    entries: &[EntityPosition],
+    me: u64,
+    pending: &VecDeque<Pending>,
+    out: &mut Vec<Done>,
+) -> Option<(Position, bool)> {
+    let p = entries.iter().rev().find(|p| p.entity == me)?;
+    let t = move_tag(p.pos);
+    let moving = pending.iter().any(|q| q.kind == ActionKind::Move);
+    if pending
+        .iter()
+        .any(|q| q.kind == ActionKind::Move && q.tag == t)
+    {
+        out.push(Done::UpTo(ActionKind::Move, t));
+        return Some((p.pos, true));
+    }
+    (!moving).then_some((p.pos, false))
 }
 
 /// What the driver needs to know to run one bot.

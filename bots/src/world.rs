@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wyrm_client::{Client, ClientError, Event, Position, Resolution};
+use wyrm_client::{Client, ClientError, Event, Position};
 
-use crate::bot::{drive, Act, Behaviour, BotCtx, Done, Pending, Rng};
+use crate::bot::{drive, own_position, Act, Behaviour, BotCtx, Done, Mover, Pending, Rng};
 use crate::stats::ActionKind;
 
 /// The land is `[0, SIZE]²` (`plugins/openworld`); bots keep `MARGIN` from
@@ -31,15 +31,17 @@ pub(crate) async fn run(mut client: Client, ctx: BotCtx) {
         Err(e) => return ctx.client_fault("waiting for the own Walker", &e),
     };
     ctx.shared.logged_in();
-    let res = client.position_resolution().unwrap_or_default();
     let mut bot = WorldBot {
         walker,
-        pos,
-        res,
-        heading: 0.0,
+        walk: Mover {
+            pos,
+            res: client.position_resolution().unwrap_or_default(),
+            size: SIZE,
+            margin: MARGIN,
+        },
+        heading: (walker % 628) as f32 / 100.0,
         emote: 0,
     };
-    bot.heading = (walker % 628) as f32 / 100.0;
     drive(&mut client, ctx, &mut bot).await;
 }
 
@@ -68,16 +70,9 @@ async fn placed(client: &mut Client, timeout: Duration) -> Result<(u64, Position
 
 struct WorldBot {
     walker: u64,
-    pos: Position,
-    /// The grid positions are sent on (see the arena bot).
-    res: Resolution,
+    walk: Mover,
     heading: f32,
     emote: u64,
-}
-
-/// A move's position as the tag matching it to its echo.
-fn tag(p: Position) -> u64 {
-    (u64::from(p.x.to_bits()) << 32) | u64::from(p.y.to_bits())
 }
 
 impl Behaviour for WorldBot {
@@ -95,33 +90,16 @@ impl Behaviour for WorldBot {
         if rng.unit() < 0.05 {
             self.heading += (rng.unit() as f32 - 0.5) * 2.0;
         }
-        let snap = |v: f32| self.res.value(self.res.quantize(v));
-        let (mut dx, mut dy) = (self.heading.cos() * STEP, self.heading.sin() * STEP);
-        // Turn back at the edges.
-        let inside = |v: f32| (MARGIN..=SIZE - MARGIN).contains(&v);
-        if !inside(self.pos.x + dx) {
-            dx = -dx;
-            self.heading = std::f32::consts::PI - self.heading;
-        }
-        if !inside(self.pos.y + dy) {
-            dy = -dy;
-            self.heading = -self.heading;
-        }
-        let mut next = Position {
-            x: snap((self.pos.x + dx).clamp(MARGIN, SIZE - MARGIN)),
-            y: snap((self.pos.y + dy).clamp(MARGIN, SIZE - MARGIN)),
-            z: 0.0,
-        };
-        // An unchanged position would never be echoed.
-        if tag(next) == tag(self.pos) {
-            next.x = if next.x > SIZE / 2.0 {
-                next.x - 1.0
-            } else {
-                next.x + 1.0
-            };
-        }
-        self.pos = next;
-        Some((Act::Move(next, self.heading), ActionKind::Move, tag(next)))
+        let (dx, dy, tag) = self
+            .walk
+            .step(self.heading.cos() * STEP, self.heading.sin() * STEP);
+        // Bounced off an edge: head the way it went.
+        self.heading = dy.atan2(dx);
+        Some((
+            Act::Move(self.walk.pos, self.heading),
+            ActionKind::Move,
+            tag,
+        ))
     }
 
     fn on_event(
@@ -133,15 +111,7 @@ impl Behaviour for WorldBot {
     ) {
         match e {
             Event::Positions(entries) => {
-                for p in entries.iter().filter(|p| p.entity == self.walker) {
-                    let t = tag(p.pos);
-                    if pending
-                        .iter()
-                        .any(|q| q.kind == ActionKind::Move && q.tag == t)
-                    {
-                        out.push(Done::UpTo(ActionKind::Move, t));
-                    }
-                }
+                own_position(entries, self.walker, pending, out);
             }
             Event::Call {
                 entity,

@@ -36,7 +36,7 @@ pub use world::World;
 /// that keeps calling itself cannot starve clients.
 const WORK_BATCH: usize = 4096;
 
-/// Messages the game takes from its inboxes before it sends what they
+/// Messages the game takes from its inbox before it sends what they
 /// produced: everything waiting, up to this many, or this much time.
 const INBOX_BATCH: usize = 1024;
 const INBOX_BATCH_TIME: Duration = Duration::from_millis(5);

@@ -74,6 +74,15 @@ fn feed_with(
     Ok(flow)
 }
 
+/// Passes over what is left to discard of an oversized frame (`skipping`
+/// bytes, from `at` in `buf`); false if the data ends first.
+fn skip(buf: &[u8], at: &mut usize, skipping: &mut usize) -> bool {
+    let n = (*skipping).min(buf.len() - *at);
+    *at += n;
+    *skipping -= n;
+    *skipping == 0
+}
+
 /// Frames behind a u32 little-endian length (TCP, KCP).
 #[derive(Debug)]
 pub struct PrefixDeframer {
@@ -104,13 +113,8 @@ impl Deframer for PrefixDeframer {
         feed_with(&mut self.tail, data, |buf| {
             let mut at = 0;
             loop {
-                if *skipping > 0 {
-                    let n = (*skipping).min(buf.len() - at);
-                    at += n;
-                    *skipping -= n;
-                    if *skipping > 0 {
-                        return Ok((at, ControlFlow::Continue(())));
-                    }
+                if !skip(buf, &mut at, skipping) {
+                    return Ok((at, ControlFlow::Continue(())));
                 }
                 let rest = &buf[at..];
                 let Some(prefix) = rest.first_chunk::<4>() else {
@@ -257,13 +261,8 @@ impl Deframer for WsDeframer {
         feed_with(&mut self.tail, data, |buf| {
             let mut at = 0;
             loop {
-                if *skipping > 0 {
-                    let n = (*skipping).min(buf.len() - at);
-                    at += n;
-                    *skipping -= n;
-                    if *skipping > 0 {
-                        return Ok((at, ControlFlow::Continue(())));
-                    }
+                if !skip(buf, &mut at, skipping) {
+                    return Ok((at, ControlFlow::Continue(())));
                 }
                 let Some(h) = parse_head(&buf[at..])? else {
                     return Ok((at, ControlFlow::Continue(())));
