@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     }
     per_conn.sort_by(f64::total_cmp);
     let med = per_conn[per_conn.len() / 2];
-    println!("median: {med:.2} KiB server memory per idle WebSocket connection (target <= 8 KiB; Colyseus adds 9-15 KiB per client on this machine)");
+    println!("median: {med:.2} KiB server memory per idle WebSocket connection (target <= 5 KiB; Colyseus adds 9-15 KiB per client on this machine)");
     support::suite_row(
         "idle connections: server memory",
         &format!("{med:.2} KiB/conn"),
