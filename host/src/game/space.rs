@@ -30,6 +30,9 @@ struct Space {
     resolution: Resolution,
     /// By grid handle: the entity there and its place as sent to clients.
     places: Vec<SentPlace>,
+    /// By grid handle: its place at the last tick's position sync, which
+    /// every client that was sent it then holds.
+    settled: Vec<QuantPos>,
     /// By grid handle, one bit each: the place changed since the last
     /// tick's position sync.
     changed: Vec<u64>,
@@ -56,6 +59,7 @@ impl Space {
         let i = handle.index();
         if self.places.len() <= i {
             self.places.resize(i + 1, SentPlace::default());
+            self.settled.resize(i + 1, QuantPos::default());
             self.changed.resize(self.places.len().div_ceil(64), 0);
         }
         let place = &mut self.places[i];
@@ -70,6 +74,7 @@ impl Space {
 pub struct SpacePlaces<'a> {
     resolution: Resolution,
     places: &'a [SentPlace],
+    settled: &'a [QuantPos],
     changed: &'a [u64],
 }
 
@@ -83,6 +88,13 @@ impl SpacePlaces<'_> {
     #[inline]
     pub fn get(&self, i: usize) -> Option<(EntityId, QuantPos)> {
         self.places.get(i).map(|p| (p.entity, p.q))
+    }
+
+    /// The place at handle index `i` as of the last tick's position sync:
+    /// what a client that was sent it by then holds.
+    #[inline]
+    pub fn settled(&self, i: usize) -> QuantPos {
+        self.settled.get(i).copied().unwrap_or_default()
     }
 
     /// Whether the place at handle index `i` changed since the last tick's
@@ -143,6 +155,7 @@ impl Spaces {
                 grid: AoiGrid::new(DEFAULT_CELL),
                 resolution,
                 places: Vec::new(),
+                settled: Vec::new(),
                 changed: Vec::new(),
             },
         );
@@ -271,15 +284,25 @@ impl Spaces {
         self.spaces.get(&space).map(|s| SpacePlaces {
             resolution: s.resolution,
             places: &s.places,
+            settled: &s.settled,
             changed: &s.changed,
         })
     }
 
     /// Every place is as clients were sent it: called after a tick's
     /// position sync.
-    pub fn clear_changed(&mut self) {
+    pub fn settle(&mut self) {
         for s in self.spaces.values_mut() {
-            s.changed.fill(0);
+            for (w, bits) in s.changed.iter_mut().enumerate() {
+                let mut b = std::mem::take(bits);
+                while b != 0 {
+                    let i = w * 64 + b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    if let (Some(to), Some(p)) = (s.settled.get_mut(i), s.places.get(i)) {
+                        *to = p.q;
+                    }
+                }
+            }
         }
     }
 

@@ -1,48 +1,49 @@
 //! Position sync for one client: the slots of protocol 3's `Positions`
 //! frame. Each entity whose place the client is sent holds a slot, from
 //! the moment the client is told to create it (or, for its own entity, from
-//! entering a space) until it is told to destroy it; the slot remembers the
-//! place last sent, so a frame carries only what changed since.
+//! entering a space) until it is told to destroy it.
 //!
 //! Every entity in a client's slots is in one space — the space of the
 //! client's own entity — so a slot refers to it by its handle in that
-//! space's grid, and reading its place is an array access.
+//! space's grid, and reading its place is an array access. What a client
+//! holds of a place need not be kept per client: every client in a space is
+//! sent the changes of every place it has a slot for at each tick, so
+//! between ticks it holds the place as the last tick settled it, which the
+//! space keeps once for all ([`SpacePlaces::settled`]). A slot is bound
+//! between ticks (a client that logs in, or walks into a space) with the
+//! place as it is then; such a slot is marked, and bound again at the next
+//! tick if the place changed since the last.
 
 use wyrm_aoi::Handle;
-use wyrm_protocol::{PositionsWriter, QuantPos};
+use wyrm_protocol::PositionsWriter;
 
 use crate::game::space::SpacePlaces;
 use crate::msg::EntityId;
 
 /// See the module docs. A client holds a slot for every entity it sees
-/// (hundreds, in a crowd), and a tick looks at every slot of every client,
-/// mostly only at its handle; so a slot is 24 bytes in two arrays, the
-/// handles packed tight.
+/// (hundreds, in a crowd), and a tick looks at every slot of every client:
+/// a slot is one word.
 #[derive(Debug, Default)]
 pub(in crate::game) struct PositionSync {
     /// The space the slots are in.
     space: Option<EntityId>,
     /// By slot: the handle's index, with `UNSENT` while the slot is not
-    /// bound on the client yet, and above it the low half of the entity's
-    /// id; `FREE` for a free slot. The full id is the space's (the slot is
-    /// checked against it before use); the low half finds the slot of an
-    /// entity, with the space's id telling apart two that share it.
-    handles: Vec<u64>,
-    /// By slot: what the client holds (meaningless until sent).
-    sent: Vec<QuantPos>,
+    /// bound on the client yet and `BETWEEN` if it was bound between two
+    /// ticks, and above them the low half of the entity's id; `FREE` for a
+    /// free slot. The full id is the space's (the slot is checked against
+    /// it before use); the low half finds the slot of an entity, with the
+    /// space's id telling apart two that share it.
+    slots: Vec<u64>,
     /// No slot below this is free.
     first_free: usize,
 }
 
 const FREE: u64 = u64::MAX;
 /// Handle indices stay below 2^30 (the AOI grid's limit).
+const INDEX: u64 = (1 << 30) - 1;
+const BETWEEN: u64 = 1 << 30;
 const UNSENT: u64 = 1 << 31;
-const INDEX: u64 = UNSENT - 1;
-
-/// What a slot holds, packed: see `PositionSync::handles`.
-fn pack(index: usize, entity: EntityId, unsent: bool) -> u64 {
-    (entity << 32) | index as u64 | if unsent { UNSENT } else { 0 }
-}
+const TAG: u64 = !(INDEX | BETWEEN | UNSENT);
 
 impl PositionSync {
     /// The space the client's own entity is in.
@@ -56,8 +57,7 @@ impl PositionSync {
     /// as the next frames say.
     pub(super) fn reset(&mut self, space: Option<EntityId>) {
         self.space = space;
-        self.handles = Vec::new();
-        self.sent = Vec::new();
+        self.slots = Vec::new();
         self.first_free = 0;
     }
 
@@ -69,27 +69,24 @@ impl PositionSync {
         }
         // A client is told to create what it sees once until it is told
         // to destroy it: no slot holds `entity` yet.
-        let h = pack(handle.index(), entity, true);
-        let free = self.handles[self.first_free..]
+        let word = (entity << 32) | handle.index() as u64 | UNSENT;
+        let free = self.slots[self.first_free..]
             .iter()
-            .position(|&h| h == FREE)
+            .position(|&w| w == FREE)
             .map(|i| i + self.first_free);
         match free {
             Some(i) => {
-                self.handles[i] = h;
+                self.slots[i] = word;
                 self.first_free = i + 1;
             }
             None => {
-                if self.handles.len() == self.handles.capacity() {
+                if self.slots.len() == self.slots.capacity() {
                     // Grow by a quarter, not double: a crowd's clients
                     // hold hundreds of slots each.
-                    let more = self.handles.len() / 4 + 8;
-                    self.handles.reserve_exact(more);
-                    self.sent.reserve_exact(more);
+                    self.slots.reserve_exact(self.slots.len() / 4 + 8);
                 }
-                self.handles.push(h);
-                self.sent.push(QuantPos::default());
-                self.first_free = self.handles.len();
+                self.slots.push(word);
+                self.first_free = self.slots.len();
             }
         }
     }
@@ -98,15 +95,13 @@ impl PositionSync {
     /// are the slots' space's.
     pub(super) fn hide(&mut self, entity: EntityId, places: Option<&SpacePlaces<'_>>) {
         if let Some(i) = self.slot_of(entity, places) {
-            self.handles[i] = FREE;
+            self.slots[i] = FREE;
             self.first_free = self.first_free.min(i);
-            while self.handles.last() == Some(&FREE) {
-                self.handles.pop();
-                self.sent.pop();
+            while self.slots.last() == Some(&FREE) {
+                self.slots.pop();
             }
-            if self.handles.capacity() > 2 * self.handles.len() + 16 {
-                self.handles.shrink_to(self.handles.len() * 5 / 4);
-                self.sent.shrink_to(self.handles.len() * 5 / 4);
+            if self.slots.capacity() > 2 * self.slots.len() + 16 {
+                self.slots.shrink_to(self.slots.len() * 5 / 4);
             }
         }
     }
@@ -118,11 +113,11 @@ impl PositionSync {
     fn slot_of(&self, entity: EntityId, places: Option<&SpacePlaces<'_>>) -> Option<usize> {
         let tag = entity << 32;
         let mut left = None;
-        for (i, &h) in self.handles.iter().enumerate() {
-            if h == FREE || h & !(UNSENT | INDEX) != tag {
+        for (i, &w) in self.slots.iter().enumerate() {
+            if w == FREE || w & TAG != tag {
                 continue;
             }
-            match places.and_then(|p| p.get((h & INDEX) as usize)) {
+            match places.and_then(|p| p.get((w & INDEX) as usize)) {
                 Some((e, _)) if e == entity => return Some(i),
                 Some((0, _)) | None => left = left.or(Some(i)),
                 Some(_) => {}
@@ -131,10 +126,10 @@ impl PositionSync {
         left
     }
 
-    /// Appends a `Positions` frame with what changed since the last one to
-    /// `out`; returns false (and appends nothing) when nothing did. At a
-    /// tick (`tick`), places that did not change since the last tick are
-    /// skipped unread: the client holds them already.
+    /// Appends a `Positions` frame to `out`; returns false (and appends
+    /// nothing) when it would be empty. At a tick (`tick`) it carries every
+    /// change since the last tick of the places this client has slots for,
+    /// and binds new slots; between ticks it only binds new slots.
     pub(super) fn write(
         &mut self,
         places: &SpacePlaces<'_>,
@@ -142,32 +137,30 @@ impl PositionSync {
         out: &mut Vec<u8>,
     ) -> bool {
         let mut w = PositionsWriter::new(out, places.resolution());
-        for (i, h) in self.handles.iter_mut().enumerate() {
-            if *h == FREE {
+        for (i, word) in self.slots.iter_mut().enumerate() {
+            let bind = *word & (UNSENT | BETWEEN) != 0;
+            if *word == FREE || !tick && *word & UNSENT == 0 {
                 continue;
             }
-            let index = (*h & INDEX) as usize;
-            let unsent = *h & UNSENT != 0;
-            if tick && !unsent && !places.changed(index) {
+            let index = (*word & INDEX) as usize;
+            if tick && *word & UNSENT == 0 && !places.changed(index) {
+                // Bound between ticks at the place it still has.
+                *word &= !BETWEEN;
                 continue;
             }
             // A handle is reused only after its entity left the space,
-            // which frees its slots first; check anyway (by the low half
-            // of the id, which is what the slot keeps at hand).
-            let Some((entity, now)) = places
-                .get(index)
-                .filter(|&(e, _)| e << 32 == *h & !(UNSENT | INDEX))
+            // which frees its slots first; check anyway.
+            let Some((entity, now)) = places.get(index).filter(|&(e, _)| e << 32 == *word & TAG)
             else {
                 continue;
             };
             let slot = i as u32;
-            if unsent {
+            if bind {
                 w.bind(slot, entity, now);
-                *h &= !UNSENT;
-            } else if !w.update(slot, self.sent[i], now) {
-                continue;
+                *word = (*word & !(UNSENT | BETWEEN)) | if tick { 0 } else { BETWEEN };
+            } else {
+                w.update(slot, places.settled(index), now);
             }
-            self.sent[i] = now;
         }
         w.finish()
     }
@@ -175,7 +168,7 @@ impl PositionSync {
     /// Slots in use.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.handles.iter().filter(|&&h| h != FREE).count()
+        self.slots.iter().filter(|&&w| w != FREE).count()
     }
 }
 
@@ -184,7 +177,7 @@ mod tests {
     use super::*;
     use crate::game::space::Spaces;
     use crate::plugin::bindings::Position;
-    use wyrm_protocol::{EntityPosition, PositionTable, Resolution};
+    use wyrm_protocol::{EntityPosition, PositionTable, QuantPos, Resolution};
 
     fn at(x: f32, y: f32) -> Position {
         Position { x, y, z: 0.0 }
@@ -281,16 +274,18 @@ mod tests {
             }
             if round % 7 == 0 {
                 buf.clear();
+                // Between ticks only new slots are bound; at a tick the
+                // client must hold every place as it is.
                 let tick = round % 14 == 0;
                 let wrote = sync.write(&spaces.places(space).unwrap(), tick, &mut buf);
                 if tick {
-                    spaces.clear_changed();
+                    spaces.settle();
                 }
                 if wrote {
                     got.clear();
                     table.apply(&buf[1..], &mut got).unwrap();
                 }
-                for &id in &shown {
+                for &id in shown.iter().filter(|_| tick) {
                     let p = spaces.placement(id).unwrap();
                     let expect = QuantPos::new(
                         res,

@@ -273,7 +273,7 @@ impl World {
             }
         }
         self.positions_buf = buf;
-        self.spaces.clear_changed();
+        self.spaces.settle();
     }
 
     /// [`flush_positions`](Self::flush_positions) for one client, at once.
