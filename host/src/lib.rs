@@ -8,15 +8,16 @@
 //!
 //! Modules, by concern, dependencies pointing down:
 //! - [`server`]: wires one gate, one dispatcher and one game into a process.
-//! - [`gate`]: client connections, tags, fan-out, rate limits.
-//! - [`dispatcher`]: routes messages between gates and games.
+//! - [`gate`]: client connections, tags, fan-out, rate limits, writes.
+//! - [`dispatcher`]: routes what connections receive to their game.
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
 //! - [`plugin`]: the wasmtime runtime: compile, cache, sandbox, call.
 //! - [`storage`]: the embedded SQLite database and the stats sink.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
 //! - [`scaffold`]: `wyrm new`, plugin projects in every language.
-//! - [`msg`]: the message vocabulary; [`config`]: the TOML config.
+//! - [`msg`]: the message vocabulary; [`config`]: the TOML config;
+//!   [`ids`]: maps keyed by host-assigned ids.
 
 pub mod admin;
 pub mod config;
