@@ -43,7 +43,6 @@ use wyrm_protocol::{ClientFrame, PositionTable, ServerFrame};
 
 pub use error::ClientError;
 pub use event::{from_value, Event};
-pub use transport::kcp_config;
 pub use view::{apply_attr, format_path, EntityView};
 pub use wyrm_protocol::{
     AttrOp, EntityPosition, ErrorCode, PathSegment, Position, Resolution, DEFAULT_MAX_FRAME,
@@ -61,14 +60,15 @@ pub const NO_ARGS: [u8; 0] = [];
 /// this the oldest are dropped.
 pub const BACKLOG_LIMIT: usize = 4096;
 
-/// The nonce of the `Ping`s a KCP client sends on its own to keep its
-/// session alive (see [`Transport::Kcp`]); their `Pong`s are not reported.
-/// [`Client::ping`] never uses it.
-const KCP_KEEPALIVE_NONCE: u64 = 0;
+/// The nonce of the `Ping`s a client sends on its own to keep its
+/// connection (see `docs/protocol.md`, "Limits"); their `Pong`s are not
+/// reported. [`Client::ping`] never uses it.
+const KEEPALIVE_NONCE: u64 = 0;
 
-/// How long a KCP client waits in silence before it pings to keep its
-/// session (see `docs/protocol.md`, KCP).
-const KCP_KEEPALIVE: Duration = Duration::from_secs(10);
+/// How long a client that waits for input may go without sending before it
+/// pings: the server closes a connection silent for its idle timeout (30 s
+/// by default), and a KCP session expires as long.
+const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// How to reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,7 +156,8 @@ impl ClientBuilder {
             positions: PositionTable::new(),
             player: None,
             next_req: 1,
-            next_nonce: KCP_KEEPALIVE_NONCE + 1,
+            next_nonce: KEEPALIVE_NONCE + 1,
+            last_sent: Instant::now(),
         };
         // Say which protocol this client speaks at once, without waiting
         // for `Welcome` (on KCP this opens the session).
@@ -226,6 +227,8 @@ pub struct Client {
     player: Option<u64>,
     next_req: u32,
     next_nonce: u64,
+    /// When this client last sent anything (its keepalive counts from it).
+    last_sent: Instant,
 }
 
 impl std::fmt::Debug for Client {
@@ -372,7 +375,7 @@ impl Client {
     /// nonce.
     pub async fn ping(&mut self) -> Result<u64, ClientError> {
         let nonce = self.next_nonce;
-        self.next_nonce = self.next_nonce.wrapping_add(1).max(KCP_KEEPALIVE_NONCE + 1);
+        self.next_nonce = self.next_nonce.wrapping_add(1).max(KEEPALIVE_NONCE + 1);
         self.send_frame(&ClientFrame::Ping { nonce }).await?;
         Ok(nonce)
     }
@@ -397,6 +400,7 @@ impl Client {
     /// the server's `max_frame`.
     pub async fn send_raw_frame(&mut self, frame: &[u8]) -> Result<(), ClientError> {
         self.ensure_open()?;
+        self.last_sent = Instant::now();
         let r = self.conn.send_frame(frame).await;
         self.note(r)
     }
@@ -405,6 +409,7 @@ impl Client {
     /// KCP only).
     pub async fn send_raw_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.ensure_open()?;
+        self.last_sent = Instant::now();
         let r = self.conn.send_raw_bytes(bytes).await;
         match self.note(r)? {
             true => Ok(()),
@@ -419,6 +424,7 @@ impl Client {
     /// binary messages, so this is for tests of bad input).
     pub async fn send_ws_text(&mut self, text: &str) -> Result<(), ClientError> {
         self.ensure_open()?;
+        self.last_sent = Instant::now();
         let r = self.conn.send_ws_text(text).await;
         match self.note(r)? {
             true => Ok(()),
@@ -447,6 +453,7 @@ impl Client {
                 max,
             });
         }
+        self.last_sent = Instant::now();
         let r = self.conn.send_frame(&bytes).await;
         self.note(r)
     }
@@ -672,20 +679,16 @@ impl Client {
                 }
                 State::Open => {}
             }
-            let r = if self.transport == Transport::Kcp {
-                // KCP has no close and the server drops a session that sends
-                // nothing for 30 s: while waiting here, keep it alive with
-                // pings whose pongs are not reported.
-                loop {
-                    tokio::select! {
-                        r = self.conn.recv() => break r,
-                        _ = tokio::time::sleep(KCP_KEEPALIVE) => {
-                            self.send_frame(&ClientFrame::Ping { nonce: KCP_KEEPALIVE_NONCE }).await?;
-                        }
+            // The server drops a connection that sends nothing for its idle
+            // timeout: while waiting here, keep it with pings whose pongs
+            // are not reported.
+            let r = loop {
+                tokio::select! {
+                    r = self.conn.recv() => break r,
+                    () = tokio::time::sleep_until(self.last_sent + KEEPALIVE) => {
+                        self.send_frame(&ClientFrame::Ping { nonce: KEEPALIVE_NONCE }).await?;
                     }
                 }
-            } else {
-                self.conn.recv().await
             };
             match self.note(r)? {
                 Incoming::Closed => {
@@ -739,7 +742,7 @@ impl Client {
                 ))
             }
             ServerFrame::Pong { nonce } => {
-                if nonce == KCP_KEEPALIVE_NONCE && self.transport == Transport::Kcp {
+                if nonce == KEEPALIVE_NONCE {
                     return Ok(None);
                 }
                 Event::Pong { nonce }
@@ -749,7 +752,11 @@ impl Client {
                 code,
                 message,
             } => {
-                if code == ErrorCode::Malformed && self.transport == Transport::Kcp {
+                // KCP has no close: errors after which the server closes
+                // end the client's side here.
+                if matches!(code, ErrorCode::Malformed | ErrorCode::TimedOut)
+                    && self.transport == Transport::Kcp
+                {
                     self.state = State::CloseNext;
                 }
                 Event::Error {

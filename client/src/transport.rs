@@ -10,7 +10,6 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
-use tokio_kcp::KcpStream;
 use tokio_tungstenite::{
     tungstenite::{self, protocol::WebSocketConfig, Message},
     WebSocketStream,
@@ -19,8 +18,8 @@ use wyrm_protocol::{write_prefixed, FrameDecoder, FrameError};
 
 use crate::{ClientError, Transport};
 
-/// The KCP settings both sides use; defined once in the protocol crate.
-pub use wyrm_protocol::kcp_config;
+/// How long the KCP handshake may take, repeats included.
+const KCP_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use wyrm_protocol::STREAM_WRITE_CHUNK as WRITE_CHUNK;
 
@@ -104,9 +103,10 @@ impl Conn {
                     .map_err(|e| connect_error(transport, addr, e))?
                     .next()
                     .ok_or_else(|| connect_error(transport, addr, "no address found"))?;
-                let kcp = KcpStream::connect(&kcp_config(), peer)
-                    .await
-                    .map_err(|e| connect_error(transport, addr, e))?;
+                let kcp =
+                    wyrm_kcp::connect(peer, wyrm_kcp::Settings::default(), KCP_HANDSHAKE_TIMEOUT)
+                        .await
+                        .map_err(|e| connect_error(transport, addr, e))?;
                 Ok(Conn::Stream {
                     io: Box::new(kcp),
                     decoder: FrameDecoder::new(max_frame),

@@ -10,12 +10,12 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpListener,
 };
-use tokio_kcp::KcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use wyrm_client::{
-    from_value, kcp_config, AttrOp, Client, ClientError, ErrorCode, Event, PathSegment, Transport,
-    NO_ARGS, PROTOCOL_VERSION,
+    from_value, AttrOp, Client, ClientError, ErrorCode, Event, PathSegment, Transport, NO_ARGS,
+    PROTOCOL_VERSION,
 };
+use wyrm_kcp::{KcpListener, Settings};
 use wyrm_protocol::{
     write_prefixed, ClientFrame, FrameDecoder, FrameError, PositionsWriter, QuantPos, Resolution,
     ServerFrame,
@@ -331,13 +331,14 @@ async fn start(transport: Transport) -> String {
             addr
         }
         Transport::Kcp => {
-            let mut l = KcpListener::bind(kcp_config(), "127.0.0.1:0")
-                .await
-                .unwrap();
-            let addr = l.local_addr().unwrap().to_string();
+            let mut l =
+                KcpListener::bind(([127, 0, 0, 1], 0).into(), Settings::default(), |_| Ok(()))
+                    .await
+                    .unwrap();
+            let addr = l.local_addr().to_string();
             tokio::spawn(async move {
-                while let Ok((s, _)) = l.accept().await {
-                    tokio::spawn(serve_stream(s));
+                while let Ok(opened) = l.accept().await {
+                    tokio::spawn(serve_stream(opened.stream));
                 }
             });
             addr
@@ -683,10 +684,15 @@ async fn connect_failures_are_clear() {
     drop(l);
     let err = Client::connect(Transport::Tcp, &addr).await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
-    // KCP cannot tell; the connect timeout fires.
+    // KCP learns it from the ICMP answer to its handshake.
+    let err = Client::connect(Transport::Kcp, &addr).await.unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("nothing answers"), "{err}");
+    // A UDP port that takes datagrams and never answers: the timeout fires.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let err = Client::builder(Transport::Kcp)
         .connect_timeout(Duration::from_millis(300))
-        .connect(&addr)
+        .connect(&silent.local_addr().unwrap().to_string())
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::ConnectTimeout { .. }), "{err}");

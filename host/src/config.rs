@@ -83,6 +83,17 @@ pub struct NetConfig {
     /// Threads for the network (the game has a thread of its own): by
     /// default the cores less one, at least one.
     pub threads: Option<usize>,
+    /// A frame begun must be complete within this many milliseconds, or
+    /// the connection is closed (a client trickling bytes holds nothing).
+    pub frame_timeout_ms: u64,
+    /// A connection that sends nothing at all (not even a `Ping`) for this
+    /// many milliseconds is closed. WebSocket clients are pinged at half
+    /// of it, so a browser's page need not ping.
+    pub idle_timeout_ms: u64,
+    /// Most client connections held at once, on all transports.
+    pub max_connections: usize,
+    /// Most client connections held at once from one IP address.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for NetConfig {
@@ -97,6 +108,10 @@ impl Default for NetConfig {
             client_queue: None,
             client_rate: 200,
             threads: None,
+            frame_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 20_000,
+            max_connections_per_address: 1_000,
         }
     }
 }
@@ -364,6 +379,14 @@ impl Config {
             anyhow::bail!(
                 "[net] client_queue_bytes must be at least 65536 and client_rate positive"
             );
+        }
+        if n.frame_timeout_ms < 100 || n.idle_timeout_ms < 1000 {
+            anyhow::bail!(
+                "[net] frame_timeout_ms must be at least 100 and idle_timeout_ms at least 1000"
+            );
+        }
+        if n.max_connections == 0 || n.max_connections_per_address == 0 {
+            anyhow::bail!("[net] max_connections and max_connections_per_address must be positive");
         }
         if self.plugins.is_empty() {
             anyhow::bail!("no [[plugin]] is configured");

@@ -45,6 +45,7 @@ pub struct Server {
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
     tick_times: Arc<game::TickTimes>,
+    admission: net::Admission,
 }
 
 /// What a running server offers its admin endpoint and `wyrm dev`: a handle
@@ -181,8 +182,12 @@ impl Server {
                 max_frame: cfg.net.max_frame,
                 queue_bytes: cfg.net.client_queue_bytes,
                 rate: cfg.net.client_rate,
+                frame_timeout: Duration::from_millis(cfg.net.frame_timeout_ms),
+                idle_timeout: Duration::from_millis(cfg.net.idle_timeout_ms),
             },
         };
+        let admission =
+            net::Admission::new(cfg.net.max_connections, cfg.net.max_connections_per_address);
         let ids = Arc::new(AtomicU64::new(1));
         let mut server = Self {
             websocket: None,
@@ -197,6 +202,7 @@ impl Server {
             runtime,
             plugin_names: cfg.plugins.iter().map(|p| p.name.clone()).collect(),
             tick_times,
+            admission: admission.clone(),
         };
 
         if let Some(addr) = cfg.net.tcp {
@@ -204,11 +210,18 @@ impl Server {
                 .await
                 .with_context(|| format!("cannot listen for TCP on {addr}"))?;
             server.tcp = Some(listener.local_addr()?);
-            let (ctx, ids) = (ctx.clone(), ids.clone());
+            let (ctx, ids, admission) = (ctx.clone(), ids.clone(), admission.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok((stream, _)) => {
+                        Ok((stream, peer)) => {
+                            let ticket = match admission.admit(peer, "tcp") {
+                                Ok(ticket) => ticket,
+                                Err(refused) => {
+                                    tokio::spawn(net::refuse_tcp(stream, refusal_frame(refused)));
+                                    continue;
+                                }
+                            };
                             let l = ctx.limits;
                             let (conn, link) = net::tcp_conn(stream, l.max_frame, l.queue_bytes);
                             tokio::spawn(gate::serve_connection(
@@ -216,6 +229,7 @@ impl Server {
                                 link,
                                 ids.fetch_add(1, Ordering::Relaxed),
                                 ctx.clone(),
+                                ticket,
                             ));
                         }
                         Err(e) => accept_failed("tcp", e).await,
@@ -224,28 +238,22 @@ impl Server {
             }));
         }
         if let Some(addr) = cfg.net.kcp {
-            let mut listener = net::listen_kcp(addr).await?;
-            server.kcp = Some(
-                listener
-                    .local_addr()
-                    .context("KCP listener has no address")?,
-            );
+            let mut listener =
+                net::listen_kcp(addr, ctx.limits.idle_timeout, admission.clone()).await?;
+            server.kcp = Some(listener.local_addr());
             let (ctx, ids) = (ctx.clone(), ids.clone());
             tasks.push(tokio::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            let l = ctx.limits;
-                            let (conn, link) = net::kcp_conn(stream, l.max_frame, l.queue_bytes);
-                            tokio::spawn(gate::serve_connection(
-                                conn,
-                                link,
-                                ids.fetch_add(1, Ordering::Relaxed),
-                                ctx.clone(),
-                            ));
-                        }
-                        Err(e) => accept_failed("kcp", std::io::Error::other(e.to_string())).await,
-                    }
+                // Ends when the endpoint does (it stops only with the server).
+                while let Ok(opened) = listener.accept().await {
+                    let l = ctx.limits;
+                    let (conn, link) = net::kcp_conn(opened.stream, l.max_frame, l.queue_bytes);
+                    tokio::spawn(gate::serve_connection(
+                        conn,
+                        link,
+                        ids.fetch_add(1, Ordering::Relaxed),
+                        ctx.clone(),
+                        opened.ticket,
+                    ));
                 }
             }));
         }
@@ -259,7 +267,16 @@ impl Server {
             tasks.push(tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok((stream, _)) => {
+                        Ok((stream, peer)) => {
+                            // Page requests count too: a connection is a
+                            // connection until it says what it is.
+                            let ticket = match admission.admit(peer, "websocket") {
+                                Ok(ticket) => ticket,
+                                Err(refused) => {
+                                    tokio::spawn(net::refuse_http(stream, refused));
+                                    continue;
+                                }
+                            };
                             let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
                             tokio::spawn(async move {
                                 let l = ctx.limits;
@@ -268,6 +285,7 @@ impl Server {
                                     web_root.as_deref(),
                                     l.max_frame,
                                     l.queue_bytes,
+                                    l.frame_timeout,
                                 )
                                 .await
                                 {
@@ -277,6 +295,7 @@ impl Server {
                                             link,
                                             ids.fetch_add(1, Ordering::Relaxed),
                                             ctx,
+                                            ticket,
                                         )
                                         .await
                                     }
@@ -313,6 +332,12 @@ impl Server {
             "server started"
         );
         Ok(server)
+    }
+
+    /// Client connections open now, on all transports (a KCP session
+    /// counts from its handshake's end).
+    pub fn connections(&self) -> usize {
+        self.admission.open()
     }
 
     /// How long the game's recent space ticks took.
@@ -356,6 +381,18 @@ impl Server {
             t.abort();
         }
     }
+}
+
+/// What a TCP connection that was not admitted reads before the close.
+fn refusal_frame(refused: net::Refused) -> Vec<u8> {
+    let frame = wyrm_protocol::ServerFrame::Error {
+        req_id: 0,
+        code: wyrm_protocol::ErrorCode::Overloaded,
+        message: format!("connection refused: {refused}"),
+    };
+    let mut wire = Vec::new();
+    wyrm_protocol::write_prefixed(&mut wire, &frame.to_bytes());
+    wire
 }
 
 /// Accept errors (out of file descriptors, mostly) are transient: log and

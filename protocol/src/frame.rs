@@ -133,6 +133,10 @@ pub enum ErrorCode {
     /// The client speaks another protocol version (or did not say which,
     /// in `Hello`); the server closes the connection.
     UnsupportedVersion = 10,
+    /// The client took too long: a frame it began did not end in time, or
+    /// it sent nothing at all for too long; the server closes the
+    /// connection.
+    TimedOut = 11,
     /// A code this version does not know.
     Unknown = 0xffff,
 }
@@ -151,6 +155,7 @@ impl ErrorCode {
             8 => Self::Overloaded,
             9 => Self::Internal,
             10 => Self::UnsupportedVersion,
+            11 => Self::TimedOut,
             _ => Self::Unknown,
         }
     }

@@ -28,21 +28,3 @@ pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Default largest frame (type byte + body) either side accepts.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
-
-/// The KCP settings both sides of a Wyrm connection use (`docs/protocol.md`,
-/// "KCP"): lowest latency, flushed at once, stream mode (frames carry their
-/// own length prefix). Sessions expire after 30 s without a datagram, since
-/// KCP has no close; clients ping more often than that.
-#[cfg(feature = "kcp")]
-pub fn kcp_config() -> tokio_kcp::KcpConfig {
-    tokio_kcp::KcpConfig {
-        mtu: 1400,
-        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
-        wnd_size: (256, 256),
-        session_expire: std::time::Duration::from_secs(30),
-        flush_write: true,
-        flush_acks_input: true,
-        stream: true,
-        ..Default::default()
-    }
-}

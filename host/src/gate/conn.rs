@@ -14,7 +14,7 @@ use super::Registration;
 use crate::dispatcher::Dispatcher;
 use crate::msg::{ClientId, ToGame};
 use crate::net::{
-    ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, WS_PONG,
+    ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, Ticket, WS_PONG,
 };
 
 /// Per-connection limits.
@@ -26,6 +26,10 @@ pub struct ConnLimits {
     pub queue_bytes: usize,
     /// Frames per second the client may send (bursts of twice that).
     pub rate: u32,
+    /// Longest a frame may take to arrive once begun.
+    pub frame_timeout: Duration,
+    /// Longest a client may send nothing at all.
+    pub idle_timeout: Duration,
 }
 
 /// What a connection needs to reach the rest of the server.
@@ -49,18 +53,24 @@ enum End {
     WrongVersion,
     Io(String),
     GameStopped,
+    SlowFrame,
+    Idle,
 }
 
 /// Serves one client connection until it ends; its log lines carry the
 /// client's id and transport.
+/// `ticket` is the connection's place under the connection limits, held
+/// until it ends.
 pub async fn serve_connection<C: FrameConn>(
     conn: C,
     link: Arc<Link>,
     client: ClientId,
     ctx: ConnContext,
+    ticket: Ticket,
 ) {
     let span = tracing::info_span!("client", id = client, transport = conn.transport());
-    serve(conn, link, client, ctx).instrument(span).await
+    serve(conn, link, client, ctx).instrument(span).await;
+    drop(ticket);
 }
 
 async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx: ConnContext) {
@@ -88,6 +98,9 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
         to_game: Vec::new(),
         end: None,
     };
+    let mut clock = Clock::new(ctx.limits);
+    let alarm = tokio::time::sleep_until(clock.next_alarm().into());
+    tokio::pin!(alarm);
     let end = loop {
         tokio::select! {
             biased;
@@ -124,6 +137,24 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
                 if read_end == ReadEnd::PeerClosed {
                     break End::PeerClosed;
                 }
+                if clock.heard(conn.mid_frame()) {
+                    alarm.as_mut().reset(clock.next_alarm().into());
+                }
+            }
+            () = &mut alarm => {
+                match clock.alarm(Instant::now()) {
+                    Alarm::Wait => {}
+                    Alarm::Probe => {
+                        if let Some(probe) = conn.probe() {
+                            // A client too slow to take a ping is dropped anyway.
+                            let _ = link.push_slice(probe);
+                            link.flush();
+                        }
+                    }
+                    Alarm::SlowFrame => break End::SlowFrame,
+                    Alarm::Idle => break End::Idle,
+                }
+                alarm.as_mut().reset(clock.next_alarm().into());
             }
         }
     };
@@ -149,6 +180,11 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
         }
         End::Io(why) => tracing::debug!("connection failed: {why}"),
         End::GameStopped => tracing::debug!("the game stopped"),
+        End::SlowFrame => tracing::info!(
+            "a frame took longer than {:?} to arrive, closing",
+            ctx.limits.frame_timeout
+        ),
+        End::Idle => tracing::info!("sent nothing for {:?}, closing", ctx.limits.idle_timeout),
     }
     match end {
         End::Malformed(why) => push_error(&link, ErrorCode::Malformed, why),
@@ -157,9 +193,108 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
             ErrorCode::Overloaded,
             "flooding; disconnected".into(),
         ),
+        End::SlowFrame => push_error(
+            &link,
+            ErrorCode::TimedOut,
+            format!(
+                "a frame took longer than {} ms to arrive; disconnected",
+                ctx.limits.frame_timeout.as_millis()
+            ),
+        ),
+        End::Idle => push_error(
+            &link,
+            ErrorCode::TimedOut,
+            format!(
+                "sent nothing for {} ms; disconnected (send a Ping when idle)",
+                ctx.limits.idle_timeout.as_millis()
+            ),
+        ),
         _ => {}
     }
     conn.close(&link).await;
+}
+
+/// What the connection's timer finds when it goes off.
+#[derive(Debug, PartialEq, Eq)]
+enum Alarm {
+    /// Nothing is due yet (the client was heard since the alarm was set).
+    Wait,
+    /// The client has been quiet half its idle time: draw an answer.
+    Probe,
+    /// A frame begun has not ended in time.
+    SlowFrame,
+    /// The client has been quiet its whole idle time.
+    Idle,
+}
+
+/// The deadlines of one connection. Reads only note the time; the one
+/// timer is moved when a frame begins and otherwise checks, when it goes
+/// off, whether what it was set for still holds, so a busy connection
+/// does not touch the timer on every read.
+struct Clock {
+    limits: ConnLimits,
+    last_heard: Instant,
+    frame_began: Option<Instant>,
+    probed: bool,
+}
+
+impl Clock {
+    fn new(limits: ConnLimits) -> Self {
+        Self {
+            limits,
+            last_heard: Instant::now(),
+            frame_began: None,
+            probed: false,
+        }
+    }
+
+    /// Notes a read; says whether the alarm must move sooner (a frame
+    /// began).
+    fn heard(&mut self, mid_frame: bool) -> bool {
+        let now = Instant::now();
+        self.last_heard = now;
+        self.probed = false;
+        match (mid_frame, self.frame_began) {
+            (true, None) => {
+                self.frame_began = Some(now);
+                true
+            }
+            (false, _) => {
+                self.frame_began = None;
+                false
+            }
+            (true, Some(_)) => false,
+        }
+    }
+
+    fn next_alarm(&self) -> Instant {
+        let quiet = if self.probed {
+            self.last_heard + self.limits.idle_timeout
+        } else {
+            self.last_heard + self.limits.idle_timeout / 2
+        };
+        match self.frame_began {
+            Some(began) => quiet.min(began + self.limits.frame_timeout),
+            None => quiet,
+        }
+    }
+
+    fn alarm(&mut self, now: Instant) -> Alarm {
+        if self
+            .frame_began
+            .is_some_and(|began| now >= began + self.limits.frame_timeout)
+        {
+            return Alarm::SlowFrame;
+        }
+        if now >= self.last_heard + self.limits.idle_timeout {
+            return Alarm::Idle;
+        }
+        if !self.probed && now >= self.last_heard + self.limits.idle_timeout / 2 {
+            self.probed = true;
+            return Alarm::Probe;
+        }
+        Alarm::Wait
+    }
 }
 
 /// Queues an error about no request (`req_id` 0).
@@ -345,5 +480,58 @@ impl TokenBucket {
                 Admit::Refuse
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            max_frame: 1024,
+            queue_bytes: 1 << 20,
+            rate: 100,
+            frame_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn a_quiet_client_is_probed_at_half_its_idle_time_then_dropped() {
+        let mut c = Clock::new(limits());
+        let t0 = c.last_heard;
+        assert_eq!(c.next_alarm(), t0 + Duration::from_secs(5));
+        assert_eq!(c.alarm(t0 + Duration::from_secs(4)), Alarm::Wait);
+        assert_eq!(c.alarm(t0 + Duration::from_secs(5)), Alarm::Probe);
+        assert_eq!(c.next_alarm(), t0 + Duration::from_secs(10));
+        assert_eq!(c.alarm(t0 + Duration::from_secs(6)), Alarm::Wait);
+        assert_eq!(c.alarm(t0 + Duration::from_secs(10)), Alarm::Idle);
+    }
+
+    #[test]
+    fn a_client_heard_since_the_alarm_was_set_is_left_alone() {
+        let mut c = Clock::new(limits());
+        let t0 = c.last_heard;
+        assert!(!c.heard(false), "a whole frame moves no alarm");
+        assert_eq!(c.alarm(t0 + Duration::from_secs(5)), Alarm::Wait);
+        assert!(c.next_alarm() > t0 + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_frame_begun_must_end_within_the_frame_timeout() {
+        let mut c = Clock::new(limits());
+        assert!(c.heard(true), "a frame began: the alarm moves sooner");
+        let began = c.last_heard;
+        assert_eq!(c.next_alarm(), began + Duration::from_secs(2));
+        // Trickling more bytes of the same frame buys no time.
+        assert!(!c.heard(true));
+        assert_eq!(c.next_alarm(), began + Duration::from_secs(2));
+        assert_eq!(c.alarm(began + Duration::from_secs(2)), Alarm::SlowFrame);
+        // A frame that ends in time clears it.
+        let mut c = Clock::new(limits());
+        c.heard(true);
+        c.heard(false);
+        assert_eq!(c.alarm(c.last_heard + Duration::from_secs(3)), Alarm::Wait);
     }
 }

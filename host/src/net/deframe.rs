@@ -45,6 +45,10 @@ pub trait Deframer: Send + Sync {
         data: &mut [u8],
         on: &mut dyn FnMut(Piece<'_>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, FramingError>;
+
+    /// Whether a frame has begun and not ended (bytes of it are held, or
+    /// an oversized one is being skipped).
+    fn mid_frame(&self) -> bool;
 }
 
 /// Runs `parse` over `data`, or over the kept tail with `data` appended;
@@ -104,6 +108,10 @@ impl PrefixDeframer {
 }
 
 impl Deframer for PrefixDeframer {
+    fn mid_frame(&self) -> bool {
+        !self.tail.is_empty() || self.skipping > 0
+    }
+
     fn feed(
         &mut self,
         data: &mut [u8],
@@ -250,6 +258,10 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
 }
 
 impl Deframer for WsDeframer {
+    fn mid_frame(&self) -> bool {
+        !self.tail.is_empty() || self.skipping > 0 || self.message.is_some() || self.discarding
+    }
+
     fn feed(
         &mut self,
         data: &mut [u8],
@@ -371,7 +383,7 @@ pub fn put_ws_header(out: &mut impl bytes::BufMut, opcode: u8, len: usize) {
 }
 
 /// The opcodes a server writes.
-pub use op::{BINARY as WS_BINARY, CLOSE as WS_CLOSE, PONG as WS_PONG};
+pub use op::{BINARY as WS_BINARY, CLOSE as WS_CLOSE, PING as WS_PING, PONG as WS_PONG};
 
 #[cfg(test)]
 mod tests {

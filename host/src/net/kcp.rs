@@ -1,4 +1,6 @@
 //! KCP: reliable UDP, frames behind a u32 length over KCP's byte stream.
+//! Sessions open through `wyrm-kcp`'s cookie handshake, admitted by the
+//! server's connection limits.
 //! The KCP stream can only be written by its owner, so a KCP link never
 //! writes from the gate's thread: a flush wakes the connection's task,
 //! which writes everything queued in one go (KCP packs it into as few
@@ -10,9 +12,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_kcp::{KcpListener, KcpStream};
+use wyrm_kcp::{KcpListener, KcpStream, Refusal, Settings};
 
 use super::link::{CloseReason, Framing, Link};
+use super::{Admission, Refused, Ticket};
 use super::{Deframer, FrameConn, NetError, Piece, PrefixDeframer, ReadEnd};
 
 /// Bytes read from the KCP stream at a time.
@@ -73,13 +76,34 @@ impl FrameConn for KcpConn {
     fn transport(&self) -> &'static str {
         "kcp"
     }
+
+    fn mid_frame(&self) -> bool {
+        self.deframer.mid_frame()
+    }
 }
 
-/// Binds a KCP listener.
-pub async fn listen_kcp(addr: SocketAddr) -> io::Result<KcpListener> {
-    KcpListener::bind(wyrm_protocol::kcp_config(), addr)
-        .await
-        .map_err(|e| io::Error::other(format!("cannot bind KCP on {addr}: {e}")))
+/// Binds a KCP listener whose sessions expire after `idle_timeout` without
+/// a datagram; each peer that completes the handshake must get a ticket
+/// from `admission`, which stays with its session.
+pub async fn listen_kcp(
+    addr: SocketAddr,
+    idle_timeout: std::time::Duration,
+    admission: Admission,
+) -> io::Result<KcpListener<Ticket>> {
+    let settings = Settings {
+        idle_timeout,
+        ..Settings::default()
+    };
+    KcpListener::bind(addr, settings, move |peer| {
+        admission
+            .admit(peer, "kcp")
+            .map_err(|refused| match refused {
+                Refused::Full(_) => Refusal::ServerFull,
+                Refused::AddressFull(_) => Refusal::AddressFull,
+            })
+    })
+    .await
+    .map_err(|e| io::Error::other(format!("cannot bind KCP on {addr}: {e}")))
 }
 
 /// Prepares an accepted KCP stream: frames of at most `max_frame` bytes in,

@@ -7,6 +7,7 @@
 //! a write. This module knows frames as bytes only: nothing here decodes a
 //! frame's contents or knows of entities.
 
+mod admission;
 mod deframe;
 pub(crate) mod http;
 mod kcp;
@@ -18,11 +19,12 @@ use std::future::Future;
 use std::io;
 use std::ops::ControlFlow;
 
+pub use admission::{Admission, Refused, Ticket};
 pub use deframe::{Deframer, FramingError, Piece, PrefixDeframer, WsDeframer, WS_PONG};
 pub use kcp::{kcp_conn, listen_kcp, KcpConn};
 pub use link::{CloseReason, Duty, Framing, Link, Overflow};
-pub use tcp::{listen_tcp, tcp_conn, TcpConn};
-pub use ws::{accept_http, listen_websocket, ws_control_frame, WsConn};
+pub use tcp::{listen_tcp, refuse_tcp, tcp_conn, TcpConn};
+pub use ws::{accept_http, listen_websocket, refuse_http, ws_control_frame, WsConn};
 
 /// Bytes read from a socket at a time: a read that finds many frames
 /// waiting takes them all in one call.
@@ -79,4 +81,13 @@ pub trait FrameConn: Send + 'static {
 
     /// The transport's name, for logs.
     fn transport(&self) -> &'static str;
+
+    /// Whether the client has begun a frame it has not finished.
+    fn mid_frame(&self) -> bool;
+
+    /// Bytes that make a quiet client answer without its program's help
+    /// (a WebSocket ping, which browsers answer on their own).
+    fn probe(&self) -> Option<&[u8]> {
+        None
+    }
 }

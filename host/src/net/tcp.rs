@@ -29,6 +29,8 @@ pub struct SocketConn<D> {
     name: &'static str,
     /// Sent last when the server closes (a WebSocket close frame).
     goodbye: Option<Vec<u8>>,
+    /// Sent to a quiet client to draw an answer (a WebSocket ping).
+    probe: Option<Vec<u8>>,
     /// Bytes that arrived before the connection was handed over (behind a
     /// WebSocket upgrade request), read first.
     early: Vec<u8>,
@@ -54,6 +56,7 @@ impl<D: Deframer> SocketConn<D> {
             deframer,
             name,
             goodbye: None,
+            probe: None,
             early: Vec::new(),
         };
         (conn, link)
@@ -62,6 +65,11 @@ impl<D: Deframer> SocketConn<D> {
     /// Bytes to send last when the server closes the connection.
     pub(crate) fn set_goodbye(&mut self, bytes: Vec<u8>) {
         self.goodbye = Some(bytes);
+    }
+
+    /// Bytes that draw an answer from a quiet client.
+    pub(crate) fn set_probe(&mut self, bytes: Vec<u8>) {
+        self.probe = Some(bytes);
     }
 
     /// Bytes already read from the socket, to be read before it.
@@ -158,6 +166,31 @@ impl<D: Deframer + 'static> FrameConn for SocketConn<D> {
     fn transport(&self) -> &'static str {
         self.name
     }
+
+    fn mid_frame(&self) -> bool {
+        self.deframer.mid_frame()
+    }
+
+    fn probe(&self) -> Option<&[u8]> {
+        self.probe.as_deref()
+    }
+}
+
+/// Sends a connection that was not admitted its reason (`bytes`, whole
+/// or not at all, within the close grace) and closes it.
+pub async fn refuse_tcp(mut stream: TcpStream, bytes: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let finish = async {
+        stream.write_all(&bytes).await?;
+        // As in `close`: shut down writing and read to the peer's end, so
+        // unread input does not turn the close into a reset that loses the
+        // reason.
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, finish).await;
 }
 
 /// Binds a TCP listener.

@@ -11,14 +11,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::deframe::{put_ws_header, WS_CLOSE};
+use super::deframe::{put_ws_header, WS_CLOSE, WS_PING};
 use super::http;
 use super::link::{Framing, Link};
 use super::tcp::SocketConn;
 use super::WsDeframer;
-
-/// How long a new connection may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A WebSocket client connection: one protocol frame per binary message,
 /// read and written by Wyrm's own framing (server side of RFC 6455, no
@@ -39,17 +36,30 @@ pub fn ws_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Answers a connection that was not admitted with `503` and the reason,
+/// and closes it.
+pub async fn refuse_http(stream: TcpStream, reason: impl std::fmt::Display) {
+    let body = format!("{reason}\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    super::tcp::refuse_tcp(stream, response.into_bytes()).await;
+}
+
 /// Handles a new HTTP connection: serves a file and closes, or upgrades to a
 /// WebSocket and returns it with its link (`max_frame` bytes in, at most
-/// `queue` bytes queued out).
+/// `queue` bytes queued out). The request head must arrive within
+/// `head_timeout` (the frame timeout: it is the connection's first frame).
 pub async fn accept_http(
     mut stream: TcpStream,
     web_root: Option<&Path>,
     max_frame: usize,
     queue: usize,
+    head_timeout: Duration,
 ) -> io::Result<Option<(WsConn, Arc<Link>)>> {
     let _ = stream.set_nodelay(true);
-    let Ok(head) = tokio::time::timeout(HEAD_TIMEOUT, http::read_request(&mut stream)).await else {
+    let Ok(head) = tokio::time::timeout(head_timeout, http::read_request(&mut stream)).await else {
         return Ok(None);
     };
     let Some((req, rest)) = head? else {
@@ -82,6 +92,7 @@ pub async fn accept_http(
     );
     // Going away (1001): the server ends the connection.
     conn.set_goodbye(ws_control_frame(WS_CLOSE, &1001u16.to_be_bytes()));
+    conn.set_probe(ws_control_frame(WS_PING, b""));
     if !rest.is_empty() {
         // Frames the client sent right behind its request head: read them
         // first. Pieces before the first read are rare (a client that does
