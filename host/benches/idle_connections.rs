@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let runs = if support::in_suite() { 1 } else { RUNS };
     for run in 0..runs {
         let dir = tempfile::tempdir()?;
-        let server = ServerProcess::start_testbed(dir.path(), &wasm, "client_rate = 200")?;
+        let server = ServerProcess::start_testbed(dir.path(), &wasm, "client_rate = 200\n# idle clients that never answer a ping\nidle_timeout_ms = 86400000")?;
         let (pid, addr) = (server.pid(), server.websocket()?);
         // Let the server finish starting and one client warm every path.
         rt.block_on(open(&addr, 1))?;

@@ -215,9 +215,10 @@ fn trial(w: &Workload, wasm: &Path, n: usize, window: Duration) -> anyhow::Resul
         &cfg,
         format!(
             "[server]\nname = \"scale\"\ndata_dir = \"data\"\n\n\
-             [net]\ntcp = \"127.0.0.1:0\"\n\n\
+             [net]\ntcp = \"127.0.0.1:0\"\n{}\n\n\
              [game]\nboot_entity = {:?}\nservices = [{:?}]\nspace_tick_hz = 20\n\n\
              [[plugin]]\nname = \"game\"\nsource = {:?}\n",
+            support::BENCH_CONNECTIONS,
             w.boot,
             w.service,
             path_str(wasm)

@@ -104,6 +104,11 @@ impl GameHost for EmptyWorld {
 }
 
 /// The median of some measurements.
+/// `[net]` lines for a benchmark: every bot comes from one address, in
+/// numbers far past what one address may hold by default.
+pub const BENCH_CONNECTIONS: &str =
+    "max_connections = 100000\nmax_connections_per_address = 100000";
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -143,7 +148,7 @@ pub async fn start_testbed_server(
     std::fs::write(
         &cfg_path,
         format!(
-            "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue_bytes = 16777216\n\n\
+            "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue_bytes = 16777216\n{BENCH_CONNECTIONS}\n\n\
              [game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n\n\
              [limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n\
              [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
@@ -192,7 +197,7 @@ impl ServerProcess {
             &cfg,
             format!(
                 "[server]\nname = \"bench\"\ndata_dir = \"data\"\n\n\
-                 [net]\nwebsocket = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n{net_extra}\n\n\
+                 [net]\nwebsocket = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n{BENCH_CONNECTIONS}\n{net_extra}\n\n\
                  [game]\nboot_entity = \"Probe\"\n\n\
                  [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
                 wasm.display().to_string()

@@ -146,8 +146,7 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
                     Alarm::Wait => {}
                     Alarm::Probe => {
                         if let Some(probe) = conn.probe() {
-                            // A client too slow to take a ping is dropped anyway.
-                            let _ = link.push_slice(probe);
+                            link.push_raw(probe);
                             link.flush();
                         }
                     }
