@@ -177,6 +177,18 @@ async fn conforms(lang: Language) {
         "nope, on purpose",
     )
     .await;
+    // A long error reaches the client cut to the host's bound, at a
+    // character boundary, marked with "…".
+    let long = "é".repeat(2000);
+    let req = call_own(&mut a, "fail", (long.as_str(),)).await;
+    let (id, code, text) = a.expect_error(WAIT).await.expect("fail fails");
+    assert_eq!((id, code), (req, ErrorCode::CallFailed), "{lang}: {text}");
+    assert!(
+        text.len() <= wyrm::plugin::MAX_MESSAGE
+            && text.len() > 200
+            && text.strip_suffix('…').is_some_and(|t| long.starts_with(t)),
+        "{lang}: {text}"
+    );
     expect_refused(&mut a, "reminded", ("x",), ErrorCode::NotAllowed, "").await;
     expect_refused(&mut a, "shout", ("x",), ErrorCode::NoSuchMethod, "").await;
 

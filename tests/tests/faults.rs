@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use rmpv::Value;
 use wyrm_client::{ErrorCode, Transport};
 use wyrm_tests::chat::{self, join, next_chat, say};
 use wyrm_tests::{TestServer, WAIT};
@@ -61,6 +62,10 @@ async fn a_panicking_method_fails_alone_and_a_fresh_instance_serves_on() {
         .await
         .expect("the panicking call must fail");
     assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
+    assert!(
+        msg.contains("Avatar.boom called at examples/chatroom/plugin/src/lib.rs:"),
+        "the error is the panic's text and place: {msg}"
+    );
 
     // Host-owned state survived: bindings, tags, attributes, the Lobby's
     // accounts and online list.
@@ -84,6 +89,77 @@ async fn a_panicking_method_fails_alone_and_a_fresh_instance_serves_on() {
     assert!(!ok && msg == "wrong name or password", "{msg}");
     let (ok, msg) = chat::login(&mut r, "pat", "pat-secret").await;
     assert!(!ok && msg.contains("online"), "{msg}");
+    server.server.shutdown().await;
+}
+
+/// Asserts that `msg` is meant for a person: bounded, and without the
+/// wasm backtrace that goes to the server's log.
+fn for_people(msg: &str) {
+    assert!(
+        msg.len() <= wyrm::plugin::MAX_MESSAGE,
+        "{} bytes: {msg}",
+        msg.len()
+    );
+    for internal in ["backtrace", "<wasm function", ".wasm!", "wasm trap"] {
+        assert!(!msg.contains(internal), "{internal:?} in {msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_fails_tells_the_client_why_in_words_not_a_backtrace() {
+    let server = TestServer::start(wyrm_tests::testbed_plugin(), "Probe", &[], |_| {}).await;
+    let mut c = server.connect(Transport::Tcp).await;
+    let mut fail = async |method: &str, args: Value| {
+        let req = c.call_player(method, args).await.expect("send");
+        let (id, code, msg) = c.expect_error(WAIT).await.expect("the call must fail");
+        assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
+        for_people(&msg);
+        msg
+    };
+
+    // A panic: its message and where it was, as Rust's panic hook wrote
+    // them to the guest's stderr.
+    let msg = fail("boom", Value::Array(vec![])).await;
+    assert!(
+        msg.starts_with("plugin game panicked: Probe.boom called at ")
+            && msg.contains("src/lib.rs:"),
+        "{msg}"
+    );
+    let msg = fail(
+        "panic_with",
+        vec![Value::from(
+            "index out of bounds: the len is 3 but the index is 7",
+        )]
+        .into(),
+    )
+    .await;
+    assert!(
+        msg.contains("panicked: index out of bounds: the len is 3 but the index is 7 at "),
+        "{msg}"
+    );
+    // A long one is cut, at a character boundary, and says so.
+    let long = "é".repeat(2000);
+    let msg = fail("panic_with", vec![Value::from(long.as_str())].into()).await;
+    let kept = msg
+        .strip_prefix("plugin game panicked: ")
+        .and_then(|m| m.strip_suffix('…'))
+        .unwrap_or_else(|| panic!("cut and marked: {msg}"));
+    assert!(kept.len() > 200 && long.starts_with(kept), "{msg}");
+
+    // A trap that is not a panic: a short description of it.
+    let msg = fail("hog", vec![Value::from(256)].into()).await;
+    assert!(
+        msg.starts_with("plugin game trapped: out of memory (it asked for ")
+            && msg.ends_with("the cap is 64 MiB)"),
+        "{msg}"
+    );
+
+    // And the instance that took over serves on.
+    c.call_player("count", wyrm_client::NO_ARGS)
+        .await
+        .expect("send");
+    let (n,): (u64,) = wyrm_tests::chat::expect(&mut c, "on_count").await;
+    assert_eq!(n, 1);
     server.server.shutdown().await;
 }
 

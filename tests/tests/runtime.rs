@@ -22,7 +22,7 @@ async fn crash(c: &mut Client) {
     let req = call(c, "boom", NO_ARGS).await;
     let (id, code, msg) = c.expect_error(WAIT).await.expect("boom must fail");
     assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
-    assert!(msg.contains("trapped"), "{msg}");
+    assert!(msg.contains("panicked: Probe.boom called at"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

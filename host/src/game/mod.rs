@@ -26,7 +26,7 @@ use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
 use crate::msg::{GateBatch, ToGame};
-use crate::plugin::{PluginCode, PluginInstance, PluginRuntime};
+use crate::plugin::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
 
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
@@ -459,12 +459,16 @@ impl Game {
         self.world().current = None;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => self
-                .world()
-                .reply_error(reply, ErrorCode::CallFailed, message),
-            Err(fault) => {
+            Ok(Err(message)) => {
                 self.world()
-                    .reply_error(reply, ErrorCode::PluginFault, fault.to_string());
+                    .reply_error(reply, ErrorCode::CallFailed, clip(message, MAX_MESSAGE))
+            }
+            Err(fault) => {
+                self.world().reply_error(
+                    reply,
+                    ErrorCode::PluginFault,
+                    clip(fault.to_string(), MAX_MESSAGE),
+                );
                 self.recover(plugin, &fault);
             }
         }

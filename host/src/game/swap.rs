@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Game, PluginSlot, World};
 use crate::msg::EntityId;
-use crate::plugin::{EntityState, PluginCode, PluginInstance};
+use crate::plugin::{clip, EntityState, PluginCode, PluginInstance, MAX_MESSAGE};
 
 /// Asks the game to replace a plugin with a new version.
 pub struct SwapRequest {
@@ -302,7 +302,8 @@ impl Game {
             Ok(Ok(states)) => states,
             Ok(Err(e)) => {
                 return Err(format!(
-                    "the running version refused to export its state: {e}"
+                    "the running version refused to export its state: {}",
+                    clip(e, MAX_MESSAGE)
                 ))
             }
             Err(fault) => {
@@ -320,7 +321,12 @@ impl Game {
         }
         match s.fresh.import(&mut self.world, &s.from, &states) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("the new version refused the state: {e}")),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "the new version refused the state: {}",
+                    clip(e, MAX_MESSAGE)
+                ))
+            }
             Err(fault) => {
                 return Err(format!(
                     "the new version faulted importing the state: {fault}"

@@ -6,12 +6,13 @@
 //! on to it.
 
 use wasmtime::component::ResourceTable;
-use wasmtime::StoreLimits;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
     HostImports, LogLevel, PathSegment, Placement, Position, ReplyTo, StorageImports, Tag,
 };
+use super::stdio::GuestOutput;
 
 /// Entity ids as plugins see them.
 pub type EntityId = u64;
@@ -102,17 +103,26 @@ pub struct HostState<W> {
     pub(crate) plugin: std::sync::Arc<str>,
     /// The game world, present only while the game is calling in.
     pub(crate) world: Option<Box<W>>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: MemoryCap,
+    /// The guest's stdout and stderr, as WASI was given them: the host
+    /// marks where each call starts and reads why a call failed.
+    pub(crate) output: [GuestOutput; 2],
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl<W> HostState<W> {
-    pub(crate) fn new(plugin: std::sync::Arc<str>, limits: StoreLimits, wasi: WasiCtx) -> Self {
+    pub(crate) fn new(
+        plugin: std::sync::Arc<str>,
+        limits: MemoryCap,
+        wasi: WasiCtx,
+        output: [GuestOutput; 2],
+    ) -> Self {
         Self {
             plugin,
             world: None,
             limits,
+            output,
             wasi,
             table: ResourceTable::new(),
         }
@@ -125,6 +135,69 @@ impl<W> HostState<W> {
         self.world
             .as_deref_mut()
             .ok_or_else(|| wasmtime::Error::msg("host function called outside a game call"))
+    }
+}
+
+/// The store's limits, remembering a growth they refused: a guest stopped
+/// by the memory cap is then told "out of memory" rather than wasmtime's
+/// words for it.
+pub(crate) struct MemoryCap {
+    limits: StoreLimits,
+    /// The cap, in bytes.
+    pub(crate) bytes: usize,
+    /// The size the guest last asked to grow its memory to and was refused,
+    /// since the current call began.
+    pub(crate) refused: Option<usize>,
+}
+
+impl MemoryCap {
+    pub(crate) fn new(bytes: usize) -> Self {
+        Self {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            bytes,
+            refused: None,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(grown, Ok(true)) {
+            self.refused = Some(desired);
+        }
+        grown
+    }
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

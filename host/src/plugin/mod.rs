@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 
 pub use bindings::{Caller, CallerKind, EntityRef, EntityState, PluginInfo};
 pub use build::{build_plugin, tools_dir, BuildOptions, Language, GUEST_TARGET, WIT_FILES};
@@ -49,8 +49,26 @@ pub struct Limits {
     pub memory_bytes: usize,
 }
 
+/// Longest message about a plugin's failure that a client is sent, in
+/// bytes: a plugin's error, a panic's text. Enough for any message meant
+/// for a person; a plugin that returns megabytes does not get to send them.
+pub const MAX_MESSAGE: usize = 512;
+
+/// `text` cut to at most `max` bytes, at a character boundary, ending in
+/// "…" when cut.
+pub fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let end = text.floor_char_boundary(max.saturating_sub('…'.len_utf8()));
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Why a call into a guest did not complete. The instance that produced a
-/// fault is dead and must be replaced.
+/// fault is dead and must be replaced. Its text is for people (clients,
+/// swap reports): the guest's own words or a short description of the
+/// trap, never a backtrace, which goes to the log only.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Fault {
     /// The call ran past its deadline and was stopped.
@@ -59,7 +77,19 @@ pub enum Fault {
         plugin: Arc<str>,
         deadline: Duration,
     },
-    /// The guest trapped (a panic, an out-of-bounds access, out of memory…).
+    /// The guest stopped itself — a panic, an uncaught exception, an abort —
+    /// having written why to stderr.
+    #[error("plugin {plugin} {how}: {message}")]
+    Crash {
+        plugin: Arc<str>,
+        /// "panicked", "raised", "threw" or "aborted".
+        how: &'static str,
+        /// What it wrote, boiled down (a panic's message and place, an
+        /// exception's last line), at most [`MAX_MESSAGE`] bytes.
+        message: String,
+    },
+    /// The guest trapped without saying why (an out-of-bounds access, out
+    /// of memory, a stack overflow…).
     #[error("plugin {plugin} trapped: {reason}")]
     Trap { plugin: Arc<str>, reason: String },
 }
@@ -165,17 +195,16 @@ impl<W: GameHost> PluginCode<W> {
 
     /// A fresh instance in a store of its own, initialised (`init` called).
     pub fn instantiate(&self) -> anyhow::Result<PluginInstance<W>> {
+        let stdout = stdio::GuestOutput::stdout(self.name.clone());
+        let stderr = stdio::GuestOutput::stderr(self.name.clone());
         let wasi = wasmtime_wasi::WasiCtx::builder()
-            .stdout(stdio::GuestOutput::new(self.name.clone(), "stdout"))
-            .stderr(stdio::GuestOutput::new(self.name.clone(), "stderr"))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = host_state::MemoryCap::new(self.limits.memory_bytes);
         let mut store = Store::new(
             &self.engine,
-            HostState::new(self.name.clone(), limits, wasi),
+            HostState::new(self.name.clone(), limits, wasi, [stdout, stderr]),
         );
         store.limiter(|s| &mut s.limits);
         let mut instance = PluginInstance {
@@ -187,10 +216,13 @@ impl<W: GameHost> PluginCode<W> {
             info: empty_info(),
         };
         instance.store.set_epoch_deadline(instance.deadline_ticks);
-        let bindings = self
-            .pre
-            .instantiate(&mut instance.store)
-            .map_err(|e| anyhow::anyhow!("cannot instantiate plugin {}: {e:#}", self.name))?;
+        let bindings = match self.pre.instantiate(&mut instance.store) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = instance.classify(e);
+                anyhow::bail!("cannot instantiate plugin {}: {why}", self.name)
+            }
+        };
         instance.bindings = Some(bindings);
         let mut no_world = None;
         let info = instance
@@ -198,6 +230,30 @@ impl<W: GameHost> PluginCode<W> {
             .map_err(|f| anyhow::anyhow!("plugin {} failed in init: {f}", self.name))?;
         instance.info = info;
         Ok(instance)
+    }
+}
+
+/// A wasm backtrace, one frame a line, with Rust names demangled (wasmtime
+/// demangles only with a feature this build leaves out).
+struct Backtrace<'a>(&'a WasmBacktrace);
+
+impl std::fmt::Display for Backtrace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, frame) in self.0.frames().iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let module = frame.module().name().unwrap_or("<unknown>");
+            write!(f, "{i:>4}: {module}!")?;
+            match frame.func_name() {
+                Some(name) => write!(f, "{:#}", rustc_demangle::demangle(name))?,
+                None => write!(f, "<wasm function {}>", frame.func_index())?,
+            }
+            if let Some(offset) = frame.module_offset() {
+                write!(f, " @ {offset:#x}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -270,25 +326,80 @@ impl<W: GameHost> PluginInstance<W> {
                 reason: "instance was never initialised".into(),
             });
         };
-        self.store.data_mut().world = world.take();
+        let data = self.store.data_mut();
+        for out in &data.output {
+            out.begin_call();
+        }
+        data.limits.refused = None;
+        data.world = world.take();
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = f(bindings.wyrm_game_entities(), &mut self.store);
         *world = self.store.data_mut().world.take();
         result.map_err(|e| self.classify(e))
     }
 
+    /// Turns what a failed call returned into a [`Fault`] a person can
+    /// read, and logs it with the wasm backtrace.
     fn classify(&self, e: wasmtime::Error) -> Fault {
-        if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            Fault::Deadline {
-                plugin: self.name.clone(),
+        let plugin = self.name.clone();
+        let trap = e.downcast_ref::<Trap>().copied();
+        let data = self.store.data();
+        let fault = match (trap, data.limits.refused) {
+            (Some(Trap::Interrupt), _) => Fault::Deadline {
+                plugin,
                 deadline: self.deadline,
+            },
+            (_, Some(asked)) => Fault::Trap {
+                plugin,
+                reason: format!(
+                    "out of memory (it asked for {} MiB, the cap is {} MiB)",
+                    asked.div_ceil(1 << 20),
+                    data.limits.bytes >> 20
+                ),
+            },
+            // How every guest language stops on a panic or an uncaught
+            // exception: it writes why to stderr, then aborts.
+            (Some(Trap::UnreachableCodeReached), None) => {
+                let [_, stderr] = &data.output;
+                match stdio::last_words(&stderr.last_words()) {
+                    Some(w) => Fault::Crash {
+                        plugin,
+                        how: w.how,
+                        message: clip(w.text, MAX_MESSAGE),
+                    },
+                    None => Fault::Trap {
+                        plugin,
+                        reason: "aborted (wasm `unreachable`) without writing why to stderr".into(),
+                    },
+                }
             }
-        } else {
-            Fault::Trap {
-                plugin: self.name.clone(),
-                reason: format!("{e:#}"),
+            (Some(t), None) => {
+                let text = t.to_string();
+                Fault::Trap {
+                    plugin,
+                    reason: text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned(),
+                }
             }
+            // A host function's error or a resource limit: its own message
+            // says what happened; the layers wasmtime adds say where.
+            (None, None) if e.downcast_ref::<WasmBacktrace>().is_some() => Fault::Trap {
+                plugin,
+                reason: clip(e.root_cause().to_string(), MAX_MESSAGE),
+            },
+            (None, None) => Fault::Trap {
+                plugin,
+                reason: clip(format!("{e:#}"), MAX_MESSAGE),
+            },
+        };
+        match e.downcast_ref::<WasmBacktrace>() {
+            Some(bt) => tracing::warn!(
+                plugin = &*self.name,
+                "{fault}; wasm backtrace:\n{}",
+                Backtrace(bt)
+            ),
+            None => tracing::warn!(plugin = &*self.name, "{fault}"),
         }
+        fault
     }
 
     /// Calls `method` on `entity`. The outer result is the fault, if any; the
@@ -303,5 +414,21 @@ impl<W: GameHost> PluginInstance<W> {
         caller: Caller,
     ) -> Result<Result<(), String>, Fault> {
         self.run(world, |g, s| g.call_call(s, entity, method, args, caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary_and_says_so() {
+        assert_eq!(clip("short".into(), 8), "short");
+        assert_eq!(clip("exactly8".into(), 8), "exactly8");
+        assert_eq!(clip("abcdefghij".into(), 8), "abcde…");
+        // "é" is two bytes: 5 bytes of room keep two of them, not a half.
+        let cut = clip("éééééé".into(), 8);
+        assert_eq!(cut, "éé…");
+        assert!(cut.len() <= 8);
     }
 }

@@ -431,6 +431,12 @@ impl Probe {
     fn boom(&mut self) {
         panic!("Probe.boom called");
     }
+
+    /// Panics with `message`, for what a client is told of a panic.
+    #[own_client]
+    fn panic_with(&mut self, message: String) {
+        panic!("{message}");
+    }
 }
 
 /// A saved entity for the storage tests: a value and a log, both persistent.
