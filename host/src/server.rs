@@ -45,6 +45,7 @@ pub struct Server {
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
     tick_times: Arc<game::TickTimes>,
+    counters: Arc<game::GameCounters>,
     admission: net::Admission,
 }
 
@@ -169,6 +170,7 @@ impl Server {
             .context("starting the game panicked")??
         };
         let tick_times = game.tick_times();
+        let counters = game.counters();
         let game_thread = game::spawn(game).context("cannot start the game thread")?;
 
         // The first task routes the games' output; the ones added below
@@ -202,6 +204,7 @@ impl Server {
             runtime,
             plugin_names: cfg.plugins.iter().map(|p| p.name.clone()).collect(),
             tick_times,
+            counters,
             admission: admission.clone(),
         };
 
@@ -338,6 +341,11 @@ impl Server {
     /// counts from its handshake's end).
     pub fn connections(&self) -> usize {
         self.admission.open()
+    }
+
+    /// Checkpoints taken and faulted plugins revived so far.
+    pub fn game_counters(&self) -> &game::GameCounters {
+        &self.counters
     }
 
     /// How long the game's recent space ticks took.

@@ -9,6 +9,7 @@
 //! over every entity, and the queue carries on.
 
 mod attrs;
+mod checkpoint;
 mod inbox;
 mod passwords;
 mod space;
@@ -28,6 +29,7 @@ use crate::config::GameConfig;
 use crate::msg::{GateBatch, ToGame};
 use crate::plugin::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
 
+pub use checkpoint::GameCounters;
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
 pub use world::World;
@@ -55,6 +57,25 @@ pub struct GameChannels {
 struct PluginSlot {
     code: PluginCode<World>,
     instance: PluginInstance<World>,
+    /// Counts the instances this slot has had, so work begun on one (a
+    /// checkpoint) can tell it is gone.
+    generation: u64,
+    /// How many entities an export or import call takes.
+    chunker: checkpoint::Chunker,
+    /// Set while the plugin cannot be revived.
+    down: Option<checkpoint::Down>,
+}
+
+impl PluginSlot {
+    fn new(code: PluginCode<World>, instance: PluginInstance<World>) -> Self {
+        Self {
+            code,
+            instance,
+            generation: 0,
+            chunker: checkpoint::Chunker::new(),
+            down: None,
+        }
+    }
 }
 
 /// A game, ready to run on its own thread.
@@ -66,7 +87,10 @@ pub struct Game {
     gate: flume::Sender<GateBatch>,
     boot_entity: String,
     /// Per plugin, its last saved private state.
-    checkpoints: Vec<Option<swap::Checkpoint>>,
+    checkpoints: Vec<Option<checkpoint::Checkpoint>>,
+    /// Checkpoints being taken, a chunk between messages.
+    checkpointing: VecDeque<checkpoint::CheckpointRun>,
+    counters: Arc<GameCounters>,
     checkpoint_every: Option<Duration>,
     next_checkpoint: Option<Instant>,
     save_every: Duration,
@@ -147,7 +171,7 @@ impl Game {
                 "plugin ready"
             );
             types.add_plugin(i, info)?;
-            slots.push(PluginSlot { code, instance });
+            slots.push(PluginSlot::new(code, instance));
         }
         if types.find(&cfg.boot_entity).is_none() {
             anyhow::bail!(
@@ -181,6 +205,8 @@ impl Game {
         let mut game = Self {
             world: Some(Box::new(world)),
             checkpoints: slots.iter().map(|_| None).collect(),
+            checkpointing: VecDeque::new(),
+            counters: Arc::default(),
             plugins: slots,
             inbox,
             gate,
@@ -204,8 +230,10 @@ impl Game {
     /// Runs until `Shutdown` arrives or every connection's sender is gone.
     pub fn run(mut self) {
         loop {
-            // A swap in progress copies between messages: never block then.
-            let busy = !self.world().work.is_empty() || self.swapping.is_some();
+            // A swap or a checkpoint in progress copies between messages:
+            // never block then.
+            let busy =
+                !self.world().work.is_empty() || self.swapping.is_some() || self.checkpointing();
             let deadline = if busy {
                 Instant::now()
             } else {
@@ -214,6 +242,7 @@ impl Game {
                     Some(self.next_save),
                     self.next_checkpoint,
                     Some(self.next_space_tick),
+                    self.next_revival(),
                 ];
                 let next = timer.into_iter().chain(chores.into_iter().flatten()).min();
                 // Something is always due: the next save.
@@ -262,13 +291,17 @@ impl Game {
             if self.swapping.is_some() && self.world().work.is_empty() {
                 self.swap_step();
             }
+            if self.checkpointing() && self.world().work.is_empty() {
+                self.checkpoint_step();
+            }
+            self.retry_revivals(now);
             if self.next_save <= now {
                 self.world().save_dirty();
                 self.next_save = Instant::now() + self.save_every;
             }
             if let (Some(due), Some(every)) = (self.next_checkpoint, self.checkpoint_every) {
                 if due <= now {
-                    self.checkpoint_all();
+                    self.start_checkpoints();
                     self.next_checkpoint = Some(Instant::now() + every);
                 }
             }
@@ -294,6 +327,11 @@ impl Game {
         // The gate outlives the game except at shutdown, when output no
         // longer matters.
         let _ = self.gate.send(GateBatch { ops, tick });
+    }
+
+    /// Counts of checkpoints and revivals.
+    pub fn counters(&self) -> Arc<GameCounters> {
+        self.counters.clone()
     }
 
     /// Where this game records its tick durations.
@@ -424,6 +462,16 @@ impl Game {
             return;
         };
         let _span = tracing::debug_span!("work", entity = id, plugin).entered();
+        if let Some(down) = &self.plugins[plugin].down {
+            let msg = format!(
+                "plugin {} is down, to be revived (it failed: {})",
+                self.plugins[plugin].code.name(),
+                down.reason
+            );
+            self.world()
+                .reply_error(reply, ErrorCode::PluginFault, clip(msg, MAX_MESSAGE));
+            return;
+        }
         if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
             // Its state may change: copy it again before the switch.
             swap.touch(id);
@@ -478,6 +526,9 @@ impl Game {
     /// queue: a batch belongs to a plugin, not to one entity).
     fn run_aoi_events(&mut self, plugin: usize, events: &[crate::plugin::bindings::AoiEvent]) {
         let _span = tracing::debug_span!("aoi-events", plugin, n = events.len()).entered();
+        if self.plugins[plugin].down.is_some() {
+            return;
+        }
         if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
             for ev in events {
                 swap.touch(ev.watcher.id);

@@ -14,9 +14,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::Checkpoint;
 use super::{Game, PluginSlot, World};
 use crate::msg::EntityId;
-use crate::plugin::{clip, EntityState, PluginCode, PluginInstance, MAX_MESSAGE};
+use crate::plugin::{clip, Fault, PluginCode, PluginInstance, MAX_MESSAGE};
 
 /// Asks the game to replace a plugin with a new version.
 pub struct SwapRequest {
@@ -136,29 +137,6 @@ fn answer(reply: tokio::sync::oneshot::Sender<SwapReport>, report: SwapReport) {
     let _ = reply.send(report);
 }
 
-/// The last private state saved from a plugin, to restore after a crash.
-pub(super) struct Checkpoint {
-    /// The version that exported it.
-    pub version: String,
-    /// Each entity's state.
-    pub states: HashMap<EntityId, Vec<u8>>,
-}
-
-impl Checkpoint {
-    fn new(version: &str, states: &[EntityState]) -> Self {
-        Self {
-            version: version.to_owned(),
-            states: states
-                .iter()
-                .map(|s| (s.entity.id, s.data.clone()))
-                .collect(),
-        }
-    }
-}
-
-/// Entities copied per step while the running version keeps serving.
-const COPY_CHUNK: usize = 1000;
-
 /// A swap in progress. The game copies private state to the new instance a
 /// chunk at a time between messages, noting every entity the running version
 /// touches meanwhile; the final step copies those again and switches. So the
@@ -255,8 +233,9 @@ impl Game {
         let Some(mut s) = self.swapping.take() else {
             return;
         };
-        let mut chunk = Vec::with_capacity(COPY_CHUNK.min(s.pending.len()));
-        while chunk.len() < COPY_CHUNK {
+        let size = self.plugins[s.plugin].chunker.size();
+        let mut chunk = Vec::with_capacity(size.min(s.pending.len()));
+        while chunk.len() < size {
             let Some(id) = s.pending.pop_front() else {
                 break;
             };
@@ -298,7 +277,19 @@ impl Game {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut states = match self.plugins[s.plugin].instance.export(&mut self.world, ids) {
+        let started = Instant::now();
+        let exported = if self.plugins[s.plugin].down.is_some() {
+            // The running instance is dead: what it last saved is its
+            // state, and a new version may be just what brings it back.
+            let saved = self.checkpoints[s.plugin].as_ref().map(|c| &c.states);
+            let wanted: HashSet<EntityId> = ids.iter().copied().collect();
+            let mut states = self.world_ref().states_for_revival(s.plugin, saved);
+            states.retain(|st| wanted.contains(&st.entity.id));
+            Ok(Ok(states))
+        } else {
+            self.plugins[s.plugin].instance.export(&mut self.world, ids)
+        };
+        let mut states = match exported {
             Ok(Ok(states)) => states,
             Ok(Err(e)) => {
                 return Err(format!(
@@ -307,6 +298,9 @@ impl Game {
                 ))
             }
             Err(fault) => {
+                if matches!(fault, Fault::Deadline { .. }) {
+                    self.plugins[s.plugin].chunker.shrink();
+                }
                 self.recover(s.plugin, &fault);
                 return Err(format!(
                     "the running version faulted exporting its state: {fault}"
@@ -320,7 +314,13 @@ impl Game {
                 .ok_or_else(|| format!("the new version has no entity type {}", st.type_name))?;
         }
         match s.fresh.import(&mut self.world, &s.from, &states) {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                // Export and import together: a copy step holds the game
+                // for both.
+                let slot = &mut self.plugins[s.plugin];
+                slot.chunker
+                    .record(ids.len(), started.elapsed(), slot.instance.deadline());
+            }
             Ok(Err(e)) => {
                 return Err(format!(
                     "the new version refused the state: {}",
@@ -343,7 +343,7 @@ impl Game {
 
     /// Ends a swap: switches to the new version (unless refused or a dry
     /// run) and answers. `result` is the pause, or why the swap was refused.
-    fn end_swap(&mut self, s: ActiveSwap, result: Result<std::time::Duration, String>) {
+    pub(super) fn end_swap(&mut self, s: ActiveSwap, result: Result<std::time::Duration, String>) {
         let ActiveSwap {
             name,
             plugin,
@@ -371,10 +371,11 @@ impl Game {
                 let outcome = if dry_run {
                     SwapOutcome::WouldSwap
                 } else {
-                    self.plugins[plugin] = PluginSlot {
-                        code,
-                        instance: fresh,
-                    };
+                    let old = &self.plugins[plugin];
+                    let mut slot = PluginSlot::new(code, fresh);
+                    slot.generation = old.generation + 1;
+                    slot.chunker = old.chunker.clone();
+                    self.plugins[plugin] = slot;
                     SwapOutcome::Swapped
                 };
                 SwapReport {
@@ -391,89 +392,5 @@ impl Game {
             }
         };
         answer(reply, report);
-    }
-
-    /// Saves every plugin's private state, so a crash costs at most one
-    /// interval of it.
-    pub(super) fn checkpoint_all(&mut self) {
-        for p in 0..self.plugins.len() {
-            let started = Instant::now();
-            let ids = self.world().ids_of_plugin(p);
-            match self.plugins[p].instance.export(&mut self.world, &ids) {
-                Ok(Ok(states)) => {
-                    let version = self.plugins[p].instance.version().to_owned();
-                    self.checkpoints[p] = Some(Checkpoint::new(&version, &states));
-                    tracing::debug!(plugin = self.plugins[p].code.name(), entities = ids.len(), elapsed = ?started.elapsed(), "checkpoint");
-                }
-                Ok(Err(e)) => tracing::warn!(
-                    plugin = self.plugins[p].code.name(),
-                    "checkpoint refused by the plugin: {e}"
-                ),
-                Err(fault) => self.recover(p, &fault),
-            }
-        }
-    }
-
-    /// Replaces a faulted instance with a fresh one that takes over every
-    /// entity of the plugin, restoring private state from the last
-    /// checkpoint (or fresh state, if the plugin cannot read it).
-    /// Host-owned state (attributes, clients, timers) is untouched.
-    pub(super) fn recover(&mut self, plugin: usize, fault: &crate::plugin::Fault) {
-        let name = self.plugins[plugin].code.name().to_owned();
-        tracing::error!(plugin = %name, "{fault}; starting a fresh instance");
-        if let Some(swap) = self.swapping.take_if(|s| s.plugin == plugin) {
-            // What was copied came from the instance that just died.
-            self.end_swap(
-                swap,
-                Err(format!(
-                    "the running version faulted during the swap: {fault}"
-                )),
-            );
-        }
-        let started = Instant::now();
-        let revived = match self.revive(plugin, true) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                tracing::error!(plugin = %name, "cannot restore the checkpoint, starting from fresh state: {e}");
-                self.revive(plugin, false)
-            }
-        };
-        match revived {
-            Ok((instance, entities, restored)) => {
-                self.plugins[plugin].instance = instance;
-                tracing::info!(plugin = %name, entities, restored, elapsed = ?started.elapsed(), "plugin instance replaced");
-            }
-            Err(e) => {
-                tracing::error!(plugin = %name, "cannot start a fresh instance, calls will keep failing: {e}")
-            }
-        }
-    }
-
-    /// A fresh instance that has taken over the plugin's entities, and how
-    /// many there were and how many got their checkpointed state back.
-    fn revive(
-        &mut self,
-        plugin: usize,
-        from_checkpoint: bool,
-    ) -> Result<(PluginInstance<World>, usize, usize), String> {
-        let mut fresh = self.plugins[plugin]
-            .code
-            .instantiate()
-            .map_err(|e| format!("{e:#}"))?;
-        let checkpoint = self.checkpoints[plugin]
-            .as_ref()
-            .filter(|_| from_checkpoint);
-        let version = checkpoint.map_or_else(|| fresh.version().to_owned(), |c| c.version.clone());
-        let states = self
-            .world_ref()
-            .states_for_revival(plugin, checkpoint.map(|c| &c.states));
-        let restored = states.iter().filter(|s| !s.data.is_empty()).count();
-        match fresh.import(&mut self.world, &version, &states) {
-            Ok(Ok(())) => Ok((fresh, states.len(), restored)),
-            Ok(Err(e)) => Err(format!("the fresh instance refused its entities: {e}")),
-            Err(f) => Err(format!(
-                "the fresh instance faulted taking over its entities: {f}"
-            )),
-        }
     }
 }

@@ -291,6 +291,11 @@ impl<W: GameHost> PluginInstance<W> {
         &self.info.version
     }
 
+    /// How long one call may run.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// The state hook, export side: the private state of `ids`.
     pub fn export(
         &mut self,
