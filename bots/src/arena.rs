@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wyrm_client::{Client, ClientError, Event, Position};
 
-use crate::bot::{drive, own_position, Act, Behaviour, BotCtx, Done, Mover, Pending, Rng};
+use crate::bot::{drive, own_position, Act, Behaviour, BotCtx, Done, Ended, Mover, Pending, Rng};
 use crate::stats::{ActionKind, Fault};
 
 /// The field is `[0, SIZE]²`; bots keep `MARGIN` from its edges.
@@ -22,13 +22,22 @@ const SHOT_GAP: Duration = Duration::from_millis(250);
 const RESPAWN_WAIT: Duration = Duration::from_millis(500);
 
 /// Logs the bot in as `name` and runs it.
-pub(crate) async fn run(mut client: Client, ctx: BotCtx, name: String) {
-    let (player, pos) = match login(&mut client, &ctx, &name).await {
+/// `first`: this is the bot's first login (a reconnect logs in again).
+pub(crate) async fn run(mut client: Client, ctx: &mut BotCtx, name: &str, first: bool) -> Ended {
+    let (player, pos) = match login(&mut client, ctx, name).await {
         Ok(p) => p,
-        Err((what, Some(e))) => return ctx.client_fault(what, &e),
-        Err((what, None)) => return ctx.shared.fault(Fault::Other, ctx.idx, what),
+        Err((what, Some(e))) => {
+            ctx.client_fault(what, &e);
+            return Ended::Lost;
+        }
+        Err((what, None)) => {
+            ctx.shared.fault(Fault::Other, ctx.idx, what);
+            return Ended::Lost;
+        }
     };
-    ctx.shared.logged_in();
+    if first {
+        ctx.shared.logged_in();
+    }
     let mut bot = ArenaBot {
         player,
         walk: Mover {
@@ -42,7 +51,7 @@ pub(crate) async fn run(mut client: Client, ctx: BotCtx, name: String) {
         waiting_since: None,
         last_shot: None,
     };
-    drive(&mut client, ctx, &mut bot).await;
+    drive(&mut client, ctx, &mut bot).await
 }
 
 type LoginError = (&'static str, Option<ClientError>);

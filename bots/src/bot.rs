@@ -189,11 +189,24 @@ pub(crate) trait Behaviour {
         pending: &VecDeque<Pending>,
         out: &mut Vec<Done>,
     );
+
+    /// The connection was lost with `pending` unanswered.
+    fn on_disconnect(&mut self, _pending: &VecDeque<Pending>) {}
+}
+
+/// How a bot's session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The run's time was up.
+    Finished,
+    /// The connection was lost, or logging in failed.
+    Lost,
 }
 
 /// Runs a logged-in bot until `ctx.end`, then waits for the answers still
-/// due (each at most the timeout) and closes the connection.
-pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Behaviour) {
+/// due (each at most the timeout) and closes the connection; or until the
+/// connection is lost.
+pub(crate) async fn drive(client: &mut Client, ctx: &mut BotCtx, b: &mut impl Behaviour) -> Ended {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut done = Vec::new();
     // A random first action within one interval, so bots that logged in
@@ -206,7 +219,7 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
     // Read once per turn (an event's arrival time is the next turn's now).
     let mut now = Instant::now();
     loop {
-        expire(&mut pending, now, &ctx);
+        expire(&mut pending, now, ctx);
         let acting = now < ctx.end;
         if !acting && pending.is_empty() {
             break;
@@ -226,7 +239,8 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
                     Err(e) => {
                         ctx.client_fault("sending an action", &e);
                         if e.is_fatal() {
-                            return;
+                            b.on_disconnect(&pending);
+                            return Ended::Lost;
                         }
                     }
                 }
@@ -252,7 +266,8 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
             r = client.next_event() => match r {
                 Ok(Event::Closed) | Err(ClientError::Closed) => {
                     ctx.shared.fault(Fault::Disconnect, ctx.idx, "the server closed the connection");
-                    return;
+                    b.on_disconnect(&pending);
+                    return Ended::Lost;
                 }
                 Ok(e) => {
                     now = Instant::now();
@@ -268,13 +283,14 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
                     }
                     b.on_event(&e, now, &pending, &mut done);
                     for d in done.drain(..) {
-                        complete(&mut pending, d, now, &ctx);
+                        complete(&mut pending, d, now, ctx);
                     }
                 }
                 Err(e) => {
                     ctx.client_fault("receiving", &e);
                     if e.is_fatal() {
-                        return;
+                        b.on_disconnect(&pending);
+                        return Ended::Lost;
                     }
                 }
             },
@@ -282,6 +298,7 @@ pub(crate) async fn drive(client: &mut Client, mut ctx: BotCtx, b: &mut impl Beh
         }
     }
     client.close().await;
+    Ended::Finished
 }
 
 async fn send(client: &mut Client, act: Act) -> Result<Option<u32>, ClientError> {

@@ -37,6 +37,7 @@ mod arena;
 mod bot;
 mod chat;
 mod cpu;
+pub mod soak;
 mod stats;
 mod world;
 
@@ -48,11 +49,12 @@ use tokio::time::Instant;
 use wyrm_client::{Client, Transport};
 
 pub use cpu::CpuUsage;
-pub use stats::{ActionKind, Latency, SecondStats};
+pub use stats::{ActionKind, Integrity, Latency, SecondStats};
 pub use wyrm_client;
 
+use bot::Ended;
 use bot::{BotCtx, Rng};
-use stats::{Fault, Shared};
+use stats::{Count, Fault, Shared};
 
 /// What the bots play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,11 @@ pub struct Config {
     /// runs against the same server (whose chat accounts persist) do not
     /// collide.
     pub name_tag: String,
+    /// A bot that loses its connection connects again (retrying until the
+    /// end) and logs in again, as a game client does; what was lost or
+    /// doubled across the disconnect is counted ([`Report::integrity`]).
+    /// Off by default: a disconnect ends the bot.
+    pub reconnect: bool,
 }
 
 impl Config {
@@ -170,6 +177,7 @@ impl Config {
             strict: false,
             warmup: Duration::ZERO,
             name_tag: default_tag(),
+            reconnect: false,
         }
     }
 
@@ -207,6 +215,12 @@ impl Config {
     /// Turns strict mode on or off.
     pub fn strict(mut self, on: bool) -> Self {
         self.strict = on;
+        self
+    }
+
+    /// Turns reconnecting on or off.
+    pub fn reconnect(mut self, on: bool) -> Self {
+        self.reconnect = on;
         self
     }
 
@@ -311,6 +325,8 @@ pub struct Report {
     pub cpu: Option<CpuUsage>,
     /// The machine's load average (1, 5, 15 min) at the end.
     pub load_average: Option<(f64, f64, f64)>,
+    /// Reconnects, and what was lost or doubled across them.
+    pub integrity: Integrity,
 }
 
 impl Report {
@@ -379,6 +395,14 @@ impl fmt::Display for Report {
                 cpu.user.as_secs_f64(),
                 cpu.system.as_secs_f64(),
                 cpu.percent_of_core(self.wall)
+            )?;
+        }
+        let i = &self.integrity;
+        if c.reconnect || *i != Integrity::default() {
+            writeln!(
+                f,
+                "  reconnects {}; own chat lines lost {}, duplicated {}, unconfirmed at a disconnect {}; confirmed accounts lost {}",
+                i.reconnects, i.lost_lines, i.duplicated_lines, i.unconfirmed_lines, i.lost_accounts
             )?;
         }
         if let Some((a, b, c)) = self.load_average {
@@ -477,6 +501,7 @@ pub async fn run_with_progress(
         wall,
         cpu,
         load_average: cpu::load_average(),
+        integrity: shared.integrity(),
         seconds,
         config,
     };
@@ -500,40 +525,56 @@ async fn join_all(tasks: &mut tokio::task::JoinSet<()>, shared: &Shared) {
     }
 }
 
-/// One bot from connect to close.
-async fn one_bot(config: Config, ctx: BotCtx, at: Instant) {
+/// One bot from connect to close; with `reconnect`, from its start to the
+/// end of the run, connecting again whenever it loses the connection.
+async fn one_bot(config: Config, mut ctx: BotCtx, at: Instant) {
     tokio::time::sleep_until(at).await;
-    if Instant::now() >= ctx.end {
-        return;
-    }
-    let connect = Client::builder(config.transport)
-        .connect_timeout(config.timeout)
-        .connect(&config.addr);
-    let client = match connect.await {
-        Ok(c) => c,
-        Err(e) => return ctx.client_fault("connect", &e),
-    };
-    let shared = ctx.shared.clone();
-    shared.connected(1);
     let idx = ctx.idx;
-    // A bot whose logic panics must not take the count of connected bots
-    // with it: the guard lowers it however the bot ends.
-    struct Leave(Arc<Shared>);
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            self.0.connected(-1);
+    let mut chat = (config.scenario == Scenario::Chat)
+        .then(|| chat::ChatState::new(format!("b{}_{idx}", config.name_tag), ctx.shared.clone()));
+    let arena_name = format!("b{}{idx}", config.name_tag);
+    let mut first = true;
+    // While a server restarts, connecting fails for a while: try again
+    // after a pause that grows, without counting each try as an error.
+    let mut pause = Duration::from_millis(250);
+    while Instant::now() < ctx.end {
+        let connect = Client::builder(config.transport)
+            .connect_timeout(config.timeout)
+            .connect(&config.addr);
+        let client = match connect.await {
+            Ok(c) => c,
+            Err(e) if config.reconnect => {
+                tracing::debug!(bot = idx, "connect: {e}; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(e) => return ctx.client_fault("connect", &e),
+        };
+        pause = Duration::from_millis(250);
+        if !first {
+            ctx.shared.count(Count::Reconnect, 1);
         }
-    }
-    let _leave = Leave(shared.clone());
-    match config.scenario {
-        Scenario::Chat => {
-            let name = format!("b{}_{idx}", config.name_tag);
-            chat::run(client, ctx, name).await
+        let shared = ctx.shared.clone();
+        shared.connected(1);
+        // A bot whose logic panics must not take the count of connected
+        // bots with it: the guard lowers it however the bot ends.
+        struct Leave(Arc<Shared>);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.connected(-1);
+            }
         }
-        Scenario::Arena => {
-            let name = format!("b{}{idx}", config.name_tag);
-            arena::run(client, ctx, name).await
+        let leave = Leave(shared);
+        let ended = match (&mut chat, config.scenario) {
+            (Some(state), _) => chat::run(client, &mut ctx, state).await,
+            (None, Scenario::Arena) => arena::run(client, &mut ctx, &arena_name, first).await,
+            (None, _) => world::run(client, &mut ctx, first).await,
+        };
+        drop(leave);
+        first = false;
+        if ended == Ended::Finished || !config.reconnect {
+            return;
         }
-        Scenario::World => world::run(client, ctx).await,
     }
 }

@@ -82,6 +82,41 @@ pub(crate) struct Shared {
     /// Latencies (µs) of actions completed since the last collection.
     latencies: Mutex<Vec<(ActionKind, u32)>>,
     errors: Mutex<(u64, Vec<String>)>,
+    integrity: [AtomicU64; 5],
+}
+
+/// What a run with reconnects counts beyond errors: whether anything was
+/// lost or doubled across the disconnects (see [`Integrity`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Count {
+    Reconnect,
+    /// A bot's own chat line that came back twice.
+    Duplicate,
+    /// A bot's own chat line that never came back though a later one did,
+    /// with no disconnect between.
+    Lost,
+    /// A line sent before a disconnect whose echo never came.
+    Unconfirmed,
+    /// An account whose registration was confirmed (on disk) and that
+    /// could not log in after a reconnect.
+    AccountLost,
+}
+
+/// Totals of [`Count`]s over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Integrity {
+    /// Bots that connected again after losing their connection.
+    pub reconnects: u64,
+    /// Own chat lines echoed more than once.
+    pub duplicated_lines: u64,
+    /// Own chat lines never echoed while a later one was, with no
+    /// disconnect between: lost by the server.
+    pub lost_lines: u64,
+    /// Own chat lines sent before a disconnect and never echoed: the server
+    /// may or may not have taken them when it went.
+    pub unconfirmed_lines: u64,
+    /// Registrations the server confirmed that were gone after a reconnect.
+    pub lost_accounts: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -163,6 +198,21 @@ impl Shared {
             timeouts: take(&self.faults[1]),
             disconnects: take(&self.faults[2]),
             other_errors: take(&self.faults[3]),
+        }
+    }
+
+    pub(crate) fn count(&self, what: Count, n: u64) {
+        self.integrity[what as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn integrity(&self) -> Integrity {
+        let get = |c: Count| self.integrity[c as usize].load(Ordering::Relaxed);
+        Integrity {
+            reconnects: get(Count::Reconnect),
+            duplicated_lines: get(Count::Duplicate),
+            lost_lines: get(Count::Lost),
+            unconfirmed_lines: get(Count::Unconfirmed),
+            lost_accounts: get(Count::AccountLost),
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wyrm_client::{Client, ClientError, Event, Position};
 
-use crate::bot::{drive, own_position, Act, Behaviour, BotCtx, Done, Mover, Pending, Rng};
+use crate::bot::{drive, own_position, Act, Behaviour, BotCtx, Done, Ended, Mover, Pending, Rng};
 use crate::stats::ActionKind;
 
 /// The land is `[0, SIZE]²` (`plugins/openworld`); bots keep `MARGIN` from
@@ -25,12 +25,18 @@ const STEP: f32 = 2.0;
 const EMOTE_SHARE: f64 = 1.0 / 6.0;
 
 /// Waits for the own `Walker` and its place, then walks.
-pub(crate) async fn run(mut client: Client, ctx: BotCtx) {
+/// `first`: this is the bot's first login (a reconnect logs in again).
+pub(crate) async fn run(mut client: Client, ctx: &mut BotCtx, first: bool) -> Ended {
     let (walker, pos) = match placed(&mut client, ctx.timeout).await {
         Ok(p) => p,
-        Err(e) => return ctx.client_fault("waiting for the own Walker", &e),
+        Err(e) => {
+            ctx.client_fault("waiting for the own Walker", &e);
+            return Ended::Lost;
+        }
     };
-    ctx.shared.logged_in();
+    if first {
+        ctx.shared.logged_in();
+    }
     let mut bot = WorldBot {
         walker,
         walk: Mover {
@@ -42,7 +48,7 @@ pub(crate) async fn run(mut client: Client, ctx: BotCtx) {
         heading: (walker % 628) as f32 / 100.0,
         emote: 0,
     };
-    drive(&mut client, ctx, &mut bot).await;
+    drive(&mut client, ctx, &mut bot).await
 }
 
 /// The own entity once the server has told where it is.

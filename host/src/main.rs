@@ -59,6 +59,12 @@ enum Command {
     /// printing throughput, latency and errors every second
     /// (see bots/README.md).
     Bots(BotsArgs),
+    /// Soak the example games: bots on the chatroom and the arena over
+    /// every transport for a long while, a hot swap every few seconds, one
+    /// SIGKILL and restart of both servers in the middle; prints a report
+    /// and exits non-zero if a player would have noticed anything but the
+    /// kill (see `scripts/soak`).
+    Soak(SoakArgs),
     /// Make a new plugin project that builds and serves as it is.
     New {
         /// The project's folder; its last part names the plugin.
@@ -98,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bots(args) => bots(args),
+        Command::Soak(args) => soak(args),
         Command::New { dir, lang } => {
             wyrm::scaffold::create(&dir, lang)?;
             println!(
@@ -123,12 +130,13 @@ fn runtime_with(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Gives glibc's allocator one arena per busy thread (the game's and each
-/// network thread's) rather than its default of eight per core. Frames are
-/// made on the game thread and freed on a network thread; with many arenas
-/// the memory freed that way stays spread over them, and a crowd of players
-/// costs a third more memory per player (measured with `--bench scale`).
-fn limit_malloc_arenas(threads: usize) {
+/// Tunes glibc's allocator for a server: one arena per busy thread (the
+/// game's and each network thread's) rather than its default of eight per
+/// core, and large blocks always mapped. Frames are made on the game thread
+/// and freed on a network thread; with many arenas the memory freed that
+/// way stays spread over them, and a crowd of players costs a third more
+/// memory per player (measured with `--bench scale`).
+fn tune_malloc(threads: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let arenas = libc::c_int::try_from(threads + 1).unwrap_or(libc::c_int::MAX);
@@ -136,6 +144,12 @@ fn limit_malloc_arenas(threads: usize) {
         // is called before the runtime and the game start their threads.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
+            // glibc raises its mmap threshold to the size of each large
+            // block freed, so after the first password hash (Argon2 takes
+            // 19 MiB) every later one came from the heap and stayed: 120
+            // logins left 300 MiB resident. A fixed threshold turns that
+            // off: blocks of 4 MiB and more are mapped and given back.
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -144,7 +158,7 @@ fn limit_malloc_arenas(threads: usize) {
 
 fn serve(config: PathBuf, dev: bool) -> anyhow::Result<()> {
     let cfg = wyrm::Config::load(&config)?;
-    limit_malloc_arenas(cfg.net_threads());
+    tune_malloc(cfg.net_threads());
     runtime_with(cfg.net_threads())?.block_on(async {
         let server = wyrm::Server::start(cfg.clone()).await?;
         if let Some(addr) = server.websocket {
@@ -295,6 +309,50 @@ fn bots(a: BotsArgs) -> anyhow::Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Options of `wyrm soak`.
+#[derive(clap::Args)]
+struct SoakArgs {
+    /// Bots in all (half chat, half arena, over TCP, WebSocket and KCP).
+    #[arg(short = 'n', long = "bots", default_value_t = 1000)]
+    n: usize,
+    /// Minutes the bots play.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Seconds between hot swaps.
+    #[arg(long, default_value_t = 5.0)]
+    swap_every: f64,
+    /// Where data, logs and the report go (emptied first).
+    #[arg(long, default_value = "target/soak")]
+    dir: PathBuf,
+    /// The repository, for the example plugins.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+}
+
+fn soak(a: SoakArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+    if !(a.minutes.is_finite() && a.minutes > 0.0 && a.swap_every.is_finite() && a.swap_every > 0.0)
+    {
+        anyhow::bail!("--minutes and --swap-every must be positive");
+    }
+    let duration = Duration::from_secs_f64(a.minutes * 60.0);
+    let cfg = wyrm_bots::soak::SoakConfig {
+        wyrm: std::env::current_exe().context("cannot find this program")?,
+        repo: std::path::absolute(&a.repo)?,
+        dir: std::path::absolute(&a.dir)?,
+        bots: a.n,
+        duration,
+        swap_every: Duration::from_secs_f64(a.swap_every),
+        kill_at: duration / 2,
+    };
+    let (report, passed) = wyrm_bots::soak::run(&cfg)?;
+    print!("{report}");
+    if !passed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -20,6 +20,9 @@ use crate::{Settings, INTERVAL_MS};
 /// Largest datagram read (UDP's own limit).
 const MAX_DATAGRAM: usize = 64 * 1024;
 
+/// Bytes of a KCP segment's header: anything shorter is not KCP.
+const KCP_HEADER: usize = 24;
+
 /// Sessions accepted and not yet taken by `accept`.
 const BACKLOG: usize = 1024;
 
@@ -120,9 +123,20 @@ impl<T: Send + 'static> Server<T> {
         if !is_handshake(d) {
             // KCP's segment header starts with the conv; only the session
             // that peer opened, with the conv it chose, takes it.
-            if let Some(session) = self.sessions.get(&peer) {
-                if d.len() >= 4 && u32::from_le_bytes([d[0], d[1], d[2], d[3]]) == session.conv() {
-                    session.input(d);
+            if d.len() < KCP_HEADER {
+                return;
+            }
+            let conv = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+            match self.sessions.get(&peer) {
+                Some(session) if session.conv() == conv => session.input(d),
+                // No such session (this server restarted, or dropped it):
+                // say so, so the client need not wait for its retries to
+                // give up. The answer is smaller than any KCP segment, so
+                // it amplifies nothing.
+                _ => {
+                    let _ = self
+                        .socket
+                        .try_send_to(&Datagram::Reset { conv }.encode(), peer);
                 }
             }
             return;
@@ -298,7 +312,16 @@ async fn run_client(socket: Arc<UdpSocket>, session: Arc<Session>, settings: Set
         tokio::select! {
             r = socket.recv(&mut buf) => match r {
                 Ok(n) if !is_handshake(&buf[..n]) => session.input(&buf[..n]),
-                Ok(_) => {} // a repeated answer to the handshake
+                Ok(n) => {
+                    // The server no longer knows this session: it is over.
+                    let conv = session.conv();
+                    if Datagram::decode(&buf[..n]) == Some(Datagram::Reset { conv }) {
+                        tracing::debug!("KCP session reset by the server");
+                        session.close();
+                        return;
+                    }
+                    // Otherwise a repeated answer to the handshake.
+                }
                 Err(e) => tracing::trace!("KCP socket: {e}"),
             },
             _ = ticker.tick() => {

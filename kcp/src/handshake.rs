@@ -38,6 +38,7 @@ const COOKIE: u8 = 2;
 const CONNECT: u8 = 3;
 const ACCEPT: u8 = 4;
 const REFUSE: u8 = 5;
+const RESET: u8 = 6;
 
 /// Why a server refused a `Connect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,10 @@ pub enum Datagram {
     Accept { conv: u32 },
     /// Server → client: no session, and why.
     Refuse(Refusal),
+    /// Server → client: a KCP segment with this conv came from an address
+    /// that has no session with it (the server restarted, or dropped the
+    /// session): the client's session is over.
+    Reset { conv: u32 },
 }
 
 /// Whether a datagram is a handshake datagram (conv 0) rather than KCP.
@@ -126,6 +131,9 @@ impl Datagram {
                 conv: u32::from_le_bytes(body.get(..4)?.try_into().ok()?),
             }),
             REFUSE => Some(Datagram::Refuse(Refusal::from_code(*body.first()?)?)),
+            RESET => Some(Datagram::Reset {
+                conv: u32::from_le_bytes(body.get(..4)?.try_into().ok()?),
+            }),
             _ => None,
         }
     }
@@ -155,6 +163,10 @@ impl Datagram {
                 d.extend_from_slice(&conv.to_le_bytes());
             }
             Datagram::Refuse(why) => d.extend_from_slice(&[REFUSE, why.code()]),
+            Datagram::Reset { conv } => {
+                d.push(RESET);
+                d.extend_from_slice(&conv.to_le_bytes());
+            }
         }
         d
     }
@@ -240,6 +252,7 @@ mod tests {
             },
             Datagram::Accept { conv: 42 },
             Datagram::Refuse(Refusal::AddressFull),
+            Datagram::Reset { conv: 7 },
         ];
         for d in all {
             let bytes = d.encode();

@@ -198,3 +198,30 @@ async fn nothing_listening_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_client_learns_at_once_that_the_server_lost_its_session() {
+    let settings = Settings::default();
+    let mut listener = KcpListener::bind(([127, 0, 0, 1], 0).into(), settings, |_| Ok(()))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr();
+    let mut client = connect(addr, settings, WAIT).await.expect("connect");
+    let accepted = listener.accept().await.expect("accepted");
+    // The server goes (as a killed one would) and another takes its port.
+    drop(accepted);
+    drop(listener);
+    let _again = loop {
+        match KcpListener::<()>::bind(addr, settings, |_| Ok(())).await {
+            Ok(l) => break l,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    client.write_all(b"anyone there?").await.expect("write");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), client.read(&mut buf))
+        .await
+        .expect("the client hears of it within 2 s, not after its retries")
+        .expect("read");
+    assert_eq!(n, 0, "end of stream");
+}

@@ -65,8 +65,10 @@ async fn spoofed_kcp_datagrams_open_nothing_and_are_not_amplified() {
             received += n;
         }
     }
+    // Hellos get cookies, KCP segments without a session a reset: each
+    // smaller than what it answers.
     assert!(received > 0, "Hellos are answered with cookies");
-    assert!(received * 2 < sent, "{received} bytes back for {sent} sent");
+    assert!(received < sent, "{received} bytes back for {sent} sent");
     assert_eq!(
         server.server.connections(),
         0,

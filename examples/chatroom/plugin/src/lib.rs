@@ -283,7 +283,8 @@ impl Lobby {
 ))]
 impl Lobby {
     /// Stores a new account unless the name is taken; answers the account's
-    /// client with `on_register`.
+    /// client with `on_register` once the account is on disk, so an account
+    /// a client was told exists survives even a crash of the server.
     fn store_account(
         &mut self,
         ctx: &mut Ctx,
@@ -295,8 +296,24 @@ impl Lobby {
             ctx.call_client_of(account, "on_register", (false, "name taken"))?;
         } else {
             ctx.set_attr(path!["accounts", &name], hash)?;
-            ctx.call_client_of(account, "on_register", (true, ""))?;
+            ctx.save_now("account_saved", account)?;
         }
+        Ok(())
+    }
+
+    /// Storage's answer to the save of a new account.
+    fn account_saved(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        _lobby: EntityId,
+        account: EntityId,
+    ) -> Result<(), Error> {
+        let answer = match error {
+            None => (true, String::new()),
+            Some(e) => (false, format!("not saved: {e}")),
+        };
+        ctx.call_client_of(account, "on_register", answer)?;
         Ok(())
     }
 
