@@ -28,11 +28,11 @@ pub(crate) async fn run(mut client: Client, ctx: &mut BotCtx, name: &str, first:
         Ok(p) => p,
         Err((what, Some(e))) => {
             ctx.client_fault(what, &e);
-            return Ended::Lost;
+            return Ended::NotLoggedIn;
         }
         Err((what, None)) => {
             ctx.shared.fault(Fault::Other, ctx.idx, what);
-            return Ended::Lost;
+            return Ended::NotLoggedIn;
         }
     };
     if first {

@@ -199,8 +199,10 @@ pub(crate) trait Behaviour {
 pub(crate) enum Ended {
     /// The run's time was up.
     Finished,
-    /// The connection was lost, or logging in failed.
+    /// The connection was lost after logging in.
     Lost,
+    /// Logging in failed (or the connection was lost before it was done).
+    NotLoggedIn,
 }
 
 /// Runs a logged-in bot until `ctx.end`, then waits for the answers still

@@ -15,14 +15,21 @@ use crate::stats::{ActionKind, Count, Fault, Shared};
 const PASSWORD: &str = "bots-password";
 /// What the chatroom answers a login with a wrong name or password.
 const WRONG_LOGIN: &str = "wrong name or password";
+/// What the chatroom answers when it has too many passwords to check.
+const BUSY: &str = "the server is busy, try again";
+/// The login step that met [`BUSY`].
+const BUSY_STEP: &str = "the server is busy";
 /// The rooms bots wander between; `lobby` is where a login lands.
 const ROOMS: [&str; 4] = ["lobby", "tavern", "market", "docks"];
 
 /// What a chat bot keeps across reconnects.
 pub(crate) struct ChatState {
     name: String,
-    /// The server confirmed the registration (it is on disk by then).
+    /// The account exists, as far as the bot knows (registered, or the
+    /// name was taken: by this bot's earlier try, most likely).
     registered: bool,
+    /// The server confirmed the registration (it is on disk by then).
+    confirmed: bool,
     logged_in_once: bool,
     bot: ChatBot,
 }
@@ -32,6 +39,7 @@ impl ChatState {
         Self {
             name,
             registered: false,
+            confirmed: false,
             logged_in_once: false,
             bot: ChatBot {
                 room: ROOMS[0].to_owned(),
@@ -49,9 +57,11 @@ pub(crate) async fn run(mut client: Client, ctx: &mut BotCtx, st: &mut ChatState
     if let Err((what, e)) = login(&mut client, ctx, st).await {
         match e {
             Some(e) => ctx.client_fault(what, &e),
+            // Counted as a busy refusal: a server shedding load, not an error.
+            None if what == BUSY_STEP => {}
             None => ctx.shared.fault(Fault::Other, ctx.idx, what),
         }
-        return Ended::Lost;
+        return Ended::NotLoggedIn;
     }
     if !st.logged_in_once {
         st.logged_in_once = true;
@@ -78,16 +88,23 @@ async fn login(client: &mut Client, ctx: &BotCtx, st: &mut ChatState) -> Result<
         if ok {
             return Ok(());
         }
+        if message == BUSY {
+            ctx.shared.count(Count::Busy, 1);
+            return Err((BUSY_STEP, None));
+        }
         if message != WRONG_LOGIN {
             return Err(("login refused", None));
         }
-        ctx.shared.count(Count::AccountLost, 1);
-        ctx.shared.fault(
-            Fault::Other,
-            ctx.idx,
-            format_args!("account {name}, confirmed registered, is gone"),
-        );
+        if st.confirmed {
+            ctx.shared.count(Count::AccountLost, 1);
+            ctx.shared.fault(
+                Fault::Other,
+                ctx.idx,
+                format_args!("account {name}, confirmed registered, is gone"),
+            );
+        }
         st.registered = false;
+        st.confirmed = false;
     }
     client
         .call(account, "register", (name, PASSWORD))
@@ -99,13 +116,23 @@ async fn login(client: &mut Client, ctx: &BotCtx, st: &mut ChatState) -> Result<
         .await
         .map_err(|e| ("register", Some(e)))?;
     ctx.shared.received();
-    // A name left over from an earlier run against the same data is fine:
-    // the password is the same.
+    // A name left over from an earlier run against the same data, or from
+    // this bot's own try whose answer it did not wait for, is fine: the
+    // password is the same.
+    if !ok && message == BUSY {
+        ctx.shared.count(Count::Busy, 1);
+        return Err((BUSY_STEP, None));
+    }
     if !ok && message != "name taken" {
         return Err(("register refused", None));
     }
     st.registered = true;
-    let (ok, _) = call_login(client, ctx, account, name).await?;
+    st.confirmed |= ok;
+    let (ok, message) = call_login(client, ctx, account, name).await?;
+    if !ok && message == BUSY {
+        ctx.shared.count(Count::Busy, 1);
+        return Err((BUSY_STEP, None));
+    }
     if !ok {
         return Err(("login refused", None));
     }

@@ -401,8 +401,8 @@ impl fmt::Display for Report {
         if c.reconnect || *i != Integrity::default() {
             writeln!(
                 f,
-                "  reconnects {}; own chat lines lost {}, duplicated {}, unconfirmed at a disconnect {}; confirmed accounts lost {}",
-                i.reconnects, i.lost_lines, i.duplicated_lines, i.unconfirmed_lines, i.lost_accounts
+                "  reconnects {}; own chat lines lost {}, duplicated {}, unconfirmed at a disconnect {}; confirmed accounts lost {}; refused as busy {}",
+                i.reconnects, i.lost_lines, i.duplicated_lines, i.unconfirmed_lines, i.lost_accounts, i.busy_refusals
             )?;
         }
         if let Some((a, b, c)) = self.load_average {
@@ -535,7 +535,8 @@ async fn one_bot(config: Config, mut ctx: BotCtx, at: Instant) {
     let arena_name = format!("b{}{idx}", config.name_tag);
     let mut first = true;
     // While a server restarts, connecting fails for a while: try again
-    // after a pause that grows, without counting each try as an error.
+    // after a pause that grows, without counting each try as an error;
+    // connecting (or logging in) again after a refusal waits as long.
     let mut pause = Duration::from_millis(250);
     while Instant::now() < ctx.end {
         let connect = Client::builder(config.transport)
@@ -551,7 +552,6 @@ async fn one_bot(config: Config, mut ctx: BotCtx, at: Instant) {
             }
             Err(e) => return ctx.client_fault("connect", &e),
         };
-        pause = Duration::from_millis(250);
         if !first {
             ctx.shared.count(Count::Reconnect, 1);
         }
@@ -573,8 +573,18 @@ async fn one_bot(config: Config, mut ctx: BotCtx, at: Instant) {
         };
         drop(leave);
         first = false;
-        if ended == Ended::Finished || !config.reconnect {
-            return;
+        match ended {
+            Ended::Finished => return,
+            _ if !config.reconnect => return,
+            // It played: a new connection at once.
+            Ended::Lost => pause = Duration::from_millis(250),
+            // Refused (a busy server) or failed: as a player would, wait a
+            // while, longer each time, a little at random so that bots
+            // refused together do not come back together.
+            Ended::NotLoggedIn => {
+                tokio::time::sleep(pause.mul_f64(0.5 + ctx.rng.unit())).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }

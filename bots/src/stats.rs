@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     /// Latencies (µs) of actions completed since the last collection.
     latencies: Mutex<Vec<(ActionKind, u32)>>,
     errors: Mutex<(u64, Vec<String>)>,
-    integrity: [AtomicU64; 5],
+    integrity: [AtomicU64; 6],
 }
 
 /// What a run with reconnects counts beyond errors: whether anything was
@@ -100,6 +100,9 @@ pub(crate) enum Count {
     /// An account whose registration was confirmed (on disk) and that
     /// could not log in after a reconnect.
     AccountLost,
+    /// A registration or login the server refused as too busy (to be tried
+    /// again later, as a player would).
+    Busy,
 }
 
 /// Totals of [`Count`]s over a run.
@@ -117,6 +120,8 @@ pub struct Integrity {
     pub unconfirmed_lines: u64,
     /// Registrations the server confirmed that were gone after a reconnect.
     pub lost_accounts: u64,
+    /// Registrations and logins refused as "too busy, try again".
+    pub busy_refusals: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -213,6 +218,7 @@ impl Shared {
             lost_lines: get(Count::Lost),
             unconfirmed_lines: get(Count::Unconfirmed),
             lost_accounts: get(Count::AccountLost),
+            busy_refusals: get(Count::Busy),
         }
     }
 

@@ -31,7 +31,7 @@ pub(crate) async fn run(mut client: Client, ctx: &mut BotCtx, first: bool) -> En
         Ok(p) => p,
         Err(e) => {
             ctx.client_fault("waiting for the own Walker", &e);
-            return Ended::Lost;
+            return Ended::NotLoggedIn;
         }
     };
     if first {

@@ -377,7 +377,9 @@ impl Ctx {
     }
 
     /// Checks `password` against an argon2 `hash` (off the game thread), then
-    /// calls `method` on the current entity with args `[ok: bool, context]`.
+    /// calls `method` on the current entity with args `[ok: bool, context]`;
+    /// `ok` is nil when the server is too busy to check now (take it as
+    /// `Option<bool>`: `None` is not a wrong password).
     pub fn verify_password(
         &mut self,
         password: &str,

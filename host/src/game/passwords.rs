@@ -30,14 +30,17 @@ pub struct PasswordPool {
     game: super::InternalSender,
 }
 
-/// Hashes waiting for a thread before more are refused: at tens of
-/// milliseconds each, this is seconds of work already.
-const QUEUE: usize = 1024;
+/// Hashes waiting per thread before more are refused. At tens of
+/// milliseconds a hash (more on a busy machine), this is about a second of
+/// work: a login past that would wait longer than its player does, and a
+/// storm of logins retried by clients that gave up would only grow the
+/// queue with work nobody waits for.
+const QUEUE_PER_WORKER: usize = 16;
 
 impl PasswordPool {
     /// Starts `workers` threads that deliver results into `game`.
     pub fn start(workers: usize, game: super::InternalSender) -> std::io::Result<Self> {
-        let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE_PER_WORKER * workers.max(1));
         for i in 0..workers.max(1) {
             let (rx, game) = (rx.clone(), game.clone());
             std::thread::Builder::new()
@@ -60,13 +63,14 @@ impl PasswordPool {
     }
 
     /// Hashes `password`; the result arrives as `[hash: string, context]`
-    /// (`nil` for the hash if it failed, or the queue was full).
+    /// (`nil` for the hash if it failed, or the queue was full: too busy).
     pub fn hash(&self, password: String, cont: Continuation) {
         self.queue(Job::Hash(password, cont));
     }
 
     /// Checks `password` against `hash`; arrives as `[ok: bool, context]`
-    /// (`false` if the queue was full).
+    /// (`nil` for `ok` if the queue was full: not checked, too busy, which
+    /// a plugin must not take for a wrong password).
     pub fn verify(&self, password: String, hash: String, cont: Continuation) {
         self.queue(Job::Verify(password, hash, cont));
     }
@@ -77,7 +81,10 @@ impl PasswordPool {
             Err(crossbeam_channel::TrySendError::Full(job)) => job,
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
         };
-        tracing::warn!("{QUEUE} password hashes are waiting; answering this one as failed");
+        tracing::warn!(
+            "{} password hashes are waiting; answering this one as too busy (nil)",
+            self.jobs.capacity().unwrap_or(0)
+        );
         let (args, cont) = refuse(job);
         let _ = self.game.send(ToGame::Continuation {
             entity: cont.entity,
@@ -87,19 +94,13 @@ impl PasswordPool {
     }
 }
 
-/// The answer to a job refused for lack of room.
+/// The answer to a job refused for lack of room: nil, "not done".
 fn refuse(job: Job) -> (Vec<u8>, Continuation) {
     let mut args = Vec::with_capacity(16);
     let _ = rmp::encode::write_array_len(&mut args, 2);
+    let _ = rmp::encode::write_nil(&mut args);
     let cont = match job {
-        Job::Hash(_, cont) => {
-            let _ = rmp::encode::write_nil(&mut args);
-            cont
-        }
-        Job::Verify(_, _, cont) => {
-            let _ = rmp::encode::write_bool(&mut args, false);
-            cont
-        }
+        Job::Hash(_, cont) | Job::Verify(_, _, cont) => cont,
     };
     push_context(&mut args, &cont.context);
     (args, cont)

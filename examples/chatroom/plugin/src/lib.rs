@@ -26,6 +26,8 @@ use wyrm_sdk::prelude::*;
 const LOBBY: &str = "Lobby";
 const FIRST_ROOM: &str = "lobby";
 const WRONG_LOGIN: &str = "wrong name or password";
+/// What a player is told when the server has too many passwords to check.
+const BUSY: &str = "the server is busy, try again";
 const MAX_TEXT: usize = 500;
 /// Lines of history kept per room.
 const HISTORY: usize = 50;
@@ -75,7 +77,11 @@ impl Account {
     }
 
     /// `hash_password` continuation: hand the account to the Lobby.
-    fn hashed(&mut self, ctx: &mut Ctx, hash: String, name: String) -> Result<(), Error> {
+    fn hashed(&mut self, ctx: &mut Ctx, hash: Option<String>, name: String) -> Result<(), Error> {
+        let Some(hash) = hash else {
+            ctx.call_client("on_register", (false, BUSY))?;
+            return Ok(());
+        };
         match lobby(ctx) {
             Ok(lobby) => ctx.call(lobby, "store_account", (name, hash, ctx.id())),
             Err(e) => {
@@ -342,10 +348,14 @@ impl Lobby {
     fn verified(
         &mut self,
         ctx: &mut Ctx,
-        ok: bool,
+        ok: Option<bool>,
         context: (String, EntityId),
     ) -> Result<(), Error> {
         let (name, account) = context;
+        let Some(ok) = ok else {
+            ctx.call_client_of(account, "on_login", (false, BUSY))?;
+            return Ok(());
+        };
         if !ok {
             ctx.call_client_of(account, "on_login", (false, WRONG_LOGIN))?;
             return Ok(());
