@@ -409,7 +409,10 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 .and_then(|mut s| s.execute(params![entity as i64, method, args]))
                 .map_err(fail(None))?;
             if stored == 0 {
-                tracing::warn!(entity, %method, "call to an entity that is neither loaded nor saved dropped");
+                // Common and harmless: a call (a timer's, another
+                // entity's) to an entity destroyed meanwhile. The soak's
+                // arena logged 17,000 of these in 30 minutes at warn.
+                tracing::debug!(entity, %method, "call to an entity that is neither loaded nor saved dropped");
             }
             Ok(None)
         }
