@@ -51,8 +51,9 @@ impl Default for Settings {
 
 impl Settings {
     /// Lowest latency: no delay, fast resend after 2 skips, no congestion
-    /// window; stream mode (frames carry their own length prefix).
-    fn apply<W: std::io::Write>(&self, kcp: &mut kcp::Kcp<W>) {
+    /// window; stream mode (frames carry their own length prefix). Public
+    /// so the fuzz harness (`fuzz/`) drives KCP exactly as a session does.
+    pub fn apply<W: std::io::Write>(&self, kcp: &mut kcp::Kcp<W>) {
         // 1400 is above KCP's minimum, so this cannot fail.
         let _ = kcp.set_mtu(MTU);
         kcp.set_nodelay(true, INTERVAL_MS as i32, 2, true);

@@ -11,6 +11,22 @@ use rmpv::Value;
 
 use crate::PathSegment;
 
+/// The most steps a path may have, the attribute's name included. Edits
+/// with longer paths are refused: each step can make a level of nesting,
+/// and a tree nested without bound overflows the stack of whoever drops,
+/// encodes or walks it (the host's game thread, a client).
+pub const MAX_PATH: usize = 32;
+
+fn check_len<S>(path: &[S]) -> Result<(), String> {
+    if path.len() > MAX_PATH {
+        return Err(format!(
+            "a path of {} steps is longer than the limit of {MAX_PATH}",
+            path.len()
+        ));
+    }
+    Ok(())
+}
+
 /// One step of a path, whatever type carries it.
 pub trait Segment {
     /// The map key, if this step is one.
@@ -40,11 +56,28 @@ pub fn get<'v, S: Segment>(root: &'v Value, path: &[S]) -> Option<&'v Value> {
 }
 
 /// Sets the value at `path` (replacing `root` itself for an empty path).
+/// A set that fails changes nothing.
 pub fn set<S: Segment>(root: &mut Value, path: &[S], value: Value) -> Result<(), String> {
+    check_len(path)?;
     let Some((last, parents)) = path.split_last() else {
         *root = value;
         return Ok(());
     };
+    // Find any error before creating anything on the way: the host sends
+    // clients only the edits that succeed, so a failed one must leave the
+    // tree as it was, or the host's copy and the clients' would differ.
+    match (check_walk(root, parents)?, last.key(), last.index()) {
+        (None | Some(Value::Nil) | Some(Value::Map(_)), Some(_), _) => {}
+        (Some(Value::Array(items)), _, Some(i)) if (i as usize) < items.len() => {}
+        (Some(Value::Array(items)), _, Some(i)) => {
+            return Err(format!(
+                "index {i} is past the end of a list of {}",
+                items.len()
+            ))
+        }
+        (None, _, _) => return Err(mismatch(&Value::Map(Vec::new()), last)),
+        (Some(other), _, _) => return Err(mismatch(other, last)),
+    }
     let parent = walk_creating(root, parents, false)?;
     if parent.is_nil() && last.key().is_some() {
         *parent = Value::Map(Vec::new());
@@ -72,6 +105,7 @@ pub fn set<S: Segment>(root: &mut Value, path: &[S], value: Value) -> Result<(),
 /// Removes the value at `path`; absent values are not an error. An empty
 /// path clears `root` to nil.
 pub fn delete<S: Segment>(root: &mut Value, path: &[S]) -> Result<(), String> {
+    check_len(path)?;
     let Some((last, parents)) = path.split_last() else {
         *root = Value::Nil;
         return Ok(());
@@ -97,8 +131,15 @@ pub fn delete<S: Segment>(root: &mut Value, path: &[S]) -> Result<(), String> {
 }
 
 /// Appends `value` to the list at `path`, creating the list (and maps on the
-/// way) if absent.
+/// way) if absent. An append that fails changes nothing.
 pub fn append<S: Segment>(root: &mut Value, path: &[S], value: Value) -> Result<(), String> {
+    check_len(path)?;
+    // As in `set`: refuse before creating anything.
+    match check_walk(root, path)? {
+        None | Some(Value::Array(_)) => {}
+        Some(Value::Nil) if path.is_empty() => {}
+        Some(other) => return Err(format!("cannot append to a {}", kind(other))),
+    }
     if root.is_nil() {
         *root = if path.is_empty() {
             Value::Array(Vec::new())
@@ -135,6 +176,31 @@ fn child_mut<'v, S: Segment>(v: &'v mut Value, seg: &S) -> Option<&'v mut Value>
         (Value::Array(items), _, Some(i)) => items.get_mut(i as usize),
         _ => None,
     }
+}
+
+/// Follows `path` as [`walk_creating`] would, without changing anything:
+/// the value it would end at, `None` if it would create it, or the error it
+/// would meet. Nil and missing entries become maps on the way, so only keys
+/// can follow them.
+fn check_walk<'v, S: Segment>(root: &'v Value, path: &[S]) -> Result<Option<&'v Value>, String> {
+    let mut v = Some(root);
+    for seg in path {
+        v = match (v, seg.key(), seg.index()) {
+            (None | Some(Value::Nil), Some(_), _) => None,
+            (None | Some(Value::Nil), _, _) => return Err(mismatch(&Value::Map(Vec::new()), seg)),
+            (Some(Value::Map(entries)), Some(k), _) => entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v),
+            (Some(Value::Array(items)), _, Some(i)) => {
+                Some(items.get(i as usize).ok_or_else(|| {
+                    format!("index {i} is past the end of a list of {}", items.len())
+                })?)
+            }
+            (Some(other), _, _) => return Err(mismatch(other, seg)),
+        };
+    }
+    Ok(v)
 }
 
 /// Walks `path`, creating missing map entries: as maps, except the last one
@@ -240,6 +306,43 @@ mod tests {
             get(&root, &[key("log")]),
             Some(&Value::Array(vec![Value::from("x"), Value::from(2)]))
         );
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/attr_paths`): a failed edit created
+    /// the maps on its way, so the host's tree (which sends clients only the
+    /// edits that succeed) and its clients' differed.
+    #[test]
+    fn a_failed_edit_changes_nothing() {
+        let mut root = Value::Map(vec![(Value::from("hp"), Value::from(1))]);
+        let before = root.clone();
+        let i = PathSegment::Index(2);
+        assert!(set(&mut root, &[key("inv"), i.clone()], Value::Nil).is_err());
+        assert!(set(
+            &mut root,
+            &[key("a"), key("b"), i.clone(), key("c")],
+            Value::Nil
+        )
+        .is_err());
+        assert!(append(&mut root, &[key("a"), i.clone()], Value::Nil).is_err());
+        assert!(append(&mut root, &[key("hp"), key("x")], Value::Nil).is_err());
+        assert_eq!(root, before);
+        let mut nil = Value::Nil;
+        assert!(append(&mut nil, &[i], Value::Nil).is_err());
+        assert_eq!(nil, Value::Nil);
+    }
+
+    /// Found by fuzzing: a path of thousands of steps made a tree nested as
+    /// deep, which overflowed the stack when dropped (a plugin could crash
+    /// the host this way, and a server any client).
+    #[test]
+    fn long_paths_are_refused() {
+        let deep: Vec<PathSegment> = (0..=MAX_PATH).map(|i| key(&i.to_string())).collect();
+        let mut root = Value::Nil;
+        assert!(set(&mut root, &deep, Value::Nil).is_err());
+        assert!(append(&mut root, &deep, Value::Nil).is_err());
+        assert!(delete(&mut root, &deep).is_err());
+        assert_eq!(root, Value::Nil);
+        assert!(set(&mut root, &deep[..MAX_PATH], Value::Nil).is_ok());
     }
 
     #[test]

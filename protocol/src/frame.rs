@@ -447,7 +447,11 @@ fn decode_path(r: &mut Reader<'_>) -> Result<Vec<PathSegment>, DecodeError> {
     const BAD: DecodeError = DecodeError::Invalid("attr path");
     let mut cur = r.remaining();
     let n = rmp::decode::read_array_len(&mut cur).map_err(|_| BAD)?;
-    let mut path = Vec::with_capacity((n as usize).min(16));
+    // No edit with a longer path is ever made (`attr::MAX_PATH`).
+    if n as usize > crate::attr::MAX_PATH {
+        return Err(BAD);
+    }
+    let mut path = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let marker_probe = cur.first().copied().ok_or(BAD)?;
         let is_str = matches!(marker_probe, 0xa0..=0xbf | 0xd9 | 0xda | 0xdb);

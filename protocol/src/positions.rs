@@ -457,8 +457,13 @@ impl PositionTable {
     }
 }
 
+/// `v` moved by `d`, which a frame may make any i64: checked, since a sum
+/// past i64 would panic (debug) or wrap into a valid-looking place.
 fn add_delta(v: i32, d: i64) -> Result<i32, DecodeError> {
-    i32::try_from(i64::from(v) + d).map_err(|_| DecodeError::Invalid("position delta"))
+    i64::from(v)
+        .checked_add(d)
+        .and_then(|sum| i32::try_from(sum).ok())
+        .ok_or(DecodeError::Invalid("position delta"))
 }
 
 fn get_i32(cur: &mut &[u8], what: &'static str) -> Result<i32, DecodeError> {
@@ -721,6 +726,22 @@ mod tests {
                 assert!(t.len() <= 1, "cut at {cut}");
             }
         }
+        // A delta near i64's ends is refused, not added (found by fuzzing:
+        // fuzz/corpus/positions/bug-delta-overflows-i64).
+        let mut t = PositionTable::new();
+        let mut out = Vec::new();
+        let mut w = PositionsWriter::new(&mut out, res);
+        w.bind(0, 1, q(5, 0, 0, 0));
+        w.finish();
+        t.apply(&out[1..], &mut Vec::new()).unwrap();
+        // Slot 0's x, moved by a delta no i32 takes.
+        let mut update = vec![res.exp() as u8, FIELD_X];
+        put_signed(&mut update, i64::MAX);
+        assert_eq!(
+            t.apply(&update, &mut Vec::new()),
+            Err(DecodeError::Invalid("position delta"))
+        );
+
         // A slot beyond the table's limit is refused, not allocated.
         let mut out = Vec::new();
         let mut w = PositionsWriter::new(&mut out, res);

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
+pub const MAX_HEAD: usize = 8 * 1024;
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -47,13 +47,39 @@ pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(Req
             return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_head_end(&buf) {
-            let rest = buf.split_off(end);
-            return Ok(parse_head(&buf).map(|r| (r, rest)));
+        match parse_request_head(&buf) {
+            Head::Complete { request, len } => {
+                let rest = buf.split_off(len);
+                return Ok(request.map(|r| (r, rest)));
+            }
+            Head::Partial if buf.len() > MAX_HEAD => return Ok(None),
+            Head::Partial => {}
         }
-        if buf.len() > MAX_HEAD {
-            return Ok(None);
-        }
+    }
+}
+
+/// What the bytes read so far make of a request head.
+#[derive(Debug)]
+pub enum Head {
+    /// The head has not ended yet: read more (unless past [`MAX_HEAD`]).
+    Partial,
+    /// The head takes the first `len` bytes (its blank line included);
+    /// `request` is `None` when they are not a request head.
+    Complete {
+        request: Option<Request>,
+        len: usize,
+    },
+}
+
+/// Parses a request head from the start of `buf`: the I/O-free part of
+/// [`read_request`], public so it can be fuzzed alone.
+pub fn parse_request_head(buf: &[u8]) -> Head {
+    match find_head_end(buf) {
+        Some(len) => Head::Complete {
+            request: parse_head(&buf[..len]),
+            len,
+        },
+        None => Head::Partial,
     }
 }
 
@@ -156,7 +182,7 @@ pub async fn serve_file(
 
 /// Maps a URL path to a file under `root`, refusing anything that would
 /// leave it.
-fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let path = url_path.split(['?', '#']).next().unwrap_or("/");
     let mut out = root.to_path_buf();
     for part in Path::new(path.trim_start_matches('/')).components() {

@@ -9,7 +9,7 @@
 
 mod admission;
 mod deframe;
-pub(crate) mod http;
+pub mod http;
 mod kcp;
 mod link;
 mod tcp;

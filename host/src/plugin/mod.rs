@@ -26,7 +26,9 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 
 pub use bindings::{Caller, CallerKind, EntityRef, EntityState, PluginInfo};
-pub use build::{build_plugin, tools_dir, BuildOptions, Language, GUEST_TARGET, WIT_FILES};
+pub use build::{
+    build_plugin, stage_c_sources, tools_dir, BuildOptions, Language, GUEST_TARGET, WIT_FILES,
+};
 pub use host_state::{EntityId, GameHost, HostState};
 
 use bindings::exports::wyrm::game::entities::Guest;

@@ -495,6 +495,15 @@ impl World {
         let Some(PathSegment::Key(name)) = path.first() else {
             return Err("an attribute path starts with the attribute's name".into());
         };
+        // Clients apply the whole path, so the whole path is what is held to
+        // the protocol's limit (the edit below sees it without the name).
+        if path.len() > wyrm_protocol::attr::MAX_PATH {
+            return Err(format!(
+                "an attribute path of {} steps is longer than the limit of {}",
+                path.len(),
+                wyrm_protocol::attr::MAX_PATH
+            ));
+        }
         let index = t
             .attr(name)
             .ok_or_else(|| format!("{} declares no attribute {name:?}", t.name))?;

@@ -64,12 +64,7 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         return Ok(wasm);
     }
 
-    let gen = out.join("gen");
-    tracing::info!(dir = %gen.display(), "generating C bindings (wit-bindgen-c)");
-    let bindings = generate_bindings(&out, &gen)?;
-    for (name, text) in SDK_FILES {
-        write_if_changed(&gen.join(name), text.as_bytes())?;
-    }
+    let (gen, bindings) = stage_c_sources(&out)?;
     let mut sources = own_sources;
     sources.push(gen.join("wyrm.c"));
     sources.extend(bindings);
@@ -118,6 +113,21 @@ pub(super) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(&wasm, component).with_context(|| format!("cannot write {}", wasm.display()))?;
     BuildInputs::mark_built(&wasm, &digest)?;
     Ok(wasm)
+}
+
+/// Writes what every C plugin compiles against into `<out>/gen`: the C
+/// helper (`wyrm.h`, `wyrm.c`) and the bindings of the `plugin` world
+/// (`plugin.h` and what to link). Returns that folder and the generated
+/// files to compile and link. Public so the helper can also be compiled
+/// natively, for the fuzz harness (`fuzz/`).
+pub fn stage_c_sources(out: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let gen = out.join("gen");
+    tracing::info!(dir = %gen.display(), "generating C bindings (wit-bindgen-c)");
+    let bindings = generate_bindings(out, &gen)?;
+    for (name, text) in SDK_FILES {
+        write_if_changed(&gen.join(name), text.as_bytes())?;
+    }
+    Ok((gen, bindings))
 }
 
 /// Fails early, saying what to install, when clang cannot build for

@@ -19,6 +19,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context as _};
 
+pub use c::stage_c_sources;
 pub use rust::GUEST_TARGET;
 
 /// The WIT contract (`wyrm:game`), file name and text, as this host was
