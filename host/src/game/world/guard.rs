@@ -39,8 +39,10 @@ pub struct GuestLimits {
     pub queued_bytes: usize,
     /// `[limits] timer_bytes`.
     pub timer_bytes: usize,
-    /// The largest frame a plugin may send a client: half of `[net]
-    /// client_queue_bytes`. A larger one would only get the client
+    /// The most bytes of arguments (or of an attribute's value) a frame a
+    /// plugin sends clients may carry: what `[net] client_queue_bytes`
+    /// leaves after the frame's header and method name. A larger frame
+    /// could never be queued for a client: it would only get the client
     /// dropped as too slow.
     pub client_frame_bytes: usize,
 }
@@ -52,7 +54,7 @@ impl GuestLimits {
             value_bytes: cfg.limits.value_bytes,
             queued_bytes: cfg.limits.queued_bytes,
             timer_bytes: cfg.limits.timer_bytes,
-            client_frame_bytes: cfg.net.client_queue_bytes / 2,
+            client_frame_bytes: frame_room(cfg.net.client_queue_bytes),
         }
     }
 }
@@ -64,9 +66,15 @@ impl Default for GuestLimits {
             value_bytes: l.value_bytes,
             queued_bytes: l.queued_bytes,
             timer_bytes: l.timer_bytes,
-            client_frame_bytes: crate::config::NetConfig::default().client_queue_bytes / 2,
+            client_frame_bytes: frame_room(crate::config::NetConfig::default().client_queue_bytes),
         }
     }
+}
+
+/// What a client's queue of `queue_bytes` leaves for a frame's arguments:
+/// room for the longest method name and the frame's own fields.
+fn frame_room(queue_bytes: usize) -> usize {
+    queue_bytes.saturating_sub(NAME_BYTES + 64)
 }
 
 /// What the world keeps about each plugin.
@@ -191,8 +199,9 @@ impl World {
             return Ok(());
         }
         let msg = format!(
-            "{import}: a frame of {len} bytes for clients is over {limit} bytes, half of [net] \
-             client_queue_bytes (a client could never take it)"
+            "{import}: {len} bytes for clients are over the {limit} bytes a frame may carry \
+             with [net] client_queue_bytes = {} (a client could never take it)",
+            limit + NAME_BYTES + 64
         );
         Err(self.refuse(import, msg))
     }
