@@ -248,14 +248,32 @@ impl Default for AdminConfig {
     }
 }
 
-/// `[limits]`
+/// `[limits]`: what a plugin may take from the host. Every limit a plugin
+/// hits fails what it was doing with a message naming the limit and its
+/// value, and is logged (see `docs/plugins.md`, "Limits").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Longest a single call into a plugin may run before it is stopped.
     pub call_deadline_ms: u64,
-    /// Largest linear memory a plugin instance may grow to, in MiB.
+    /// Largest linear memory a plugin instance may grow to, in MiB. A
+    /// plugin's exported private state (a checkpoint, a swap's copy) may be
+    /// at most twice this.
     pub memory_mb: usize,
+    /// Largest MessagePack value a plugin may pass to one import: call
+    /// arguments, an attribute value, initial attributes, timer arguments,
+    /// a storage value or context, stats fields.
+    pub value_bytes: usize,
+    /// Bytes a plugin may have queued on the host, not yet delivered:
+    /// calls and new entities waiting to run, frames for clients not yet
+    /// handed to their connections, storage operations, password hashes
+    /// and stats events waiting for their threads. Each item also counts
+    /// 128 bytes for itself.
+    pub queued_bytes: usize,
+    /// Bytes of timers a plugin may have armed at once: each timer counts
+    /// its arguments and method name, and 128 bytes for itself (so the
+    /// default holds about 130,000 timers with small arguments).
+    pub timer_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -263,6 +281,9 @@ impl Default for LimitsConfig {
         Self {
             call_deadline_ms: 200,
             memory_mb: 64,
+            value_bytes: 1024 * 1024,
+            queued_bytes: 64 * 1024 * 1024,
+            timer_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -394,8 +415,15 @@ impl Config {
         if self.storage.save_interval_ms == 0 {
             anyhow::bail!("[storage] save_interval_ms must be positive");
         }
-        if self.limits.call_deadline_ms == 0 || self.limits.memory_mb == 0 {
+        let l = &self.limits;
+        if l.call_deadline_ms == 0 || l.memory_mb == 0 {
             anyhow::bail!("[limits] call_deadline_ms and memory_mb must be positive");
+        }
+        if l.value_bytes < 1024 || l.queued_bytes < l.value_bytes || l.timer_bytes < 1024 {
+            anyhow::bail!(
+                "[limits] value_bytes and timer_bytes must be at least 1024, and queued_bytes at \
+                 least value_bytes (a call must be able to queue one value)"
+            );
         }
         if !(1..=1000).contains(&self.game.space_tick_hz) {
             anyhow::bail!("[game] space_tick_hz must be between 1 and 1000");

@@ -17,14 +17,18 @@
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
 //! - [`scaffold`]: `wyrm new`, plugin projects in every language.
 //! - [`msg`]: the message vocabulary; [`config`]: the TOML config;
-//!   [`ids`]: maps keyed by host-assigned ids.
+//!   [`ids`]: maps keyed by host-assigned ids; [`logs`]: log lines a
+//!   plugin causes, kept to a rate; [`held`]: bytes queued on a plugin's
+//!   behalf, counted until delivered.
 
 pub mod admin;
 pub mod config;
 pub mod dispatcher;
 pub mod game;
 pub mod gate;
+pub mod held;
 pub mod ids;
+pub mod logs;
 pub mod msg;
 pub mod net;
 pub mod plugin;

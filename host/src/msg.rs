@@ -38,6 +38,10 @@ pub enum ToGame {
         entity: EntityId,
         method: String,
         args: Vec<u8>,
+        /// What the request counts against the plugin that made it, until
+        /// its reply has run: a reply waits in the game's inbox and work
+        /// queue with its context, which the plugin chose.
+        charge: Option<crate::held::Charge>,
     },
     /// A saved entity read by storage (or why it could not be).
     Loaded {
@@ -63,16 +67,22 @@ pub struct GateBatch {
     /// the next tick, so each client gets one write per tick however many
     /// frames it brought.
     pub tick: bool,
+    /// What the batch's frames count against the plugins that made them
+    /// (`[limits] queued_bytes`), until the gate has handed them on and
+    /// drops the batch.
+    pub held: Vec<crate::held::Charge>,
 }
 
 /// One thing for a gate to do.
 #[derive(Debug)]
 pub enum ToGate {
-    /// The client is now bound to `entity` (or to none). The gate uses it to
-    /// address fan-out calls.
+    /// The client is now bound to `entity` (or to none), an entity of the
+    /// plugin `plugin` (its index). The gate uses both to address fan-out
+    /// calls.
     Bind {
         client: ClientId,
         entity: Option<EntityId>,
+        plugin: usize,
     },
     /// One encoded frame for one client, written at the end of the batch.
     Send { client: ClientId, frame: Bytes },
@@ -90,12 +100,19 @@ pub enum ToGate {
         key: String,
         value: Option<String>,
     },
-    /// Call `method` on every client whose tags include all of `filter`.
+    /// Call `method` on every client whose tags include all of `filter`,
+    /// among those bound to an entity of plugin `plugin`: a plugin speaks
+    /// only to clients of its own entities.
     CallFiltered {
         filter: Vec<(String, String)>,
         method: String,
         args: Bytes,
+        plugin: usize,
     },
-    /// Call `method` on every client.
-    Broadcast { method: String, args: Bytes },
+    /// Call `method` on every client bound to an entity of plugin `plugin`.
+    Broadcast {
+        method: String,
+        args: Bytes,
+        plugin: usize,
+    },
 }

@@ -163,7 +163,8 @@ impl Server {
                     internal: internal_tx,
                     gate: gate_tx,
                 };
-                let game = Game::new(plugins, &cfg.game, channels, storage)?;
+                let limits = game::GuestLimits::from_config(&cfg);
+                let game = Game::new(plugins, &cfg.game, limits, channels, storage)?;
                 Ok((game, [opened.thread, stats_thread]))
             })
             .await

@@ -183,6 +183,7 @@ impl TestServer {
             limits: LimitsConfig {
                 call_deadline_ms: 200,
                 memory_mb: 64,
+                ..LimitsConfig::default()
             },
             plugins: vec![PluginConfig {
                 name: "game".into(),

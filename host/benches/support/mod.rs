@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 use wyrm::plugin::bindings::{PathSegment, Placement, Position, ReplyTo, Tag};
 
-use wyrm::plugin::{BuildOptions, EntityId, GameHost, Limits, PluginCode, PluginRuntime};
+use wyrm::plugin::{BuildOptions, EntityId, GameHost, Limits, PluginCode, PluginRuntime, Stop};
 
 /// A world with nothing in it, for benchmarks of the plugin boundary alone:
 /// the guest code they run calls no host function that needs a world.
@@ -25,12 +25,18 @@ impl GameHost for EmptyWorld {
     fn service(&mut self, _: &str) -> Option<EntityId> {
         None
     }
-    fn call_entity(&mut self, _: EntityId, _: String, _: Vec<u8>) {}
-    fn call_client(&mut self, _: EntityId, _: &str, _: &[u8]) -> bool {
-        false
+    fn call_entity(&mut self, _: EntityId, _: String, _: Vec<u8>) -> Result<(), Stop> {
+        Ok(())
     }
-    fn call_filtered_clients(&mut self, _: Vec<Tag>, _: String, _: Vec<u8>) {}
-    fn broadcast(&mut self, _: String, _: Vec<u8>) {}
+    fn call_client(&mut self, _: EntityId, _: &str, _: &[u8]) -> Result<bool, Stop> {
+        Ok(false)
+    }
+    fn call_filtered_clients(&mut self, _: Vec<Tag>, _: String, _: Vec<u8>) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn broadcast(&mut self, _: String, _: Vec<u8>) -> Result<(), Stop> {
+        Ok(())
+    }
     fn give_client_to(&mut self, _: EntityId, _: EntityId) -> Result<(), String> {
         Err("empty world".into())
     }
@@ -64,7 +70,9 @@ impl GameHost for EmptyWorld {
     fn entities_near(&mut self, _: EntityId, _: Position, _: f32) -> Vec<EntityId> {
         Vec::new()
     }
-    fn call_aoi_clients(&mut self, _: EntityId, _: &str, _: &[u8]) {}
+    fn call_aoi_clients(&mut self, _: EntityId, _: &str, _: &[u8]) -> Result<(), Stop> {
+        Ok(())
+    }
     fn attr_get(&mut self, _: EntityId, _: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
     }
@@ -90,16 +98,43 @@ impl GameHost for EmptyWorld {
     fn cancel_timer(&mut self, _: u64) -> bool {
         false
     }
-    fn hash_password(&mut self, _: EntityId, _: String, _: String, _: Vec<u8>) {}
-    fn verify_password(&mut self, _: EntityId, _: String, _: String, _: String, _: Vec<u8>) {}
-    fn load_entity(&mut self, _: EntityId, _: ReplyTo) {}
-    fn save_entity(&mut self, _: EntityId, _: Option<ReplyTo>) {}
-    fn entity_exists(&mut self, _: EntityId, _: ReplyTo) {}
-    fn saved_ids(&mut self, _: String, _: ReplyTo) {}
-    fn kv_get(&mut self, _: String, _: ReplyTo) {}
-    fn kv_put(&mut self, _: String, _: Vec<u8>, _: Option<ReplyTo>) {}
-    fn kv_get_or_put(&mut self, _: String, _: Vec<u8>, _: ReplyTo) {}
-    fn kv_range(&mut self, _: String, _: ReplyTo) {}
+    fn hash_password(&mut self, _: EntityId, _: String, _: String, _: Vec<u8>) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn verify_password(
+        &mut self,
+        _: EntityId,
+        _: String,
+        _: String,
+        _: String,
+        _: Vec<u8>,
+    ) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn load_entity(&mut self, _: EntityId, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn save_entity(&mut self, _: EntityId, _: Option<ReplyTo>) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn entity_exists(&mut self, _: EntityId, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn saved_ids(&mut self, _: String, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn kv_get(&mut self, _: String, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn kv_put(&mut self, _: String, _: Vec<u8>, _: Option<ReplyTo>) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn kv_get_or_put(&mut self, _: String, _: Vec<u8>, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
+    }
+    fn kv_range(&mut self, _: String, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
+    }
     fn emit_stat(&mut self, _: String, _: Vec<u8>) {}
 }
 

@@ -77,6 +77,8 @@ pub(super) struct CheckpointRun {
     version: String,
     pending: VecDeque<EntityId>,
     states: HashMap<EntityId, Vec<u8>>,
+    /// The bytes of `states`, held to the plugin's state limit.
+    bytes: usize,
     started: Instant,
 }
 
@@ -131,6 +133,7 @@ impl Game {
                 version: self.plugins[p].instance.version().to_owned(),
                 pending: self.world_ref().ids_of_plugin(p).into(),
                 states: HashMap::new(),
+                bytes: 0,
                 started: Instant::now(),
             });
         }
@@ -171,6 +174,18 @@ impl Game {
                     let slot = &mut self.plugins[p];
                     slot.chunker
                         .record(chunk.len(), started.elapsed(), slot.instance.deadline());
+                    run.bytes += states.iter().map(|s| s.data.len()).sum::<usize>();
+                    let limit = slot.instance.state_limit();
+                    if run.bytes > limit {
+                        // The last checkpoint stays; this one is dropped
+                        // before it takes more of the host's memory.
+                        tracing::warn!(
+                            plugin = slot.code.name(),
+                            "checkpoint refused: the plugin's private state passed {limit} bytes \
+                             (twice [limits] memory_mb), which the host does not keep"
+                        );
+                        return;
+                    }
                     run.states
                         .extend(states.into_iter().map(|s| (s.entity.id, s.data)));
                 }
@@ -218,7 +233,11 @@ impl Game {
     /// Host-owned state (attributes, clients, timers) is untouched.
     pub(super) fn recover(&mut self, plugin: usize, fault: &Fault) {
         let name = self.plugins[plugin].code.name().to_owned();
-        tracing::error!(plugin = %name, "{fault}; starting a fresh instance");
+        // At the plugin's rate of log lines: one that faults in a loop
+        // must not fill the log.
+        if self.plugins[plugin].code.log_admit() {
+            tracing::error!(plugin = %name, "{fault}; starting a fresh instance");
+        }
         if let Some(swap) = self.swapping.take_if(|s| s.plugin() == plugin) {
             // What was copied came from the instance that just died.
             self.end_swap(

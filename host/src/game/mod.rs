@@ -32,11 +32,23 @@ use crate::plugin::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE
 pub use checkpoint::GameCounters;
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
-pub use world::World;
+pub use world::{GuestLimits, World};
 
 /// Work items run before the game looks at its inbox again, so an entity
 /// that keeps calling itself cannot starve clients.
 const WORK_BATCH: usize = 4096;
+
+/// Longest the game runs queued work before it looks at its inbox again
+/// (it finishes the call in progress, which may take up to the call
+/// deadline): a plugin whose calls each run close to the deadline holds
+/// the inbox for one call, not for a batch of them.
+const WORK_TIME: Duration = Duration::from_millis(10);
+
+/// Longest a checkpoint or a swap waits for a moment without queued work
+/// before it copies a chunk anyway: a plugin that keeps the queue busy
+/// forever (an entity calling itself) must not stop every plugin's
+/// checkpoints and swaps.
+const CHORE_WAIT: Duration = Duration::from_millis(100);
 
 /// Messages the game takes from its inbox before it sends what they
 /// produced: everything waiting, up to this many, or this much time.
@@ -102,6 +114,8 @@ pub struct Game {
     last_space_tick: Instant,
     tick_times: Arc<TickTimes>,
     last_overrun_warning: Option<Instant>,
+    /// When a checkpoint or swap last copied a chunk.
+    last_chore: Instant,
 }
 
 /// How long the most recent space ticks took (logic, AOI, position sync),
@@ -150,6 +164,7 @@ impl Game {
     pub fn new(
         plugins: Vec<PluginCode<World>>,
         cfg: &GameConfig,
+        limits: GuestLimits,
         channels: GameChannels,
         storage: GameStorage,
     ) -> anyhow::Result<Self> {
@@ -160,7 +175,8 @@ impl Game {
         } = channels;
         let mut types = types::TypeRegistry::default();
         let mut slots = Vec::new();
-        for (i, code) in plugins.into_iter().enumerate() {
+        for (i, mut code) in plugins.into_iter().enumerate() {
+            code.set_slot(i);
             let instance = code.instantiate()?;
             let info = instance.info();
             tracing::info!(
@@ -194,7 +210,8 @@ impl Game {
         } = storage;
         let persistence = world::Persistence::new(store, stats, reserved);
         let spaces = space::Spaces::new(cfg.position_resolution()?, cfg.space_resolutions()?);
-        let mut world = World::new(types, spaces, passwords, persistence, next_id);
+        let mut world = World::new(types, spaces, passwords, persistence, next_id, limits);
+        world.set_plugins(slots.iter().map(|s| s.code.name().to_owned()).collect());
         for s in &cfg.services {
             world
                 .start_service(s, services.remove(s))
@@ -221,8 +238,9 @@ impl Game {
             last_space_tick: Instant::now(),
             tick_times: Arc::default(),
             last_overrun_warning: None,
+            last_chore: Instant::now(),
         };
-        game.run_work();
+        game.run_work(WORK_TIME);
         game.send_output(false);
         Ok(game)
     }
@@ -267,7 +285,7 @@ impl Game {
                     break;
                 }
                 self.handle(msg);
-                self.run_work();
+                self.run_work(WORK_TIME);
                 taken += 1;
                 if taken < INBOX_BATCH && started.elapsed() < INBOX_BATCH_TIME {
                     next = self.inbox.try_recv();
@@ -278,8 +296,8 @@ impl Game {
                 break;
             }
             let now = Instant::now();
-            self.world().fire_timers(now);
-            self.run_work();
+            self.world().fire_timers(now, WORK_BATCH);
+            self.run_work(WORK_TIME);
             let mut ticked = false;
             if self.next_space_tick <= now {
                 self.tick_spaces(now);
@@ -288,11 +306,16 @@ impl Game {
                 // bursting to catch up.
                 self.next_space_tick = (self.next_space_tick + self.space_tick).max(now);
             }
-            if self.swapping.is_some() && self.world().work.is_empty() {
+            // Copies go between messages when nothing else waits, or,
+            // when work never stops coming, every so often anyway.
+            let chore_due = self.world().work.is_empty() || self.last_chore.elapsed() >= CHORE_WAIT;
+            if self.swapping.is_some() && chore_due {
                 self.swap_step();
+                self.last_chore = Instant::now();
             }
-            if self.checkpointing() && self.world().work.is_empty() {
+            if self.checkpointing() && chore_due {
                 self.checkpoint_step();
+                self.last_chore = Instant::now();
             }
             self.retry_revivals(now);
             if self.next_save <= now {
@@ -320,13 +343,13 @@ impl Game {
     /// Hands what this round of work produced for clients to the gate, in
     /// one batch; `tick` asks the gate to write every client.
     fn send_output(&mut self, tick: bool) {
-        let ops = self.world().take_output();
+        let (ops, held) = self.world().take_output();
         if ops.is_empty() && !tick {
             return;
         }
         // The gate outlives the game except at shutdown, when output no
         // longer matters.
-        let _ = self.gate.send(GateBatch { ops, tick });
+        let _ = self.gate.send(GateBatch { ops, tick, held });
     }
 
     /// Counts of checkpoints and revivals.
@@ -377,12 +400,11 @@ impl Game {
                 entity,
                 method,
                 args,
+                charge,
             } => {
-                self.world()
-                    .work
-                    .push_back(world::Work::Call(world::Call::from_server(
-                        entity, method, args, None,
-                    )));
+                let mut call = world::Call::from_server(entity, method, args, None);
+                call.charge = charge;
+                self.world().queue_host(world::Work::Call(call));
             }
             ToGame::Loaded { id, result } => self.world().finish_load(id, *result),
             ToGame::Swap(req) => self.swap(*req),
@@ -391,13 +413,28 @@ impl Game {
         }
     }
 
-    /// Runs queued work, up to a batch.
-    fn run_work(&mut self) {
+    /// Runs queued work, up to a batch or for up to `time` (and the call
+    /// that passes it), fairly between the plugins' lanes.
+    fn run_work(&mut self, time: Duration) {
+        let started = Instant::now();
         for _ in 0..WORK_BATCH {
-            let Some(work) = self.world().work.pop_front() else {
+            let Some((lane, work)) = self.world().work.pop() else {
                 return;
             };
+            let timer = match &work {
+                world::Work::Call(c) => c.timer,
+                _ => None,
+            };
+            let began = Instant::now();
             self.run_one(work);
+            let world = self.world();
+            world.work.spent(lane, began.elapsed());
+            if let Some(t) = timer {
+                world.timers.ran(t);
+            }
+            if started.elapsed() >= time {
+                return;
+            }
         }
     }
 
@@ -415,9 +452,12 @@ impl Game {
         }
         let world = self.world();
         for space in world.spaces.ids() {
-            world.work.push_back(world::Work::Tick { space, dt_ms });
+            world.queue_host(world::Work::Tick { space, dt_ms });
         }
-        self.run_work();
+        // The tick's work may take up to a tick period, so that positions
+        // go out after every space's logic ran, unless that logic (or work
+        // queued before it) holds the thread longer.
+        self.run_work(self.space_tick);
         let world = self
             .world
             .as_deref_mut()

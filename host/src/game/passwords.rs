@@ -17,6 +17,9 @@ pub struct Continuation {
     pub method: String,
     /// A MessagePack value passed back untouched.
     pub context: Vec<u8>,
+    /// Counts the job against the plugin that asked until its answer has
+    /// run.
+    pub charge: Option<crate::held::Charge>,
 }
 
 enum Job {
@@ -52,6 +55,7 @@ impl PasswordPool {
                             entity: cont.entity,
                             method: cont.method,
                             args,
+                            charge: cont.charge,
                         };
                         if game.send(msg).is_err() {
                             break; // the game has stopped
@@ -90,6 +94,7 @@ impl PasswordPool {
             entity: cont.entity,
             method: cont.method,
             args,
+            charge: cont.charge,
         });
     }
 }

@@ -180,8 +180,8 @@ impl Game {
     pub(super) fn swap(&mut self, req: SwapRequest) {
         let SwapRequest {
             plugin: name,
-            code,
-            instance: fresh,
+            mut code,
+            instance: mut fresh,
             dry_run,
             reply,
         } = req;
@@ -194,6 +194,10 @@ impl Game {
                 refuse("", format!("no plugin named {name:?} is loaded")),
             );
         };
+        // The new version answers to the old one's slot from its first
+        // call on (the world tells plugins apart by it).
+        code.set_slot(p);
+        fresh.set_slot(p);
         let from = self.plugins[p].instance.version().to_owned();
         if self.swapping.is_some() {
             return answer(reply, refuse(&from, "another swap is in progress".into()));
@@ -312,6 +316,16 @@ impl Game {
                 .kinds
                 .get(&st.type_name)
                 .ok_or_else(|| format!("the new version has no entity type {}", st.type_name))?;
+        }
+        // What was copied so far, plus this chunk (an entity copied again
+        // counts twice: a bound, not a tally).
+        let bytes = s.bytes + states.iter().map(|st| st.data.len()).sum::<usize>();
+        let limit = self.plugins[s.plugin].instance.state_limit();
+        if bytes > limit {
+            return Err(format!(
+                "the running version's private state passed {limit} bytes (twice [limits] \
+                 memory_mb), more than the host keeps"
+            ));
         }
         match s.fresh.import(&mut self.world, &s.from, &states) {
             Ok(Ok(())) => {

@@ -36,6 +36,8 @@ pub enum Registration {
 struct ClientSlot {
     link: Arc<Link>,
     entity: Option<EntityId>,
+    /// The plugin that runs `entity`.
+    plugin: usize,
     tags: HashMap<String, String>,
     /// Frames are queued and not yet flushed.
     pending: bool,
@@ -99,6 +101,7 @@ impl Gate {
                     ClientSlot {
                         link,
                         entity: None,
+                        plugin: 0,
                         tags: HashMap::new(),
                         pending: false,
                     },
@@ -114,9 +117,14 @@ impl Gate {
     pub fn apply(&mut self, batch: GateBatch) {
         for op in batch.ops {
             match op {
-                ToGate::Bind { client, entity } => {
+                ToGate::Bind {
+                    client,
+                    entity,
+                    plugin,
+                } => {
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.entity = entity;
+                        c.plugin = plugin;
                     }
                 }
                 ToGate::Send { client, frame } => {
@@ -144,10 +152,15 @@ impl Gate {
                     filter,
                     method,
                     args,
+                    plugin,
                 } => self.call_own(&method, &args, |c| {
-                    filter.iter().all(|(k, v)| c.tags.get(k) == Some(v))
+                    c.plugin == plugin && filter.iter().all(|(k, v)| c.tags.get(k) == Some(v))
                 }),
-                ToGate::Broadcast { method, args } => self.call_own(&method, &args, |_| true),
+                ToGate::Broadcast {
+                    method,
+                    args,
+                    plugin,
+                } => self.call_own(&method, &args, |c| c.plugin == plugin),
             }
         }
         if batch.tick {

@@ -13,23 +13,45 @@ use super::bindings::{
     HostImports, LogLevel, PathSegment, Placement, Position, ReplyTo, StorageImports, Tag,
 };
 use super::stdio::GuestOutput;
+use crate::logs::{clip_line, LogBudget};
 
 /// Entity ids as plugins see them.
 pub type EntityId = u64;
 
+/// What stops a plugin's call: an import without an error value (WIT
+/// gives it none) that the plugin used beyond a limit. The call traps with
+/// this message; for an import with an error value, the plugin gets the
+/// message as that value instead.
+pub type Stop = String;
+
 /// What the game provides to plugins: the host imports of the WIT world,
 /// in Rust terms. Functions that can fail return `Err(message)`, which the
-/// plugin receives as its error value (never a trap).
+/// plugin receives as its error value (never a trap); functions whose WIT
+/// signature has no error value return `Err(Stop)` for a limit the plugin
+/// passed, which stops (traps) its call.
 #[allow(missing_docs)] // each function is documented in wit/host.wit
 pub trait GameHost: Send + 'static {
+    /// The world is lent to plugin `plugin` (the slot its code was given,
+    /// [`PluginCode::set_slot`](super::PluginCode::set_slot)) for one call:
+    /// every import until [`leave_plugin`](Self::leave_plugin) is its.
+    fn enter_plugin(&mut self, plugin: usize) {
+        let _ = plugin;
+    }
+    /// The call that [`enter_plugin`](Self::enter_plugin) began is over.
+    fn leave_plugin(&mut self) {}
     fn create_entity(&mut self, type_name: &str, attrs: &[u8]) -> Result<EntityId, String>;
     fn destroy_entity(&mut self, id: EntityId) -> Result<(), String>;
     fn entity_type(&mut self, id: EntityId) -> Option<String>;
     fn service(&mut self, type_name: &str) -> Option<EntityId>;
-    fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>);
-    fn call_client(&mut self, id: EntityId, method: &str, args: &[u8]) -> bool;
-    fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>);
-    fn broadcast(&mut self, method: String, args: Vec<u8>);
+    fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) -> Result<(), Stop>;
+    fn call_client(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<bool, Stop>;
+    fn call_filtered_clients(
+        &mut self,
+        filter: Vec<Tag>,
+        method: String,
+        args: Vec<u8>,
+    ) -> Result<(), Stop>;
+    fn broadcast(&mut self, method: String, args: Vec<u8>) -> Result<(), Stop>;
     fn give_client_to(&mut self, from: EntityId, to: EntityId) -> Result<(), String>;
     fn set_client_tag(
         &mut self,
@@ -57,7 +79,7 @@ pub trait GameHost: Send + 'static {
     fn allow_client_moves(&mut self, id: EntityId, allowed: bool) -> Result<(), String>;
     fn aoi_of(&mut self, id: EntityId) -> Vec<EntityId>;
     fn entities_near(&mut self, space: EntityId, center: Position, radius: f32) -> Vec<EntityId>;
-    fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]);
+    fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<(), Stop>;
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String>;
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
     fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String>;
@@ -76,7 +98,13 @@ pub trait GameHost: Send + 'static {
         args: Vec<u8>,
     ) -> Result<u64, String>;
     fn cancel_timer(&mut self, timer: u64) -> bool;
-    fn hash_password(&mut self, id: EntityId, password: String, method: String, context: Vec<u8>);
+    fn hash_password(
+        &mut self,
+        id: EntityId,
+        password: String,
+        method: String,
+        context: Vec<u8>,
+    ) -> Result<(), Stop>;
     fn verify_password(
         &mut self,
         id: EntityId,
@@ -84,16 +112,16 @@ pub trait GameHost: Send + 'static {
         hash: String,
         method: String,
         context: Vec<u8>,
-    );
+    ) -> Result<(), Stop>;
     // storage, as in wit/storage.wit
-    fn load_entity(&mut self, id: EntityId, reply: ReplyTo);
-    fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>);
-    fn entity_exists(&mut self, id: EntityId, reply: ReplyTo);
-    fn saved_ids(&mut self, type_name: String, reply: ReplyTo);
-    fn kv_get(&mut self, key: String, reply: ReplyTo);
-    fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<ReplyTo>);
-    fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: ReplyTo);
-    fn kv_range(&mut self, prefix: String, reply: ReplyTo);
+    fn load_entity(&mut self, id: EntityId, reply: ReplyTo) -> Result<(), Stop>;
+    fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>) -> Result<(), Stop>;
+    fn entity_exists(&mut self, id: EntityId, reply: ReplyTo) -> Result<(), Stop>;
+    fn saved_ids(&mut self, type_name: String, reply: ReplyTo) -> Result<(), Stop>;
+    fn kv_get(&mut self, key: String, reply: ReplyTo) -> Result<(), Stop>;
+    fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<ReplyTo>) -> Result<(), Stop>;
+    fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: ReplyTo) -> Result<(), Stop>;
+    fn kv_range(&mut self, prefix: String, reply: ReplyTo) -> Result<(), Stop>;
     fn emit_stat(&mut self, name: String, fields: Vec<u8>);
 }
 
@@ -107,6 +135,9 @@ pub struct HostState<W> {
     /// The guest's stdout and stderr, as WASI was given them: the host
     /// marks where each call starts and reads why a call failed.
     pub(crate) output: [GuestOutput; 2],
+    /// The plugin's allowance of log lines, shared with its output streams
+    /// and its other instances.
+    pub(crate) log_budget: std::sync::Arc<LogBudget>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -117,12 +148,14 @@ impl<W> HostState<W> {
         limits: MemoryCap,
         wasi: WasiCtx,
         output: [GuestOutput; 2],
+        log_budget: std::sync::Arc<LogBudget>,
     ) -> Self {
         Self {
             plugin,
             world: None,
             limits,
             output,
+            log_budget,
             wasi,
             table: ResourceTable::new(),
         }
@@ -214,38 +247,35 @@ type R<T> = wasmtime::Result<T>;
 
 impl<W: GameHost> super::bindings::wyrm::game::types::Host for HostState<W> {}
 
+/// A [`Stop`] as the trap that ends the guest's call.
+fn stop<T>(r: Result<T, Stop>) -> R<T> {
+    r.map_err(wasmtime::Error::msg)
+}
+
 impl<W: GameHost> StorageImports for HostState<W> {
     fn load_entity(&mut self, id: EntityId, reply: ReplyTo) -> R<()> {
-        self.world()?.load_entity(id, reply);
-        Ok(())
+        stop(self.world()?.load_entity(id, reply))
     }
     fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>) -> R<()> {
-        self.world()?.save_entity(id, reply);
-        Ok(())
+        stop(self.world()?.save_entity(id, reply))
     }
     fn entity_exists(&mut self, id: EntityId, reply: ReplyTo) -> R<()> {
-        self.world()?.entity_exists(id, reply);
-        Ok(())
+        stop(self.world()?.entity_exists(id, reply))
     }
     fn saved_ids(&mut self, type_name: String, reply: ReplyTo) -> R<()> {
-        self.world()?.saved_ids(type_name, reply);
-        Ok(())
+        stop(self.world()?.saved_ids(type_name, reply))
     }
     fn kv_get(&mut self, key: String, reply: ReplyTo) -> R<()> {
-        self.world()?.kv_get(key, reply);
-        Ok(())
+        stop(self.world()?.kv_get(key, reply))
     }
     fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<ReplyTo>) -> R<()> {
-        self.world()?.kv_put(key, value, reply);
-        Ok(())
+        stop(self.world()?.kv_put(key, value, reply))
     }
     fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: ReplyTo) -> R<()> {
-        self.world()?.kv_get_or_put(key, value, reply);
-        Ok(())
+        stop(self.world()?.kv_get_or_put(key, value, reply))
     }
     fn kv_range(&mut self, prefix: String, reply: ReplyTo) -> R<()> {
-        self.world()?.kv_range(prefix, reply);
-        Ok(())
+        stop(self.world()?.kv_range(prefix, reply))
     }
     fn emit_stat(&mut self, name: String, fields: Vec<u8>) -> R<()> {
         self.world()?.emit_stat(name, fields);
@@ -267,19 +297,16 @@ impl<W: GameHost> HostImports for HostState<W> {
         Ok(self.world()?.service(&type_name))
     }
     fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) -> R<()> {
-        self.world()?.call_entity(id, method, args);
-        Ok(())
+        stop(self.world()?.call_entity(id, method, args))
     }
     fn call_client(&mut self, id: EntityId, method: String, args: Vec<u8>) -> R<bool> {
-        Ok(self.world()?.call_client(id, &method, &args))
+        stop(self.world()?.call_client(id, &method, &args))
     }
     fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>) -> R<()> {
-        self.world()?.call_filtered_clients(filter, method, args);
-        Ok(())
+        stop(self.world()?.call_filtered_clients(filter, method, args))
     }
     fn broadcast(&mut self, method: String, args: Vec<u8>) -> R<()> {
-        self.world()?.broadcast(method, args);
-        Ok(())
+        stop(self.world()?.broadcast(method, args))
     }
     fn give_client_to(&mut self, from: EntityId, to: EntityId) -> R<Result<(), String>> {
         Ok(self.world()?.give_client_to(from, to))
@@ -336,8 +363,7 @@ impl<W: GameHost> HostImports for HostState<W> {
         Ok(self.world()?.entities_near(space, center, radius))
     }
     fn call_aoi_clients(&mut self, id: EntityId, method: String, args: Vec<u8>) -> R<()> {
-        self.world()?.call_aoi_clients(id, &method, &args);
-        Ok(())
+        stop(self.world()?.call_aoi_clients(id, &method, &args))
     }
     fn attr_get(
         &mut self,
@@ -385,8 +411,7 @@ impl<W: GameHost> HostImports for HostState<W> {
         method: String,
         context: Vec<u8>,
     ) -> R<()> {
-        self.world()?.hash_password(id, password, method, context);
-        Ok(())
+        stop(self.world()?.hash_password(id, password, method, context))
     }
     fn verify_password(
         &mut self,
@@ -396,12 +421,19 @@ impl<W: GameHost> HostImports for HostState<W> {
         method: String,
         context: Vec<u8>,
     ) -> R<()> {
-        self.world()?
-            .verify_password(id, password, hash, method, context);
-        Ok(())
+        stop(
+            self.world()?
+                .verify_password(id, password, hash, method, context),
+        )
     }
     fn log(&mut self, level: LogLevel, message: String) -> R<()> {
         let plugin = &*self.plugin;
+        // Over its rate, a line is dropped (and counted); an overlong one
+        // is cut. Logging never fails the call: WIT gives `log` no error.
+        if !self.log_budget.admit(plugin) {
+            return Ok(());
+        }
+        let message = clip_line(&message);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, "{message}"),

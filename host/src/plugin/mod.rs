@@ -29,7 +29,7 @@ pub use bindings::{Caller, CallerKind, EntityRef, EntityState, PluginInfo};
 pub use build::{
     build_plugin, stage_c_sources, tools_dir, BuildOptions, Language, GUEST_TARGET, WIT_FILES,
 };
-pub use host_state::{EntityId, GameHost, HostState};
+pub use host_state::{EntityId, GameHost, HostState, Stop};
 
 use bindings::exports::wyrm::game::entities::Guest;
 
@@ -171,6 +171,8 @@ impl PluginRuntime {
             pre,
             engine: self.engine.clone(),
             limits: self.limits,
+            slot: 0,
+            log_budget: Arc::default(),
         })
     }
 }
@@ -187,6 +189,12 @@ pub struct PluginCode<W: 'static> {
     pre: bindings::PluginPre<HostState<W>>,
     engine: Engine,
     limits: Limits,
+    /// The index the game knows the plugin by, told to the world at each
+    /// call ([`GameHost::enter_plugin`]).
+    slot: usize,
+    /// Log lines its instances may write, shared by all of them so that a
+    /// fresh instance does not start with a fresh allowance.
+    log_budget: Arc<crate::logs::LogBudget>,
 }
 
 impl<W: GameHost> PluginCode<W> {
@@ -195,10 +203,22 @@ impl<W: GameHost> PluginCode<W> {
         &self.name
     }
 
+    /// Sets the index the game knows this plugin by (0 until set): instances
+    /// made from now on tell the world it at every call.
+    pub fn set_slot(&mut self, slot: usize) {
+        self.slot = slot;
+    }
+
+    /// Whether a log line about this plugin may be written now (its
+    /// [`LogBudget`](crate::logs::LogBudget), which its own lines use too).
+    pub fn log_admit(&self) -> bool {
+        self.log_budget.admit(&self.name)
+    }
+
     /// A fresh instance in a store of its own, initialised (`init` called).
     pub fn instantiate(&self) -> anyhow::Result<PluginInstance<W>> {
-        let stdout = stdio::GuestOutput::stdout(self.name.clone());
-        let stderr = stdio::GuestOutput::stderr(self.name.clone());
+        let stdout = stdio::GuestOutput::stdout(self.name.clone(), self.log_budget.clone());
+        let stderr = stdio::GuestOutput::stderr(self.name.clone(), self.log_budget.clone());
         let wasi = wasmtime_wasi::WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -206,11 +226,26 @@ impl<W: GameHost> PluginCode<W> {
         let limits = host_state::MemoryCap::new(self.limits.memory_bytes);
         let mut store = Store::new(
             &self.engine,
-            HostState::new(self.name.clone(), limits, wasi, [stdout, stderr]),
+            HostState::new(
+                self.name.clone(),
+                limits,
+                wasi,
+                [stdout, stderr],
+                self.log_budget.clone(),
+            ),
         );
         store.limiter(|s| &mut s.limits);
+        // What one import's arguments (or one export's results) may make
+        // the host allocate. Without aliasing a guest cannot pass more than
+        // its memory holds; with it (a list of strings that all point at
+        // one buffer) it could make the host copy that buffer for every
+        // item. wasmtime counts the bytes it lifts and fails the transfer
+        // past this, with "too much data is being copied between the host
+        // and the guest".
+        store.set_hostcall_fuel(self.limits.memory_bytes.saturating_mul(2));
         let mut instance = PluginInstance {
             name: self.name.clone(),
+            slot: self.slot,
             deadline_ticks: deadline_ticks(self.limits.deadline),
             deadline: self.limits.deadline,
             bindings: None,
@@ -275,6 +310,8 @@ fn empty_info() -> PluginInfo {
 /// A live instance of a plugin.
 pub struct PluginInstance<W: 'static> {
     name: Arc<str>,
+    /// See [`PluginCode::set_slot`].
+    slot: usize,
     store: Store<HostState<W>>,
     bindings: Option<bindings::Plugin>,
     info: PluginInfo,
@@ -298,13 +335,63 @@ impl<W: GameHost> PluginInstance<W> {
         self.deadline
     }
 
-    /// The state hook, export side: the private state of `ids`.
+    /// Sets the index the game knows this plugin by (see
+    /// [`PluginCode::set_slot`]); for an instance made before its slot was
+    /// known (a swap's new version).
+    pub fn set_slot(&mut self, slot: usize) {
+        self.slot = slot;
+    }
+
+    /// The most private state, in bytes, the host keeps of this plugin (a
+    /// checkpoint, a swap's copy): twice its memory cap. The state lives in
+    /// the plugin's memory; its exported form may be larger, not without
+    /// bound.
+    pub fn state_limit(&self) -> usize {
+        self.store.data().limits.bytes.saturating_mul(2)
+    }
+
+    /// The state hook, export side: the private state of `ids`. An answer
+    /// that is not the state of those entities — a state for an entity not
+    /// asked for, one entity twice, a type name that is not the entity's —
+    /// is taken as a refusal (`Ok(Err)`), saying what was wrong.
     pub fn export(
         &mut self,
         world: &mut Option<Box<W>>,
         ids: &[EntityId],
     ) -> Result<Result<Vec<EntityState>, String>, Fault> {
-        self.run(world, |g, s| g.call_export_entities(s, ids))
+        let states = match self.run(world, |g, s| g.call_export_entities(s, ids))? {
+            Ok(states) => states,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(w) = world.as_deref_mut() else {
+            return Ok(Ok(states));
+        };
+        let asked: std::collections::HashSet<EntityId> = ids.iter().copied().collect();
+        let mut seen = std::collections::HashSet::with_capacity(states.len());
+        for st in &states {
+            let id = st.entity.id;
+            let wrong = if !asked.contains(&id) {
+                Some(format!(
+                    "a state for entity {id}, which it was not asked for"
+                ))
+            } else if !seen.insert(id) {
+                Some(format!("entity {id} more than once"))
+            } else {
+                match w.entity_type(id) {
+                    Some(t) if t != st.type_name => Some(format!(
+                        "entity {id} as a {}, which is a {t}",
+                        clip(st.type_name.clone(), 64)
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some(wrong) = wrong {
+                let why = format!("plugin {} exported malformed state: {wrong}", self.name);
+                tracing::warn!(plugin = &*self.name, "{why}");
+                return Ok(Err(why));
+            }
+        }
+        Ok(Ok(states))
     }
 
     /// The state hook, import side: take over `states`, exported by a plugin
@@ -339,9 +426,15 @@ impl<W: GameHost> PluginInstance<W> {
         }
         data.limits.refused = None;
         data.world = world.take();
+        if let Some(w) = data.world.as_deref_mut() {
+            w.enter_plugin(self.slot);
+        }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = f(bindings.wyrm_game_entities(), &mut self.store);
         *world = self.store.data_mut().world.take();
+        if let Some(w) = world.as_deref_mut() {
+            w.leave_plugin();
+        }
         result.map_err(|e| self.classify(e))
     }
 
@@ -398,6 +491,11 @@ impl<W: GameHost> PluginInstance<W> {
                 reason: clip(format!("{e:#}"), MAX_MESSAGE),
             },
         };
+        // A plugin that faults in a loop (every call it gets) writes its
+        // faults at its rate of log lines, not one a call.
+        if !data.log_budget.admit(&self.name) {
+            return fault;
+        }
         match e.downcast_ref::<WasmBacktrace>() {
             Some(bt) => tracing::warn!(
                 plugin = &*self.name,

@@ -17,6 +17,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::logs::LogBudget;
+
 /// Longest line kept before it is logged in pieces.
 const MAX_LINE: usize = 4096;
 /// Lines of stderr kept per call: a Python traceback a few frames deep and
@@ -36,6 +38,9 @@ pub(crate) struct GuestOutput {
 struct Shared {
     plugin: Arc<str>,
     stream: &'static str,
+    /// The plugin's allowance of log lines: a guest printing in a loop
+    /// loses lines, not the server's log.
+    budget: Arc<LogBudget>,
     /// Whether anything was written since the last call began: lets the
     /// start of a call skip the lock when the guest wrote nothing, which is
     /// nearly always.
@@ -51,19 +56,25 @@ struct Lines {
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(plugin: Arc<str>) -> Self {
-        Self::new(plugin, "stdout", false)
+    pub(crate) fn stdout(plugin: Arc<str>, budget: Arc<LogBudget>) -> Self {
+        Self::new(plugin, "stdout", false, budget)
     }
 
-    pub(crate) fn stderr(plugin: Arc<str>) -> Self {
-        Self::new(plugin, "stderr", true)
+    pub(crate) fn stderr(plugin: Arc<str>, budget: Arc<LogBudget>) -> Self {
+        Self::new(plugin, "stderr", true, budget)
     }
 
-    fn new(plugin: Arc<str>, stream: &'static str, keep_tail: bool) -> Self {
+    fn new(
+        plugin: Arc<str>,
+        stream: &'static str,
+        keep_tail: bool,
+        budget: Arc<LogBudget>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 plugin,
                 stream,
+                budget,
                 wrote: AtomicBool::new(false),
                 lines: Mutex::new(Lines {
                     partial: Vec::new(),
@@ -125,7 +136,9 @@ impl Shared {
         let text = String::from_utf8_lossy(&lines.partial);
         let text = text.trim_end();
         if !text.is_empty() {
-            tracing::warn!(plugin = &*self.plugin, stream = self.stream, "{text}");
+            if self.budget.admit(&self.plugin) {
+                tracing::warn!(plugin = &*self.plugin, stream = self.stream, "{text}");
+            }
             if let Some(tail) = &mut lines.tail {
                 if tail.len() == TAIL_LINES {
                     tail.pop_front();
@@ -311,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_line_written_in_pieces_is_one_line_and_a_call_starts_afresh() {
-        let err = GuestOutput::stderr("p".into());
+        let err = GuestOutput::stderr("p".into(), Arc::default());
         let (mut a, mut b) = (err.p2_stream(), err.p2_stream());
         a.write(Bytes::from_static(b"Assertion failed: x (plugin.c: "))
             .expect("write");

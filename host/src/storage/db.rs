@@ -239,7 +239,9 @@ struct Pending {
 
 /// Runs a batch in one transaction; returns the answers to send. One
 /// operation failing does not fail the others (each runs in a savepoint).
-pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>) -> Vec<Answer> {
+/// Runs `batch` in one transaction; returns each operation's answer, if it
+/// has one, in the batch's order.
+pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>) -> Vec<Option<Answer>> {
     let mut pending = Vec::with_capacity(batch.len());
     let committed = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction()?;
@@ -266,13 +268,13 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>) -> Vec<Answer> {
         tx.commit()
     })();
     match committed {
-        Ok(()) => pending.into_iter().filter_map(|p| p.ok).collect(),
+        Ok(()) => pending.into_iter().map(|p| p.ok).collect(),
         Err(e) => {
             tracing::error!(
                 "storage transaction failed, {} operations answered with an error: {e}",
                 pending.len()
             );
-            pending.into_iter().filter_map(|p| p.failed).collect()
+            pending.into_iter().map(|p| p.failed).collect()
         }
     }
 }
@@ -497,6 +499,7 @@ pub(crate) fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<
         entity: r.entity,
         method: r.method.clone(),
         args,
+        charge: None,
     }
 }
 

@@ -129,15 +129,28 @@ pub enum Op {
 /// A handle to the storage thread.
 #[derive(Debug, Clone)]
 pub struct Store {
-    tx: flume::Sender<Op>,
+    tx: flume::Sender<Queued>,
+}
+
+/// An operation in the storage thread's queue, with what it counts against
+/// the plugin that asked for it until the thread takes it.
+struct Queued {
+    op: Op,
+    charge: Option<crate::held::Charge>,
 }
 
 impl Store {
     /// Queues an operation. If the storage thread has stopped (only at
     /// shutdown) the operation is dropped with a log line.
     pub fn send(&self, op: Op) {
-        if let Err(e) = self.tx.send(op) {
-            tracing::error!("storage has stopped; dropped {:?}", e.0);
+        self.send_charged(op, None);
+    }
+
+    /// Queues an operation a plugin asked for; `charge` counts its bytes
+    /// against the plugin until the storage thread has run it.
+    pub fn send_charged(&self, op: Op, charge: Option<crate::held::Charge>) {
+        if let Err(e) = self.tx.send(Queued { op, charge }) {
+            tracing::error!("storage has stopped; dropped {:?}", e.0.op);
         }
     }
 
@@ -247,16 +260,21 @@ const QUEUE: usize = 64 * 1024;
 fn run(
     mut conn: rusqlite::Connection,
     _lock: std::fs::File,
-    rx: flume::Receiver<Op>,
+    rx: flume::Receiver<Queued>,
     game: crate::game::InternalSender,
     path: PathBuf,
 ) {
     let _span = tracing::info_span!("storage", path = %path.display()).entered();
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+        let mut batch = vec![first.op];
+        // One per operation, to go with its answer.
+        let mut charges = vec![first.charge];
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(q) => {
+                    batch.push(q.op);
+                    charges.push(q.charge);
+                }
                 Err(_) => break,
             }
         }
@@ -264,14 +282,21 @@ fn run(
         let n = batch.len();
         let answers = db::run_batch(&mut conn, batch);
         tracing::trace!(ops = n, elapsed = ?started.elapsed(), "storage batch");
-        for a in answers {
+        for (a, charge) in answers.into_iter().zip(charges) {
             match a {
-                db::Answer::Game(msg) => {
+                Some(db::Answer::Game(mut msg)) => {
+                    // A reply keeps counting against the plugin that asked
+                    // until it has run; an operation without one stops
+                    // counting here.
+                    if let crate::msg::ToGame::Continuation { charge: c, .. } = &mut msg {
+                        *c = charge;
+                    }
                     let _ = game.send(msg);
                 }
-                db::Answer::Flushed(done) => {
+                Some(db::Answer::Flushed(done)) => {
                     let _ = done.send(());
                 }
+                None => {}
             }
         }
     }

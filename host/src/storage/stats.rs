@@ -19,6 +19,8 @@ struct Event {
     at_ms: i64,
     name: String,
     fields: Vec<u8>,
+    /// Counts against the plugin that emitted it until it is written.
+    _charge: Option<crate::held::Charge>,
 }
 
 /// A handle to the stats thread.
@@ -60,6 +62,12 @@ impl StatsSink {
 
     /// Records an event; drops it if the sink is behind.
     pub fn emit(&self, name: String, fields: Vec<u8>) {
+        self.emit_charged(name, fields, None);
+    }
+
+    /// Records an event a plugin emitted; `charge` counts it against the
+    /// plugin until it is written. Dropped if the sink is behind.
+    pub fn emit_charged(&self, name: String, fields: Vec<u8>, charge: Option<crate::held::Charge>) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -67,6 +75,7 @@ impl StatsSink {
             at_ms,
             name,
             fields,
+            _charge: charge,
         }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {

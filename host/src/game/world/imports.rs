@@ -1,14 +1,132 @@
 //! The host imports a plugin calls, answered by the world.
+//!
+//! Each checks what it is given against the rules of [`guard`](super::guard)
+//! before it changes anything: whose entity it is, how large each part is,
+//! how much the plugin has queued already.
 
+use super::guard::{FILTER_TAGS, PATH_STEPS};
 use super::persist::reply_to;
 use super::*;
+use crate::held::Charge;
+use crate::plugin::Stop;
+
+/// Why a request with a reply is not made.
+enum Refused {
+    /// The reply would go to another plugin's entity: dropped (and
+    /// logged), as a call to an undeclared method is; WIT gives these
+    /// imports no error value.
+    Dropped,
+    /// A limit: the plugin's call stops.
+    Stop(Stop),
+}
+
+impl Refused {
+    fn into_result(self) -> Result<(), Stop> {
+        match self {
+            Refused::Dropped => Ok(()),
+            Refused::Stop(e) => Err(e),
+        }
+    }
+}
+
+/// The bytes a reply carries: its method and context.
+fn reply_bytes(r: &WitReplyTo) -> usize {
+    r.method.len() + r.context.len()
+}
+
+impl World {
+    /// Checks an attribute path: its length and its keys.
+    fn path_ok(&mut self, import: &'static str, path: &[PathSegment]) -> Result<(), String> {
+        if path.len() > PATH_STEPS {
+            let msg = format!(
+                "{import}: the attribute path has {} steps, over the {PATH_STEPS} a path may have",
+                path.len()
+            );
+            return Err(self.refuse(import, msg));
+        }
+        for seg in path {
+            if let PathSegment::Key(k) = seg {
+                self.name_ok(import, "key in the attribute path", k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a reply the calling plugin asks for (where it goes, its
+    /// method and context) and counts `extra` bytes with it.
+    fn reply_charge(
+        &mut self,
+        import: &'static str,
+        reply: &WitReplyTo,
+        extra: usize,
+    ) -> Result<Option<Charge>, Refused> {
+        if self.reply_ok(import, reply.entity).is_err() {
+            return Err(Refused::Dropped);
+        }
+        self.name_ok(import, "reply's method", &reply.method)
+            .map_err(Refused::Stop)?;
+        self.value_ok(import, "reply's context", reply.context.len())
+            .map_err(Refused::Stop)?;
+        self.charge(import, reply_bytes(reply) + extra)
+            .map_err(Refused::Stop)
+    }
+
+    /// Checks a change to an attribute of `id` at `path` with a value of
+    /// `len` bytes: the entity is the calling plugin's, the path and value
+    /// are within bounds, and a change clients see fits in a frame.
+    fn attr_change_ok(
+        &mut self,
+        import: &'static str,
+        id: EntityId,
+        path: &[PathSegment],
+        len: usize,
+    ) -> Result<(), String> {
+        self.own(id, "change the attributes of")?;
+        self.path_ok(import, path)?;
+        self.value_ok(import, "value", len)?;
+        if let Ok((_, _, flags)) = self.attr_target(id, path) {
+            if client_visible(flags) {
+                self.frame_ok(import, len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A call the host queues for the calling plugin: charged to it.
+    fn queue_call(&mut self, mut call: Call) -> Result<(), Stop> {
+        call.charge = self.charge("call-entity", call.method.len() + call.args.len())?;
+        let lane = self.lane_of(call.entity);
+        self.work.push(lane, Work::Call(call));
+        Ok(())
+    }
+}
 
 impl GameHost for World {
+    fn enter_plugin(&mut self, plugin: usize) {
+        self.calling = Some(plugin);
+    }
+
+    fn leave_plugin(&mut self) {
+        self.calling = None;
+    }
+
     fn create_entity(&mut self, type_name: &str, attrs: &[u8]) -> Result<EntityId, String> {
+        self.name_ok("create-entity", "type name", type_name)?;
+        self.value_ok("create-entity", "initial attributes", attrs.len())?;
         let ty = self
             .types
             .find(type_name)
             .ok_or_else(|| format!("no entity type {type_name:?}"))?;
+        let t = self.types.get(ty);
+        let foreign = self.calling.filter(|&me| me != t.plugin);
+        if foreign.is_some() && !attrs.is_empty() {
+            let msg = format!(
+                "create-entity: {type_name} is a type of plugin {}; another plugin creates it \
+                 without attributes (its own plugin sets them)",
+                self.plugin_name(t.plugin)
+            );
+            return Err(self.refuse("create-entity", msg));
+        }
         let t = self.types.get(ty);
         let mut values = Attrs::new(t.attrs.len());
         if !attrs.is_empty() {
@@ -23,7 +141,7 @@ impl GameHost for World {
                 values.set(index, &[], v)?;
             }
         }
-        let persistent = t.persistent();
+        let (persistent, owner) = (t.persistent(), t.plugin);
         let id = self.allocate_id();
         self.entities.insert(
             id,
@@ -38,18 +156,25 @@ impl GameHost for World {
         if persistent {
             self.storage.dirty.insert(id);
         }
-        self.work.push_back(Work::Created(id));
+        if let Some(creator) = foreign {
+            // It may give its client to what it made, once.
+            self.handoffs.insert(id, creator);
+        }
+        let lane = self.calling.unwrap_or(owner);
+        self.work.push(lane, Work::Created(id));
         Ok(id)
     }
 
     fn destroy_entity(&mut self, id: EntityId) -> Result<(), String> {
+        self.own(id, "destroy")?;
+        let lane = self.lane_of(id);
         let e = self
             .entities
             .get_mut(&id)
             .ok_or_else(|| format!("no entity {id}"))?;
         if !e.doomed {
             e.doomed = true;
-            self.work.push_back(Work::Destroy(id));
+            self.work.push(lane, Work::Destroy(id));
         }
         Ok(())
     }
@@ -64,54 +189,114 @@ impl GameHost for World {
         self.services.get(type_name).copied()
     }
 
-    fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) {
-        let Some(target) = self.entities.get(&id) else {
-            let call = Call::from_server(id, method, args, self.current);
+    fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) -> Result<(), Stop> {
+        self.name_ok("call-entity", "method name", &method)?;
+        self.value_ok("call-entity", "arguments", args.len())?;
+        if !self.entities.contains_key(&id) {
+            if id >= self.next_entity {
+                // Never handed out: no mailbox can hold it.
+                let msg =
+                    format!("call-entity: no entity {id} (it never existed); {method} dropped");
+                self.refuse("call-entity", msg);
+                return Ok(());
+            }
+            let mut call = Call::from_server(id, method, args, self.current);
+            call.charge = self.charge("call-entity", call.method.len() + call.args.len())?;
             self.mail(call);
-            return;
+            return Ok(());
+        }
+        let caller = match self.call_from_plugin(id, &method) {
+            Ok(c) => c,
+            // Dropped, as a call to an undeclared method is: the import
+            // has no error value to give, and it is logged.
+            Err(_) => return Ok(()),
+        };
+        let Some(target) = self.entities.get(&id) else {
+            return Ok(());
         };
         if self.types.get(target.ty).method(&method).is_none() {
-            let ty = &self.types.get(target.ty).name;
-            tracing::warn!(entity = id, %method, from = ?self.current, "call to an undeclared method {ty}.{method} dropped");
-            return;
+            let ty = self.types.get(target.ty).name.clone();
+            let msg = format!(
+                "call-entity: a call to an undeclared method {ty}.{method} of entity {id} dropped"
+            );
+            self.refuse("call-entity", msg);
+            return Ok(());
         }
-        self.work.push_back(Work::Call(Call::from_server(
-            id,
-            method,
-            args,
-            self.current,
-        )));
+        let mut call = Call::from_server(id, method, args, self.current);
+        call.caller = caller;
+        self.queue_call(call)
     }
 
-    fn call_client(&mut self, id: EntityId, method: &str, args: &[u8]) -> bool {
+    fn call_client(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<bool, Stop> {
+        self.name_ok("call-client", "method name", method)?;
+        self.frame_ok("call-client", args.len())?;
+        if self.own(id, "call the client of").is_err() {
+            // As if no client were bound: a plugin speaks only to the
+            // clients of its own entities.
+            return Ok(false);
+        }
         let Some(client) = self.entities.get(&id).and_then(|e| e.client) else {
-            return false;
+            return Ok(false);
         };
+        self.charge_output("call-client", method.len() + args.len())?;
         let frame = ServerFrame::Call {
             entity: id,
             method: method.to_owned(),
             args: args.to_vec(),
         };
         self.send(client, &frame);
-        true
+        Ok(true)
     }
 
-    fn call_filtered_clients(&mut self, filter: Vec<Tag>, method: String, args: Vec<u8>) {
+    fn call_filtered_clients(
+        &mut self,
+        filter: Vec<Tag>,
+        method: String,
+        args: Vec<u8>,
+    ) -> Result<(), Stop> {
+        const IMPORT: &str = "call-filtered-clients";
+        if filter.len() > FILTER_TAGS {
+            let msg = format!(
+                "{IMPORT}: the filter has {} tags, over the {FILTER_TAGS} a filter may have",
+                filter.len()
+            );
+            return Err(self.refuse(IMPORT, msg));
+        }
+        for t in &filter {
+            self.name_ok(IMPORT, "tag key", &t.key)?;
+            self.name_ok(IMPORT, "tag value", &t.value)?;
+        }
+        self.name_ok(IMPORT, "method name", &method)?;
+        self.frame_ok(IMPORT, args.len())?;
+        let tags: usize = filter.iter().map(|t| t.key.len() + t.value.len()).sum();
+        self.charge_output(IMPORT, tags + method.len() + args.len())?;
         self.output(ToGate::CallFiltered {
             filter: filter.into_iter().map(|t| (t.key, t.value)).collect(),
             method,
             args: Bytes::from(args),
+            plugin: self.calling.unwrap_or(0),
         });
+        Ok(())
     }
 
-    fn broadcast(&mut self, method: String, args: Vec<u8>) {
+    fn broadcast(&mut self, method: String, args: Vec<u8>) -> Result<(), Stop> {
+        self.name_ok("broadcast", "method name", &method)?;
+        self.frame_ok("broadcast", args.len())?;
+        self.charge_output("broadcast", method.len() + args.len())?;
         self.output(ToGate::Broadcast {
             method,
             args: Bytes::from(args),
+            plugin: self.calling.unwrap_or(0),
         });
+        Ok(())
     }
 
     fn give_client_to(&mut self, from: EntityId, to: EntityId) -> Result<(), String> {
+        self.own(from, "give away the client of")?;
+        let handed_over = self.calling.is_some() && self.handoffs.get(&to) == self.calling.as_ref();
+        if !handed_over {
+            self.own(to, "give a client to")?;
+        }
         let client = self
             .entities
             .get(&from)
@@ -128,13 +313,16 @@ impl GameHost for World {
         if target.doomed {
             return Err(format!("entity {to} is being destroyed"));
         }
+        self.handoffs.remove(&to);
         self.hide_view(client, from);
         if let Some(e) = self.entities.get_mut(&from) {
             e.client = None;
         }
-        self.work.push_back(Work::ClientDisconnected(from));
+        let lane = self.lane_of(from);
+        self.work.push(lane, Work::ClientDisconnected(from));
         self.bind(client, to);
-        self.work.push_back(Work::ClientConnected(to));
+        let lane = self.lane_of(to);
+        self.work.push(lane, Work::ClientConnected(to));
         Ok(())
     }
 
@@ -144,6 +332,11 @@ impl GameHost for World {
         key: String,
         value: Option<String>,
     ) -> Result<(), String> {
+        self.own(id, "tag the client of")?;
+        self.name_ok("set-client-tag", "tag key", &key)?;
+        if let Some(v) = &value {
+            self.name_ok("set-client-tag", "tag value", v)?;
+        }
         let client = self
             .entities
             .get(&id)
@@ -160,6 +353,7 @@ impl GameHost for World {
         kind: String,
         attrs: &[u8],
     ) -> Result<EntityId, String> {
+        self.name_ok("create-space", "space kind", &kind)?;
         let id = self.create_entity(type_name, attrs)?;
         self.spaces.create(id, kind);
         Ok(id)
@@ -176,6 +370,9 @@ impl GameHost for World {
         pos: Position,
         yaw: f32,
     ) -> Result<(), String> {
+        // A space is a shared place: any plugin's entity may enter any
+        // plugin's space, but a plugin moves only its own entities.
+        self.own(id, "move")?;
         let e = self.live_entity(id)?;
         let (aoi, client) = (self.types.get(e.ty).aoi, e.client);
         if self.spaces.space_of(id) == Some(space) {
@@ -200,12 +397,14 @@ impl GameHost for World {
     }
 
     fn leave_space(&mut self, id: EntityId) -> Result<(), String> {
+        self.own(id, "move")?;
         self.live_entity(id)?;
         self.leave_space_now(id);
         Ok(())
     }
 
     fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<(), String> {
+        self.own(id, "move")?;
         self.live_entity(id)?;
         self.spaces.set_position(id, pos, yaw)
     }
@@ -215,6 +414,7 @@ impl GameHost for World {
     }
 
     fn allow_client_moves(&mut self, id: EntityId, allowed: bool) -> Result<(), String> {
+        self.own(id, "let clients move")?;
         self.entities
             .get_mut(&id)
             .ok_or_else(|| format!("no entity {id}"))?
@@ -230,20 +430,29 @@ impl GameHost for World {
         self.spaces.near(space, center, radius)
     }
 
-    fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]) {
+    fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<(), Stop> {
+        self.name_ok("call-aoi-clients", "method name", method)?;
+        self.frame_ok("call-aoi-clients", args.len())?;
+        if self.own(id, "speak for").is_err() {
+            return Ok(()); // logged; WIT gives no error value
+        }
         let audience = self.audience(id, true);
         if audience.is_empty() {
-            return;
+            return Ok(());
         }
+        self.charge_output("call-aoi-clients", method.len() + args.len())?;
         let frame = ServerFrame::Call {
             entity: id,
             method: method.to_owned(),
             args: args.to_vec(),
         };
         self.send_to_all(audience, &frame);
+        Ok(())
     }
 
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {
+        self.own(id, "read the attributes of")?;
+        self.path_ok("attr-get", path)?;
         let (e, index, _) = self.attr_target(id, path)?;
         Ok(e.attrs.get(index, &path[1..]).map(|v| {
             let mut out = Vec::new();
@@ -253,11 +462,13 @@ impl GameHost for World {
     }
 
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String> {
+        self.attr_change_ok("attr-set", id, path, value.len())?;
         let v = decode_value(value)?;
         self.change_attr(id, path, AttrOp::Set, value, |a, i, rest| a.set(i, rest, v))
     }
 
     fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String> {
+        self.attr_change_ok("attr-delete", id, path, 0)?;
         self.change_attr(id, path, AttrOp::Delete, &[], |a, i, rest| {
             a.delete(i, rest)
         })
@@ -269,6 +480,7 @@ impl GameHost for World {
         path: &[PathSegment],
         value: &[u8],
     ) -> Result<(), String> {
+        self.attr_change_ok("attr-append", id, path, value.len())?;
         let v = decode_value(value)?;
         self.change_attr(id, path, AttrOp::Append, value, |a, i, rest| {
             a.append(i, rest, v)
@@ -283,6 +495,9 @@ impl GameHost for World {
         method: String,
         args: Vec<u8>,
     ) -> Result<u64, String> {
+        self.own(id, "set a timer on")?;
+        self.name_ok("set-timer", "method name", &method)?;
+        self.value_ok("set-timer", "arguments", args.len())?;
         let e = self
             .entities
             .get(&id)
@@ -297,26 +512,53 @@ impl GameHost for World {
         if repeat && delay_ms == 0 {
             return Err("a repeating timer needs a delay of at least 1 ms".into());
         }
+        let plugin = t.plugin;
         let delay = Duration::from_millis(u64::from(delay_ms));
-        Ok(self.timers.arm(
-            delay,
-            Timer {
-                entity: id,
-                method,
-                args,
-                every: repeat.then_some(delay),
-            },
-        ))
+        let timer = Timer {
+            entity: id,
+            method,
+            args,
+            every: repeat.then_some(delay),
+            plugin,
+        };
+        let (armed, limit) = (self.timers.bytes_of(plugin), self.limits.timer_bytes);
+        if armed + timer.cost() > limit {
+            let msg = format!(
+                "set-timer: plugin {} has timers of {armed} bytes armed; this one ({} bytes) \
+                 would pass [limits] timer_bytes = {limit}",
+                self.plugin_name(plugin),
+                timer.cost()
+            );
+            return Err(self.refuse("set-timer", msg));
+        }
+        Ok(self.timers.arm(delay, timer))
     }
 
     fn cancel_timer(&mut self, timer: u64) -> bool {
-        self.timers.cancel(timer)
+        // A plugin cancels only its own timers; another's id is unknown
+        // to it.
+        self.timers.cancel(timer, self.calling)
     }
 
-    fn hash_password(&mut self, id: EntityId, password: String, method: String, context: Vec<u8>) {
-        if let Some(cont) = self.continuation(id, method, context) {
+    fn hash_password(
+        &mut self,
+        id: EntityId,
+        password: String,
+        method: String,
+        context: Vec<u8>,
+    ) -> Result<(), Stop> {
+        const IMPORT: &str = "hash-password";
+        self.name_ok(IMPORT, "password", &password)?;
+        self.name_ok(IMPORT, "method name", &method)?;
+        self.value_ok(IMPORT, "context", context.len())?;
+        if self.reply_ok(IMPORT, id).is_err() {
+            return Ok(()); // logged; WIT gives no error value
+        }
+        let charge = self.charge(IMPORT, password.len() + method.len() + context.len())?;
+        if let Some(cont) = self.continuation(id, method, context, charge) {
             self.passwords.hash(password, cont);
         }
+        Ok(())
     }
 
     fn verify_password(
@@ -326,25 +568,51 @@ impl GameHost for World {
         hash: String,
         method: String,
         context: Vec<u8>,
-    ) {
-        if let Some(cont) = self.continuation(id, method, context) {
+    ) -> Result<(), Stop> {
+        const IMPORT: &str = "verify-password";
+        self.name_ok(IMPORT, "password", &password)?;
+        self.name_ok(IMPORT, "hash", &hash)?;
+        self.name_ok(IMPORT, "method name", &method)?;
+        self.value_ok(IMPORT, "context", context.len())?;
+        if self.reply_ok(IMPORT, id).is_err() {
+            return Ok(());
+        }
+        let bytes = password.len() + hash.len() + method.len() + context.len();
+        let charge = self.charge(IMPORT, bytes)?;
+        if let Some(cont) = self.continuation(id, method, context, charge) {
             self.passwords.verify(password, hash, cont);
         }
+        Ok(())
     }
 
-    fn load_entity(&mut self, id: EntityId, reply: WitReplyTo) {
-        self.request_load(id, reply_to(reply));
+    fn load_entity(&mut self, id: EntityId, reply: WitReplyTo) -> Result<(), Stop> {
+        let charge = match self.reply_charge("load-entity", &reply, 0) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        self.request_load(id, reply_to(reply), charge);
+        Ok(())
     }
 
-    fn save_entity(&mut self, id: EntityId, reply: Option<WitReplyTo>) {
+    fn save_entity(&mut self, id: EntityId, reply: Option<WitReplyTo>) -> Result<(), Stop> {
+        let charge = match &reply {
+            Some(r) => match self.reply_charge("save-entity", r, 0) {
+                Ok(c) => c,
+                Err(r) => return r.into_result(),
+            },
+            None => self.charge("save-entity", 0)?,
+        };
         let reply = reply.map(reply_to);
         match self.row(id) {
             Some(row) => {
                 self.storage.dirty.remove(&id);
-                self.storage.store.send(Op::Save {
-                    rows: vec![row],
-                    reply,
-                });
+                self.storage.store.send_charged(
+                    Op::Save {
+                        rows: vec![row],
+                        reply,
+                    },
+                    charge,
+                );
             }
             None => {
                 if let Some(r) = reply {
@@ -356,61 +624,139 @@ impl GameHost for World {
                     let msg = storage::reply(&r, Some(&why), |out| {
                         let _ = rmp::encode::write_nil(out);
                     });
-                    self.push_continuation(msg);
+                    self.push_reply(msg, charge);
                 }
             }
         }
+        Ok(())
     }
 
-    fn entity_exists(&mut self, id: EntityId, reply: WitReplyTo) {
+    fn entity_exists(&mut self, id: EntityId, reply: WitReplyTo) -> Result<(), Stop> {
+        let charge = match self.reply_charge("entity-exists", &reply, 0) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
         let reply = reply_to(reply);
         if self.entities.contains_key(&id) {
             let msg = storage::reply(&reply, None, |out| {
                 let _ = rmp::encode::write_bool(out, true);
             });
-            return self.push_continuation(msg);
+            self.push_reply(msg, charge);
+            return Ok(());
         }
-        self.storage.store.send(Op::Exists { id, reply });
+        self.storage
+            .store
+            .send_charged(Op::Exists { id, reply }, charge);
+        Ok(())
     }
 
-    fn saved_ids(&mut self, type_name: String, reply: WitReplyTo) {
-        self.storage.store.send(Op::SavedIds {
-            type_name,
-            reply: reply_to(reply),
-        });
+    fn saved_ids(&mut self, type_name: String, reply: WitReplyTo) -> Result<(), Stop> {
+        self.name_ok("saved-ids", "type name", &type_name)?;
+        let charge = match self.reply_charge("saved-ids", &reply, type_name.len()) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        self.storage.store.send_charged(
+            Op::SavedIds {
+                type_name,
+                reply: reply_to(reply),
+            },
+            charge,
+        );
+        Ok(())
     }
 
-    fn kv_get(&mut self, key: String, reply: WitReplyTo) {
-        self.storage.store.send(Op::KvGet {
-            key,
-            reply: reply_to(reply),
-        });
+    fn kv_get(&mut self, key: String, reply: WitReplyTo) -> Result<(), Stop> {
+        self.name_ok("kv-get", "key", &key)?;
+        let charge = match self.reply_charge("kv-get", &reply, key.len()) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        self.storage.store.send_charged(
+            Op::KvGet {
+                key,
+                reply: reply_to(reply),
+            },
+            charge,
+        );
+        Ok(())
     }
 
-    fn kv_put(&mut self, key: String, value: Vec<u8>, reply: Option<WitReplyTo>) {
+    fn kv_put(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        reply: Option<WitReplyTo>,
+    ) -> Result<(), Stop> {
+        self.name_ok("kv-put", "key", &key)?;
+        self.value_ok("kv-put", "value", value.len())?;
+        let extra = key.len() + value.len();
+        let charge = match &reply {
+            Some(r) => match self.reply_charge("kv-put", r, extra) {
+                Ok(c) => c,
+                Err(r) => return r.into_result(),
+            },
+            None => self.charge("kv-put", extra)?,
+        };
         let reply = reply.map(reply_to);
-        if self.checked_value(&value, reply.as_ref()) {
-            self.storage.store.send(Op::KvPut { key, value, reply });
-        }
-    }
-
-    fn kv_get_or_put(&mut self, key: String, value: Vec<u8>, reply: WitReplyTo) {
-        let reply = reply_to(reply);
-        if self.checked_value(&value, Some(&reply)) {
+        let mut charge = charge;
+        if self.checked_value(&value, reply.as_ref(), &mut charge) {
             self.storage
                 .store
-                .send(Op::KvGetOrPut { key, value, reply });
+                .send_charged(Op::KvPut { key, value, reply }, charge);
         }
+        Ok(())
     }
 
-    fn kv_range(&mut self, prefix: String, reply: WitReplyTo) {
-        self.storage.store.send(Op::KvRange {
-            prefix,
-            reply: reply_to(reply),
-        });
+    fn kv_get_or_put(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        reply: WitReplyTo,
+    ) -> Result<(), Stop> {
+        self.name_ok("kv-get-or-put", "key", &key)?;
+        self.value_ok("kv-get-or-put", "value", value.len())?;
+        let charge = match self.reply_charge("kv-get-or-put", &reply, key.len() + value.len()) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        let reply = reply_to(reply);
+        let mut charge = charge;
+        if self.checked_value(&value, Some(&reply), &mut charge) {
+            self.storage
+                .store
+                .send_charged(Op::KvGetOrPut { key, value, reply }, charge);
+        }
+        Ok(())
+    }
+
+    fn kv_range(&mut self, prefix: String, reply: WitReplyTo) -> Result<(), Stop> {
+        self.name_ok("kv-range", "prefix", &prefix)?;
+        let charge = match self.reply_charge("kv-range", &reply, prefix.len()) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        self.storage.store.send_charged(
+            Op::KvRange {
+                prefix,
+                reply: reply_to(reply),
+            },
+            charge,
+        );
+        Ok(())
     }
 
     fn emit_stat(&mut self, name: String, fields: Vec<u8>) {
-        self.storage.stats.emit(name, fields);
+        // Never fails the caller (wit/storage.wit): what is over a limit is
+        // dropped, and logged.
+        if self.name_ok("emit-stat", "stat name", &name).is_err()
+            || self.value_ok("emit-stat", "fields", fields.len()).is_err()
+        {
+            return;
+        }
+        let Ok(charge) = self.charge("emit-stat", name.len() + fields.len()) else {
+            return;
+        };
+        self.storage.stats.emit_charged(name, fields, charge);
     }
 }

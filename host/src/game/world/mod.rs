@@ -2,14 +2,18 @@
 //! and the queue of work produced by calls. It implements the host imports
 //! ([`GameHost`]); the game lends it to a plugin for each call.
 
+mod guard;
 mod imports;
 mod persist;
 mod sync;
 mod view;
+mod work;
 
+pub use guard::GuestLimits;
 pub(in crate::game) use persist::Persistence;
+pub use work::WorkQueue;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,6 +63,12 @@ pub struct Call {
     pub caller: Caller,
     /// Where to report a failure, for client calls.
     pub reply: Option<Reply>,
+    /// What the call counts against the plugin that made it, until it has
+    /// run (`[limits] queued_bytes`).
+    pub charge: Option<crate::held::Charge>,
+    /// The timer that fired it, if one did: a repeating timer does not
+    /// fire again while its last call still waits.
+    pub timer: Option<u64>,
 }
 
 impl Call {
@@ -79,6 +89,8 @@ impl Call {
                 entity: from,
             },
             reply: None,
+            charge: None,
+            timer: None,
         }
     }
 }
@@ -118,9 +130,20 @@ pub struct World {
     services: HashMap<String, EntityId>,
     clients: IdMap<ClientView>,
     pub(super) timers: Timers,
-    pub(super) work: VecDeque<Work>,
+    pub(super) work: WorkQueue,
     /// The entity whose code is running, for attributing its calls.
     pub(super) current: Option<EntityId>,
+    /// The plugin whose code is running (its slot), for the rules of
+    /// [`guard`]: `None` while the host itself acts.
+    calling: Option<usize>,
+    /// Per plugin, in slot order: its name and what it has queued.
+    books: Vec<guard::PluginBook>,
+    limits: GuestLimits,
+    /// Warnings about what plugins did, kept to a rate.
+    throttle: crate::logs::Throttle,
+    /// Entities of one plugin's type that another plugin created and may
+    /// hand its client to (the creator's slot), until one is bound.
+    handoffs: HashMap<EntityId, usize>,
     /// Output for clients since the last batch went to the gate.
     out: Vec<ToGate>,
     /// Where one client's `Positions` frame is written.
@@ -141,6 +164,7 @@ impl World {
         passwords: PasswordPool,
         storage: Persistence,
         next_entity: EntityId,
+        limits: GuestLimits,
     ) -> Self {
         Self {
             types,
@@ -149,8 +173,13 @@ impl World {
             services: HashMap::new(),
             clients: IdMap::default(),
             timers: Timers::default(),
-            work: VecDeque::new(),
+            work: WorkQueue::new(1),
             current: None,
+            calling: None,
+            books: Vec::new(),
+            limits,
+            throttle: Default::default(),
+            handoffs: HashMap::new(),
             out: Vec::new(),
             positions_buf: Vec::new(),
             passwords,
@@ -204,6 +233,27 @@ impl World {
             });
         }
         id
+    }
+
+    /// The lane of the work queue work for `id` waits in: the calling
+    /// plugin's for what its code produces, otherwise that of the plugin
+    /// that runs `id`.
+    pub(super) fn lane_of(&self, id: EntityId) -> usize {
+        self.calling.or_else(|| self.owner(id)).unwrap_or(0)
+    }
+
+    /// Queues work the host itself produced (not a plugin's code).
+    pub(in crate::game) fn queue_host(&mut self, work: Work) {
+        let id = match &work {
+            Work::Created(id)
+            | Work::Destroy(id)
+            | Work::ClientConnected(id)
+            | Work::ClientDisconnected(id)
+            | Work::Tick { space: id, .. } => *id,
+            Work::Call(c) => c.entity,
+        };
+        let lane = self.owner(id).unwrap_or(0);
+        self.work.push(lane, work);
     }
 
     /// The plugin that runs `id` and the reference to pass it.
@@ -278,7 +328,7 @@ impl World {
     ) -> Result<EntityId, String> {
         let id = self.create_entity(boot_type, &[])?;
         self.bind(client, id);
-        self.work.push_back(Work::ClientConnected(id));
+        self.queue_host(Work::ClientConnected(id));
         Ok(id)
     }
 
@@ -289,7 +339,7 @@ impl World {
         };
         if let Some(e) = self.entities.get_mut(&id) {
             e.client = None;
-            self.work.push_back(Work::ClientDisconnected(id));
+            self.queue_host(Work::ClientDisconnected(id));
         }
     }
 
@@ -339,12 +389,14 @@ impl World {
             },
             entity: self.clients.get(&client).map(|c| c.entity),
         };
-        self.work.push_back(Work::Call(Call {
+        self.queue_host(Work::Call(Call {
             entity,
             method,
             args,
             caller,
             reply,
+            charge: None,
+            timer: None,
         }));
     }
 
@@ -374,9 +426,11 @@ impl World {
                 sync: Default::default(),
             },
         );
+        let plugin = self.owner(id).unwrap_or(0);
         self.output(ToGate::Bind {
             client,
             entity: Some(id),
+            plugin,
         });
         self.show_view(client, id);
     }
@@ -423,8 +477,10 @@ impl World {
             self.output(ToGate::Bind {
                 client,
                 entity: None,
+                plugin: 0,
             });
         }
+        self.handoffs.remove(&id);
         self.timers.cancel_entity(id);
         self.services.retain(|_, s| *s != id);
         self.storage.dirty.remove(&id);
@@ -437,22 +493,24 @@ impl World {
         Some(r)
     }
 
-    /// Fires due timers into the work queue.
-    pub(super) fn fire_timers(&mut self, now: std::time::Instant) {
+    /// Fires due timers into the work queue, at most `max`: the rest stay
+    /// due, for the next round.
+    pub(super) fn fire_timers(&mut self, now: std::time::Instant, max: usize) {
         let mut due = Vec::new();
-        self.timers.take_due(now, &mut due);
-        for t in due {
-            self.work.push_back(Work::Call(Call::from_server(
-                t.entity, t.method, t.args, None,
-            )));
+        self.timers.take_due(now, max, &mut due);
+        for (id, t) in due {
+            let mut call = Call::from_server(t.entity, t.method, t.args, None);
+            call.timer = Some(id);
+            self.work.push(t.plugin, Work::Call(call));
         }
     }
 
     // ---- output ----
 
-    /// What was produced for clients since the last call, in order.
-    pub(super) fn take_output(&mut self) -> Vec<ToGate> {
-        std::mem::take(&mut self.out)
+    /// What was produced for clients since the last call, in order, and
+    /// what it counts against the plugins that produced it.
+    pub(super) fn take_output(&mut self) -> (Vec<ToGate>, Vec<crate::held::Charge>) {
+        (std::mem::take(&mut self.out), self.take_output_charges())
     }
 
     fn output(&mut self, msg: ToGate) {
@@ -561,9 +619,16 @@ impl World {
         self.send_to_all(audience, &frame);
     }
 
-    fn continuation(&self, id: EntityId, method: String, context: Vec<u8>) -> Option<Continuation> {
+    fn continuation(
+        &mut self,
+        id: EntityId,
+        method: String,
+        context: Vec<u8>,
+        charge: Option<crate::held::Charge>,
+    ) -> Option<Continuation> {
         if !self.entities.contains_key(&id) {
-            tracing::warn!(entity = id, %method, "password reply target does not exist; dropped");
+            let msg = format!("a password reply to entity {id}, which does not exist; dropped");
+            self.refuse("password reply", msg);
             return None;
         }
         let context = if context.is_empty() || decode_value(&context).is_ok() {
@@ -576,6 +641,7 @@ impl World {
             entity: id,
             method,
             context,
+            charge,
         })
     }
 }

@@ -33,6 +33,9 @@ impl Persistence {
 struct Loading {
     replies: Vec<ReplyTo>,
     calls: Vec<Call>,
+    /// What each reply counts against the plugin that asked, until it has
+    /// run.
+    charges: Vec<Option<crate::held::Charge>>,
 }
 
 /// The storage form of a WIT `reply-to`.
@@ -148,11 +151,10 @@ impl World {
                 client_moves: false,
             },
         );
-        self.work.push_back(Work::Created(row.id));
+        self.queue_host(Work::Created(row.id));
         let last = mailbox.last().map(|(seq, ..)| *seq);
         for (_, method, args) in mailbox {
-            self.work
-                .push_back(Work::Call(Call::from_server(row.id, method, args, None)));
+            self.queue_host(Work::Call(Call::from_server(row.id, method, args, None)));
         }
         if let Some(up_to) = last {
             // Once these run, they are not delivered again.
@@ -161,7 +163,9 @@ impl World {
                 up_to,
             });
         }
-        self.work.extend(calls.into_iter().map(Work::Call));
+        for call in calls {
+            self.queue_host(Work::Call(call));
+        }
         Ok(())
     }
 
@@ -171,36 +175,51 @@ impl World {
         id: EntityId,
         result: Result<LoadedEntity, String>,
     ) {
-        let Loading { replies, calls } = self.storage.loading.remove(&id).unwrap_or_default();
+        let Loading {
+            replies,
+            calls,
+            charges,
+        } = self.storage.loading.remove(&id).unwrap_or_default();
         let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
         let err = outcome.as_ref().err().map(String::as_str);
         if let Some(e) = err {
             tracing::warn!(entity = id, "load failed: {e}");
         }
-        for r in replies {
+        let charges = charges.into_iter().chain(std::iter::repeat_with(|| None));
+        for (r, charge) in replies.into_iter().zip(charges) {
             let msg = storage::reply(&r, err, |out| {
                 let _ = rmp::encode::write_uint(out, id);
             });
-            self.push_continuation(msg);
+            self.push_reply(msg, charge);
         }
     }
 
-    /// Queues a reply produced in the game itself (not by storage).
-    pub(super) fn push_continuation(&mut self, msg: ToGame) {
+    /// Queues a reply produced in the game itself (not by storage) for a
+    /// request of a plugin's, counted against it (`charge`) until it has
+    /// run.
+    pub(super) fn push_reply(&mut self, msg: ToGame, charge: Option<crate::held::Charge>) {
         if let ToGame::Continuation {
             entity,
             method,
             args,
+            ..
         } = msg
         {
-            self.work
-                .push_back(Work::Call(Call::from_server(entity, method, args, None)));
+            let mut call = Call::from_server(entity, method, args, None);
+            call.charge = charge;
+            self.queue_host(Work::Call(call));
         }
     }
 
     /// Checks a value a plugin wants stored: exactly one MessagePack value,
-    /// since it is handed back verbatim inside reply arguments.
-    pub(super) fn checked_value(&mut self, value: &[u8], reply: Option<&ReplyTo>) -> bool {
+    /// since it is handed back verbatim inside reply arguments. A refusal
+    /// answered takes `charge` with it.
+    pub(super) fn checked_value(
+        &mut self,
+        value: &[u8],
+        reply: Option<&ReplyTo>,
+        charge: &mut Option<crate::held::Charge>,
+    ) -> bool {
         match decode_value(value) {
             Ok(_) => true,
             Err(e) => {
@@ -210,7 +229,7 @@ impl World {
                         let msg = storage::reply(r, Some(&why), |out| {
                             let _ = rmp::encode::write_nil(out);
                         });
-                        self.push_continuation(msg);
+                        self.push_reply(msg, charge.take());
                     }
                     None => tracing::warn!(from = ?self.current, "{why}"),
                 }
@@ -225,25 +244,34 @@ impl World {
     pub(super) fn mail(&mut self, call: Call) {
         match self.storage.loading.get_mut(&call.entity) {
             Some(loading) => loading.calls.push(call),
-            None => self.storage.store.send(Op::Mail {
-                entity: call.entity,
-                method: call.method,
-                args: call.args,
-            }),
+            None => self.storage.store.send_charged(
+                Op::Mail {
+                    entity: call.entity,
+                    method: call.method,
+                    args: call.args,
+                },
+                call.charge,
+            ),
         }
     }
 
     /// Loads `id` (once, however many ask) and answers `reply` when it is
     /// in; an entity already loaded answers at once.
-    pub(super) fn request_load(&mut self, id: EntityId, reply: ReplyTo) {
+    pub(super) fn request_load(
+        &mut self,
+        id: EntityId,
+        reply: ReplyTo,
+        charge: Option<crate::held::Charge>,
+    ) {
         if self.entities.contains_key(&id) {
             let msg = storage::reply(&reply, None, |out| {
                 let _ = rmp::encode::write_uint(out, id);
             });
-            return self.push_continuation(msg);
+            return self.push_reply(msg, charge);
         }
         let loading = self.storage.loading.entry(id).or_default();
         loading.replies.push(reply);
+        loading.charges.push(charge);
         if loading.replies.len() == 1 {
             self.storage.store.send(Op::Load { id });
         }

@@ -268,7 +268,11 @@ impl World {
                     in_chunk = 0;
                     let ops = std::mem::take(&mut self.out);
                     // The gate outlives the game but at shutdown.
-                    let _ = gate.send(crate::msg::GateBatch { ops, tick: false });
+                    let _ = gate.send(crate::msg::GateBatch {
+                        ops,
+                        tick: false,
+                        held: Vec::new(),
+                    });
                 }
             }
         }
