@@ -128,8 +128,8 @@ impl World {
                     .get(&id)
                     .map_or("", |e| self.types.get(e.ty).name.as_str());
                 let msg = format!(
-                    "entity {id} is a {ty} of plugin {}: plugin {} may call its methods for \
-                     clients, not {verb} it",
+                    "entity {id} ({ty}) belongs to plugin {}: plugin {} may call its methods \
+                     for clients, not {verb} it",
                     self.plugin_name(owner),
                     self.plugin_name(me)
                 );
