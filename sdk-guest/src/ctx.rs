@@ -90,7 +90,9 @@ impl Ctx {
 
     // ---- messages ----
 
-    /// Calls `method` on entity `id` as the server.
+    /// Calls `method` on entity `id` as the server. An entity of another
+    /// plugin takes only methods it exposes to every client, and sees the
+    /// call as one from another client (`docs/plugins.md`).
     pub fn call(&mut self, id: EntityId, method: &str, args: impl Serialize) -> Result<()> {
         raw::call_entity(id, method, &encode_args(&args)?);
         Ok(())
@@ -114,7 +116,8 @@ impl Ctx {
     }
 
     /// Calls `method` on every client whose tags include all of `filter`
-    /// (`&[("room", "lobby")]`); each receives it on the entity it is bound to.
+    /// (`&[("room", "lobby")]`) and that is bound to an entity of this
+    /// plugin; each receives it on the entity it is bound to.
     pub fn call_filtered_clients(
         &mut self,
         filter: &[(&str, &str)],
@@ -132,7 +135,8 @@ impl Ctx {
         Ok(())
     }
 
-    /// Calls `method` on every connected client, on the entity it is bound to.
+    /// Calls `method` on every connected client bound to an entity of this
+    /// plugin, on the entity it is bound to.
     pub fn broadcast(&mut self, method: &str, args: impl Serialize) -> Result<()> {
         raw::broadcast(method, &encode_args(&args)?);
         Ok(())

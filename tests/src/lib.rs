@@ -170,6 +170,10 @@ impl TestServer {
                 tcp: any(0),
                 kcp: any(0),
                 web_root: Some(repo_root().join("examples/chatroom/web")),
+                // Tests hold clients while they build plugin versions (a
+                // cold build takes longer than the default 30 s): the idle
+                // timeout is the hardening tests' business, which set it.
+                idle_timeout_ms: 600_000,
                 ..NetConfig::default()
             },
             game: GameConfig {

@@ -26,8 +26,10 @@ use crate::held::{Charge, Held, ITEM_BYTES};
 pub const NAME_BYTES: usize = 1024;
 /// Most tags a filter may hold (`call-filtered-clients`).
 pub const FILTER_TAGS: usize = 64;
-/// Most steps an attribute path may have.
-pub const PATH_STEPS: usize = 64;
+/// Most steps an attribute path may have, its name included: each step can
+/// nest the value a level deeper, and clients apply the whole path too
+/// (the protocol's limit for an attribute edit).
+pub const PATH_STEPS: usize = 32;
 
 /// The `[limits]` the world enforces on plugins (see
 /// [`LimitsConfig`](crate::config::LimitsConfig)).
@@ -128,8 +130,8 @@ impl World {
                     .get(&id)
                     .map_or("", |e| self.types.get(e.ty).name.as_str());
                 let msg = format!(
-                    "entity {id} is a {ty} of plugin {}: plugin {} may call its methods for \
-                     clients, not {verb} it",
+                    "entity {id} ({ty}) belongs to plugin {}: plugin {} may call its methods \
+                     for clients, not {verb} it",
                     self.plugin_name(owner),
                     self.plugin_name(me)
                 );
