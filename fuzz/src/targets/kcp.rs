@@ -416,11 +416,21 @@ impl Runner for Endpoint {
                     &r[..r.len().min(32)]
                 );
             }
+            // Answers go to requests (a Hello, a Connect) and to KCP
+            // segments of no session (a Reset, so that a client of a
+            // restarted server learns it): never to less than a segment's
+            // header, and never more bytes than came in.
             let biggest = sent.iter().copied().max().unwrap_or(0);
             ensure!(
-                replies.is_empty() || biggest >= REQUEST_LEN,
-                "an unproven peer that sent nothing as long as a request got {} answer(s)",
+                replies.is_empty() || biggest >= 24,
+                "an unproven peer that sent nothing as long as a KCP header got {} answer(s)",
                 replies.len()
+            );
+            let (sent_bytes, reply_bytes): (usize, usize) =
+                (sent.iter().sum(), replies.iter().map(Vec::len).sum());
+            ensure!(
+                reply_bytes <= sent_bytes,
+                "an unproven peer got {reply_bytes} bytes back for {sent_bytes}"
             );
         }
         Verdict::Accepted
