@@ -408,20 +408,35 @@ impl Runner for Endpoint {
             if proven { "did" } else { "did not do" }
         );
         if !proven {
-            for r in &replies {
+            // A new socket may get the port of an earlier input's, whose
+            // session still sends to it: KCP datagrams with an earlier conv
+            // are that session's, not answers to this peer.
+            let answers: Vec<&Vec<u8>> = replies
+                .iter()
+                .filter(|r| {
+                    is_handshake(r)
+                        || r.len() < 4
+                        || u32::from_le_bytes([r[0], r[1], r[2], r[3]]) >= conv
+                })
+                .collect();
+            // Answers are handshake datagrams, no more of them than
+            // datagrams sent, each smaller than a request and than the
+            // largest datagram sent: nothing to amplify with.
+            let biggest = sent.iter().copied().max().unwrap_or(0);
+            ensure!(
+                answers.len() <= sent.len(),
+                "an unproven peer got {} answers to {} datagrams",
+                answers.len(),
+                sent.len()
+            );
+            for r in &answers {
                 ensure!(
-                    is_handshake(r) && r.len() < REQUEST_LEN,
-                    "an unproven peer was answered with {} bytes: {:02x?}",
+                    is_handshake(r) && r.len() < REQUEST_LEN && r.len() < biggest,
+                    "an unproven peer that sent at most {biggest} bytes a datagram was answered with {} bytes: {:02x?}",
                     r.len(),
                     &r[..r.len().min(32)]
                 );
             }
-            let biggest = sent.iter().copied().max().unwrap_or(0);
-            ensure!(
-                replies.is_empty() || biggest >= REQUEST_LEN,
-                "an unproven peer that sent nothing as long as a request got {} answer(s)",
-                replies.len()
-            );
         }
         Verdict::Accepted
     }
