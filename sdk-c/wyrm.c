@@ -815,6 +815,17 @@ int wyrm_args(wyrm_ctx *ctx, wyrm_reader *args, const char *fmt, ...) {
     int mlen = (int)ctx->method.len; /* a declared method: short, valid UTF-8 */
     size_t want = strlen(fmt);
     uint32_t got;
+    /* No arguments may also come as nothing or nil, as the Rust and Python
+     * helpers take them. */
+    if (want == 0 && !args->error) {
+        if (args->pos == args->len) {
+            return WYRM_OK;
+        }
+        if (args->len - args->pos == 1 && args->data[args->pos] == 0xc0) {
+            args->pos++;
+            return WYRM_OK;
+        }
+    }
     if (!wyrm_read_array(args, &got)) {
         return wyrm_error(ctx, "bad arguments for %s.%.*s: expected a MessagePack array of %zu argument(s)",
                           tname, mlen, ctx->method.ptr, want);

@@ -735,11 +735,15 @@ export function definePlugin(def) {
         withEntity(entity, { kind: caller.kind, entity: optId(caller.entity) }, (ctx, ty) => {
           const m = ty.methods.get(method);
           if (!m) throw new WyrmError(`unknown method ${ty.name}.${method}`);
-          let list;
-          try {
-            list = decode(args);
-          } catch (e) {
-            throw new WyrmError(`bad args for ${ty.name}.${method}: ${messageOf(e)}`);
+          // No arguments may also come as nothing or nil, as the Rust and
+          // Python helpers take them.
+          let list = [];
+          if (args.length > 0 && !(args.length === 1 && args[0] === 0xc0)) {
+            try {
+              list = decode(args);
+            } catch (e) {
+              throw new WyrmError(`bad args for ${ty.name}.${method}: ${messageOf(e)}`);
+            }
           }
           if (!Array.isArray(list)) {
             throw new WyrmError(`bad args for ${ty.name}.${method}: expected an array of arguments`);

@@ -656,6 +656,13 @@ static void run_args(const uint8_t *data, size_t len) {
         reply(ACCEPTED, "");
         return;
     }
+    /* Every helper takes no bytes, nil and an empty array as no arguments. */
+    if (data[0] % 4 == 0 && (len == 1 || (len == 2 && (data[1] == 0xc0 || data[1] == 0x90)))) {
+        reply(FAILED, "a method without parameters refused no arguments: %.*s", (int)err.len,
+              (const char *)err.ptr);
+        plugin_string_free(&err);
+        return;
+    }
     char prefix[64];
     snprintf(prefix, sizeof prefix, "bad arguments for Fields.%s: ", method);
     bool typed = starts_with(&err, prefix);

@@ -142,6 +142,11 @@ function unexpectedLogs() {
   return bad;
 }
 
+// Every helper takes no bytes, nil and an empty array as no arguments.
+function noArgs(method, args) {
+  return method === "none" && (args.length === 0 || (args.length === 1 && (args[0] === 0xc0 || args[0] === 0x90)));
+}
+
 function runArgs(input) {
   if (input.length === 0) return [REJECTED, "empty input"];
   const method = METHODS[input[0] % 4];
@@ -157,6 +162,7 @@ function runArgs(input) {
     const msg = payloadOf(e);
     const bad = unexpectedLogs();
     if (bad.length) return [FAILED, `Fields.${method}: ${bad.join("; ")}`];
+    if (noArgs(method, args)) return [FAILED, `a method without parameters refused no arguments: ${msg}`];
     if (msg !== null && msg.startsWith(`bad args for Fields.${method}: `)) return [REJECTED, msg];
     return [FAILED, `Fields.${method} failed with ${msg ?? describe(e)}`];
   }
