@@ -254,7 +254,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Longest a single call into a plugin may run before it is stopped.
+    /// Most CPU time a single call into a plugin may use before it is
+    /// stopped (time spent waiting for a core does not count).
     pub call_deadline_ms: u64,
     /// Largest linear memory a plugin instance may grow to, in MiB. A
     /// plugin's exported private state (a checkpoint, a swap's copy) may be

@@ -111,3 +111,86 @@ async fn a_guest_over_its_memory_cap_fails_alone() {
     assert_eq!(n, 1);
     server.server.shutdown().await;
 }
+
+/// Pins the calling thread to the first core it may run on; threads it
+/// starts from now on inherit that.
+fn pin_to_one_core() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t of our own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .expect("a core to run on");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(first, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0
+        );
+    }
+}
+
+async fn burn(c: &mut Client, rounds: u64) -> Duration {
+    let started = Instant::now();
+    call(c, "burn", (rounds,)).await;
+    let _: (u64,) = expect(c, "on_burn").await;
+    started.elapsed()
+}
+
+/// The deadline stops guests that loop, not guests whose thread waited for
+/// a core: a call needing less CPU time than the deadline completes however
+/// long a starved core makes it take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_a_starved_core_runs_until_it_used_its_deadline() {
+    const DEADLINE: Duration = Duration::from_millis(200);
+    // The server's threads (the game's among them) share one core with
+    // the spinners below.
+    pin_to_one_core();
+    let (server, mut c) = probe().await;
+
+    // Rounds that take a third of the deadline on a core of their own.
+    let mut rounds = 1_000_000u64;
+    let mut took = burn(&mut c, rounds).await;
+    for _ in 0..8 {
+        let target = DEADLINE / 3;
+        if took.abs_diff(target) < target / 5 {
+            break;
+        }
+        rounds = (rounds as f64 * target.as_secs_f64() / took.as_secs_f64().max(1e-4)) as u64;
+        took = burn(&mut c, rounds.max(1)).await;
+    }
+    assert!(took < DEADLINE / 2, "calibration failed: {took:?}");
+
+    // Four spinners on the same core: the game thread gets a fifth of it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let starved = burn(&mut c, rounds).await;
+    let req = call(&mut c, "spin", NO_ARGS).await;
+    let looped = c.expect_error(WAIT).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        s.join().ok();
+    }
+    assert!(
+        starved > DEADLINE,
+        "the core was not starved ({starved:?}): this test proves nothing"
+    );
+    // A looping call is still stopped, starved core or not.
+    let (id, code, msg) = looped.expect("the looping call must fail");
+    assert_eq!((id, code), (req, ErrorCode::PluginFault), "{msg}");
+    assert!(msg.contains("deadline"), "{msg}");
+    server.server.shutdown().await;
+}

@@ -138,6 +138,9 @@ pub struct HostState<W> {
     /// The plugin's allowance of log lines, shared with its output streams
     /// and its other instances.
     pub(crate) log_budget: std::sync::Arc<LogBudget>,
+    /// Its thread's CPU time when the current call began, in nanoseconds
+    /// (see `cpu_time`): what the call's deadline counts from.
+    pub(crate) call_cpu_start: u64,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -156,6 +159,7 @@ impl<W> HostState<W> {
             limits,
             output,
             log_budget,
+            call_cpu_start: 0,
             wasi,
             table: ResourceTable::new(),
         }

@@ -13,6 +13,7 @@
 pub mod bindings;
 mod build;
 mod cache;
+mod cpu_time;
 mod host_state;
 mod stdio;
 
@@ -45,7 +46,9 @@ fn epoch_tick(deadline: Duration) -> Duration {
 /// Sandbox limits for every instance.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Longest one call into a guest may run.
+    /// Most CPU time one call into a guest may use. Time its thread spends
+    /// waiting for a core does not count, so a starved host does not stop
+    /// guests that did nothing wrong.
     pub deadline: Duration,
     /// Largest linear memory an instance may grow to, in bytes.
     pub memory_bytes: usize,
@@ -124,6 +127,7 @@ impl PluginRuntime {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
+                    cpu_time::sample_all();
                     e.increment_epoch();
                 }
             })
@@ -235,6 +239,18 @@ impl<W: GameHost> PluginCode<W> {
             ),
         );
         store.limiter(|s| &mut s.limits);
+        // The epoch deadline is wall-clock time; when it passes, the call
+        // stops only if its thread spent the deadline running it (see
+        // `cpu_time`), and otherwise runs on for what it has left.
+        let deadline_ns = self.limits.deadline.as_nanos() as u64;
+        let tick_ns = epoch_tick(self.limits.deadline).as_nanos().max(1) as u64;
+        store.epoch_deadline_callback(move |ctx| {
+            let used = cpu_time::now().saturating_sub(ctx.data().call_cpu_start);
+            Ok(match deadline_ns.checked_sub(used) {
+                Some(left) if left > 0 => wasmtime::UpdateDeadline::Continue(left / tick_ns + 1),
+                _ => wasmtime::UpdateDeadline::Interrupt,
+            })
+        });
         // What one import's arguments (or one export's results) may make
         // the host allocate. Without aliasing a guest cannot pass more than
         // its memory holds; with it (a list of strings that all point at
@@ -253,6 +269,7 @@ impl<W: GameHost> PluginCode<W> {
             info: empty_info(),
         };
         instance.store.set_epoch_deadline(instance.deadline_ticks);
+        instance.store.data_mut().call_cpu_start = cpu_time::sampled();
         let bindings = match self.pre.instantiate(&mut instance.store) {
             Ok(b) => b,
             Err(e) => {
@@ -425,6 +442,7 @@ impl<W: GameHost> PluginInstance<W> {
             out.begin_call();
         }
         data.limits.refused = None;
+        data.call_cpu_start = cpu_time::sampled();
         data.world = world.take();
         if let Some(w) = data.world.as_deref_mut() {
             w.enter_plugin(self.slot);

@@ -417,6 +417,18 @@ impl Probe {
         ctx.emit_stat(&name, wyrm_sdk::attrs! { "n" => n })
     }
 
+    /// Does `rounds` rounds of arithmetic and sends `on_burn(result)`: a
+    /// call that needs a known amount of CPU time.
+    #[own_client]
+    fn burn(&mut self, ctx: &mut Ctx, rounds: u64) -> Result<(), Error> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..rounds {
+            x = core::hint::black_box(x.rotate_left(7) ^ i).wrapping_mul(0x2545_f491_4f6c_dd1d);
+        }
+        ctx.call_client("on_burn", (x,))?;
+        Ok(())
+    }
+
     /// Loops forever, for the host's deadline.
     #[own_client]
     fn spin(&mut self) {
