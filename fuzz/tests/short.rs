@@ -79,6 +79,7 @@ short_runs!(
     positions_model,
     attr_paths,
     rust_msgpack,
+    wire,
     prefix_stream,
     ws_stream,
     ws_messages,

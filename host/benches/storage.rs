@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use wyrm::game::{Inbox, InboxSender, Received};
-use wyrm::msg::ToGame;
+use wyrm::msg::GameInput;
 use wyrm::storage::{self, EntityRow, Op};
 
 mod support;
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             opened2.store.send(Op::Load { id });
             match rx.0.recv_deadline(Instant::now() + Duration::from_secs(10)) {
-                Received::Message(ToGame::Loaded { result, .. }) if result.is_ok() => {
+                Received::Message(GameInput::Loaded { result, .. }) if result.is_ok() => {
                     lat.push(t.elapsed().as_secs_f64() * 1e6)
                 }
                 other => anyhow::bail!("unexpected answer {other:?}"),

@@ -8,8 +8,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::msg::EntityId;
 
-/// A `HashMap` keyed by entity (or client) id.
-pub type IdMap<V> = HashMap<EntityId, V, BuildHasherDefault<IdHasher>>;
+/// A `HashMap` keyed by entity id (or, with `K`, another id made of one
+/// integer, such as a client's).
+pub type IdMap<V, K = EntityId> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Multiply-shift hashing of one integer (as FxHash does).
 #[derive(Default)]

@@ -1,7 +1,6 @@
 //! `wyrm serve`: one gate, one dispatcher and one game in one process.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::game::{self, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World};
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
-use crate::msg::ToGame;
+use crate::msg::{GameInput, ToGame};
 use crate::net;
 
 /// Messages from connections a game holds before connections wait.
@@ -107,7 +106,7 @@ impl Swapper {
             dry_run,
             reply,
         };
-        if self.game_tx.send(ToGame::Swap(Box::new(req))).is_err() {
+        if self.game_tx.send(GameInput::Swap(Box::new(req))).is_err() {
             return SwapReport::refused(plugin, "", "", dry_run, "the game has stopped".into());
         }
         answer.await.unwrap_or_else(|_| {
@@ -191,7 +190,8 @@ impl Server {
         };
         let admission =
             net::Admission::new(cfg.net.max_connections, cfg.net.max_connections_per_address);
-        let ids = Arc::new(AtomicU64::new(1));
+        // One gate in this process: gate 0.
+        let ids = Arc::new(wyrm_wire::ClientIds::new(wyrm_wire::GateId(0)));
         let mut server = Self {
             websocket: None,
             tcp: None,
@@ -231,7 +231,7 @@ impl Server {
                             tokio::spawn(gate::serve_connection(
                                 conn,
                                 link,
-                                ids.fetch_add(1, Ordering::Relaxed),
+                                ids.next(),
                                 ctx.clone(),
                                 ticket,
                             ));
@@ -254,7 +254,7 @@ impl Server {
                     tokio::spawn(gate::serve_connection(
                         conn,
                         link,
-                        ids.fetch_add(1, Ordering::Relaxed),
+                        ids.next(),
                         ctx.clone(),
                         opened.ticket,
                     ));
@@ -294,14 +294,8 @@ impl Server {
                                 .await
                                 {
                                     Ok(Some((conn, link))) => {
-                                        gate::serve_connection(
-                                            conn,
-                                            link,
-                                            ids.fetch_add(1, Ordering::Relaxed),
-                                            ctx,
-                                            ticket,
-                                        )
-                                        .await
+                                        gate::serve_connection(conn, link, ids.next(), ctx, ticket)
+                                            .await
                                     }
                                     Ok(None) => {}
                                     Err(e) => tracing::debug!("http connection failed: {e}"),

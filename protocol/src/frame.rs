@@ -42,6 +42,7 @@ pub enum ClientFrame {
 
 /// A point in a space: x/y is the ground plane, z is height.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Position {
     pub x: f32,
     pub y: f32,

@@ -8,6 +8,7 @@ mod host;
 mod kcp;
 mod protocol;
 mod sdk;
+mod wire;
 
 pub use external::setup_polyglot;
 
@@ -26,6 +27,7 @@ pub fn all() -> &'static [Target] {
     ALL.get_or_init(|| {
         let mut v = Vec::new();
         v.extend(protocol::targets());
+        v.extend(wire::targets());
         v.extend(host::targets());
         v.extend(kcp::targets());
         v.extend(sdk::targets());

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::msg::ToGame;
+use crate::msg::{GameInput, ToGame};
 
 /// The game has stopped: nothing more can be delivered.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -36,7 +36,7 @@ struct Shared {
 }
 
 struct State {
-    queue: VecDeque<ToGame>,
+    queue: VecDeque<GameInput>,
     /// The game is waiting on `ready`.
     game_waiting: bool,
     /// Connection-side senders alive; with none, the game stops.
@@ -52,8 +52,8 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, msg: ToGame, mut st: MutexGuard<'_, State>) {
-        let wake = st.game_waiting && !matches!(msg, ToGame::ClientMove { .. });
+    fn push(&self, msg: GameInput, mut st: MutexGuard<'_, State>) {
+        let wake = st.game_waiting && !matches!(msg, GameInput::Wire(ToGame::ClientMove { .. }));
         st.queue.push_back(msg);
         drop(st);
         if wake {
@@ -95,7 +95,7 @@ pub struct Inbox {
 #[derive(Debug)]
 pub enum Received {
     /// The next message.
-    Message(ToGame),
+    Message(GameInput),
     /// The deadline passed.
     Timeout,
     /// No connection-side sender is left: the server is gone.
@@ -130,12 +130,12 @@ impl Inbox {
     }
 
     /// The next message, if one is queued.
-    pub fn try_recv(&self) -> Option<ToGame> {
+    pub fn try_recv(&self) -> Option<GameInput> {
         let mut st = self.shared.lock();
         self.pop(&mut st)
     }
 
-    fn pop(&self, st: &mut State) -> Option<ToGame> {
+    fn pop(&self, st: &mut State) -> Option<GameInput> {
         let was_full = st.queue.len() >= self.shared.capacity;
         let msg = st.queue.pop_front()?;
         if was_full {
@@ -177,7 +177,7 @@ impl InboxSender {
                     return Err(GameStopped);
                 }
                 if st.queue.len() < self.shared.capacity {
-                    self.shared.push(msg, st);
+                    self.shared.push(GameInput::Wire(msg), st);
                     return Ok(());
                 }
             }
@@ -221,7 +221,8 @@ pub struct InternalSender {
 
 impl InternalSender {
     /// Queues `msg` at once, whatever the inbox holds.
-    pub fn send(&self, msg: ToGame) -> Result<(), GameStopped> {
+    pub fn send(&self, msg: impl Into<GameInput>) -> Result<(), GameStopped> {
+        let msg = msg.into();
         let st = self.shared.lock();
         if !st.open {
             return Err(GameStopped);
@@ -242,10 +243,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::msg::ClientId;
+
+    const CLIENT: ClientId = ClientId::new(wyrm_wire::GateId(0), 1);
 
     fn call(n: u32) -> ToGame {
         ToGame::ClientCall {
-            client: 1,
+            client: CLIENT,
             req_id: n,
             entity: 1,
             method: String::new(),
@@ -255,7 +259,7 @@ mod tests {
 
     fn mv() -> ToGame {
         ToGame::ClientMove {
-            client: 1,
+            client: CLIENT,
             pos: Default::default(),
             yaw: 0.0,
         }
@@ -263,7 +267,7 @@ mod tests {
 
     fn req(m: Received) -> u32 {
         match m {
-            Received::Message(ToGame::ClientCall { req_id, .. }) => req_id,
+            Received::Message(GameInput::Wire(ToGame::ClientCall { req_id, .. })) => req_id,
             other => panic!("{other:?}"),
         }
     }
@@ -278,7 +282,7 @@ mod tests {
             let first = inbox.recv_deadline(t + Duration::from_secs(10));
             assert!(matches!(
                 first,
-                Received::Message(ToGame::ClientMove { .. })
+                Received::Message(GameInput::Wire(ToGame::ClientMove { .. }))
             ));
             assert!(
                 t.elapsed() >= Duration::from_millis(150),

@@ -26,7 +26,7 @@ use anyhow::Context as _;
 use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
-use crate::msg::{GateBatch, ToGame};
+use crate::msg::{GameInput, GateBatch, HeldBatch, ToGame};
 use crate::plugin::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
 
 pub use checkpoint::GameCounters;
@@ -63,7 +63,7 @@ pub struct GameChannels {
     pub internal: InternalSender,
     /// Where its output for clients goes, a batch at a time (bounded: the
     /// game waits when the gate falls behind).
-    pub gate: flume::Sender<GateBatch>,
+    pub gate: flume::Sender<HeldBatch>,
 }
 
 struct PluginSlot {
@@ -96,7 +96,7 @@ pub struct Game {
     world: Option<Box<World>>,
     plugins: Vec<PluginSlot>,
     inbox: Inbox,
-    gate: flume::Sender<GateBatch>,
+    gate: flume::Sender<HeldBatch>,
     boot_entity: String,
     /// Per plugin, its last saved private state.
     checkpoints: Vec<Option<checkpoint::Checkpoint>>,
@@ -280,7 +280,7 @@ impl Game {
             let mut taken = 0;
             let mut stop = false;
             while let Some(msg) = next.take() {
-                if matches!(msg, ToGame::Shutdown) {
+                if matches!(msg, GameInput::Wire(ToGame::Shutdown)) {
                     stop = true;
                     break;
                 }
@@ -349,7 +349,10 @@ impl Game {
         }
         // The gate outlives the game except at shutdown, when output no
         // longer matters.
-        let _ = self.gate.send(GateBatch { ops, tick, held });
+        let _ = self.gate.send(HeldBatch {
+            batch: GateBatch { ops, tick },
+            held,
+        });
     }
 
     /// Counts of checkpoints and revivals.
@@ -377,12 +380,30 @@ impl Game {
             .expect("world is lent only during a plugin call")
     }
 
-    fn handle(&mut self, msg: ToGame) {
+    fn handle(&mut self, msg: GameInput) {
+        match msg {
+            GameInput::Wire(msg) => self.handle_wire(msg),
+            GameInput::Continuation {
+                entity,
+                method,
+                args,
+                charge,
+            } => {
+                let mut call = world::Call::from_server(entity, method, args, None);
+                call.charge = charge;
+                self.world().queue_host(world::Work::Call(call));
+            }
+            GameInput::Loaded { id, result } => self.world().finish_load(id, *result),
+            GameInput::Swap(req) => self.swap(*req),
+        }
+    }
+
+    fn handle_wire(&mut self, msg: ToGame) {
         match msg {
             ToGame::ClientConnected { client } => {
                 let boot = self.boot_entity.clone();
                 if let Err(e) = self.world().connect_client(client, &boot) {
-                    tracing::error!(client, "cannot create boot entity {boot}: {e}");
+                    tracing::error!(%client, "cannot create boot entity {boot}: {e}");
                 }
             }
             ToGame::ClientDisconnected { client } => self.world().disconnect_client(client),
@@ -396,18 +417,6 @@ impl Game {
             } => self
                 .world()
                 .client_call(client, req_id, entity, method, args),
-            ToGame::Continuation {
-                entity,
-                method,
-                args,
-                charge,
-            } => {
-                let mut call = world::Call::from_server(entity, method, args, None);
-                call.charge = charge;
-                self.world().queue_host(world::Work::Call(call));
-            }
-            ToGame::Loaded { id, result } => self.world().finish_load(id, *result),
-            ToGame::Swap(req) => self.swap(*req),
             // Taken by `run` before it gets here.
             ToGame::Shutdown => {}
         }

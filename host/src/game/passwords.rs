@@ -6,7 +6,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::msg::{EntityId, ToGame};
+use crate::msg::{EntityId, GameInput};
 
 /// Where a result goes: `method` on `entity` with args `[result, context]`.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ impl PasswordPool {
                 .spawn(move || {
                     for job in rx {
                         let (args, cont) = run(job);
-                        let msg = ToGame::Continuation {
+                        let msg = GameInput::Continuation {
                             entity: cont.entity,
                             method: cont.method,
                             args,
@@ -90,7 +90,7 @@ impl PasswordPool {
             self.jobs.capacity().unwrap_or(0)
         );
         let (args, cont) = refuse(job);
-        let _ = self.game.send(ToGame::Continuation {
+        let _ = self.game.send(GameInput::Continuation {
             entity: cont.entity,
             method: cont.method,
             args,

@@ -68,7 +68,7 @@ pub async fn serve_connection<C: FrameConn>(
     ctx: ConnContext,
     ticket: Ticket,
 ) {
-    let span = tracing::info_span!("client", id = client, transport = conn.transport());
+    let span = tracing::info_span!("client", id = %client, transport = conn.transport());
     serve(conn, link, client, ctx).instrument(span).await;
     drop(ticket);
 }

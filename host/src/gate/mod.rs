@@ -19,7 +19,7 @@ use bytes::Bytes;
 use wyrm_protocol::ServerFrame;
 
 use crate::ids::IdMap;
-use crate::msg::{ClientId, EntityId, GateBatch, ToGate};
+use crate::msg::{ClientId, EntityId, GateBatch, HeldBatch, PluginIndex, ToGate};
 use crate::net::{CloseReason, Link};
 
 pub use conn::{serve_connection, ConnContext, ConnLimits};
@@ -37,7 +37,7 @@ struct ClientSlot {
     link: Arc<Link>,
     entity: Option<EntityId>,
     /// The plugin that runs `entity`.
-    plugin: usize,
+    plugin: PluginIndex,
     tags: HashMap<String, String>,
     /// Frames are queued and not yet flushed.
     pending: bool,
@@ -45,9 +45,9 @@ struct ClientSlot {
 
 /// The gate's client registry; run it with [`Gate::run`].
 pub struct Gate {
-    clients: IdMap<ClientSlot>,
+    clients: IdMap<ClientSlot, ClientId>,
     registrations: flume::Receiver<Registration>,
-    batches: flume::Receiver<GateBatch>,
+    batches: flume::Receiver<HeldBatch>,
     /// Clients with frames queued since their last flush.
     pending: Vec<ClientId>,
     /// Clients sent a frame of their own in the current batch.
@@ -59,7 +59,7 @@ impl Gate {
     /// from `batches`.
     pub fn new(
         registrations: flume::Receiver<Registration>,
-        batches: flume::Receiver<GateBatch>,
+        batches: flume::Receiver<HeldBatch>,
     ) -> Self {
         Self {
             clients: IdMap::default(),
@@ -83,7 +83,9 @@ impl Gate {
                     Err(_) => break,
                 },
                 b = self.batches.recv_async() => match b {
-                    Ok(b) => self.apply(b),
+                    // What the batch held against plugins is given back
+                    // once its frames are queued on the clients' links.
+                    Ok(b) => self.apply(b.batch),
                     Err(_) => break,
                 },
             }

@@ -8,7 +8,7 @@ use crossbeam_channel::Sender;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{EntityRow, LoadedEntity, Op, OpenError, ReplyTo};
-use crate::msg::{EntityId, ToGame};
+use crate::msg::{EntityId, GameInput};
 
 /// The schema this version writes; a database with a higher one is refused.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -227,7 +227,7 @@ fn load(conn: &Connection, id: EntityId) -> rusqlite::Result<Option<LoadedEntity
 
 /// What the storage thread sends once a batch is committed.
 pub(super) enum Answer {
-    Game(ToGame),
+    Game(GameInput),
     Flushed(Sender<()>),
 }
 
@@ -306,7 +306,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 Ok(None) => Err(format!("no saved entity {id}")),
                 Err(e) => Err(format!("storage error: {e}")),
             };
-            Ok(Some(Answer::Game(ToGame::Loaded {
+            Ok(Some(Answer::Game(GameInput::Loaded {
                 id,
                 result: Box::new(result),
             })))
@@ -464,7 +464,7 @@ fn failure_answer(op: &Op, msg: &str) -> Option<Answer> {
         | Op::KvGetOrPut { reply, .. }
         | Op::KvRange { reply, .. } => reply,
         Op::Load { id } => {
-            return Some(Answer::Game(ToGame::Loaded {
+            return Some(Answer::Game(GameInput::Loaded {
                 id: *id,
                 result: Box::new(Err(msg.to_owned())),
             }))
@@ -479,7 +479,7 @@ fn failure_answer(op: &Op, msg: &str) -> Option<Answer> {
 }
 
 /// A continuation call with args `[error, value, context]`.
-pub(crate) fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<u8>)) -> ToGame {
+pub(crate) fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<u8>)) -> GameInput {
     let mut args = Vec::with_capacity(32 + r.context.len());
     let _ = rmp::encode::write_array_len(&mut args, 3);
     match err {
@@ -495,7 +495,7 @@ pub(crate) fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<
             .filter(|c| !c.is_empty())
             .map(|c| c.as_slice()),
     );
-    ToGame::Continuation {
+    GameInput::Continuation {
         entity: r.entity,
         method: r.method.clone(),
         args,

@@ -3,7 +3,7 @@
 //! The game sends [`Op`]s; the storage thread takes everything queued, runs
 //! it in one transaction, commits, and only then answers — as continuations
 //! (`entity, method, [error, value, context]`) or, for loads, as
-//! [`ToGame::Loaded`]. So an answer always means "on disk", writes are
+//! [`GameInput::Loaded`](crate::msg::GameInput::Loaded). So an answer always means "on disk", writes are
 //! batched without anyone waiting, and the game thread never touches the
 //! disk. A failed transaction answers every request in it with the error;
 //! nothing panics.
@@ -66,7 +66,7 @@ pub enum Op {
         rows: Vec<EntityRow>,
         reply: Option<ReplyTo>,
     },
-    /// Read an entity and its mailbox; answers with [`ToGame::Loaded`].
+    /// Read an entity and its mailbox; answers with [`GameInput::Loaded`](crate::msg::GameInput::Loaded).
     Load {
         id: EntityId,
     },
@@ -288,7 +288,7 @@ fn run(
                     // A reply keeps counting against the plugin that asked
                     // until it has run; an operation without one stops
                     // counting here.
-                    if let crate::msg::ToGame::Continuation { charge: c, .. } = &mut msg {
+                    if let crate::msg::GameInput::Continuation { charge: c, .. } = &mut msg {
                         *c = charge;
                     }
                     let _ = game.send(msg);

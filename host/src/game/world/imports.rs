@@ -274,7 +274,7 @@ impl GameHost for World {
             filter: filter.into_iter().map(|t| (t.key, t.value)).collect(),
             method,
             args: Bytes::from(args),
-            plugin: self.calling.unwrap_or(0),
+            plugin: self.calling.unwrap_or(0) as crate::msg::PluginIndex,
         });
         Ok(())
     }
@@ -286,7 +286,7 @@ impl GameHost for World {
         self.output(ToGate::Broadcast {
             method,
             args: Bytes::from(args),
-            plugin: self.calling.unwrap_or(0),
+            plugin: self.calling.unwrap_or(0) as crate::msg::PluginIndex,
         });
         Ok(())
     }

@@ -26,7 +26,7 @@ use super::space::Spaces;
 use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
 use crate::ids::IdMap;
-use crate::msg::{ClientId, EntityId, ToGame, ToGate};
+use crate::msg::{ClientId, EntityId, GameInput, PluginIndex, ToGate};
 use crate::plugin::bindings::{
     AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
@@ -128,7 +128,7 @@ pub struct World {
     entities: IdMap<Entity>,
     next_entity: EntityId,
     services: HashMap<String, EntityId>,
-    clients: IdMap<ClientView>,
+    clients: IdMap<ClientView, ClientId>,
     pub(super) timers: Timers,
     pub(super) work: WorkQueue,
     /// The entity whose code is running, for attributing its calls.
@@ -426,7 +426,7 @@ impl World {
                 sync: Default::default(),
             },
         );
-        let plugin = self.owner(id).unwrap_or(0);
+        let plugin = self.owner(id).unwrap_or(0) as PluginIndex;
         self.output(ToGate::Bind {
             client,
             entity: Some(id),

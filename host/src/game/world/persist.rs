@@ -197,8 +197,8 @@ impl World {
     /// Queues a reply produced in the game itself (not by storage) for a
     /// request of a plugin's, counted against it (`charge`) until it has
     /// run.
-    pub(super) fn push_reply(&mut self, msg: ToGame, charge: Option<crate::held::Charge>) {
-        if let ToGame::Continuation {
+    pub(super) fn push_reply(&mut self, msg: GameInput, charge: Option<crate::held::Charge>) {
+        if let GameInput::Continuation {
             entity,
             method,
             args,

@@ -196,7 +196,7 @@ impl World {
             .is_some_and(|e| e.client_moves && !e.doomed)
         {
             tracing::trace!(
-                client,
+                %client,
                 entity = id,
                 "move ignored: its logic does not allow client moves"
             );
@@ -208,7 +208,7 @@ impl World {
             z: pos.z,
         };
         if let Err(e) = self.spaces.set_position(id, pos, yaw) {
-            tracing::debug!(client, entity = id, "move ignored: {e}");
+            tracing::debug!(%client, entity = id, "move ignored: {e}");
         }
     }
 
@@ -245,7 +245,7 @@ impl World {
     /// them; a client for which nothing changed gets none. The output goes
     /// to `gate` every `POSITIONS_CHUNK` frames, so the gate writes the
     /// first clients while the game builds the frames of the next.
-    pub(in crate::game) fn flush_positions(&mut self, gate: &flume::Sender<crate::msg::GateBatch>) {
+    pub(in crate::game) fn flush_positions(&mut self, gate: &flume::Sender<crate::msg::HeldBatch>) {
         // Each frame is written in a scratch buffer, then copied into
         // allocations the tick's frames share.
         let mut buf = std::mem::take(&mut self.positions_buf);
@@ -268,9 +268,8 @@ impl World {
                     in_chunk = 0;
                     let ops = std::mem::take(&mut self.out);
                     // The gate outlives the game but at shutdown.
-                    let _ = gate.send(crate::msg::GateBatch {
-                        ops,
-                        tick: false,
+                    let _ = gate.send(crate::msg::HeldBatch {
+                        batch: crate::msg::GateBatch { ops, tick: false },
                         held: Vec::new(),
                     });
                 }
