@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use wyrm::plugin::{Caller, CallerKind, EntityRef};
+use wyrm_runtime::{Caller, CallerKind, EntityRef};
 
 mod support;
 use support::{median, EmptyWorld};

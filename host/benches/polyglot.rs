@@ -15,9 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use wyrm::plugin::{
-    BuildOptions, Caller, CallerKind, EntityRef, EntityState, Language, PluginCode, PluginRuntime,
-};
+use wyrm_runtime::{Caller, CallerKind, EntityRef, EntityState, PluginCode, PluginRuntime};
+use wyrm_toolchains::{BuildOptions, Language};
 
 mod support;
 use support::{median, EmptyWorld};
@@ -34,7 +33,7 @@ struct Row {
     swap_ms: f64,
 }
 
-fn fault(f: wyrm::plugin::Fault) -> anyhow::Error {
+fn fault(f: wyrm_runtime::Fault) -> anyhow::Error {
     anyhow::anyhow!("{f}")
 }
 
@@ -50,12 +49,12 @@ fn member_state(n: u64) -> Vec<u8> {
 fn measure(lang: Language) -> anyhow::Result<Row> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = root.join("plugins/conformance").join(lang.name());
-    let wasm = wyrm::plugin::build_plugin(&dir, &BuildOptions::default())?;
+    let wasm = wyrm_toolchains::build_plugin(&dir, &BuildOptions::default())?;
     let size_kb = std::fs::metadata(&wasm)?.len() as f64 / 1024.0;
     let cache = tempfile::tempdir()?;
     let runtime = PluginRuntime::new(
         cache.path().to_path_buf(),
-        wyrm::plugin::Limits {
+        wyrm_runtime::Limits {
             deadline: Duration::from_secs(30),
             memory_bytes: 1 << 30,
         },

@@ -48,7 +48,7 @@ async fn client_loop(mut c: Client, count_from: Instant, stop: Instant) -> anyho
 
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
+    let wasm = wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -131,7 +131,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(10u64);
     let window = Duration::from_secs(seconds);
     for w in chosen {
-        let wasm = wyrm::plugin::build_plugin(&root.join(w.plugin), &Default::default())?;
+        let wasm = wyrm_toolchains::build_plugin(&root.join(w.plugin), &Default::default())?;
         println!(
             "\n{}: bots over TCP on one core, {}; warm-up {} s, window {} s; pass = p99 <= {P99_LIMIT_MS} ms and no error",
             w.name,

@@ -70,7 +70,7 @@ async fn run(wasm: &std::path::Path, n: u32, clients: usize) -> anyhow::Result<V
 
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
+    let wasm = wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

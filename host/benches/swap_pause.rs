@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use wyrm::plugin::{EntityRef, EntityState};
+use wyrm_runtime::{EntityRef, EntityState};
 
 mod support;
 use support::{median, EmptyWorld};
@@ -59,10 +59,10 @@ fn main() -> anyhow::Result<()> {
     // 100k entities need more than the default 64 MiB per instance.
     let (_runtime, code, _cache) = support::testbed(Duration::from_secs(30), 1 << 30)?;
     let mut world = Some(Box::new(EmptyWorld));
-    let fault = |f: wyrm::plugin::Fault| anyhow::anyhow!("{f}");
+    let fault = |f: wyrm_runtime::Fault| anyhow::anyhow!("{f}");
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
+    let wasm = wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
     println!(
         "swap pause, Rust guest (testbed Blob, ~120 B private state each), median of {RUNS} runs"
     );

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use wyrm::plugin::{build_plugin, BuildOptions};
 use wyrm::{Config, Swapper};
+use wyrm_toolchains::{build_plugin, BuildOptions};
 
 const POLL: Duration = Duration::from_millis(500);
 

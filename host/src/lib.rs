@@ -11,14 +11,11 @@
 //! - [`gate`]: client connections, tags, fan-out, rate limits, writes.
 //! - [`dispatcher`]: routes what connections receive to their game.
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
-//! - [`plugin`]: the wasmtime runtime: compile, cache, sandbox, call.
 //! - [`storage`]: the embedded SQLite database and the stats sink.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
-//! - [`scaffold`]: `wyrm new`, plugin projects in every language.
 //! - [`msg`]: the message vocabulary; [`config`]: the TOML config;
-//!   [`ids`]: maps keyed by host-assigned ids; [`logs`]: log lines a
-//!   plugin causes, kept to a rate; [`held`]: bytes queued on a plugin's
+//!   [`ids`]: maps keyed by host-assigned ids; [`held`]: bytes queued on a plugin's
 //!   behalf, counted until delivered.
 
 pub mod admin;
@@ -28,11 +25,8 @@ pub mod game;
 pub mod gate;
 pub mod held;
 pub mod ids;
-pub mod logs;
 pub mod msg;
 pub mod net;
-pub mod plugin;
-pub mod scaffold;
 pub mod server;
 pub mod storage;
 

@@ -71,7 +71,7 @@ enum Command {
         dir: PathBuf,
         /// The plugin's language: rust, js, python or c.
         #[arg(long, default_value = "rust")]
-        lang: wyrm::plugin::Language,
+        lang: wyrm_toolchains::Language,
     },
 }
 
@@ -95,18 +95,18 @@ fn main() -> anyhow::Result<()> {
             dry_run,
         } => swap(config, plugin, source, features, dry_run),
         Command::Build { dir, features } => {
-            let opts = wyrm::plugin::BuildOptions {
+            let opts = wyrm_toolchains::BuildOptions {
                 features,
                 debug: false,
             };
-            let wasm = wyrm::plugin::build_plugin(&dir, &opts)?;
+            let wasm = wyrm_toolchains::build_plugin(&dir, &opts)?;
             println!("{}", wasm.display());
             Ok(())
         }
         Command::Bots(args) => bots(args),
         Command::Soak(args) => soak(args),
         Command::New { dir, lang } => {
-            wyrm::scaffold::create(&dir, lang)?;
+            wyrm_toolchains::scaffold::create(&dir, lang)?;
             println!(
                 "Made a {lang} plugin in {0}. Serve it: wyrm serve {0}/wyrm.toml",
                 dir.display()
@@ -197,9 +197,9 @@ fn swap(
     let cfg = wyrm::Config::load(&config)?;
     let info = wyrm::admin::read_info(&cfg)?;
     let wasm_path = if source.is_dir() {
-        wyrm::plugin::build_plugin(
+        wyrm_toolchains::build_plugin(
             &source,
-            &wyrm::plugin::BuildOptions {
+            &wyrm_toolchains::BuildOptions {
                 features,
                 debug: false,
             },

@@ -21,8 +21,8 @@ const GAME_INBOX: usize = 16 * 1024;
 const GATE_INBOX: usize = 256;
 /// Connections starting or ending that the gate holds before they wait.
 const GATE_REGISTRATIONS: usize = 4096;
-use crate::plugin::{Limits, PluginRuntime};
 use crate::storage;
+use wyrm_runtime::{Limits, PluginRuntime};
 
 /// A running server.
 pub struct Server {

@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn testbed() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &Default::default())
+    wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &Default::default())
         .expect("build testbed")
 }
 

@@ -50,11 +50,11 @@ pub fn plugin(dir: &str, features: &[&str]) -> PathBuf {
     if let Some((_, p)) = built.iter().find(|(k, _)| *k == key) {
         return p.clone();
     }
-    let opts = wyrm::plugin::BuildOptions {
+    let opts = wyrm_toolchains::BuildOptions {
         features: key.1.clone(),
         debug: false,
     };
-    let path = match wyrm::plugin::build_plugin(&repo_root().join(dir), &opts) {
+    let path = match wyrm_toolchains::build_plugin(&repo_root().join(dir), &opts) {
         Ok(p) => p,
         Err(e) => panic!("building {dir} with {features:?} failed: {e:#}"),
     };
@@ -103,8 +103,8 @@ pub fn setup_polyglot() {
 
 /// The conformance plugin (`plugins/conformance/README.md`) written in
 /// `lang`, built with `wyrm build`'s own tools.
-pub fn conformance_plugin(lang: wyrm::plugin::Language) -> PathBuf {
-    if lang != wyrm::plugin::Language::Rust {
+pub fn conformance_plugin(lang: wyrm_toolchains::Language) -> PathBuf {
+    if lang != wyrm_toolchains::Language::Rust {
         setup_polyglot();
     }
     plugin(&format!("plugins/conformance/{}", lang.name()), &[])

@@ -5,10 +5,10 @@
 //! four languages while its clients stay connected.
 
 use rmpv::Value;
-use wyrm::plugin::Language;
 use wyrm::SwapOutcome;
 use wyrm_client::{Client, ErrorCode, Event, Transport};
 use wyrm_tests::{call_own, conformance_plugin, expect, TestServer, WAIT};
+use wyrm_toolchains::Language;
 
 type Lines = Vec<(String, String)>;
 
@@ -184,7 +184,7 @@ async fn conforms(lang: Language) {
     let (id, code, text) = a.expect_error(WAIT).await.expect("fail fails");
     assert_eq!((id, code), (req, ErrorCode::CallFailed), "{lang}: {text}");
     assert!(
-        text.len() <= wyrm::plugin::MAX_MESSAGE
+        text.len() <= wyrm_runtime::MAX_MESSAGE
             && text.len() > 200
             && text.strip_suffix('…').is_some_and(|t| long.starts_with(t)),
         "{lang}: {text}"

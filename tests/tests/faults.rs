@@ -96,7 +96,7 @@ async fn a_panicking_method_fails_alone_and_a_fresh_instance_serves_on() {
 /// wasm backtrace that goes to the server's log.
 fn for_people(msg: &str) {
     assert!(
-        msg.len() <= wyrm::plugin::MAX_MESSAGE,
+        msg.len() <= wyrm_runtime::MAX_MESSAGE,
         "{} bytes: {msg}",
         msg.len()
     );

@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-use wyrm::plugin::Language;
 use wyrm_client::{Client, Transport};
 use wyrm_tests::{call_own, expect, init_logs, repo_root, WAIT};
+use wyrm_toolchains::Language;
 
 async fn greet(c: &mut Client, name: &str) -> (String, u64) {
     call_own(c, "hello", (name,)).await;
@@ -20,7 +20,7 @@ async fn new_project_serves(lang: Language) {
     }
     let scratch = tempfile::tempdir().expect("temp dir");
     let dir = scratch.path().join(format!("my-{}-game", lang.name()));
-    if let Err(e) = wyrm::scaffold::create(&dir, lang) {
+    if let Err(e) = wyrm_toolchains::scaffold::create(&dir, lang) {
         panic!("wyrm new --lang {}: {e:#}", lang.name());
     }
     let mut cfg = match wyrm::Config::load(&dir.join("wyrm.toml")) {
@@ -45,7 +45,7 @@ async fn new_project_serves(lang: Language) {
     assert_eq!(greet(&mut c, "ann").await.1, 2, "{lang}: the count is kept");
 
     // Swap the project for itself, rebuilt: the count carries over.
-    let wasm = wyrm::plugin::build_plugin(&dir, &Default::default()).expect("rebuild");
+    let wasm = wyrm_toolchains::build_plugin(&dir, &Default::default()).expect("rebuild");
     let bytes = std::fs::read(&wasm).expect("read component");
     let name = format!("my-{}-game", lang.name());
     let report = server.swapper().swap(&name, bytes, false).await;

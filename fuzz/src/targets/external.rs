@@ -166,7 +166,7 @@ fn c_harness(env: &Env) -> Result<PathBuf, String> {
 
 fn build_c_harness(env: &Env) -> Result<PathBuf, String> {
     let out = env.work.join("c-harness");
-    let (gen, _) = wyrm::plugin::stage_c_sources(&out)
+    let (gen, _) = wyrm_toolchains::stage_c_sources(&out)
         .map_err(|e| format!("cannot stage the C helper: {e:#}"))?;
     let source = env.repo.join("fuzz/harness/wyrm_c.c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());

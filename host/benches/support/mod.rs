@@ -4,9 +4,10 @@
 
 use std::path::Path;
 use std::time::Duration;
-use wyrm::plugin::bindings::{PathSegment, Placement, Position, ReplyTo, Tag};
+use wyrm_runtime::bindings::{PathSegment, Placement, Position, ReplyTo, Tag};
 
-use wyrm::plugin::{BuildOptions, EntityId, GameHost, Limits, PluginCode, PluginRuntime, Stop};
+use wyrm_runtime::{EntityId, GameHost, Limits, PluginCode, PluginRuntime, Stop};
+use wyrm_toolchains::BuildOptions;
 
 /// A world with nothing in it, for benchmarks of the plugin boundary alone:
 /// the guest code they run calls no host function that needs a world.
@@ -157,7 +158,8 @@ pub fn testbed(
     memory_bytes: usize,
 ) -> anyhow::Result<(PluginRuntime, PluginCode<EmptyWorld>, tempfile::TempDir)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = wyrm::plugin::build_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
+    let wasm =
+        wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
     let cache = tempfile::tempdir()?;
     let runtime = PluginRuntime::new(
         cache.path().to_path_buf(),

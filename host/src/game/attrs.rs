@@ -4,24 +4,9 @@
 //! plugin crash or swap never touches them.
 
 use rmpv::Value;
-use wyrm_protocol::attr::{self, Segment};
+use wyrm_protocol::attr;
 
-use crate::plugin::bindings::PathSegment;
-
-impl Segment for PathSegment {
-    fn key(&self) -> Option<&str> {
-        match self {
-            PathSegment::Key(k) => Some(k),
-            PathSegment::Index(_) => None,
-        }
-    }
-    fn index(&self) -> Option<u32> {
-        match self {
-            PathSegment::Index(i) => Some(*i),
-            PathSegment::Key(_) => None,
-        }
-    }
-}
+use wyrm_runtime::bindings::PathSegment;
 
 /// The attributes of one entity, indexed like its type's attribute list.
 /// An unset attribute is nil.

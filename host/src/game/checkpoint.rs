@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::{Game, World};
 use crate::msg::EntityId;
-use crate::plugin::{EntityState, Fault, PluginInstance};
+use wyrm_runtime::{EntityState, Fault, PluginInstance};
 
 /// The last private state saved from a plugin, to restore after a crash.
 pub(super) struct Checkpoint {

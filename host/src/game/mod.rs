@@ -27,7 +27,7 @@ use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
 use crate::msg::{GameInput, GateBatch, HeldBatch, ToGame};
-use crate::plugin::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
+use wyrm_runtime::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
 
 pub use checkpoint::GameCounters;
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
@@ -573,7 +573,7 @@ impl Game {
 
     /// Delivers a batch of AOI events to a plugin (not through the work
     /// queue: a batch belongs to a plugin, not to one entity).
-    fn run_aoi_events(&mut self, plugin: usize, events: &[crate::plugin::bindings::AoiEvent]) {
+    fn run_aoi_events(&mut self, plugin: usize, events: &[wyrm_runtime::bindings::AoiEvent]) {
         let _span = tracing::debug_span!("aoi-events", plugin, n = events.len()).entered();
         if self.plugins[plugin].down.is_some() {
             return;
@@ -607,11 +607,11 @@ pub fn load_plugins(
     let mut out = Vec::new();
     for p in &cfg.plugins {
         let wasm = if p.source.is_dir() {
-            let opts = crate::plugin::BuildOptions {
+            let opts = wyrm_toolchains::BuildOptions {
                 features: p.features.clone(),
                 debug: false,
             };
-            crate::plugin::build_plugin(&p.source, &opts)?
+            wyrm_toolchains::build_plugin(&p.source, &opts)?
         } else {
             p.source.clone()
         };

@@ -18,7 +18,7 @@ use wyrm_protocol::{QuantPos, Resolution};
 
 use crate::ids::IdMap;
 use crate::msg::EntityId;
-use crate::plugin::bindings::{AoiDecl, Placement, Position};
+use wyrm_runtime::bindings::{AoiDecl, Placement, Position};
 
 /// A grid cell is this wide when no type in the space declares a larger
 /// area of interest; the grid adapts its search to larger radii.

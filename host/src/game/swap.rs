@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::Checkpoint;
 use super::{Game, PluginSlot, World};
 use crate::msg::EntityId;
-use crate::plugin::{clip, Fault, PluginCode, PluginInstance, MAX_MESSAGE};
+use wyrm_runtime::{clip, Fault, PluginCode, PluginInstance, MAX_MESSAGE};
 
 /// Asks the game to replace a plugin with a new version.
 pub struct SwapRequest {

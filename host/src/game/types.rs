@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::plugin::bindings::{AoiDecl, AttrFlags, EntityType, Exposure, PluginInfo};
+use wyrm_runtime::bindings::{AoiDecl, AttrFlags, EntityType, Exposure, PluginInfo};
 
 /// Index of a type in the registry.
 pub type TypeIndex = usize;

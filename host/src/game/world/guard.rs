@@ -283,7 +283,7 @@ impl World {
         if me == owner {
             return Ok(server);
         }
-        use crate::plugin::bindings::Exposure;
+        use wyrm_runtime::bindings::Exposure;
         let ty = self.entities.get(&id).map(|e| self.types.get(e.ty));
         match ty.and_then(|t| t.method(method)) {
             Some(Exposure::AllClients) => Ok(Caller {

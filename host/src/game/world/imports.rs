@@ -8,7 +8,7 @@ use super::guard::{FILTER_TAGS, PATH_STEPS};
 use super::persist::reply_to;
 use super::*;
 use crate::held::Charge;
-use crate::plugin::Stop;
+use wyrm_runtime::Stop;
 
 /// Why a request with a reply is not made.
 enum Refused {

@@ -27,11 +27,11 @@ use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
 use crate::ids::IdMap;
 use crate::msg::{ClientId, EntityId, GameInput, PluginIndex, ToGate};
-use crate::plugin::bindings::{
+use crate::storage::{self, EntityRow, LoadedEntity, Op, ReplyTo, StatsSink, Store};
+use wyrm_runtime::bindings::{
     AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
-use crate::plugin::{Caller, CallerKind, EntityRef, EntityState, GameHost};
-use crate::storage::{self, EntityRow, LoadedEntity, Op, ReplyTo, StatsSink, Store};
+use wyrm_runtime::{Caller, CallerKind, EntityRef, EntityState, GameHost};
 
 /// Work a call produced, run after it returns, in order.
 #[derive(Debug)]
@@ -140,7 +140,7 @@ pub struct World {
     books: Vec<guard::PluginBook>,
     limits: GuestLimits,
     /// Warnings about what plugins did, kept to a rate.
-    throttle: crate::logs::Throttle,
+    throttle: wyrm_runtime::logs::Throttle,
     /// Entities of one plugin's type that another plugin created and may
     /// hand its client to (the creator's slot), until one is bound.
     handoffs: HashMap<EntityId, usize>,
@@ -300,7 +300,7 @@ impl World {
     pub(super) fn plan_swap(
         &self,
         plugin: usize,
-        info: &crate::plugin::PluginInfo,
+        info: &wyrm_runtime::PluginInfo,
     ) -> Result<SwapPlan, String> {
         self.types.plan_swap(plugin, info, |ty| {
             self.entities.values().any(|e| e.ty == ty)
@@ -366,7 +366,7 @@ impl World {
             let msg = format!("{} has no method {method:?}", t.name);
             return self.reply_error(reply, ErrorCode::NoSuchMethod, msg);
         };
-        use crate::plugin::bindings::Exposure;
+        use wyrm_runtime::bindings::Exposure;
         let allowed = match exposure {
             Exposure::Server => false,
             Exposure::OwnClient => own,

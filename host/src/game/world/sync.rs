@@ -176,8 +176,8 @@ impl PositionSync {
 mod tests {
     use super::*;
     use crate::game::space::Spaces;
-    use crate::plugin::bindings::Position;
     use wyrm_protocol::{EntityPosition, PositionTable, QuantPos, Resolution};
+    use wyrm_runtime::bindings::Position;
 
     fn at(x: f32, y: f32) -> Position {
         Position { x, y, z: 0.0 }

@@ -9,7 +9,7 @@
 use std::collections::hash_map::Entry;
 
 use super::*;
-use crate::plugin::bindings::AoiEvent as WitAoiEvent;
+use wyrm_runtime::bindings::AoiEvent as WitAoiEvent;
 
 /// Bytes allocated at a time for a tick's `Positions` frames.
 const POSITIONS_ARENA: usize = 64 * 1024;

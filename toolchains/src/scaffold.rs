@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
-use crate::plugin::Language;
+use crate::Language;
 
 /// A file of a template: its path in the project and its text, with
 /// `{{name}}`, `{{language}}` and `{{sdk_path}}` to fill in.

@@ -12,3 +12,20 @@ pub use self::wyrm::game::types::{
     AoiDecl, AoiEvent, AttrDecl, AttrFlags, Caller, CallerKind, EntityRef, EntityState, EntityType,
     Exposure, LogLevel, MethodDecl, PathSegment, Placement, PluginInfo, Position, Tag,
 };
+
+/// A path into an attribute tree follows the protocol's rules, which the
+/// game applies to it as clients do to theirs.
+impl wyrm_protocol::attr::Segment for PathSegment {
+    fn key(&self) -> Option<&str> {
+        match self {
+            PathSegment::Key(k) => Some(k),
+            PathSegment::Index(_) => None,
+        }
+    }
+    fn index(&self) -> Option<u32> {
+        match self {
+            PathSegment::Index(i) => Some(*i),
+            PathSegment::Key(_) => None,
+        }
+    }
+}

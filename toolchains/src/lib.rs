@@ -1,5 +1,7 @@
-//! Building plugins from source into components, so a server (or a test)
-//! can point at a plugin's folder instead of a prebuilt `.wasm`.
+//! Plugin builds: turning a plugin's source folder, in Rust, JavaScript,
+//! Python or C, into a WebAssembly component, so a server (or a test) can
+//! point at a folder instead of a prebuilt `.wasm`; and `wyrm new`
+//! ([`scaffold`]), a plugin project in any of those languages.
 //!
 //! A folder's language is told by the file that marks it (see
 //! [`Language::detect`]); each language has its own module that finds or
@@ -11,6 +13,7 @@ mod c;
 mod js;
 mod python;
 mod rust;
+pub mod scaffold;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,10 +28,10 @@ pub use rust::GUEST_TARGET;
 /// The WIT contract (`wyrm:game`), file name and text, as this host was
 /// built with it.
 pub const WIT_FILES: [(&str, &str); 4] = [
-    ("types.wit", include_str!("../../../../wit/types.wit")),
-    ("host.wit", include_str!("../../../../wit/host.wit")),
-    ("storage.wit", include_str!("../../../../wit/storage.wit")),
-    ("plugin.wit", include_str!("../../../../wit/plugin.wit")),
+    ("types.wit", include_str!("../../wit/types.wit")),
+    ("host.wit", include_str!("../../wit/host.wit")),
+    ("storage.wit", include_str!("../../wit/storage.wit")),
+    ("plugin.wit", include_str!("../../wit/plugin.wit")),
 ];
 
 /// The world every plugin implements.

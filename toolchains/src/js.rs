@@ -27,11 +27,11 @@ const COMPONENTIZE_JS_PACKAGE: &str = "@bytecodealliance/componentize-js";
 
 /// The tools' `package.json` and `package-lock.json`: npm installs the
 /// locked tree, so every machine gets the same versions.
-const TOOLS_MANIFEST: &str = include_str!("../../../../sdk-js/tools/package.json");
-const TOOLS_LOCK: &str = include_str!("../../../../sdk-js/tools/package-lock.json");
+const TOOLS_MANIFEST: &str = include_str!("../../sdk-js/tools/package.json");
+const TOOLS_LOCK: &str = include_str!("../../sdk-js/tools/package-lock.json");
 
 /// The helper every JS plugin imports as `./wyrm.js`.
-const HELPER: &str = include_str!("../../../../sdk-js/wyrm.js");
+const HELPER: &str = include_str!("../../sdk-js/wyrm.js");
 
 /// The module componentize-js starts from.
 const ENTRY: &str = "plugin.js";

@@ -22,8 +22,8 @@ use super::{lock, out_dir, run, write_wit, BuildInputs, WORLD};
 /// The C helper library, written beside the generated bindings so a plugin
 /// includes it as `"wyrm.h"` without carrying a copy.
 const SDK_FILES: [(&str, &str); 2] = [
-    ("wyrm.h", include_str!("../../../../sdk-c/wyrm.h")),
-    ("wyrm.c", include_str!("../../../../sdk-c/wyrm.c")),
+    ("wyrm.h", include_str!("../../sdk-c/wyrm.h")),
+    ("wyrm.c", include_str!("../../sdk-c/wyrm.c")),
 ];
 
 /// What to do when the system C toolchain is missing.

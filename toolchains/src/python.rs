@@ -22,7 +22,7 @@ use super::{lock, out_dir, run, tools_dir, write_wit, BuildInputs, WORLD};
 const COMPONENTIZE_PY: &str = "0.25.1";
 
 /// The Python helper library, staged beside every plugin as `wyrm.py`.
-const WYRM_PY: &str = include_str!("../../../../sdk-python/wyrm.py");
+const WYRM_PY: &str = include_str!("../../sdk-python/wyrm.py");
 
 /// Folder names never copied from a plugin's folder: build output, bytecode
 /// caches and virtual environments (hidden folders are skipped too).

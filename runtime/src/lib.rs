@@ -2,19 +2,20 @@
 //! world, run by wasmtime.
 //!
 //! Each plugin is compiled once (and cached on disk), pre-instantiated, and
-//! instantiated into its own store. Every call into a guest runs under an
-//! epoch deadline and a memory cap; a guest that traps, loops or runs out of
+//! instantiated into its own store. Every call into a guest runs under a
+//! deadline of CPU time and a memory cap; a guest that traps, loops or runs out of
 //! memory fails that call with a [`Fault`], and the caller replaces the dead
 //! instance. Guests get no filesystem, network, environment or arguments.
 //!
-//! This module knows nothing of sockets or clients: the game lends it a world
-//! that implements [`GameHost`] for the length of each call.
+//! This crate knows nothing of sockets, clients or storage: the game lends
+//! it a world that implements [`GameHost`] for the length of each call.
+//! [`logs`] keeps what plugins write to the log to a rate.
 
 pub mod bindings;
-mod build;
 mod cache;
 mod cpu_time;
 mod host_state;
+pub mod logs;
 mod stdio;
 
 use std::path::{Path, PathBuf};
@@ -27,9 +28,6 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 
 pub use bindings::{Caller, CallerKind, EntityRef, EntityState, PluginInfo};
-pub use build::{
-    build_plugin, stage_c_sources, tools_dir, BuildOptions, Language, GUEST_TARGET, WIT_FILES,
-};
 pub use host_state::{EntityId, GameHost, HostState, Stop};
 
 use bindings::exports::wyrm::game::entities::Guest;
