@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use wyrm::game::{Inbox, InboxSender, Received};
-use wyrm::msg::GameInput;
-use wyrm::storage::{self, EntityRow, Op};
+use std::sync::mpsc;
+
+use wyrm_storage::{self as storage, Answer, EntityRow, Op};
 
 mod support;
 use support::median;
@@ -47,12 +47,15 @@ fn row(id: u64) -> EntityRow {
     }
 }
 
-/// Storage answers into a game's inbox; here the benchmark reads it (and
-/// holds the connections' end, without which the inbox reads as closed).
-fn open(dir: &std::path::Path) -> anyhow::Result<(storage::Opened, (Inbox, InboxSender))> {
-    let (inbox, connections, internal) = wyrm::game::inbox(1);
-    let opened = storage::open(&dir.join("bench.db"), false, &[], internal)?;
-    Ok((opened, (inbox, connections)))
+/// Storage answers into a game's inbox; here into a channel the benchmark
+/// reads.
+type Opened = storage::Opened<()>;
+fn open(dir: &std::path::Path) -> anyhow::Result<(Opened, mpsc::Receiver<Answer<()>>)> {
+    let (tx, rx) = mpsc::channel();
+    let opened = storage::open(&dir.join("bench.db"), false, &[], move |a| {
+        let _ = tx.send(a);
+    })?;
+    Ok((opened, rx))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,8 +111,8 @@ fn main() -> anyhow::Result<()> {
             let id = 1 + (k * 7919) % ROWS;
             let t = Instant::now();
             opened2.store.send(Op::Load { id });
-            match rx.0.recv_deadline(Instant::now() + Duration::from_secs(10)) {
-                Received::Message(GameInput::Loaded { result, .. }) if result.is_ok() => {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Answer::Loaded { result, .. }) if result.is_ok() => {
                     lat.push(t.elapsed().as_secs_f64() * 1e6)
                 }
                 other => anyhow::bail!("unexpected answer {other:?}"),

@@ -11,7 +11,6 @@
 //! - [`gate`]: client connections, tags, fan-out, rate limits, writes.
 //! - [`dispatcher`]: routes what connections receive to their game.
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
-//! - [`storage`]: the embedded SQLite database and the stats sink.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
 //! - [`msg`]: the message vocabulary; [`config`]: the TOML config;
@@ -28,7 +27,6 @@ pub mod ids;
 pub mod msg;
 pub mod net;
 pub mod server;
-pub mod storage;
 
 pub use config::Config;
 pub use game::{SwapOutcome, SwapReport};

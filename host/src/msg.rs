@@ -26,10 +26,29 @@ pub enum GameInput {
         id: EntityId,
         /// Boxed: loads are rare, and every other message should not pay
         /// for this variant's size.
-        result: Box<Result<crate::storage::LoadedEntity, String>>,
+        result: Box<Result<wyrm_storage::LoadedEntity, String>>,
     },
     /// Replace a plugin with a new version (hot swap).
     Swap(Box<crate::game::SwapRequest>),
+}
+
+impl From<wyrm_storage::Answer<Option<crate::held::Charge>>> for GameInput {
+    fn from(answer: wyrm_storage::Answer<Option<crate::held::Charge>>) -> Self {
+        match answer {
+            // A reply keeps counting against the plugin that asked until it
+            // has run.
+            wyrm_storage::Answer::Reply { reply, ticket } => Self::Continuation {
+                entity: reply.entity,
+                method: reply.method,
+                args: reply.args,
+                charge: ticket,
+            },
+            wyrm_storage::Answer::Loaded { id, result } => Self::Loaded {
+                id,
+                result: Box::new(result),
+            },
+        }
+    }
 }
 
 impl From<ToGame> for GameInput {

@@ -21,7 +21,6 @@ const GAME_INBOX: usize = 16 * 1024;
 const GATE_INBOX: usize = 256;
 /// Connections starting or ending that the gate holds before they wait.
 const GATE_REGISTRATIONS: usize = 4096;
-use crate::storage;
 use wyrm_runtime::{Limits, PluginRuntime};
 
 /// A running server.
@@ -141,13 +140,18 @@ impl Server {
             let (runtime, cfg) = (runtime.clone(), cfg.clone());
             let internal_tx = internal_tx.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let opened = storage::open(
+                let answers = internal_tx.clone();
+                let opened = wyrm_storage::open(
                     &cfg.database_path(),
                     cfg.storage.durable,
                     &cfg.game.services,
-                    internal_tx.clone(),
+                    // Into the inbox without waiting; at shutdown the game
+                    // may be gone, and its answers with it.
+                    move |answer| {
+                        let _ = answers.send(GameInput::from(answer));
+                    },
                 )?;
-                let (stats, stats_thread) = storage::StatsSink::open(&cfg.stats_path())?;
+                let (stats, stats_thread) = game::StatsSink::open(&cfg.stats_path())?;
                 let plugins = game::load_plugins(&runtime, &cfg)?;
                 let storage = GameStorage {
                     store: opened.store,

@@ -141,18 +141,25 @@ impl TickTimes {
     }
 }
 
-/// What a game persists through (see [`crate::storage`]).
+/// Storage as a game uses it: each operation carries what it holds against
+/// the plugin that asked (`[limits] queued_bytes`) until its reply has run.
+pub type Store = wyrm_storage::Store<Option<crate::held::Charge>>;
+/// The stats sink as a game uses it: an event holds its bytes against the
+/// plugin that emitted it until it is written.
+pub type StatsSink = wyrm_storage::StatsSink<Option<crate::held::Charge>>;
+
+/// What a game persists through (see [`wyrm_storage`]).
 pub struct GameStorage {
     /// The storage thread.
-    pub store: crate::storage::Store,
+    pub store: Store,
     /// The stats sink.
-    pub stats: crate::storage::StatsSink,
+    pub stats: StatsSink,
     /// The first entity id this run may hand out.
     pub next_id: u64,
     /// Ids below this are reserved for this run.
     pub reserved: u64,
     /// Service entities earlier runs saved, by type.
-    pub services: std::collections::HashMap<String, crate::storage::LoadedEntity>,
+    pub services: std::collections::HashMap<String, wyrm_storage::LoadedEntity>,
     /// How often changed persistent entities are saved.
     pub save_every: Duration,
 }

@@ -606,7 +606,7 @@ impl GameHost for World {
         match self.row(id) {
             Some(row) => {
                 self.storage.dirty.remove(&id);
-                self.storage.store.send_charged(
+                self.storage.store.send_with(
                     Op::Save {
                         rows: vec![row],
                         reply,
@@ -646,7 +646,7 @@ impl GameHost for World {
         }
         self.storage
             .store
-            .send_charged(Op::Exists { id, reply }, charge);
+            .send_with(Op::Exists { id, reply }, charge);
         Ok(())
     }
 
@@ -656,7 +656,7 @@ impl GameHost for World {
             Ok(c) => c,
             Err(r) => return r.into_result(),
         };
-        self.storage.store.send_charged(
+        self.storage.store.send_with(
             Op::SavedIds {
                 type_name,
                 reply: reply_to(reply),
@@ -672,7 +672,7 @@ impl GameHost for World {
             Ok(c) => c,
             Err(r) => return r.into_result(),
         };
-        self.storage.store.send_charged(
+        self.storage.store.send_with(
             Op::KvGet {
                 key,
                 reply: reply_to(reply),
@@ -703,7 +703,7 @@ impl GameHost for World {
         if self.checked_value(&value, reply.as_ref(), &mut charge) {
             self.storage
                 .store
-                .send_charged(Op::KvPut { key, value, reply }, charge);
+                .send_with(Op::KvPut { key, value, reply }, charge);
         }
         Ok(())
     }
@@ -725,7 +725,7 @@ impl GameHost for World {
         if self.checked_value(&value, Some(&reply), &mut charge) {
             self.storage
                 .store
-                .send_charged(Op::KvGetOrPut { key, value, reply }, charge);
+                .send_with(Op::KvGetOrPut { key, value, reply }, charge);
         }
         Ok(())
     }
@@ -736,7 +736,7 @@ impl GameHost for World {
             Ok(c) => c,
             Err(r) => return r.into_result(),
         };
-        self.storage.store.send_charged(
+        self.storage.store.send_with(
             Op::KvRange {
                 prefix,
                 reply: reply_to(reply),
@@ -757,6 +757,6 @@ impl GameHost for World {
         let Ok(charge) = self.charge("emit-stat", name.len() + fields.len()) else {
             return;
         };
-        self.storage.stats.emit_charged(name, fields, charge);
+        self.storage.stats.emit_with(name, fields, charge);
     }
 }

@@ -25,13 +25,14 @@ use super::passwords::{Continuation, PasswordPool};
 use super::space::Spaces;
 use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
+use super::{StatsSink, Store};
 use crate::ids::IdMap;
-use crate::msg::{ClientId, EntityId, GameInput, PluginIndex, ToGate};
-use crate::storage::{self, EntityRow, LoadedEntity, Op, ReplyTo, StatsSink, Store};
+use crate::msg::{ClientId, EntityId, PluginIndex, ToGate};
 use wyrm_runtime::bindings::{
     AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
 use wyrm_runtime::{Caller, CallerKind, EntityRef, EntityState, GameHost};
+use wyrm_storage::{self as storage, EntityRow, LoadedEntity, Op, ReplyTo};
 
 /// Work a call produced, run after it returns, in order.
 #[derive(Debug)]

@@ -197,18 +197,14 @@ impl World {
     /// Queues a reply produced in the game itself (not by storage) for a
     /// request of a plugin's, counted against it (`charge`) until it has
     /// run.
-    pub(super) fn push_reply(&mut self, msg: GameInput, charge: Option<crate::held::Charge>) {
-        if let GameInput::Continuation {
-            entity,
-            method,
-            args,
-            ..
-        } = msg
-        {
-            let mut call = Call::from_server(entity, method, args, None);
-            call.charge = charge;
-            self.queue_host(Work::Call(call));
-        }
+    pub(super) fn push_reply(
+        &mut self,
+        reply: storage::Reply,
+        charge: Option<crate::held::Charge>,
+    ) {
+        let mut call = Call::from_server(reply.entity, reply.method, reply.args, None);
+        call.charge = charge;
+        self.queue_host(Work::Call(call));
     }
 
     /// Checks a value a plugin wants stored: exactly one MessagePack value,
@@ -244,7 +240,7 @@ impl World {
     pub(super) fn mail(&mut self, call: Call) {
         match self.storage.loading.get_mut(&call.entity) {
             Some(loading) => loading.calls.push(call),
-            None => self.storage.store.send_charged(
+            None => self.storage.store.send_with(
                 Op::Mail {
                     entity: call.entity,
                     method: call.method,

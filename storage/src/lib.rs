@@ -1,12 +1,19 @@
-//! Storage: the embedded SQLite database, on a thread of its own.
+//! Storage: the embedded SQLite database, on a thread of its own, and the
+//! stats sink ([`StatsSink`]) on another.
 //!
-//! The game sends [`Op`]s; the storage thread takes everything queued, runs
-//! it in one transaction, commits, and only then answers — as continuations
-//! (`entity, method, [error, value, context]`) or, for loads, as
-//! [`GameInput::Loaded`](crate::msg::GameInput::Loaded). So an answer always means "on disk", writes are
-//! batched without anyone waiting, and the game thread never touches the
-//! disk. A failed transaction answers every request in it with the error;
-//! nothing panics.
+//! A game sends [`Op`]s; the storage thread takes everything queued, runs
+//! it in one transaction, commits, and only then answers — as a [`Reply`]
+//! (a call `entity.method([error, value, context])`) or, for loads, with
+//! the entity read — through the function the game gave [`open`]. So an
+//! answer always means "on disk", writes are batched without anyone
+//! waiting, and the game thread never touches the disk. A failed
+//! transaction answers every request in it with the error; nothing panics.
+//!
+//! An operation may carry a ticket of the caller's (`T`; the host's counts
+//! the bytes a request holds against the plugin that made it): a reply
+//! carries it back, so it lives until the reply has run; any other answer
+//! drops it once the operation has run. Storage knows nothing of plugins,
+//! games or channels.
 //!
 //! Opening is careful: a database another process holds is refused, a file
 //! that is not a healthy SQLite database is refused and left as it is, and a
@@ -21,9 +28,9 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
 
-use crate::msg::EntityId;
+use wyrm_wire::EntityId;
 
-pub(crate) use db::reply;
+pub use db::reply;
 pub use db::SCHEMA_VERSION;
 pub use stats::StatsSink;
 
@@ -66,7 +73,7 @@ pub enum Op {
         rows: Vec<EntityRow>,
         reply: Option<ReplyTo>,
     },
-    /// Read an entity and its mailbox; answers with [`GameInput::Loaded`](crate::msg::GameInput::Loaded).
+    /// Read an entity and its mailbox; answers with [`Answer::Loaded`].
     Load {
         id: EntityId,
     },
@@ -126,36 +133,70 @@ pub enum Op {
     },
 }
 
-/// A handle to the storage thread.
-#[derive(Debug, Clone)]
-pub struct Store {
-    tx: flume::Sender<Queued>,
+/// A call storage answers with: `method` on `entity`, with MessagePack
+/// `args` `[error, value, context]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub entity: EntityId,
+    pub method: String,
+    pub args: Vec<u8>,
 }
 
-/// An operation in the storage thread's queue, with what it counts against
-/// the plugin that asked for it until the thread takes it.
-struct Queued {
-    op: Op,
-    charge: Option<crate::held::Charge>,
+/// What the storage thread answers, once the operation is on disk.
+#[derive(Debug)]
+pub enum Answer<T> {
+    /// A reply, with the ticket its operation came with.
+    Reply { reply: Reply, ticket: T },
+    /// A saved entity read back (or why it could not be), for [`Op::Load`].
+    Loaded {
+        id: EntityId,
+        result: Result<LoadedEntity, String>,
+    },
 }
 
-impl Store {
-    /// Queues an operation. If the storage thread has stopped (only at
-    /// shutdown) the operation is dropped with a log line.
-    pub fn send(&self, op: Op) {
-        self.send_charged(op, None);
+/// A handle to the storage thread; `T` is the ticket an operation carries
+/// (see the crate docs).
+#[derive(Debug)]
+pub struct Store<T> {
+    tx: flume::Sender<Queued<T>>,
+}
+
+impl<T> Clone for Store<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
     }
+}
 
-    /// Queues an operation a plugin asked for; `charge` counts its bytes
-    /// against the plugin until the storage thread has run it.
-    pub fn send_charged(&self, op: Op, charge: Option<crate::held::Charge>) {
-        if let Err(e) = self.tx.send(Queued { op, charge }) {
+/// An operation in the storage thread's queue, with its ticket.
+struct Queued<T> {
+    op: Op,
+    ticket: T,
+}
+
+impl<T: Default> Store<T> {
+    /// Queues an operation with an empty ticket. If the storage thread has
+    /// stopped (only at shutdown) the operation is dropped with a log line.
+    pub fn send(&self, op: Op) {
+        self.send_with(op, T::default());
+    }
+}
+
+impl<T> Store<T> {
+    /// Queues an operation with `ticket`, which its reply carries back (and
+    /// any other answer drops once the operation has run).
+    pub fn send_with(&self, op: Op, ticket: T) {
+        if let Err(e) = self.tx.send(Queued { op, ticket }) {
             tracing::error!("storage has stopped; dropped {:?}", e.0.op);
         }
     }
 
     /// Waits until everything queued so far is on disk.
-    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+    pub fn flush(&self, timeout: std::time::Duration) -> bool
+    where
+        T: Default,
+    {
         let (done, wait) = crossbeam_channel::bounded(1);
         self.send(Op::Flush { done });
         wait.recv_timeout(timeout).is_ok()
@@ -163,9 +204,9 @@ impl Store {
 }
 
 /// What opening found.
-pub struct Opened {
+pub struct Opened<T> {
     /// The handle.
-    pub store: Store,
+    pub store: Store<T>,
     /// The first entity id this run may hand out; ids below it may be saved.
     pub next_id: u64,
     /// Ids may be handed out up to (not including) this; reserve more with
@@ -207,13 +248,15 @@ pub enum OpenError {
 pub const ID_BLOCK: u64 = 10_000;
 
 /// Opens (or creates) the database at `path` and starts its thread, which
-/// sends answers to `game`.
-pub fn open(
+/// hands every answer to `answer`. `answer` must not wait on whoever sends
+/// operations (the queue of operations is bounded; a game that waits for
+/// room while storage waits for the game would never move again).
+pub fn open<T: Send + 'static>(
     path: &Path,
     durable: bool,
     services: &[String],
-    game: crate::game::InternalSender,
-) -> Result<Opened, OpenError> {
+    answer: impl FnMut(Answer<T>) + Send + 'static,
+) -> Result<Opened<T>, OpenError> {
     let (mut conn, lock) = db::open(path, durable)?;
     let path_buf = path.to_path_buf();
     let sqlite = |source| OpenError::Sqlite {
@@ -237,7 +280,7 @@ pub fn open(
     let (tx, rx) = flume::bounded(QUEUE);
     let thread = std::thread::Builder::new()
         .name("wyrm-storage".into())
-        .spawn(move || run(conn, lock, rx, game, path_buf))
+        .spawn(move || run(conn, lock, rx, answer, path_buf))
         .map_err(|source| OpenError::Io {
             path: path.to_path_buf(),
             source,
@@ -257,23 +300,23 @@ const BATCH: usize = 8192;
 /// Operations queued to the storage thread before the game waits.
 const QUEUE: usize = 64 * 1024;
 
-fn run(
+fn run<T>(
     mut conn: rusqlite::Connection,
     _lock: std::fs::File,
-    rx: flume::Receiver<Queued>,
-    game: crate::game::InternalSender,
+    rx: flume::Receiver<Queued<T>>,
+    mut answer: impl FnMut(Answer<T>),
     path: PathBuf,
 ) {
     let _span = tracing::info_span!("storage", path = %path.display()).entered();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first.op];
         // One per operation, to go with its answer.
-        let mut charges = vec![first.charge];
+        let mut tickets = vec![first.ticket];
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(q) => {
                     batch.push(q.op);
-                    charges.push(q.charge);
+                    tickets.push(q.ticket);
                 }
                 Err(_) => break,
             }
@@ -282,18 +325,11 @@ fn run(
         let n = batch.len();
         let answers = db::run_batch(&mut conn, batch);
         tracing::trace!(ops = n, elapsed = ?started.elapsed(), "storage batch");
-        for (a, charge) in answers.into_iter().zip(charges) {
+        for (a, ticket) in answers.into_iter().zip(tickets) {
             match a {
-                Some(db::Answer::Game(mut msg)) => {
-                    // A reply keeps counting against the plugin that asked
-                    // until it has run; an operation without one stops
-                    // counting here.
-                    if let crate::msg::GameInput::Continuation { charge: c, .. } = &mut msg {
-                        *c = charge;
-                    }
-                    let _ = game.send(msg);
-                }
-                Some(db::Answer::Flushed(done)) => {
+                Some(db::Done::Reply(reply)) => answer(Answer::Reply { reply, ticket }),
+                Some(db::Done::Loaded(id, result)) => answer(Answer::Loaded { id, result }),
+                Some(db::Done::Flushed(done)) => {
                     let _ = done.send(());
                 }
                 None => {}

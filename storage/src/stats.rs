@@ -15,27 +15,43 @@ use super::OpenError;
 /// Events queued before new ones are dropped.
 const QUEUE: usize = 65_536;
 
-struct Event {
+struct Event<T> {
     at_ms: i64,
     name: String,
     fields: Vec<u8>,
-    /// Counts against the plugin that emitted it until it is written.
-    _charge: Option<crate::held::Charge>,
+    /// The caller's ticket, dropped once the event is written.
+    _ticket: T,
 }
 
-/// A handle to the stats thread.
-#[derive(Clone)]
-pub struct StatsSink {
-    tx: Sender<Event>,
+/// A handle to the stats thread; `T` is a ticket each event carries until
+/// it is written (see the crate docs).
+pub struct StatsSink<T> {
+    tx: Sender<Event<T>>,
     dropped: Arc<AtomicU64>,
 }
 
-impl StatsSink {
+impl<T> Clone for StatsSink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            dropped: self.dropped.clone(),
+        }
+    }
+}
+
+impl<T: Default + Send + 'static> StatsSink<T> {
+    /// Records an event; drops it if the sink is behind.
+    pub fn emit(&self, name: String, fields: Vec<u8>) {
+        self.emit_with(name, fields, T::default());
+    }
+}
+
+impl<T: Send + 'static> StatsSink<T> {
     /// Opens (or creates) the stats database at `path` and starts its
     /// thread, which ends when every handle is dropped.
     pub fn open(path: &Path) -> Result<(Self, std::thread::JoinHandle<()>), OpenError> {
         let (conn, lock) = super::db::open_plain(path)?;
-        let (tx, rx) = flume::bounded::<Event>(QUEUE);
+        let (tx, rx) = flume::bounded::<Event<T>>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let path_buf: PathBuf = path.to_path_buf();
@@ -60,14 +76,9 @@ impl StatsSink {
         Ok((Self { tx, dropped }, thread))
     }
 
-    /// Records an event; drops it if the sink is behind.
-    pub fn emit(&self, name: String, fields: Vec<u8>) {
-        self.emit_charged(name, fields, None);
-    }
-
-    /// Records an event a plugin emitted; `charge` counts it against the
-    /// plugin until it is written. Dropped if the sink is behind.
-    pub fn emit_charged(&self, name: String, fields: Vec<u8>, charge: Option<crate::held::Charge>) {
+    /// Records an event with `ticket`, which lives until the event is
+    /// written. Dropped if the sink is behind.
+    pub fn emit_with(&self, name: String, fields: Vec<u8>, ticket: T) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -75,7 +86,7 @@ impl StatsSink {
             at_ms,
             name,
             fields,
-            _charge: charge,
+            _ticket: ticket,
         }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -85,7 +96,7 @@ impl StatsSink {
     }
 }
 
-fn write(conn: &mut Connection, batch: &[Event]) -> rusqlite::Result<()> {
+fn write<T>(conn: &mut Connection, batch: &[Event<T>]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt =

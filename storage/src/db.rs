@@ -8,7 +8,9 @@ use crossbeam_channel::Sender;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{EntityRow, LoadedEntity, Op, OpenError, ReplyTo};
-use crate::msg::{EntityId, GameInput};
+use wyrm_wire::EntityId;
+
+use crate::Reply;
 
 /// The schema this version writes; a database with a higher one is refused.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -226,22 +228,23 @@ fn load(conn: &Connection, id: EntityId) -> rusqlite::Result<Option<LoadedEntity
 }
 
 /// What the storage thread sends once a batch is committed.
-pub(super) enum Answer {
-    Game(GameInput),
+pub(super) enum Done {
+    Reply(Reply),
+    Loaded(EntityId, Result<LoadedEntity, String>),
     Flushed(Sender<()>),
 }
 
 /// An operation's answers: on commit, and if the commit fails.
 struct Pending {
-    ok: Option<Answer>,
-    failed: Option<Answer>,
+    ok: Option<Done>,
+    failed: Option<Done>,
 }
 
 /// Runs a batch in one transaction; returns the answers to send. One
 /// operation failing does not fail the others (each runs in a savepoint).
 /// Runs `batch` in one transaction; returns each operation's answer, if it
 /// has one, in the batch's order.
-pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>) -> Vec<Option<Answer>> {
+pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>) -> Vec<Option<Done>> {
     let mut pending = Vec::with_capacity(batch.len());
     let committed = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction()?;
@@ -280,15 +283,15 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>) -> Vec<Option<Ans
 }
 
 /// An operation's answer, or its error with the answer that reports it.
-type Applied = Result<Option<Answer>, Box<(rusqlite::Error, Option<Answer>)>>;
+type Applied = Result<Option<Done>, Box<(rusqlite::Error, Option<Done>)>>;
 
 /// On an error an operation still answers: with the error.
 fn fail(
     r: Option<&ReplyTo>,
-) -> impl FnOnce(rusqlite::Error) -> (rusqlite::Error, Option<Answer>) + '_ {
+) -> impl FnOnce(rusqlite::Error) -> (rusqlite::Error, Option<Done>) + '_ {
     move |e| {
         let msg = format!("storage error: {e}");
-        let answer = r.map(|r| Answer::Game(reply(r, Some(&msg), nil)));
+        let answer = r.map(|r| Done::Reply(reply(r, Some(&msg), nil)));
         (e, answer)
     }
 }
@@ -298,7 +301,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
         Op::Save { rows, reply: r } => {
             save(tx, &rows).map_err(fail(r.as_ref()))?;
             let first = rows.first().map_or(0, |row| row.id);
-            Ok(r.map(|r| Answer::Game(reply(&r, None, |out| uint(out, first)))))
+            Ok(r.map(|r| Done::Reply(reply(&r, None, |out| uint(out, first)))))
         }
         Op::Load { id } => {
             let result = match load(tx, id) {
@@ -306,17 +309,14 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 Ok(None) => Err(format!("no saved entity {id}")),
                 Err(e) => Err(format!("storage error: {e}")),
             };
-            Ok(Some(Answer::Game(GameInput::Loaded {
-                id,
-                result: Box::new(result),
-            })))
+            Ok(Some(Done::Loaded(id, result)))
         }
         Op::Exists { id, reply: r } => {
             let found = tx
                 .prepare_cached("SELECT 1 FROM entities WHERE id = ?1")
                 .and_then(|mut s| s.exists([id as i64]))
                 .map_err(fail(Some(&r)))?;
-            Ok(Some(Answer::Game(reply(&r, None, |out| {
+            Ok(Some(Done::Reply(reply(&r, None, |out| {
                 let _ = rmp::encode::write_bool(out, found);
             }))))
         }
@@ -331,7 +331,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 ids.collect::<rusqlite::Result<Vec<i64>>>()
             })()
             .map_err(fail(Some(&r)))?;
-            Ok(Some(Answer::Game(reply(&r, None, |out| {
+            Ok(Some(Done::Reply(reply(&r, None, |out| {
                 let _ = rmp::encode::write_array_len(out, ids.len() as u32);
                 for id in &ids {
                     uint(out, *id as u64);
@@ -343,7 +343,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 .prepare_cached("SELECT value FROM kv WHERE key = ?1")
                 .and_then(|mut s| s.query_row([&key], |row| row.get(0)).optional())
                 .map_err(fail(Some(&r)))?;
-            Ok(Some(Answer::Game(reply(&r, None, |out| {
+            Ok(Some(Done::Reply(reply(&r, None, |out| {
                 raw_or_nil(out, v.as_deref())
             }))))
         }
@@ -355,7 +355,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
             tx.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                 .and_then(|mut s| s.execute(params![key, value]))
                 .map_err(fail(r.as_ref()))?;
-            Ok(r.map(|r| Answer::Game(reply(&r, None, nil))))
+            Ok(r.map(|r| Done::Reply(reply(&r, None, nil))))
         }
         Op::KvGetOrPut {
             key,
@@ -369,7 +369,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                     .query_row([&key], |row| row.get(0))
             })()
             .map_err(fail(Some(&r)))?;
-            Ok(Some(Answer::Game(reply(&r, None, |out| {
+            Ok(Some(Done::Reply(reply(&r, None, |out| {
                 out.extend_from_slice(&stored)
             }))))
         }
@@ -389,7 +389,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
                 Ok(pairs)
             })()
             .map_err(fail(Some(&r)))?;
-            Ok(Some(Answer::Game(reply(&r, None, |out| {
+            Ok(Some(Done::Reply(reply(&r, None, |out| {
                 let _ = rmp::encode::write_array_len(out, pairs.len() as u32);
                 for (k, v) in &pairs {
                     let _ = rmp::encode::write_array_len(out, 2);
@@ -436,7 +436,7 @@ fn apply(tx: &Connection, op: Op) -> Applied {
             .map_err(fail(None))?;
             Ok(None)
         }
-        Op::Flush { done } => Ok(Some(Answer::Flushed(done))),
+        Op::Flush { done } => Ok(Some(Done::Flushed(done))),
     }
 }
 
@@ -455,7 +455,7 @@ fn save(tx: &Connection, rows: &[EntityRow]) -> rusqlite::Result<()> {
 }
 
 /// What to answer if the batch's commit fails.
-fn failure_answer(op: &Op, msg: &str) -> Option<Answer> {
+fn failure_answer(op: &Op, msg: &str) -> Option<Done> {
     let r = match op {
         Op::Save { reply, .. } | Op::KvPut { reply, .. } => reply.as_ref()?,
         Op::Exists { reply, .. }
@@ -463,23 +463,18 @@ fn failure_answer(op: &Op, msg: &str) -> Option<Answer> {
         | Op::KvGet { reply, .. }
         | Op::KvGetOrPut { reply, .. }
         | Op::KvRange { reply, .. } => reply,
-        Op::Load { id } => {
-            return Some(Answer::Game(GameInput::Loaded {
-                id: *id,
-                result: Box::new(Err(msg.to_owned())),
-            }))
-        }
+        Op::Load { id } => return Some(Done::Loaded(*id, Err(msg.to_owned()))),
         Op::Mail { .. }
         | Op::MailDone { .. }
         | Op::ReserveIds { .. }
         | Op::Service { .. }
         | Op::Flush { .. } => return None,
     };
-    Some(Answer::Game(reply(r, Some(msg), nil)))
+    Some(Done::Reply(reply(r, Some(msg), nil)))
 }
 
 /// A continuation call with args `[error, value, context]`.
-pub(crate) fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<u8>)) -> GameInput {
+pub fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<u8>)) -> Reply {
     let mut args = Vec::with_capacity(32 + r.context.len());
     let _ = rmp::encode::write_array_len(&mut args, 3);
     match err {
@@ -495,11 +490,10 @@ pub(crate) fn reply(r: &ReplyTo, err: Option<&str>, value: impl FnOnce(&mut Vec<
             .filter(|c| !c.is_empty())
             .map(|c| c.as_slice()),
     );
-    GameInput::Continuation {
+    Reply {
         entity: r.entity,
         method: r.method.clone(),
         args,
-        charge: None,
     }
 }
 
