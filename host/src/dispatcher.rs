@@ -1,31 +1,413 @@
-//! The dispatcher: decides which game handles what a gate receives. In
-//! `wyrm serve` there is one game, so routing is one send into that game's
-//! inbox, made by the connection's own task: no task of its own, no hop
-//! that only forwards. The inbox is bounded; a connection whose message
-//! does not fit waits (and so stops reading its socket) until the game has
-//! caught up.
+//! The dispatcher in one process: the [`Directory`] of `wyrm-dispatcher`
+//! behind a lock, with the inbox of every game. It routes what gates send
+//! (a client's calls by the entity called, its moves and disconnect by the
+//! game that runs its entity, a new client to the least loaded game) and
+//! what the server's own threads answer (storage replies and password
+//! results, by entity), and games tell it which entities they create,
+//! load and drop.
 //!
-//! Games reach gates the other way directly too: each game sends its
-//! [`GateBatch`](crate::msg::GateBatch)es into the gate's inbox.
+//! Routing a message and pushing it into the chosen inbox happen under the
+//! lock, so the order messages are routed in is the order each game
+//! receives them, and an entity's messages cannot overtake each other when
+//! it moves. A connection first waits, without the lock, for room in the
+//! inbox it is headed for (so a full game slows the connections feeding
+//! it); the inbox can overfill by one message per connection racing it.
+//! The server's own threads never wait.
 
-use crate::game::{GameStopped, InboxSender};
-use crate::msg::ToGame;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Routes gate messages to games; cheap to clone (one per connection).
-#[derive(Clone, Debug)]
+use wyrm_dispatcher::{Directory, Placement, Route};
+use wyrm_wire::GameId;
+
+use crate::game::{GameStopped, InboxSender, InternalSender};
+use crate::ids::IdMap;
+use crate::msg::{ClientId, EntityId, GameInput, ToGame};
+
+/// Routes messages to games; cheap to clone (one per connection). The
+/// games stop taking messages from connections once every clone is gone.
+#[derive(Clone)]
 pub struct Dispatcher {
-    game: InboxSender,
+    shared: Arc<Shared>,
+    /// Each game's bounded end, where connections wait for room.
+    connections: Arc<Vec<InboxSender>>,
+}
+
+/// What the games and the server's own threads hold of the dispatcher:
+/// routing, and the ends of the inboxes that never wait. (Not the
+/// connections' ends: a game whose connections are all gone must see its
+/// inbox close, whoever still answers it.)
+struct Shared {
+    routing: Mutex<Routing>,
+    internal: Vec<InternalSender>,
+}
+
+struct Routing {
+    directory: Directory<GameInput>,
+    /// The game that runs each connected client's entity.
+    clients: IdMap<GameId, ClientId>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("games", &self.connections.len())
+            .finish()
+    }
 }
 
 impl Dispatcher {
-    /// A dispatcher to one game, through its inbox.
-    pub fn new(game: InboxSender) -> Self {
-        Self { game }
+    /// A dispatcher to `games`, each given by its inbox's two ends, in
+    /// `GameId` order.
+    pub fn new(games: Vec<(InboxSender, InternalSender)>) -> Self {
+        let n = games.len();
+        let (connections, internal) = games.into_iter().unzip();
+        Self {
+            shared: Arc::new(Shared {
+                routing: Mutex::new(Routing {
+                    directory: Directory::new(n),
+                    clients: IdMap::default(),
+                }),
+                internal,
+            }),
+            connections: Arc::new(connections),
+        }
     }
 
-    /// Delivers `msg` to the game that handles it, waiting while that
-    /// game's inbox is full.
+    /// Delivers what a gate received to the game that handles it, waiting
+    /// while that game's inbox is full. `Shutdown` goes to every game.
     pub async fn to_game(&self, msg: ToGame) -> Result<(), GameStopped> {
-        self.game.send(msg).await
+        if matches!(msg, ToGame::Shutdown) {
+            for g in self.connections.iter() {
+                g.send(ToGame::Shutdown).await?;
+            }
+            return Ok(());
+        }
+        let headed = self.shared.lock().headed(&msg);
+        if let Some(g) = self.connections.get(usize::from(headed.0)) {
+            g.room().await?;
+        }
+        let shared = &self.shared;
+        let mut r = shared.lock();
+        let target = match &msg {
+            ToGame::ClientConnected { client } => {
+                let g = r.directory.place(Placement::Anywhere);
+                r.clients.insert(*client, g);
+                Some(g)
+            }
+            ToGame::ClientCall { client, entity, .. } => {
+                let fallback = r.client_game(*client);
+                return match r.directory.route(*entity, GameInput::Wire(msg)) {
+                    Route::Deliver(g, m) => shared.send(g, m),
+                    Route::Held => Ok(()),
+                    // The client's own game answers that there is no such
+                    // entity.
+                    Route::Absent(m) => shared.send(fallback, m),
+                };
+            }
+            ToGame::ClientMove { client, .. } => r.clients.get(client).copied(),
+            ToGame::ClientDisconnected { client } => r.clients.remove(client),
+            ToGame::Shutdown => None,
+        };
+        match target {
+            Some(g) => shared.send(g, msg),
+            // A client that never connected has nothing to move or end.
+            None => Ok(()),
+        }
+    }
+
+    /// Where the server's own threads deliver their answers.
+    pub fn answers(&self) -> Answers {
+        Answers {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A view of the dispatcher for game `game`, to tell it what the game
+    /// does with entities.
+    pub fn for_game(&self, game: GameId) -> GameRoutes {
+        GameRoutes {
+            shared: self.shared.clone(),
+            game,
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Routing> {
+        // Every change under the lock is one step; a panic elsewhere cannot
+        // leave it half-made.
+        self.routing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Into game `g`'s inbox, without waiting. Game ids come from the
+    /// directory, which knows only these games.
+    fn send(&self, g: GameId, msg: impl Into<GameInput>) -> Result<(), GameStopped> {
+        match self.internal.get(usize::from(g.0)) {
+            Some(inbox) => inbox.send(msg),
+            None => Err(GameStopped),
+        }
+    }
+}
+
+/// Where the server's own threads (storage, password hashing) deliver
+/// answers: to the game that runs the entity, without waiting.
+#[derive(Clone)]
+pub struct Answers {
+    shared: Arc<Shared>,
+}
+
+impl Answers {
+    /// Delivers `msg` (a storage reply, a password result, a load). An
+    /// answer for an entity no game runs goes to the first game, which
+    /// drops it as it drops any call to a missing entity; a game that has
+    /// stopped (at shutdown) has no use for it.
+    pub fn deliver(&self, msg: GameInput) {
+        let shared = &self.shared;
+        let mut r = shared.lock();
+        let first = GameId(0);
+        let _ = match msg {
+            GameInput::Continuation { entity, .. } => match r.directory.route(entity, msg) {
+                Route::Deliver(g, m) => shared.send(g, m),
+                Route::Held => Ok(()),
+                Route::Absent(m) => shared.send(first, m),
+            },
+            // The game that asked is the one it is arriving on.
+            GameInput::Loaded { id, .. } => {
+                let g = r.directory.game_of(id).unwrap_or(first);
+                shared.send(g, msg)
+            }
+            other => shared.send(first, other),
+        };
+    }
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answers")
+    }
+}
+
+impl Routing {
+    /// The game a message is most likely headed for, to wait for room in.
+    fn headed(&self, msg: &ToGame) -> GameId {
+        match msg {
+            ToGame::ClientConnected { .. } => self.directory.place(Placement::Anywhere),
+            ToGame::ClientCall { client, entity, .. } => self
+                .directory
+                .game_of(*entity)
+                .unwrap_or_else(|| self.client_game(*client)),
+            ToGame::ClientMove { client, .. } | ToGame::ClientDisconnected { client } => {
+                self.client_game(*client)
+            }
+            ToGame::Shutdown => GameId(0),
+        }
+    }
+
+    fn client_game(&self, client: ClientId) -> GameId {
+        self.clients.get(&client).copied().unwrap_or(GameId(0))
+    }
+}
+
+/// What one game tells the dispatcher about its entities. Errors are the
+/// game's bugs (an id it did not own, a load it did not start); they are
+/// logged and change nothing.
+pub struct GameRoutes {
+    shared: Arc<Shared>,
+    game: GameId,
+}
+
+impl GameRoutes {
+    /// The game this view speaks for.
+    pub fn game(&self) -> GameId {
+        self.game
+    }
+
+    /// The game made `id`: it lives here.
+    pub fn created(&self, id: EntityId) {
+        let mut r = self.shared.lock();
+        if let Err(e) = r.directory.created(id, self.game) {
+            tracing::error!(entity = id, "dispatcher: {e}");
+        }
+    }
+
+    /// The game is loading `id`; messages for it wait until it is in.
+    /// False if it is live (or arriving) somewhere already: not loaded
+    /// again.
+    pub fn arriving(&self, id: EntityId) -> bool {
+        self.shared.lock().directory.arriving(id, self.game).is_ok()
+    }
+
+    /// `id` is in: what waited for it, oldest first, for the game to queue
+    /// before anything newer.
+    pub fn arrived(&self, id: EntityId) -> VecDeque<GameInput> {
+        let mut r = self.shared.lock();
+        r.directory.arrived(id, self.game).unwrap_or_else(|e| {
+            tracing::error!(entity = id, "dispatcher: {e}");
+            VecDeque::new()
+        })
+    }
+
+    /// `id` is gone from the game (destroyed, unloaded, a load that
+    /// failed): what waited for it, for the game to answer or drop.
+    pub fn gone(&self, id: EntityId) -> VecDeque<GameInput> {
+        self.shared.lock().directory.gone(id)
+    }
+
+    /// `id` is service `name`; false if another entity is.
+    pub fn register_service(&self, name: &str, id: EntityId) -> bool {
+        match self.shared.lock().directory.register_service(name, id) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(entity = id, "dispatcher: {e}");
+                false
+            }
+        }
+    }
+
+    /// The entity that is service `name`.
+    pub fn service(&self, name: &str) -> Option<EntityId> {
+        self.shared.lock().directory.service(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::game::{inbox, Inbox, Received};
+    use wyrm_wire::{GateId, Position};
+
+    fn games(n: usize) -> (Dispatcher, Vec<Inbox>) {
+        let (mut ends, mut inboxes) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let (inbox, connections, internal) = inbox(64);
+            ends.push((connections, internal));
+            inboxes.push(inbox);
+        }
+        (Dispatcher::new(ends), inboxes)
+    }
+
+    fn next(inbox: &Inbox) -> Option<GameInput> {
+        match inbox.recv_deadline(Instant::now() + Duration::from_millis(20)) {
+            Received::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn call(client: ClientId, entity: EntityId, req_id: u32) -> ToGame {
+        ToGame::ClientCall {
+            client,
+            req_id,
+            entity,
+            method: "m".into(),
+            args: Vec::new(),
+        }
+    }
+
+    fn req_id(m: Option<GameInput>) -> Option<u32> {
+        match m {
+            Some(GameInput::Wire(ToGame::ClientCall { req_id, .. })) => Some(req_id),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_spread_and_their_messages_follow_their_game() {
+        let (d, inboxes) = games(2);
+        let (a, b) = (ClientId::new(GateId(0), 1), ClientId::new(GateId(0), 2));
+        // Each game's first entity is its new client's boot entity.
+        d.to_game(ToGame::ClientConnected { client: a })
+            .await
+            .unwrap();
+        d.for_game(GameId(0)).created(100);
+        d.to_game(ToGame::ClientConnected { client: b })
+            .await
+            .unwrap();
+        d.for_game(GameId(1)).created(200);
+        assert!(matches!(
+            next(&inboxes[0]),
+            Some(GameInput::Wire(ToGame::ClientConnected { client })) if client == a
+        ));
+        assert!(matches!(
+            next(&inboxes[1]),
+            Some(GameInput::Wire(ToGame::ClientConnected { client })) if client == b
+        ));
+        // A's call to B's entity goes to B's game; A's move to A's.
+        d.to_game(call(a, 200, 1)).await.unwrap();
+        d.to_game(ToGame::ClientMove {
+            client: a,
+            pos: Position::default(),
+            yaw: 0.0,
+        })
+        .await
+        .unwrap();
+        assert_eq!(req_id(next(&inboxes[1])), Some(1));
+        assert!(matches!(
+            next(&inboxes[0]),
+            Some(GameInput::Wire(ToGame::ClientMove { .. }))
+        ));
+        // A call to no entity goes to the caller's game, which says so.
+        d.to_game(call(b, 999, 2)).await.unwrap();
+        assert_eq!(req_id(next(&inboxes[1])), Some(2));
+        // Shutdown reaches every game.
+        d.to_game(ToGame::Shutdown).await.unwrap();
+        for inbox in &inboxes {
+            assert!(matches!(
+                next(inbox),
+                Some(GameInput::Wire(ToGame::Shutdown))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_sent_to_a_loading_entity_waits_for_it_in_order() {
+        let (d, inboxes) = games(1);
+        let routes = d.for_game(GameId(0));
+        let client = ClientId::new(GateId(0), 1);
+        d.to_game(ToGame::ClientConnected { client }).await.unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        assert!(routes.arriving(7));
+        assert!(!routes.arriving(7), "one load at a time");
+        d.to_game(call(client, 7, 1)).await.unwrap();
+        d.answers().deliver(GameInput::Continuation {
+            entity: 7,
+            method: "on_saved".into(),
+            args: Vec::new(),
+            charge: None,
+        });
+        d.to_game(call(client, 7, 2)).await.unwrap();
+        assert!(next(&inboxes[0]).is_none(), "held while it loads");
+        let held = routes.arrived(7);
+        let order: Vec<String> = held
+            .iter()
+            .map(|m| match m {
+                GameInput::Wire(ToGame::ClientCall { req_id, .. }) => format!("call {req_id}"),
+                GameInput::Continuation { method, .. } => method.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(order, ["call 1", "on_saved", "call 2"]);
+        d.to_game(call(client, 7, 3)).await.unwrap();
+        assert_eq!(req_id(next(&inboxes[0])), Some(3));
+        assert!(routes.gone(7).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_waits_for_room_in_its_game() {
+        let (inbox_end, connections, internal) = inbox(1);
+        let d = Dispatcher::new(vec![(connections, internal)]);
+        let client = ClientId::new(GateId(0), 1);
+        d.to_game(ToGame::ClientConnected { client }).await.unwrap();
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move { d.to_game(call(client, 1, 1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "did not wait for room");
+        assert!(next(&inbox_end).is_some());
+        waiting.await.unwrap().unwrap();
+        assert!(next(&inbox_end).is_some());
     }
 }

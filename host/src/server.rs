@@ -14,6 +14,7 @@ use crate::game::{self, Game, GameChannels, GameStorage, SwapReport, SwapRequest
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
 use crate::msg::{GameInput, ToGame};
 use crate::net;
+use wyrm_wire::GameId;
 
 /// Messages from connections a game holds before connections wait.
 const GAME_INBOX: usize = 16 * 1024;
@@ -131,6 +132,7 @@ impl Server {
         let runtime = Arc::new(PluginRuntime::new(cfg.cache_dir(), limits)?);
 
         let (inbox, inbox_tx, internal_tx) = game::inbox(GAME_INBOX);
+        let dispatcher = Dispatcher::new(vec![(inbox_tx, internal_tx.clone())]);
         let (gate_tx, gate_rx) = flume::bounded(GATE_INBOX);
         let (registrations_tx, registrations) = flume::bounded(GATE_REGISTRATIONS);
 
@@ -138,18 +140,15 @@ impl Server {
         // slow, blocking work.
         let (game, storage_threads) = {
             let (runtime, cfg) = (runtime.clone(), cfg.clone());
-            let internal_tx = internal_tx.clone();
+            let (answers, routes) = (dispatcher.answers(), dispatcher.for_game(GameId(0)));
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let answers = internal_tx.clone();
+                let storage_answers = answers.clone();
                 let opened = wyrm_storage::open(
                     &cfg.database_path(),
                     cfg.storage.durable,
                     &cfg.game.services,
-                    // Into the inbox without waiting; at shutdown the game
-                    // may be gone, and its answers with it.
-                    move |answer| {
-                        let _ = answers.send(GameInput::from(answer));
-                    },
+                    // To the game that runs the entity, without waiting.
+                    move |answer| storage_answers.deliver(GameInput::from(answer)),
                 )?;
                 let (stats, stats_thread) = game::StatsSink::open(&cfg.stats_path())?;
                 let plugins = game::load_plugins(&runtime, &cfg)?;
@@ -163,7 +162,8 @@ impl Server {
                 };
                 let channels = GameChannels {
                     inbox,
-                    internal: internal_tx,
+                    routes,
+                    answers,
                     gate: gate_tx,
                 };
                 let limits = game::GuestLimits::from_config(&cfg);
@@ -180,7 +180,6 @@ impl Server {
         // The first task routes the games' output; the ones added below
         // listen.
         let mut tasks = vec![tokio::spawn(Gate::new(registrations, gate_rx).run())];
-        let dispatcher = Dispatcher::new(inbox_tx);
         let ctx = ConnContext {
             gate: registrations_tx,
             dispatcher: dispatcher.clone(),

@@ -164,6 +164,27 @@ pub struct InboxSender {
 }
 
 impl InboxSender {
+    /// Waits until the inbox has room for a message (which someone else
+    /// may take before the caller puts its own: see the dispatcher).
+    pub async fn room(&self) -> Result<(), GameStopped> {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before looking, so a pop in between is not missed.
+            room.as_mut().enable();
+            {
+                let st = self.shared.lock();
+                if !st.open {
+                    return Err(GameStopped);
+                }
+                if st.queue.len() < self.shared.capacity {
+                    return Ok(());
+                }
+            }
+            room.await;
+        }
+    }
+
     /// Queues `msg`, waiting while the inbox is full.
     pub async fn send(&self, msg: ToGame) -> Result<(), GameStopped> {
         loop {

@@ -59,8 +59,10 @@ const INBOX_BATCH_TIME: Duration = Duration::from_millis(5);
 pub struct GameChannels {
     /// Everything sent to the game (see [`inbox`]).
     pub inbox: Inbox,
-    /// Into the inbox, for the threads the game starts.
-    pub internal: InternalSender,
+    /// What the game tells the dispatcher about its entities.
+    pub routes: crate::dispatcher::GameRoutes,
+    /// Where the threads the game starts (password hashing) answer.
+    pub answers: crate::dispatcher::Answers,
     /// Where its output for clients goes, a batch at a time (bounded: the
     /// game waits when the gate falls behind).
     pub gate: flume::Sender<HeldBatch>,
@@ -177,7 +179,8 @@ impl Game {
     ) -> anyhow::Result<Self> {
         let GameChannels {
             inbox,
-            internal,
+            routes,
+            answers,
             gate,
         } = channels;
         let mut types = types::TypeRegistry::default();
@@ -205,7 +208,7 @@ impl Game {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(4);
-        let passwords = passwords::PasswordPool::start(workers, internal)
+        let passwords = passwords::PasswordPool::start(workers, answers)
             .context("cannot start password threads")?;
         let GameStorage {
             store,
@@ -217,7 +220,15 @@ impl Game {
         } = storage;
         let persistence = world::Persistence::new(store, stats, reserved);
         let spaces = space::Spaces::new(cfg.position_resolution()?, cfg.space_resolutions()?);
-        let mut world = World::new(types, spaces, passwords, persistence, next_id, limits);
+        let mut world = World::new(
+            types,
+            spaces,
+            passwords,
+            persistence,
+            routes,
+            next_id,
+            limits,
+        );
         world.set_plugins(slots.iter().map(|s| s.code.name().to_owned()).collect());
         for s in &cfg.services {
             world

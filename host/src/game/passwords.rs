@@ -30,7 +30,7 @@ enum Job {
 /// A small pool of hashing threads.
 pub struct PasswordPool {
     jobs: crossbeam_channel::Sender<Job>,
-    game: super::InternalSender,
+    answers: crate::dispatcher::Answers,
 }
 
 /// Hashes waiting per thread before more are refused. At tens of
@@ -41,11 +41,11 @@ pub struct PasswordPool {
 const QUEUE_PER_WORKER: usize = 16;
 
 impl PasswordPool {
-    /// Starts `workers` threads that deliver results into `game`.
-    pub fn start(workers: usize, game: super::InternalSender) -> std::io::Result<Self> {
+    /// Starts `workers` threads that deliver results through `answers`.
+    pub fn start(workers: usize, answers: crate::dispatcher::Answers) -> std::io::Result<Self> {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE_PER_WORKER * workers.max(1));
         for i in 0..workers.max(1) {
-            let (rx, game) = (rx.clone(), game.clone());
+            let (rx, answers) = (rx.clone(), answers.clone());
             std::thread::Builder::new()
                 .name(format!("wyrm-passwords-{i}"))
                 .spawn(move || {
@@ -57,13 +57,11 @@ impl PasswordPool {
                             args,
                             charge: cont.charge,
                         };
-                        if game.send(msg).is_err() {
-                            break; // the game has stopped
-                        }
+                        answers.deliver(msg);
                     }
                 })?;
         }
-        Ok(Self { jobs, game })
+        Ok(Self { jobs, answers })
     }
 
     /// Hashes `password`; the result arrives as `[hash: string, context]`
@@ -90,7 +88,7 @@ impl PasswordPool {
             self.jobs.capacity().unwrap_or(0)
         );
         let (args, cont) = refuse(job);
-        let _ = self.game.send(GameInput::Continuation {
+        self.answers.deliver(GameInput::Continuation {
             entity: cont.entity,
             method: cont.method,
             args,

@@ -143,6 +143,7 @@ impl GameHost for World {
         }
         let (persistent, owner) = (t.persistent(), t.plugin);
         let id = self.allocate_id();
+        self.routes.created(id);
         self.entities.insert(
             id,
             Entity {
@@ -186,7 +187,7 @@ impl GameHost for World {
     }
 
     fn service(&mut self, type_name: &str) -> Option<EntityId> {
-        self.services.get(type_name).copied()
+        self.routes.service(type_name)
     }
 
     fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) -> Result<(), Stop> {

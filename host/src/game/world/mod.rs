@@ -27,7 +27,7 @@ use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
 use super::{StatsSink, Store};
 use crate::ids::IdMap;
-use crate::msg::{ClientId, EntityId, PluginIndex, ToGate};
+use crate::msg::{ClientId, EntityId, GameInput, PluginIndex, ToGate};
 use wyrm_runtime::bindings::{
     AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
@@ -128,7 +128,9 @@ pub struct World {
     pub(super) types: TypeRegistry,
     entities: IdMap<Entity>,
     next_entity: EntityId,
-    services: HashMap<String, EntityId>,
+    /// What the dispatcher is told of this world's entities, and where
+    /// services are found.
+    routes: crate::dispatcher::GameRoutes,
     clients: IdMap<ClientView, ClientId>,
     pub(super) timers: Timers,
     pub(super) work: WorkQueue,
@@ -164,6 +166,7 @@ impl World {
         spaces: Spaces,
         passwords: PasswordPool,
         storage: Persistence,
+        routes: crate::dispatcher::GameRoutes,
         next_entity: EntityId,
         limits: GuestLimits,
     ) -> Self {
@@ -171,7 +174,7 @@ impl World {
             types,
             entities: IdMap::default(),
             next_entity,
-            services: HashMap::new(),
+            routes,
             clients: IdMap::default(),
             timers: Timers::default(),
             work: WorkQueue::new(1),
@@ -206,6 +209,7 @@ impl World {
             Some(loaded) => {
                 let id = loaded.row.id;
                 self.insert_loaded(loaded, Vec::new())?;
+                self.routes.created(id);
                 id
             }
             None => {
@@ -217,7 +221,7 @@ impl World {
                 id
             }
         };
-        self.services.insert(type_name.to_owned(), id);
+        self.routes.register_service(type_name, id);
         Ok(id)
     }
 
@@ -401,6 +405,36 @@ impl World {
         }));
     }
 
+    /// Takes messages the dispatcher held for an entity while it was on its
+    /// way here (or, when it is gone, answers them as calls to a missing
+    /// entity), in order, behind everything already queued.
+    pub(super) fn take_routed(&mut self, held: std::collections::VecDeque<GameInput>) {
+        for msg in held {
+            match msg {
+                GameInput::Wire(crate::msg::ToGame::ClientCall {
+                    client,
+                    req_id,
+                    entity,
+                    method,
+                    args,
+                }) => self.client_call(client, req_id, entity, method, args),
+                GameInput::Continuation {
+                    entity,
+                    method,
+                    args,
+                    charge,
+                } => {
+                    let mut call = Call::from_server(entity, method, args, None);
+                    call.charge = charge;
+                    self.queue_host(Work::Call(call));
+                }
+                other => {
+                    tracing::error!("the dispatcher held {other:?}, which it routes by client")
+                }
+            }
+        }
+    }
+
     /// Tells a client its request failed.
     pub(super) fn reply_error(&mut self, reply: Option<Reply>, code: ErrorCode, message: String) {
         if let Some(Reply { client, req_id }) = reply {
@@ -483,7 +517,8 @@ impl World {
         }
         self.handoffs.remove(&id);
         self.timers.cancel_entity(id);
-        self.services.retain(|_, s| *s != id);
+        let held = self.routes.gone(id);
+        self.take_routed(held);
         self.storage.dirty.remove(&id);
         if let Some(row) = row {
             self.storage.store.send(Op::Save {

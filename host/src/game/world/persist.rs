@@ -182,9 +182,15 @@ impl World {
         } = self.storage.loading.remove(&id).unwrap_or_default();
         let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
         let err = outcome.as_ref().err().map(String::as_str);
-        if let Some(e) = err {
-            tracing::warn!(entity = id, "load failed: {e}");
-        }
+        // What others sent it while it loaded follows what this game did.
+        let held = match err {
+            None => self.routes.arrived(id),
+            Some(e) => {
+                tracing::warn!(entity = id, "load failed: {e}");
+                self.routes.gone(id)
+            }
+        };
+        self.take_routed(held);
         let charges = charges.into_iter().chain(std::iter::repeat_with(|| None));
         for (r, charge) in replies.into_iter().zip(charges) {
             let msg = storage::reply(&r, err, |out| {
@@ -269,6 +275,12 @@ impl World {
         loading.replies.push(reply);
         loading.charges.push(charge);
         if loading.replies.len() == 1 {
+            if !self.routes.arriving(id) {
+                tracing::warn!(
+                    entity = id,
+                    "loading an entity the dispatcher has elsewhere"
+                );
+            }
             self.storage.store.send(Op::Load { id });
         }
     }
