@@ -83,7 +83,12 @@ impl Dispatcher {
             }
             return Ok(());
         }
-        let headed = self.shared.lock().headed(&msg);
+        // With one game there is nothing to look up.
+        let headed = if self.connections.len() == 1 {
+            GameId(0)
+        } else {
+            self.shared.lock().headed(&msg)
+        };
         if let Some(g) = self.connections.get(usize::from(headed.0)) {
             g.room().await?;
         }
