@@ -275,6 +275,10 @@ pub struct LimitsConfig {
     /// its arguments and method name, and 128 bytes for itself (so the
     /// default holds about 130,000 timers with small arguments).
     pub timer_bytes: usize,
+    /// Entities a plugin may have alive at once: those it created (of any
+    /// plugin's types), and those of its types the server made or loaded
+    /// (clients' boot entities, services, loads).
+    pub entities: usize,
 }
 
 impl Default for LimitsConfig {
@@ -285,6 +289,7 @@ impl Default for LimitsConfig {
             value_bytes: 1024 * 1024,
             queued_bytes: 64 * 1024 * 1024,
             timer_bytes: 16 * 1024 * 1024,
+            entities: 1_000_000,
         }
     }
 }

@@ -727,6 +727,26 @@ async fn thousands_of_timers_are_capped_and_do_not_pile_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_creates_entities_without_end_stops_at_its_limit() {
+    let server = Server::start("entities = 2000", "");
+    let mut bob = server.bystander("bob").await;
+    let mut imp = server.imp().await;
+    let (n,): (u32,) = act(&mut imp, "spawn", (1500,), "on_spawned").await.reply();
+    assert_eq!(n, 1500);
+    // Past the limit the import fails, and the call with it.
+    let over = act(&mut imp, "spawn", (1500,), "on_spawned").await;
+    let (_, msg) = over.failed();
+    assert!(
+        msg.contains("plugin hostile has 2000 entities alive, the most [limits] entities allows"),
+        "{msg}"
+    );
+    // The chatroom's entities count against the chatroom: it serves on,
+    // and so does the plugin, within its limit.
+    keeps_chatting(&mut bob, 3).await;
+    hostile_serves(&mut imp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_clients_hurts_only_the_flooder() {
     // A small queue and a generous deadline: an unoptimised test build
     // copies frames out of a guest at some 50 MB/s, and the deadline is

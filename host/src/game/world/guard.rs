@@ -41,6 +41,8 @@ pub struct GuestLimits {
     pub queued_bytes: usize,
     /// `[limits] timer_bytes`.
     pub timer_bytes: usize,
+    /// `[limits] entities`.
+    pub entities: usize,
     /// The most bytes of arguments (or of an attribute's value) a frame a
     /// plugin sends clients may carry: what `[net] client_queue_bytes`
     /// leaves after the frame's header and method name. A larger frame
@@ -56,6 +58,7 @@ impl GuestLimits {
             value_bytes: cfg.limits.value_bytes,
             queued_bytes: cfg.limits.queued_bytes,
             timer_bytes: cfg.limits.timer_bytes,
+            entities: cfg.limits.entities,
             client_frame_bytes: frame_room(cfg.net.client_queue_bytes),
         }
     }
@@ -68,6 +71,7 @@ impl Default for GuestLimits {
             value_bytes: l.value_bytes,
             queued_bytes: l.queued_bytes,
             timer_bytes: l.timer_bytes,
+            entities: l.entities,
             client_frame_bytes: frame_room(crate::config::NetConfig::default().client_queue_bytes),
         }
     }
@@ -89,6 +93,8 @@ pub(in crate::game) struct PluginBook {
     /// What this round's frames for clients count against it, until the
     /// gate has them.
     pub out: Option<Charge>,
+    /// Entities alive that count against it (`[limits] entities`).
+    pub entities: usize,
 }
 
 impl World {
@@ -100,6 +106,7 @@ impl World {
                 name,
                 held: Held::default(),
                 out: None,
+                entities: 0,
             })
             .collect();
         self.work = WorkQueue::new(self.books.len());
@@ -156,6 +163,32 @@ impl World {
             }
         }
         msg
+    }
+
+    /// Counts a new entity against plugin `p`, or refuses it when `p` has
+    /// as many as `[limits] entities` allows.
+    pub(super) fn count_entity(&mut self, p: usize, import: &'static str) -> Result<(), String> {
+        let limit = self.limits.entities;
+        let Some(book) = self.books.get_mut(p) else {
+            return Ok(());
+        };
+        if book.entities >= limit {
+            let msg = format!(
+                "{import}: plugin {} has {limit} entities alive, the most [limits] entities allows; \
+                 destroy some first",
+                book.name
+            );
+            return Err(self.refuse(import, msg));
+        }
+        book.entities += 1;
+        Ok(())
+    }
+
+    /// An entity that counted against plugin `p` is gone.
+    pub(super) fn uncount_entity(&mut self, p: usize) {
+        if let Some(book) = self.books.get_mut(p) {
+            book.entities = book.entities.saturating_sub(1);
+        }
     }
 
     /// Refuses a name (`what`, passed to `import`) longer than

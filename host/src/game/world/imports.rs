@@ -142,6 +142,8 @@ impl GameHost for World {
             }
         }
         let (persistent, owner) = (t.persistent(), t.plugin);
+        let counted = self.calling.unwrap_or(owner);
+        self.count_entity(counted, "create-entity")?;
         let id = self.allocate_id();
         self.routes.created(id);
         self.entities.insert(
@@ -152,6 +154,7 @@ impl GameHost for World {
                 client: None,
                 doomed: false,
                 client_moves: false,
+                counted: counted as u32,
             },
         );
         if persistent {

@@ -113,6 +113,8 @@ struct Entity {
     doomed: bool,
     /// Its client may move it (`allow-client-moves`).
     client_moves: bool,
+    /// The plugin (slot) it counts against (`[limits] entities`).
+    counted: u32,
 }
 
 /// A connected client, as the game knows it.
@@ -506,6 +508,7 @@ impl World {
         self.end_space(id);
         self.leave_space_now(id);
         let e = self.entities.remove(&id)?;
+        self.uncount_entity(e.counted as usize);
         if let Some(client) = e.client {
             self.clients.remove(&client);
             self.send(client, &ServerFrame::Destroy { entity: id });

@@ -141,6 +141,8 @@ impl World {
                 }
             }
         }
+        let owner = t.plugin;
+        self.count_entity(owner, "load-entity")?;
         self.entities.insert(
             row.id,
             Entity {
@@ -149,6 +151,7 @@ impl World {
                 client: None,
                 doomed: false,
                 client_moves: false,
+                counted: owner as u32,
             },
         );
         self.queue_host(Work::Created(row.id));
