@@ -14,11 +14,28 @@
 use std::collections::HashMap;
 
 use wyrm_aoi::{AoiEvent, AoiGrid, Handle};
-use wyrm_protocol::{QuantPos, Resolution};
+use wyrm_protocol::{Position, QuantPos, Resolution};
 
 use crate::ids::IdMap;
 use crate::msg::EntityId;
-use wyrm_runtime::bindings::{AoiDecl, Placement, Position};
+
+/// An entity type's area of interest: it sees what is within `radius`,
+/// and stops seeing it past `radius + hysteresis`; with `events`, its logic
+/// is told what comes and goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aoi {
+    pub radius: f32,
+    pub hysteresis: f32,
+    pub events: bool,
+}
+
+/// Where an entity is: its space, position and heading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    pub space: EntityId,
+    pub pos: Position,
+    pub yaw: f32,
+}
 
 /// A grid cell is this wide when no type in the space declares a larger
 /// area of interest; the grid adapts its search to larger radii.
@@ -47,15 +64,7 @@ struct SentPlace {
 
 impl Space {
     fn set_place(&mut self, handle: Handle, entity: EntityId, pos: Position, yaw: f32) {
-        let q = QuantPos::new(
-            self.resolution,
-            wyrm_protocol::Position {
-                x: pos.x,
-                y: pos.y,
-                z: pos.z,
-            },
-            yaw,
-        );
+        let q = QuantPos::new(self.resolution, pos, yaw);
         let i = handle.index();
         if self.places.len() <= i {
             self.places.resize(i + 1, SentPlace::default());
@@ -198,7 +207,7 @@ impl Spaces {
         space: EntityId,
         pos: Position,
         yaw: f32,
-        aoi: Option<AoiDecl>,
+        aoi: Option<Aoi>,
     ) -> Result<Option<EntityId>, String> {
         check_finite(pos, yaw)?;
         if self.spaces.contains_key(&id) {
@@ -259,10 +268,10 @@ impl Spaces {
     }
 
     /// Where `id` is, if it is in a space.
-    pub fn placement(&self, id: EntityId) -> Option<Placement> {
+    pub fn placement(&self, id: EntityId) -> Option<Place> {
         let p = self.placed.get(&id)?;
         let (x, y) = self.spaces.get(&p.space)?.grid.position(p.handle);
-        Some(Placement {
+        Some(Place {
             space: p.space,
             pos: Position { x, y, z: p.z },
             yaw: p.yaw,
@@ -358,5 +367,163 @@ fn check_finite(pos: Position, yaw: f32) -> Result<(), String> {
         Ok(())
     } else {
         Err("positions and headings must be finite numbers".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPACE: EntityId = 1;
+    const SEES_10: Option<Aoi> = Some(Aoi {
+        radius: 10.0,
+        hysteresis: 2.0,
+        events: false,
+    });
+
+    fn at(x: f32, y: f32) -> Position {
+        Position { x, y, z: 0.0 }
+    }
+
+    fn field() -> Spaces {
+        let mut s = Spaces::new(Resolution::default(), Default::default());
+        s.create(SPACE, "field".into());
+        s
+    }
+
+    /// The AOI changes since the last call, as (watcher, other, entered),
+    /// sorted.
+    fn events(s: &mut Spaces) -> Vec<(EntityId, EntityId, bool)> {
+        let mut v: Vec<_> = s
+            .events
+            .drain(..)
+            .map(|e| (e.watcher, e.other, e.entered))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn who_sees_whom_changes_at_the_tick_with_hysteresis_and_at_once_on_leaving() {
+        let mut s = field();
+        s.enter(10, SPACE, at(0.0, 0.0), 0.0, SEES_10).unwrap();
+        s.enter(20, SPACE, at(5.0, 0.0), 0.0, SEES_10).unwrap();
+        // A blind entity is seen but sees nothing.
+        s.enter(30, SPACE, at(0.0, 5.0), 0.0, None).unwrap();
+        assert!(events(&mut s).is_empty(), "worked out at the tick");
+        s.update_aoi();
+        assert_eq!(
+            events(&mut s),
+            [
+                (10, 20, true),
+                (10, 30, true),
+                (20, 10, true),
+                (20, 30, true)
+            ]
+        );
+        // Past the radius but within the hysteresis: 10 still sees 20 (and
+        // 20 it); 30, 12.5 away now, is out of 20's sight.
+        s.set_position(20, at(11.5, 0.0), 1.0).unwrap();
+        s.update_aoi();
+        assert_eq!(events(&mut s), [(20, 30, false)]);
+        s.set_position(20, at(12.5, 0.0), 1.0).unwrap();
+        s.update_aoi();
+        assert_eq!(events(&mut s), [(10, 20, false), (20, 10, false)]);
+        // Leaving tells at once.
+        assert_eq!(s.leave(30), Some(SPACE));
+        assert_eq!(events(&mut s), [(10, 30, false)]);
+        assert_eq!(
+            s.placement(20).map(|p| (p.space, p.pos, p.yaw)),
+            Some((SPACE, at(12.5, 0.0), 1.0))
+        );
+        assert_eq!(s.placement(30), None);
+    }
+
+    #[test]
+    fn entering_another_space_leaves_the_first_and_a_destroyed_space_empties() {
+        let mut s = field();
+        s.create(2, "cave".into());
+        s.enter(10, SPACE, at(0.0, 0.0), 0.0, SEES_10).unwrap();
+        s.enter(20, SPACE, at(1.0, 0.0), 0.0, SEES_10).unwrap();
+        s.update_aoi();
+        events(&mut s);
+        assert_eq!(s.enter(20, 2, at(0.0, 0.0), 0.0, SEES_10), Ok(Some(SPACE)));
+        assert_eq!(events(&mut s), [(10, 20, false), (20, 10, false)]);
+        assert_eq!(s.space_of(20), Some(2));
+        let mut members: Vec<_> = s.members(SPACE).collect();
+        members.sort_unstable();
+        assert_eq!(members, [10]);
+        assert_eq!(s.destroy(2), [20]);
+        assert_eq!(s.space_of(20), None);
+        assert!(!s.is_space(2));
+        assert_eq!(s.ids(), [SPACE]);
+    }
+
+    #[test]
+    fn bad_places_and_bad_spaces_are_refused() {
+        let mut s = field();
+        assert!(
+            s.enter(10, 99, at(0.0, 0.0), 0.0, None).is_err(),
+            "not a space"
+        );
+        assert!(
+            s.enter(SPACE, SPACE, at(0.0, 0.0), 0.0, None).is_err(),
+            "a space in a space"
+        );
+        assert!(s.enter(10, SPACE, at(f32::NAN, 0.0), 0.0, None).is_err());
+        assert!(s
+            .enter(10, SPACE, at(0.0, 0.0), f32::INFINITY, None)
+            .is_err());
+        assert!(
+            s.set_position(10, at(1.0, 1.0), 0.0).is_err(),
+            "in no space"
+        );
+        s.enter(10, SPACE, at(0.0, 0.0), 0.0, None).unwrap();
+        assert!(s.set_position(10, at(0.0, f32::NEG_INFINITY), 0.0).is_err());
+        assert_eq!(
+            s.placement(10).map(|p| p.pos),
+            Some(at(0.0, 0.0)),
+            "unchanged"
+        );
+    }
+
+    #[test]
+    fn near_finds_what_is_within_the_radius() {
+        let mut s = field();
+        for (id, x) in [(10, 0.0), (11, 3.0), (12, 6.0), (13, 50.0)] {
+            s.enter(id, SPACE, at(x, 0.0), 0.0, None).unwrap();
+        }
+        let mut near = s.near(SPACE, at(1.0, 0.0), 5.0);
+        near.sort_unstable();
+        assert_eq!(near, [10, 11, 12]);
+        assert!(s.near(SPACE, at(0.0, 0.0), f32::NAN).is_empty());
+        assert!(s.near(99, at(0.0, 0.0), 5.0).is_empty());
+    }
+
+    #[test]
+    fn a_place_is_marked_changed_until_the_tick_settles_it() {
+        let mut s = field();
+        s.enter(10, SPACE, at(1.0, 2.0), 0.0, None).unwrap();
+        let h = s.handle(10).unwrap().index();
+        let sent = |s: &Spaces| {
+            let p = s.places(SPACE).unwrap();
+            (p.get(h).map(|(e, _)| e), p.changed(h), p.settled(h))
+        };
+        let (entity, changed, settled) = sent(&s);
+        assert_eq!((entity, changed), (Some(10), true));
+        assert_eq!(settled, QuantPos::default(), "nothing settled yet");
+        s.settle();
+        let q = s.places(SPACE).unwrap().get(h).unwrap().1;
+        assert_eq!(sent(&s), (Some(10), false, q));
+        // The same place again is no change; another is.
+        s.set_position(10, at(1.0, 2.0), 0.0).unwrap();
+        assert!(!sent(&s).1);
+        s.set_position(10, at(1.5, 2.0), 0.0).unwrap();
+        assert!(sent(&s).1);
+        assert_eq!(
+            sent(&s).2,
+            q,
+            "clients hold the settled place until the tick"
+        );
     }
 }

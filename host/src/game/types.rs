@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use wyrm_runtime::bindings::{AoiDecl, AttrFlags, EntityType, Exposure, PluginInfo};
+use wyrm_runtime::bindings::{AttrFlags, EntityType, Exposure, PluginInfo};
 
 /// Index of a type in the registry.
 pub type TypeIndex = usize;
@@ -24,7 +24,7 @@ pub struct EntityTypeInfo {
     /// Declared attributes, in order; an entity's attributes use these indices.
     pub attrs: Vec<(String, AttrFlags)>,
     /// Its area of interest in a space; none sees nothing.
-    pub aoi: Option<AoiDecl>,
+    pub aoi: Option<super::space::Aoi>,
     attr_index: HashMap<String, usize>,
     methods: HashMap<String, Exposure>,
 }
@@ -52,7 +52,11 @@ impl EntityTypeInfo {
         }
         Ok(Self {
             name: t.name.clone(),
-            aoi: t.aoi,
+            aoi: t.aoi.map(|a| super::space::Aoi {
+                radius: a.radius,
+                hysteresis: a.hysteresis,
+                events: a.events,
+            }),
             plugin,
             kind: kind as u32,
             attrs: t.attrs.iter().map(|a| (a.name.clone(), a.flags)).collect(),

@@ -30,6 +30,15 @@ impl Refused {
 }
 
 /// The bytes a reply carries: its method and context.
+/// A WIT position as the game's spaces take it.
+fn place(p: Position) -> wyrm_protocol::Position {
+    wyrm_protocol::Position {
+        x: p.x,
+        y: p.y,
+        z: p.z,
+    }
+}
+
 fn reply_bytes(r: &WitReplyTo) -> usize {
     r.method.len() + r.context.len()
 }
@@ -138,7 +147,7 @@ impl GameHost for World {
                 let index = t
                     .attr(name)
                     .ok_or_else(|| format!("{type_name} declares no attribute {name:?}"))?;
-                values.set(index, &[], v)?;
+                values.set_top(index, v)?;
             }
         }
         let (persistent, owner) = (t.persistent(), t.plugin);
@@ -385,7 +394,7 @@ impl GameHost for World {
         if self.entities.get(&space).is_none_or(|s| s.doomed) {
             return Err(format!("no space {space}"));
         }
-        let left = self.spaces.enter(id, space, pos, yaw, aoi)?;
+        let left = self.spaces.enter(id, space, place(pos), yaw, aoi)?;
         // Leaving the old space tells its watchers (and this entity's
         // client) first.
         self.apply_aoi_events();
@@ -410,11 +419,19 @@ impl GameHost for World {
     fn set_position(&mut self, id: EntityId, pos: Position, yaw: f32) -> Result<(), String> {
         self.own(id, "move")?;
         self.live_entity(id)?;
-        self.spaces.set_position(id, pos, yaw)
+        self.spaces.set_position(id, place(pos), yaw)
     }
 
     fn placement_of(&mut self, id: EntityId) -> Option<Placement> {
-        self.spaces.placement(id)
+        self.spaces.placement(id).map(|p| Placement {
+            space: p.space,
+            pos: Position {
+                x: p.pos.x,
+                y: p.pos.y,
+                z: p.pos.z,
+            },
+            yaw: p.yaw,
+        })
     }
 
     fn allow_client_moves(&mut self, id: EntityId, allowed: bool) -> Result<(), String> {
@@ -431,7 +448,7 @@ impl GameHost for World {
     }
 
     fn entities_near(&mut self, space: EntityId, center: Position, radius: f32) -> Vec<EntityId> {
-        self.spaces.near(space, center, radius)
+        self.spaces.near(space, place(center), radius)
     }
 
     fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<(), Stop> {

@@ -134,7 +134,7 @@ impl World {
         if let Value::Map(entries) = decode_value(&row.attrs)? {
             for (k, v) in entries {
                 match k.as_str().and_then(|name| t.attr(name)) {
-                    Some(i) => attrs.set(i, &[], v)?,
+                    Some(i) => attrs.set_top(i, v)?,
                     None => {
                         tracing::warn!(entity = row.id, attr = ?k, "saved attribute no longer declared by {}; dropped", t.name)
                     }

@@ -176,8 +176,7 @@ impl PositionSync {
 mod tests {
     use super::*;
     use crate::game::space::Spaces;
-    use wyrm_protocol::{EntityPosition, PositionTable, QuantPos, Resolution};
-    use wyrm_runtime::bindings::Position;
+    use wyrm_protocol::{EntityPosition, Position, PositionTable, QuantPos, Resolution};
 
     fn at(x: f32, y: f32) -> Position {
         Position { x, y, z: 0.0 }
@@ -287,15 +286,7 @@ mod tests {
                 }
                 for &id in shown.iter().filter(|_| tick) {
                     let p = spaces.placement(id).unwrap();
-                    let expect = QuantPos::new(
-                        res,
-                        wyrm_protocol::Position {
-                            x: p.pos.x,
-                            y: p.pos.y,
-                            z: p.pos.z,
-                        },
-                        p.yaw,
-                    );
+                    let expect = QuantPos::new(res, p.pos, p.yaw);
                     assert_eq!(table.get(id), Some(expect), "entity {id} at round {round}");
                 }
                 assert_eq!(sync.len(), shown.len());

@@ -202,11 +202,6 @@ impl World {
             );
             return;
         }
-        let pos = Position {
-            x: pos.x,
-            y: pos.y,
-            z: pos.z,
-        };
         if let Err(e) = self.spaces.set_position(id, pos, yaw) {
             tracing::debug!(%client, entity = id, "move ignored: {e}");
         }
