@@ -153,10 +153,13 @@ impl Server {
                 let (stats, stats_thread) = game::StatsSink::open(&cfg.stats_path())?;
                 let plugins = game::load_plugins(&runtime, &cfg)?;
                 let storage = GameStorage {
+                    ids: game::EntityIds::new(
+                        opened.next_id,
+                        opened.reserved,
+                        opened.store.clone(),
+                    ),
                     store: opened.store,
                     stats,
-                    next_id: opened.next_id,
-                    reserved: opened.reserved,
                     services: opened.services,
                     save_every: Duration::from_millis(cfg.storage.save_interval_ms),
                 };

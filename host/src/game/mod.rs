@@ -10,6 +10,7 @@
 
 mod attrs;
 mod checkpoint;
+mod entity_ids;
 mod inbox;
 mod passwords;
 mod space;
@@ -30,6 +31,7 @@ use crate::msg::{GameInput, GateBatch, HeldBatch, ToGame};
 use wyrm_runtime::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
 
 pub use checkpoint::GameCounters;
+pub use entity_ids::EntityIds;
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
 pub use swap::{SwapOutcome, SwapReport, SwapRequest};
 pub use world::{GuestLimits, World};
@@ -156,10 +158,8 @@ pub struct GameStorage {
     pub store: Store,
     /// The stats sink.
     pub stats: StatsSink,
-    /// The first entity id this run may hand out.
-    pub next_id: u64,
-    /// Ids below this are reserved for this run.
-    pub reserved: u64,
+    /// Entity ids, shared by every game of the process.
+    pub ids: Arc<EntityIds>,
     /// Service entities earlier runs saved, by type.
     pub services: std::collections::HashMap<String, wyrm_storage::LoadedEntity>,
     /// How often changed persistent entities are saved.
@@ -213,22 +213,13 @@ impl Game {
         let GameStorage {
             store,
             stats,
-            next_id,
-            reserved,
+            ids,
             mut services,
             save_every,
         } = storage;
-        let persistence = world::Persistence::new(store, stats, reserved);
+        let persistence = world::Persistence::new(store, stats);
         let spaces = space::Spaces::new(cfg.position_resolution()?, cfg.space_resolutions()?);
-        let mut world = World::new(
-            types,
-            spaces,
-            passwords,
-            persistence,
-            routes,
-            next_id,
-            limits,
-        );
+        let mut world = World::new(types, spaces, passwords, persistence, routes, ids, limits);
         world.set_plugins(slots.iter().map(|s| s.code.name().to_owned()).collect());
         for s in &cfg.services {
             world

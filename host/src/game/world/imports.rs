@@ -153,7 +153,7 @@ impl GameHost for World {
         let (persistent, owner) = (t.persistent(), t.plugin);
         let counted = self.calling.unwrap_or(owner);
         self.count_entity(counted, "create-entity")?;
-        let id = self.allocate_id();
+        let id = self.ids.allocate();
         self.routes.created(id);
         self.entities.insert(
             id,
@@ -206,7 +206,7 @@ impl GameHost for World {
         self.name_ok("call-entity", "method name", &method)?;
         self.value_ok("call-entity", "arguments", args.len())?;
         if !self.entities.contains_key(&id) {
-            if id >= self.next_entity {
+            if id >= self.ids.unused_from() {
                 // Never handed out: no mailbox can hold it.
                 let msg =
                     format!("call-entity: no entity {id} (it never existed); {method} dropped");

@@ -129,7 +129,7 @@ struct ClientView {
 pub struct World {
     pub(super) types: TypeRegistry,
     entities: IdMap<Entity>,
-    next_entity: EntityId,
+    ids: std::sync::Arc<super::EntityIds>,
     /// What the dispatcher is told of this world's entities, and where
     /// services are found.
     routes: crate::dispatcher::GameRoutes,
@@ -161,7 +161,7 @@ pub struct World {
 }
 
 impl World {
-    /// A world whose entity ids start at `next_entity` (ids below it may be
+    /// A world whose entity ids come from `ids` (ids below its first may be
     /// saved by earlier runs).
     pub(super) fn new(
         types: TypeRegistry,
@@ -169,13 +169,13 @@ impl World {
         passwords: PasswordPool,
         storage: Persistence,
         routes: crate::dispatcher::GameRoutes,
-        next_entity: EntityId,
+        ids: std::sync::Arc<super::EntityIds>,
         limits: GuestLimits,
     ) -> Self {
         Self {
             types,
             entities: IdMap::default(),
-            next_entity,
+            ids,
             routes,
             clients: IdMap::default(),
             timers: Timers::default(),
@@ -225,21 +225,6 @@ impl World {
         };
         self.routes.register_service(type_name, id);
         Ok(id)
-    }
-
-    /// The next free entity id, reserving more from storage ahead of need so
-    /// no id is ever handed out twice, even across a crash.
-    fn allocate_id(&mut self) -> EntityId {
-        self.next_entity += 1;
-        let id = self.next_entity - 1;
-        let p = &mut self.storage;
-        if id + storage::ID_BLOCK / 2 >= p.reserved {
-            p.reserved += storage::ID_BLOCK;
-            p.store.send(Op::ReserveIds {
-                ceiling: p.reserved,
-            });
-        }
-        id
     }
 
     /// The lane of the work queue work for `id` waits in: the calling

@@ -6,8 +6,6 @@ use super::*;
 pub(in crate::game) struct Persistence {
     pub(super) store: Store,
     pub(super) stats: StatsSink,
-    /// Entity ids may be handed out below this without asking storage.
-    pub(super) reserved: u64,
     /// Persistent entities changed since their last save.
     pub(super) dirty: HashSet<EntityId>,
     /// Entities being loaded: who waits for them, and calls made to them
@@ -16,12 +14,11 @@ pub(in crate::game) struct Persistence {
 }
 
 impl Persistence {
-    /// Storage for a world whose ids below `reserved` are its to hand out.
-    pub(in crate::game) fn new(store: Store, stats: StatsSink, reserved: u64) -> Self {
+    /// What the world saves through `store`, and emits to `stats`.
+    pub(in crate::game) fn new(store: Store, stats: StatsSink) -> Self {
         Self {
             store,
             stats,
-            reserved,
             dirty: HashSet::new(),
             loading: HashMap::new(),
         }
