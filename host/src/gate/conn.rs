@@ -179,11 +179,9 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
         }
         End::Io(why) => tracing::debug!("connection failed: {why}"),
         End::GameStopped => tracing::debug!("the game stopped"),
-        End::SlowFrame => tracing::info!(
-            "a frame took longer than {:?} to arrive, closing",
-            ctx.limits.frame_timeout
-        ),
-        End::Idle => tracing::info!("sent nothing for {:?}, closing", ctx.limits.idle_timeout),
+        End::SlowFrame | End::Idle => {
+            tracing::info!("{}, closing", timed_out(&end, &ctx.limits))
+        }
     }
     match end {
         End::Malformed(why) => push_error(&link, ErrorCode::Malformed, why),
@@ -195,22 +193,31 @@ async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx
         End::SlowFrame => push_error(
             &link,
             ErrorCode::TimedOut,
-            format!(
-                "a frame took longer than {} ms to arrive; disconnected",
-                ctx.limits.frame_timeout.as_millis()
-            ),
+            format!("{}; disconnected", timed_out(&end, &ctx.limits)),
         ),
         End::Idle => push_error(
             &link,
             ErrorCode::TimedOut,
             format!(
-                "sent nothing for {} ms; disconnected (send a Ping when idle)",
-                ctx.limits.idle_timeout.as_millis()
+                "{}; disconnected (send a Ping when idle)",
+                timed_out(&end, &ctx.limits)
             ),
         ),
         _ => {}
     }
     conn.close(&link).await;
+}
+
+/// Which of the connection's timeouts passed, said once for the log and
+/// the client alike.
+fn timed_out(end: &End, limits: &ConnLimits) -> String {
+    match end {
+        End::SlowFrame => format!(
+            "a frame took longer than {} ms to arrive",
+            limits.frame_timeout.as_millis()
+        ),
+        _ => format!("sent nothing for {} ms", limits.idle_timeout.as_millis()),
+    }
 }
 
 /// What the connection's timer finds when it goes off.

@@ -29,7 +29,7 @@ pub const FILTER_TAGS: usize = 64;
 /// Most steps an attribute path may have, its name included: each step can
 /// nest the value a level deeper, and clients apply the whole path too
 /// (the protocol's limit for an attribute edit).
-pub const PATH_STEPS: usize = 32;
+pub const PATH_STEPS: usize = wyrm_protocol::attr::MAX_PATH;
 
 /// The `[limits]` the world enforces on plugins (see
 /// [`LimitsConfig`](crate::config::LimitsConfig)).
