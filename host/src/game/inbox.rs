@@ -167,26 +167,18 @@ impl InboxSender {
     /// Waits until the inbox has room for a message (which someone else
     /// may take before the caller puts its own: see the dispatcher).
     pub async fn room(&self) -> Result<(), GameStopped> {
-        loop {
-            let room = self.shared.room.notified();
-            tokio::pin!(room);
-            // Registered before looking, so a pop in between is not missed.
-            room.as_mut().enable();
-            {
-                let st = self.shared.lock();
-                if !st.open {
-                    return Err(GameStopped);
-                }
-                if st.queue.len() < self.shared.capacity {
-                    return Ok(());
-                }
-            }
-            room.await;
-        }
+        self.when_room(|_| {}).await
     }
 
     /// Queues `msg`, waiting while the inbox is full.
     pub async fn send(&self, msg: ToGame) -> Result<(), GameStopped> {
+        self.when_room(|st| self.shared.push(GameInput::Wire(msg), st))
+            .await
+    }
+
+    /// Waits until the inbox has room, then hands `then` the state, still
+    /// locked.
+    async fn when_room(&self, then: impl FnOnce(MutexGuard<'_, State>)) -> Result<(), GameStopped> {
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
@@ -198,7 +190,7 @@ impl InboxSender {
                     return Err(GameStopped);
                 }
                 if st.queue.len() < self.shared.capacity {
-                    self.shared.push(GameInput::Wire(msg), st);
+                    then(st);
                     return Ok(());
                 }
             }

@@ -392,16 +392,7 @@ impl Game {
     fn handle(&mut self, msg: GameInput) {
         match msg {
             GameInput::Wire(msg) => self.handle_wire(msg),
-            GameInput::Continuation {
-                entity,
-                method,
-                args,
-                charge,
-            } => {
-                let mut call = world::Call::from_server(entity, method, args, None);
-                call.charge = charge;
-                self.world().queue_host(world::Work::Call(call));
-            }
+            msg @ GameInput::Continuation { .. } => self.world().take_routed([msg].into()),
             GameInput::Loaded { id, result } => self.world().finish_load(id, *result),
             GameInput::Swap(req) => self.swap(*req),
         }

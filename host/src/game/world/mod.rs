@@ -392,9 +392,10 @@ impl World {
         }));
     }
 
-    /// Takes messages the dispatcher held for an entity while it was on its
-    /// way here (or, when it is gone, answers them as calls to a missing
-    /// entity), in order, behind everything already queued.
+    /// Takes messages routed here by entity — continuations, and what the
+    /// dispatcher held for an entity while it was on its way here (or, when
+    /// it is gone, answers them as calls to a missing entity) — in order,
+    /// behind everything already queued.
     pub(super) fn take_routed(&mut self, held: std::collections::VecDeque<GameInput>) {
         for msg in held {
             match msg {
