@@ -223,11 +223,6 @@ pub struct GameRoutes {
 }
 
 impl GameRoutes {
-    /// The game this view speaks for.
-    pub fn game(&self) -> GameId {
-        self.game
-    }
-
     /// The game made `id`: it lives here.
     pub fn created(&self, id: EntityId) {
         let mut r = self.shared.lock();
