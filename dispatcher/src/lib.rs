@@ -78,7 +78,9 @@ pub enum DirectoryError {
     NotLive(EntityId),
     #[error("entity {id} is already on game {game:?}")]
     AlreadyThere { id: EntityId, game: GameId },
-    #[error("entity {0} is already on its way between games")]
+    #[error(
+        "entity {0} is already on its way between games; it can move again once it has arrived"
+    )]
     Moving(EntityId),
     #[error("entity {id} was expected on game {expected:?}, not {got:?}")]
     WrongGame {

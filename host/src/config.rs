@@ -80,8 +80,8 @@ pub struct NetConfig {
     pub client_queue: Option<serde::de::IgnoredAny>,
     /// Frames per second a client may send; bursts up to twice this.
     pub client_rate: u32,
-    /// Threads for the network (the game has a thread of its own): by
-    /// default the cores less one, at least one.
+    /// Threads for the network (each game has a thread of its own): by
+    /// default the cores the games leave, at least one.
     pub threads: Option<usize>,
     /// A frame begun must be complete within this many milliseconds, or
     /// the connection is closed (a client trickling bytes holds nothing).
@@ -144,6 +144,13 @@ pub struct GameConfig {
     /// `[game.spaces.<kind>]`.
     #[serde(default)]
     pub spaces: HashMap<String, SpaceConfig>,
+    /// Games ("workers") this process runs, each on a thread of its own
+    /// with its own entities, plugin instances and spaces. New clients'
+    /// entities go to the least loaded; an entity a plugin creates lives
+    /// where its creator does; services run on the first. By default half
+    /// the cores (at least one); the network takes the rest.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 /// `[game.spaces.<kind>]`
@@ -170,6 +177,7 @@ impl GameConfig {
             services: Vec::new(),
             checkpoint_interval_ms: default_checkpoint_ms(),
             space_tick_hz: default_space_tick_hz(),
+            workers: None,
             position_resolution: default_position_resolution(),
             spaces: HashMap::new(),
         }
@@ -338,12 +346,18 @@ impl Config {
             .unwrap_or_else(|| self.server.data_dir.join("cache"))
     }
 
-    /// Threads the network runs on (`[net] threads`, or the cores less
-    /// one, at least one).
+    /// Threads the network runs on (`[net] threads`, or the cores the
+    /// games leave, at least one).
     pub fn net_threads(&self) -> usize {
-        self.net.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-        })
+        self.net
+            .threads
+            .unwrap_or_else(|| cores().saturating_sub(self.workers()).max(1))
+    }
+
+    /// Games this process runs (`[game] workers`, or half the cores, at
+    /// least one).
+    pub fn workers(&self) -> usize {
+        self.game.workers.unwrap_or_else(|| (cores() / 2).max(1))
     }
 
     /// Reads and checks a config file.
@@ -434,8 +448,16 @@ impl Config {
         if !(1..=1000).contains(&self.game.space_tick_hz) {
             anyhow::bail!("[game] space_tick_hz must be between 1 and 1000");
         }
+        if self.game.workers.is_some_and(|n| !(1..=256).contains(&n)) {
+            anyhow::bail!("[game] workers must be between 1 and 256");
+        }
         self.game.position_resolution()?;
         self.game.space_resolutions()?;
         Ok(())
     }
+}
+
+/// The machine's cores (1 if it cannot tell).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -44,8 +44,38 @@ struct Shared {
 
 struct Routing {
     directory: Directory<GameInput>,
-    /// The game that runs each connected client's entity.
-    clients: IdMap<GameId, ClientId>,
+    /// The type of every entity in the directory, as an index of the type
+    /// registry (the same on every game: they load the same plugins).
+    types: IdMap<u32>,
+    /// Each connected client: the game that runs its entity, and the entity.
+    clients: IdMap<Seat, ClientId>,
+    /// The client bound to each entity that has one.
+    bound: IdMap<ClientId>,
+}
+
+impl Routing {
+    /// Seats `client` at `seat`, keeping `bound` in step.
+    fn seat(&mut self, client: ClientId, seat: Seat) {
+        let Some(s) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let old = std::mem::replace(s, seat);
+        if let Some(e) = old.entity {
+            if self.bound.get(&e) == Some(&client) {
+                self.bound.remove(&e);
+            }
+        }
+        if let Some(e) = seat.entity {
+            self.bound.insert(e, client);
+        }
+    }
+}
+
+/// Where a client is.
+#[derive(Debug, Clone, Copy)]
+struct Seat {
+    game: GameId,
+    entity: Option<EntityId>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -57,6 +87,11 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
+    /// The game that runs `id` (or will, once it has arrived there).
+    pub fn game_of(&self, id: EntityId) -> Option<GameId> {
+        self.shared.lock().directory.game_of(id)
+    }
+
     /// A dispatcher to `games`, each given by its inbox's two ends, in
     /// `GameId` order.
     pub fn new(games: Vec<(InboxSender, InternalSender)>) -> Self {
@@ -66,7 +101,9 @@ impl Dispatcher {
             shared: Arc::new(Shared {
                 routing: Mutex::new(Routing {
                     directory: Directory::new(n),
+                    types: IdMap::default(),
                     clients: IdMap::default(),
+                    bound: IdMap::default(),
                 }),
                 internal,
             }),
@@ -96,9 +133,9 @@ impl Dispatcher {
         let mut r = shared.lock();
         let target = match &msg {
             ToGame::ClientConnected { client } => {
-                let g = r.directory.place(Placement::Anywhere);
-                r.clients.insert(*client, g);
-                Some(g)
+                let game = r.directory.place(Placement::Anywhere);
+                r.clients.insert(*client, Seat { game, entity: None });
+                Some(game)
             }
             ToGame::ClientCall { client, entity, .. } => {
                 let fallback = r.client_game(*client);
@@ -110,9 +147,16 @@ impl Dispatcher {
                     Route::Absent(m) => shared.send(fallback, m),
                 };
             }
-            ToGame::ClientMove { client, .. } => r.clients.get(client).copied(),
-            ToGame::ClientDisconnected { client } => r.clients.remove(client),
-            ToGame::Shutdown => None,
+            ToGame::ClientMove { client, .. } => r.clients.get(client).map(|s| s.game),
+            ToGame::ClientDisconnected { client } => {
+                let seat = r.clients.remove(client);
+                if let Some(e) = seat.and_then(|s| s.entity) {
+                    r.bound.remove(&e);
+                }
+                seat.map(|s| s.game)
+            }
+            // Games send these, through their `GameRoutes`.
+            _ => None,
         };
         match target {
             Some(g) => shared.send(g, msg),
@@ -172,17 +216,19 @@ impl Answers {
         let mut r = shared.lock();
         let first = GameId(0);
         let _ = match msg {
-            GameInput::Continuation { entity, .. } => match r.directory.route(entity, msg) {
-                Route::Deliver(g, m) => shared.send(g, m),
-                Route::Held => Ok(()),
-                Route::Absent(m) => shared.send(first, m),
-            },
             // The game that asked is the one it is arriving on.
             GameInput::Loaded { id, .. } => {
                 let g = r.directory.game_of(id).unwrap_or(first);
                 shared.send(g, msg)
             }
-            other => shared.send(first, other),
+            msg => match msg.entity() {
+                Some(entity) => match r.directory.route(entity, msg) {
+                    Route::Deliver(g, m) => shared.send(g, m),
+                    Route::Held => Ok(()),
+                    Route::Absent(m) => shared.send(first, m),
+                },
+                None => shared.send(first, msg),
+            },
         };
     }
 }
@@ -205,12 +251,12 @@ impl Routing {
             ToGame::ClientMove { client, .. } | ToGame::ClientDisconnected { client } => {
                 self.client_game(*client)
             }
-            ToGame::Shutdown => GameId(0),
+            _ => GameId(0),
         }
     }
 
     fn client_game(&self, client: ClientId) -> GameId {
-        self.clients.get(&client).copied().unwrap_or(GameId(0))
+        self.clients.get(&client).map_or(GameId(0), |s| s.game)
     }
 }
 
@@ -223,11 +269,19 @@ pub struct GameRoutes {
 }
 
 impl GameRoutes {
-    /// The game made `id`: it lives here.
-    pub fn created(&self, id: EntityId) {
+    /// The game this view speaks for.
+    pub fn game(&self) -> GameId {
+        self.game
+    }
+
+    /// The game made `id`, of type `ty`: it lives here.
+    pub fn created(&self, id: EntityId, ty: u32) {
         let mut r = self.shared.lock();
-        if let Err(e) = r.directory.created(id, self.game) {
-            tracing::error!(entity = id, "dispatcher: {e}");
+        match r.directory.created(id, self.game) {
+            Ok(()) => {
+                r.types.insert(id, ty);
+            }
+            Err(e) => tracing::error!(entity = id, "dispatcher: {e}"),
         }
     }
 
@@ -238,20 +292,160 @@ impl GameRoutes {
         self.shared.lock().directory.arriving(id, self.game).is_ok()
     }
 
-    /// `id` is in: what waited for it, oldest first, for the game to queue
-    /// before anything newer.
-    pub fn arrived(&self, id: EntityId) -> VecDeque<GameInput> {
+    /// `id`, of type `ty`, is in: what waited for it, oldest first, for the
+    /// game to queue before anything newer.
+    pub fn arrived(&self, id: EntityId, ty: u32) -> VecDeque<GameInput> {
         let mut r = self.shared.lock();
-        r.directory.arrived(id, self.game).unwrap_or_else(|e| {
-            tracing::error!(entity = id, "dispatcher: {e}");
-            VecDeque::new()
-        })
+        match r.directory.arrived(id, self.game) {
+            Ok(held) => {
+                r.types.insert(id, ty);
+                held
+            }
+            Err(e) => {
+                tracing::error!(entity = id, "dispatcher: {e}");
+                VecDeque::new()
+            }
+        }
     }
 
     /// `id` is gone from the game (destroyed, unloaded, a load that
     /// failed): what waited for it, for the game to answer or drop.
     pub fn gone(&self, id: EntityId) -> VecDeque<GameInput> {
-        self.shared.lock().directory.gone(id)
+        let mut r = self.shared.lock();
+        r.types.remove(&id);
+        r.directory.gone(id)
+    }
+
+    /// The type (registry index) of `id`, wherever it lives or arrives.
+    pub fn type_of(&self, id: EntityId) -> Option<u32> {
+        self.shared.lock().types.get(&id).copied()
+    }
+
+    /// Whether `id` is live on, or on its way to, some game.
+    pub fn exists(&self, id: EntityId) -> bool {
+        self.shared.lock().directory.game_of(id).is_some()
+    }
+
+    /// Sends `msg` to the game of the entity it is for (it waits there if
+    /// the entity is on its way). An entity on no game gives `msg` back.
+    pub fn send(&self, msg: GameInput) -> Result<(), GameInput> {
+        let Some(entity) = msg.entity() else {
+            return Err(msg);
+        };
+        let shared = &self.shared;
+        let mut r = shared.lock();
+        if let GameInput::Wire(ToGame::TakeClient { client, .. }) = &msg {
+            // A client handed on follows its entity; one that left
+            // meanwhile is handed to nothing.
+            let Some(game) = r.directory.game_of(entity) else {
+                return Err(msg);
+            };
+            if !r.clients.contains_key(client) {
+                return Ok(());
+            }
+            let seat = Seat {
+                game,
+                entity: Some(entity),
+            };
+            r.seat(*client, seat);
+        }
+        match r.directory.route(entity, msg) {
+            Route::Deliver(g, m) => {
+                // A game that stopped is shutting down with the rest.
+                let _ = shared.send(g, m);
+                Ok(())
+            }
+            Route::Held => Ok(()),
+            Route::Absent(m) => Err(m),
+        }
+    }
+
+    /// The game that runs `id` (or will, once it has arrived there).
+    pub fn game_of(&self, id: EntityId) -> Option<GameId> {
+        self.shared.lock().directory.game_of(id)
+    }
+
+    /// Starts moving `id` from this game to `to`: messages for it are held
+    /// from now on, and this game gets a `Depart` marker behind everything
+    /// already routed to it.
+    pub fn begin_migration(
+        &self,
+        id: EntityId,
+        to: GameId,
+        then: Option<wyrm_wire::Arrival>,
+    ) -> Result<(), String> {
+        let shared = &self.shared;
+        let mut r = shared.lock();
+        let from = r
+            .directory
+            .begin_migration(id, to)
+            .map_err(|e| e.to_string())?;
+        let held_at_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let marker = ToGame::Depart {
+            entity: id,
+            to,
+            then,
+            held_at_us,
+        };
+        let _ = shared.send(from, GameInput::Wire(marker));
+        Ok(())
+    }
+
+    /// `id` could not move (it could not be exported or taken in): it is
+    /// live on this game again, and what was held for it comes back, as
+    /// from [`arrived`](Self::arrived).
+    pub fn migration_failed(&self, id: EntityId) -> VecDeque<GameInput> {
+        match self.shared.lock().directory.migration_failed(id) {
+            Ok((_, held)) => held,
+            Err(e) => {
+                tracing::error!(entity = id, "dispatcher: {e}");
+                VecDeque::new()
+            }
+        }
+    }
+
+    /// Sends `msg` (a migrating entity) straight to game `to`, moving its
+    /// client there too, so the client's moves and its end arrive after
+    /// the entity.
+    pub fn ship(&self, to: GameId, client: Option<ClientId>, msg: GameInput) {
+        let shared = &self.shared;
+        let mut r = shared.lock();
+        if let Some(client) = client {
+            if let Some(&seat) = r.clients.get(&client) {
+                r.seat(client, Seat { game: to, ..seat });
+            }
+        }
+        let _ = shared.send(to, msg);
+    }
+
+    /// `client` is bound to `entity` (or to none) on this game.
+    pub fn bound(&self, client: ClientId, entity: Option<EntityId>) {
+        let seat = Seat {
+            game: self.game,
+            entity,
+        };
+        self.shared.lock().seat(client, seat);
+    }
+
+    /// Takes the client bound to `from` (on another game) for `to`, on
+    /// this game: the client's messages come here from now on. `None` if
+    /// `from` has no client (any more).
+    pub fn claim_client(&self, from: EntityId, to: EntityId) -> Option<ClientId> {
+        let mut r = self.shared.lock();
+        let client = *r.bound.get(&from)?;
+        let seat = Seat {
+            game: self.game,
+            entity: Some(to),
+        };
+        r.seat(client, seat);
+        Some(client)
+    }
+
+    /// The entity `client` is bound to, on whichever game.
+    pub fn client_entity(&self, client: ClientId) -> Option<EntityId> {
+        self.shared.lock().clients.get(&client)?.entity
     }
 
     /// `id` is service `name`; false if another entity is.
@@ -321,11 +515,11 @@ mod tests {
         d.to_game(ToGame::ClientConnected { client: a })
             .await
             .unwrap();
-        d.for_game(GameId(0)).created(100);
+        d.for_game(GameId(0)).created(100, 0);
         d.to_game(ToGame::ClientConnected { client: b })
             .await
             .unwrap();
-        d.for_game(GameId(1)).created(200);
+        d.for_game(GameId(1)).created(200, 0);
         assert!(matches!(
             next(&inboxes[0]),
             Some(GameInput::Wire(ToGame::ClientConnected { client })) if client == a
@@ -371,20 +565,16 @@ mod tests {
         assert!(routes.arriving(7));
         assert!(!routes.arriving(7), "one load at a time");
         d.to_game(call(client, 7, 1)).await.unwrap();
-        d.answers().deliver(GameInput::Continuation {
-            entity: 7,
-            method: "on_saved".into(),
-            args: Vec::new(),
-            charge: None,
-        });
+        d.answers()
+            .deliver(GameInput::host_call(7, "on_saved".into(), Vec::new(), None));
         d.to_game(call(client, 7, 2)).await.unwrap();
         assert!(next(&inboxes[0]).is_none(), "held while it loads");
-        let held = routes.arrived(7);
+        let held = routes.arrived(7, 0);
         let order: Vec<String> = held
             .iter()
             .map(|m| match m {
                 GameInput::Wire(ToGame::ClientCall { req_id, .. }) => format!("call {req_id}"),
-                GameInput::Continuation { method, .. } => method.clone(),
+                GameInput::Call { call, .. } => call.method.clone(),
                 other => format!("{other:?}"),
             })
             .collect();
@@ -409,5 +599,51 @@ mod tests {
         assert!(next(&inbox_end).is_some());
         waiting.await.unwrap().unwrap();
         assert!(next(&inbox_end).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_client_taken_by_another_game_moves_with_its_messages() {
+        let (d, inboxes) = games(2);
+        let client = ClientId::new(GateId(0), 1);
+        d.to_game(ToGame::ClientConnected { client }).await.unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        let (g0, g1) = (d.for_game(GameId(0)), d.for_game(GameId(1)));
+        g0.created(100, 0);
+        g0.bound(client, Some(100));
+        g1.created(200, 0);
+        assert_eq!(g1.client_entity(client), Some(100));
+        assert_eq!(g1.claim_client(100, 200), Some(client));
+        assert_eq!(g1.claim_client(100, 200), None, "taken once");
+        let step = ToGame::ClientMove {
+            client,
+            pos: Position::default(),
+            yaw: 0.0,
+        };
+        d.to_game(step.clone()).await.unwrap();
+        assert!(matches!(
+            next(&inboxes[1]),
+            Some(GameInput::Wire(ToGame::ClientMove { .. }))
+        ));
+        // Handed back through a message: the seat follows the message.
+        let take = GameInput::Wire(ToGame::TakeClient {
+            client,
+            entity: 100,
+        });
+        assert!(g1.send(take).is_ok());
+        assert!(next(&inboxes[0]).is_some());
+        d.to_game(step).await.unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        // A client that left is handed to nothing.
+        d.to_game(ToGame::ClientDisconnected { client })
+            .await
+            .unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        assert_eq!(g0.claim_client(100, 200), None);
+        let take = GameInput::Wire(ToGame::TakeClient {
+            client,
+            entity: 200,
+        });
+        assert!(g0.send(take).is_ok());
+        assert!(next(&inboxes[1]).is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! `wyrm serve`: one gate, one dispatcher and one game in one process.
+//! `wyrm serve`: one gate, one dispatcher and `[game] workers` games in one
+//! process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
-use crate::game::{self, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World};
+use crate::game::{
+    self, Ballot, Decision, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World,
+};
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
 use crate::msg::{GameInput, ToGame};
 use crate::net;
@@ -34,17 +37,18 @@ pub struct Server {
     pub kcp: Option<SocketAddr>,
     /// Where the admin endpoint listens, if enabled.
     pub admin: Option<SocketAddr>,
-    /// Into the game from inside the server (swaps).
-    internal_tx: game::InternalSender,
+    /// Into each game from inside the server (swaps), by `GameId`.
+    internal_tx: Arc<[game::InternalSender]>,
     dispatcher: Dispatcher,
-    game_thread: Option<std::thread::JoinHandle<()>>,
+    game_threads: Vec<std::thread::JoinHandle<()>>,
     /// Storage and stats threads; they end once the game has.
     storage_threads: Vec<std::thread::JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
-    tick_times: Arc<game::TickTimes>,
-    counters: Arc<game::GameCounters>,
+    tick_times: Vec<Arc<game::RecentTimes>>,
+    migration_pauses: Vec<Arc<game::RecentTimes>>,
+    counters: Vec<Arc<game::GameCounters>>,
     admission: net::Admission,
 }
 
@@ -52,7 +56,7 @@ pub struct Server {
 /// that can swap plugins.
 #[derive(Clone)]
 pub struct Swapper {
-    game_tx: game::InternalSender,
+    games: Arc<[game::InternalSender]>,
     runtime: Arc<PluginRuntime>,
     plugin_names: Arc<[String]>,
 }
@@ -70,54 +74,86 @@ impl Swapper {
             );
             return SwapReport::refused(plugin, "", "", dry_run, reason);
         }
-        let (runtime, name) = (self.runtime.clone(), plugin.to_owned());
+        let refused = |reason: String| SwapReport::refused(plugin, "", "", dry_run, reason);
+        let (runtime, name, n) = (self.runtime.clone(), plugin.to_owned(), self.games.len());
+        // An instance for every game.
         let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let code = runtime.load_bytes::<World>(&name, &wasm)?;
-            let instance = code.instantiate()?;
-            Ok((code, instance))
+            let instances = (0..n)
+                .map(|_| code.instantiate())
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((code, instances))
         })
         .await;
-        let (code, instance) = match prepared {
+        let (code, instances) = match prepared {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                return SwapReport::refused(
-                    plugin,
-                    "",
-                    "",
-                    dry_run,
-                    format!("the new component does not load: {e:#}"),
-                )
-            }
-            Err(e) => {
-                return SwapReport::refused(
-                    plugin,
-                    "",
-                    "",
-                    dry_run,
-                    format!("loading the new component failed: {e}"),
-                )
-            }
+            Ok(Err(e)) => return refused(format!("the new component does not load: {e:#}")),
+            Err(e) => return refused(format!("loading the new component failed: {e}")),
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let req = SwapRequest {
-            plugin: plugin.to_owned(),
-            code,
-            instance,
-            dry_run,
-            reply,
-        };
-        if self.game_tx.send(GameInput::Swap(Box::new(req))).is_err() {
-            return SwapReport::refused(plugin, "", "", dry_run, "the game has stopped".into());
-        }
-        answer.await.unwrap_or_else(|_| {
-            SwapReport::refused(
-                plugin,
-                "",
-                "",
+        let (votes_tx, mut votes) = tokio::sync::mpsc::unbounded_channel();
+        let mut decisions = Vec::new();
+        let mut reports = Vec::new();
+        for ((game, instance), inbox) in instances.into_iter().enumerate().zip(self.games.iter()) {
+            let (decide, decision) = crossbeam_channel::bounded(1);
+            let (reply, report) = tokio::sync::oneshot::channel();
+            let req = SwapRequest {
+                plugin: plugin.to_owned(),
+                code: code.clone(),
+                instance,
                 dry_run,
-                "the game stopped during the swap".into(),
-            )
-        })
+                reply,
+                vote: Ballot {
+                    game,
+                    votes: votes_tx.clone(),
+                },
+                decision,
+            };
+            decisions.push(decide);
+            reports.push(report);
+            if inbox.send(GameInput::Swap(Box::new(req))).is_err() {
+                for d in &decisions {
+                    let _ = d.try_send(Decision::Abort("a game has stopped".into()));
+                }
+                return refused("the game has stopped".into());
+            }
+        }
+        drop(votes_tx);
+        // Every game votes once it has copied everything (and waits,
+        // paused); one that cannot says why at once.
+        let mut ready = 0;
+        let mut refusal = None;
+        while ready < n {
+            match votes.recv().await {
+                Some((_, Ok(()))) => ready += 1,
+                Some((game, Err(reason))) => {
+                    refusal = Some(if n > 1 {
+                        format!("game {game}: {reason}")
+                    } else {
+                        reason
+                    });
+                    break;
+                }
+                None => {
+                    refusal = Some("a game stopped during the swap".into());
+                    break;
+                }
+            }
+        }
+        let decision = match &refusal {
+            None => Decision::Commit,
+            Some(reason) => Decision::Abort(reason.clone()),
+        };
+        for d in &decisions {
+            let _ = d.try_send(decision.clone());
+        }
+        let mut done = Vec::new();
+        for r in reports {
+            match r.await {
+                Ok(report) => done.push(report),
+                Err(_) => return refused("a game stopped during the swap".into()),
+            }
+        }
+        SwapReport::combine(done, refusal)
     }
 }
 
@@ -131,17 +167,25 @@ impl Server {
         };
         let runtime = Arc::new(PluginRuntime::new(cfg.cache_dir(), limits)?);
 
-        let (inbox, inbox_tx, internal_tx) = game::inbox(GAME_INBOX);
-        let dispatcher = Dispatcher::new(vec![(inbox_tx, internal_tx.clone())]);
+        let workers = cfg.workers();
+        let mut inboxes = Vec::new();
+        let mut ends = Vec::new();
+        for _ in 0..workers {
+            let (inbox, connections, internal) = game::inbox(GAME_INBOX);
+            inboxes.push(inbox);
+            ends.push((connections, internal));
+        }
+        let internal_tx: Vec<game::InternalSender> = ends.iter().map(|e| e.1.clone()).collect();
+        let dispatcher = Dispatcher::new(ends);
         let (gate_tx, gate_rx) = flume::bounded(GATE_INBOX);
         let (registrations_tx, registrations) = flume::bounded(GATE_REGISTRATIONS);
 
         // Opening databases and building, compiling and loading plugins is
-        // slow, blocking work.
-        let (game, storage_threads) = {
-            let (runtime, cfg) = (runtime.clone(), cfg.clone());
-            let (answers, routes) = (dispatcher.answers(), dispatcher.for_game(GameId(0)));
+        // slow, blocking work; so is bringing up each game's instances.
+        let (games, storage_threads) = {
+            let (runtime, cfg, dispatcher) = (runtime.clone(), cfg.clone(), dispatcher.clone());
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let answers = dispatcher.answers();
                 let storage_answers = answers.clone();
                 let opened = wyrm_storage::open(
                     &cfg.database_path(),
@@ -152,33 +196,50 @@ impl Server {
                 )?;
                 let (stats, stats_thread) = game::StatsSink::open(&cfg.stats_path())?;
                 let plugins = game::load_plugins(&runtime, &cfg)?;
-                let storage = GameStorage {
-                    ids: game::EntityIds::new(
-                        opened.next_id,
-                        opened.reserved,
-                        opened.store.clone(),
-                    ),
-                    store: opened.store,
-                    stats,
-                    services: opened.services,
-                    save_every: Duration::from_millis(cfg.storage.save_interval_ms),
-                };
-                let channels = GameChannels {
-                    inbox,
-                    routes,
-                    answers,
-                    gate: gate_tx,
-                };
+                let hashers = std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(4);
+                let passwords = game::PasswordPool::start(hashers, answers)
+                    .context("cannot start password threads")?;
+                let ids =
+                    game::EntityIds::new(opened.next_id, opened.reserved, opened.store.clone());
                 let limits = game::GuestLimits::from_config(&cfg);
-                let game = Game::new(plugins, &cfg.game, limits, channels, storage)?;
-                Ok((game, [opened.thread, stats_thread]))
+                let mut services = Some(opened.services);
+                let mut games = Vec::new();
+                for (i, inbox) in inboxes.into_iter().enumerate() {
+                    let id = GameId(i as u16);
+                    let storage = GameStorage {
+                        ids: ids.clone(),
+                        store: opened.store.clone(),
+                        stats: stats.clone(),
+                        // Services run on the first game.
+                        services: services.take().unwrap_or_default(),
+                        save_every: Duration::from_millis(cfg.storage.save_interval_ms),
+                    };
+                    let channels = GameChannels {
+                        inbox,
+                        routes: dispatcher.for_game(id),
+                        passwords: passwords.clone(),
+                        gate: gate_tx.clone(),
+                    };
+                    let game = Game::new(plugins.clone(), &cfg.game, limits, channels, storage)
+                        .with_context(|| format!("starting game {i}"))?;
+                    games.push(game);
+                }
+                Ok((games, [opened.thread, stats_thread]))
             })
             .await
             .context("starting the game panicked")??
         };
-        let tick_times = game.tick_times();
-        let counters = game.counters();
-        let game_thread = game::spawn(game).context("cannot start the game thread")?;
+        let tick_times: Vec<_> = games.iter().map(Game::tick_times).collect();
+        let migration_pauses: Vec<_> = games.iter().map(Game::migration_pauses).collect();
+        let counters: Vec<_> = games.iter().map(Game::counters).collect();
+        let mut game_threads = Vec::new();
+        for (i, game) in games.into_iter().enumerate() {
+            let thread =
+                game::spawn(game, GameId(i as u16)).context("cannot start a game thread")?;
+            game_threads.push(thread);
+        }
 
         // The first task routes the games' output; the ones added below
         // listen.
@@ -203,14 +264,15 @@ impl Server {
             tcp: None,
             kcp: None,
             admin: None,
-            internal_tx,
+            internal_tx: internal_tx.into(),
             dispatcher,
-            game_thread: Some(game_thread),
+            game_threads,
             storage_threads: storage_threads.into(),
             tasks: Vec::new(),
             runtime,
             plugin_names: cfg.plugins.iter().map(|p| p.name.clone()).collect(),
             tick_times,
+            migration_pauses,
             counters,
             admission: admission.clone(),
         };
@@ -344,20 +406,35 @@ impl Server {
         self.admission.open()
     }
 
-    /// Checkpoints taken and faulted plugins revived so far.
-    pub fn game_counters(&self) -> &game::GameCounters {
-        &self.counters
+    /// Checkpoints taken and faulted plugins revived so far, by every game.
+    pub fn game_counters(&self) -> game::GameCounters {
+        game::GameCounters::sum(self.counters.iter().map(|c| &**c))
     }
 
-    /// How long the game's recent space ticks took.
+    /// How long the recent space ticks of every game took (each game's,
+    /// oldest first, one game after another).
     pub fn tick_times(&self) -> Vec<Duration> {
-        self.tick_times.recent()
+        self.tick_times.iter().flat_map(|t| t.recent()).collect()
+    }
+
+    /// How long the entities that recently moved between games had their
+    /// messages held (from the hold to their arrival), every game's.
+    pub fn migration_pauses(&self) -> Vec<Duration> {
+        self.migration_pauses
+            .iter()
+            .flat_map(|t| t.recent())
+            .collect()
+    }
+
+    /// The game (worker) that runs entity `id`, if any does.
+    pub fn game_of(&self, id: wyrm_wire::EntityId) -> Option<u16> {
+        self.dispatcher.game_of(id).map(|g| g.0)
     }
 
     /// A handle that swaps this server's plugins.
     pub fn swapper(&self) -> Swapper {
         Swapper {
-            game_tx: self.internal_tx.clone(),
+            games: self.internal_tx.clone(),
             runtime: self.runtime.clone(),
             plugin_names: self.plugin_names.clone(),
         }
@@ -375,10 +452,10 @@ impl Server {
         if self.dispatcher.to_game(ToGame::Shutdown).await.is_err() {
             tracing::debug!("the game had already stopped");
         }
-        let game = self.game_thread.take();
+        let games = std::mem::take(&mut self.game_threads);
         let storage = std::mem::take(&mut self.storage_threads);
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(t) = game {
+            for t in games {
                 let _ = t.join();
             }
             for t in storage {

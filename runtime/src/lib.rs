@@ -199,6 +199,22 @@ pub struct PluginCode<W: 'static> {
     log_budget: Arc<crate::logs::LogBudget>,
 }
 
+/// Another handle to the same compiled code (what one game worker
+/// instantiates its own instances from): cheap, nothing is compiled again,
+/// and the log allowance stays shared.
+impl<W: 'static> Clone for PluginCode<W> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            pre: self.pre.clone(),
+            engine: self.engine.clone(),
+            limits: self.limits,
+            slot: self.slot,
+            log_budget: self.log_budget.clone(),
+        }
+    }
+}
+
 impl<W: GameHost> PluginCode<W> {
     /// The name the server gave the plugin.
     pub fn name(&self) -> &str {

@@ -131,6 +131,18 @@ pub async fn expect<T: serde::de::DeserializeOwned>(c: &mut Client, method: &str
     }
 }
 
+/// The games each test server runs: `WYRM_TEST_WORKERS`, or 1. CI runs the
+/// suites that must pass with any number again with 2.
+pub fn workers() -> usize {
+    match std::env::var("WYRM_TEST_WORKERS") {
+        Ok(n) => match n.parse() {
+            Ok(n) => n,
+            Err(_) => panic!("WYRM_TEST_WORKERS={n:?} is not a number"),
+        },
+        Err(_) => 1,
+    }
+}
+
 /// A server running in this process on loopback ports.
 pub struct TestServer {
     /// The running server.
@@ -180,6 +192,7 @@ impl TestServer {
                 services: services.iter().map(|s| s.to_string()).collect(),
                 checkpoint_interval_ms: 5000,
                 space_tick_hz: 20,
+                workers: Some(workers()),
                 ..GameConfig::new(boot_entity)
             },
             admin: AdminConfig::default(),

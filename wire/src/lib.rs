@@ -20,5 +20,7 @@ mod msg;
 
 pub use codec::{decode, encode, encode_into, WireError, VERSION};
 pub use ids::{ClientId, ClientIds, EntityId, GameId, GateId};
-pub use msg::{GateBatch, PluginIndex, ToGame, ToGate};
+pub use msg::{
+    Arrival, EntityCall, GateBatch, Migrant, MigrantTimer, PluginIndex, QueuedWork, ToGame, ToGate,
+};
 pub use wyrm_protocol::Position;

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use wyrm_protocol::Position;
 
-use crate::ids::{ClientId, EntityId};
+use crate::ids::{ClientId, EntityId, GameId};
 
 /// A plugin, by its place in the server's list of plugins (`[[plugin]]` in
 /// the config, in order): every game of a deployment loads the same list.
@@ -34,8 +34,140 @@ pub enum ToGame {
         pos: Position,
         yaw: f32,
     },
+    /// A call to an entity on another game: from a plugin's code there
+    /// (checked here, where the target's type is known), or from the host
+    /// (a storage reply, a password result: `plugin` is `None`).
+    EntityCall(EntityCall),
+    /// A plugin on another game destroys its entity `entity` (it checked
+    /// the entity is its own).
+    DestroyEntity { entity: EntityId },
+    /// A plugin on another game calls `method` on the client of its entity
+    /// `entity` (if it has one).
+    CallClient {
+        entity: EntityId,
+        method: String,
+        /// MessagePack.
+        args: Vec<u8>,
+    },
+    /// Hand the client of `from` to `to`, which lives on another game or
+    /// was named by a plugin on one: `from`'s game unbinds it and sends
+    /// `TakeClient` on.
+    GiveClient { from: EntityId, to: EntityId },
+    /// Bind `client`, handed over by another game, to `entity`.
+    TakeClient { client: ClientId, entity: EntityId },
+    /// `client`, bound to `entity`, was handed to an entity on another
+    /// game (which took it already): unbind it here.
+    ReleaseClient { entity: EntityId, client: ClientId },
+    /// To the game an entity leaves, on the path every message for it
+    /// takes: everything routed to it before its messages were held is
+    /// ahead of this (see `wyrm-dispatcher`). The game sends it on to `to`.
+    Depart {
+        entity: EntityId,
+        to: GameId,
+        /// What it does once there.
+        then: Option<Arrival>,
+        /// When its messages began to be held (microseconds since the Unix
+        /// epoch): the start of its pause.
+        held_at_us: u64,
+    },
+    /// An entity arriving from another game (or coming back, refused).
+    Arrive(Box<Migrant>),
     /// Stop: serve what came before, save every persistent entity, end.
     Shutdown,
+}
+
+/// What a migrating entity does once it has arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Arrival {
+    /// Enter `space` (which lives on the game it goes to) at `pos`.
+    EnterSpace {
+        space: EntityId,
+        pos: Position,
+        yaw: f32,
+    },
+}
+
+/// An entity on its way between games: everything that is its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migrant {
+    pub id: EntityId,
+    pub type_name: String,
+    /// The game it leaves.
+    pub from: GameId,
+    /// Every attribute it has: a MessagePack map by name.
+    pub attrs: Vec<u8>,
+    /// Its private state, as its plugin's state hook exported it.
+    pub state: Vec<u8>,
+    /// The plugin version that exported `state`.
+    pub version: String,
+    pub timers: Vec<MigrantTimer>,
+    /// The client bound to it.
+    pub client: Option<ClientId>,
+    /// Its client may move it.
+    pub client_moves: bool,
+    /// A persistent attribute changed since it was last saved.
+    pub dirty: bool,
+    /// The plugin it counts against (`[limits] entities`).
+    pub counted: PluginIndex,
+    /// The plugin that created it and may still give it its client.
+    pub handoff: Option<PluginIndex>,
+    /// Work queued for it when it left, in order.
+    pub work: Vec<QueuedWork>,
+    pub then: Option<Arrival>,
+    /// Why the game it went to could not take it: it is back where it was.
+    pub bounced: Option<String>,
+    /// When its messages began to be held (microseconds since the Unix
+    /// epoch).
+    pub held_at_us: u64,
+}
+
+/// An armed timer of a migrating entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrantTimer {
+    /// Its id, which the plugin may hold to cancel it: ids are unique
+    /// across games.
+    pub id: u64,
+    /// Due this long after the entity arrives.
+    pub due_in_us: u64,
+    /// Period, for a repeating timer.
+    pub every_us: Option<u64>,
+    pub method: String,
+    /// MessagePack.
+    pub args: Vec<u8>,
+    /// Its last call travels in the entity's work.
+    pub queued: bool,
+}
+
+/// Work that waited for a migrating entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum QueuedWork {
+    Created,
+    ClientConnected,
+    ClientDisconnected,
+    Call {
+        call: EntityCall,
+        /// How the target sees its caller (the plugin's `caller-kind`:
+        /// 0 server, 1 own client, 2 another client).
+        caller_kind: u8,
+        /// The client request it answers with an error if it fails.
+        reply: Option<(ClientId, u32)>,
+        /// The timer that fired it.
+        timer: Option<u64>,
+    },
+}
+
+/// A method call on an entity, made somewhere else than where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityCall {
+    pub entity: EntityId,
+    pub method: String,
+    /// MessagePack.
+    pub args: Vec<u8>,
+    /// The calling entity, if an entity's code called.
+    pub from: Option<EntityId>,
+    /// The calling plugin, whose rights the target's game checks; `None`
+    /// for the host itself (replies, timers), which may call any method.
+    pub plugin: Option<PluginIndex>,
 }
 
 /// To a gate: what one game produced for clients in one batch of work.

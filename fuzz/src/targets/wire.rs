@@ -45,6 +45,15 @@ fn seeds() -> Vec<Vec<u8>> {
             },
             yaw: 0.5,
         },
+        ToGame::EntityCall(wyrm_wire::EntityCall {
+            entity: 9,
+            method: "hit".into(),
+            args: vec![0x90],
+            from: Some(8),
+            plugin: Some(1),
+        }),
+        ToGame::GiveClient { from: 8, to: 9 },
+        ToGame::TakeClient { client, entity: 9 },
         ToGame::Shutdown,
     ];
     let batch = GateBatch {

@@ -100,6 +100,7 @@ fn retry_pause(tries: u32) -> Duration {
 pub struct GameCounters {
     checkpoints: AtomicU64,
     revivals: AtomicU64,
+    migrations: AtomicU64,
 }
 
 impl GameCounters {
@@ -111,6 +112,30 @@ impl GameCounters {
     /// Fresh instances that took over a faulted plugin's entities.
     pub fn revivals(&self) -> u64 {
         self.revivals.load(Ordering::Relaxed)
+    }
+
+    /// Entities that arrived from another game.
+    pub fn migrations(&self) -> u64 {
+        self.migrations.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_migration(&self) {
+        self.migrations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts of several games together.
+    pub fn sum<'a>(games: impl IntoIterator<Item = &'a GameCounters>) -> GameCounters {
+        let total = GameCounters::default();
+        for g in games {
+            total
+                .checkpoints
+                .fetch_add(g.checkpoints(), Ordering::Relaxed);
+            total.revivals.fetch_add(g.revivals(), Ordering::Relaxed);
+            total
+                .migrations
+                .fetch_add(g.migrations(), Ordering::Relaxed);
+        }
+        total
     }
 }
 

@@ -12,6 +12,7 @@ mod attrs;
 mod checkpoint;
 mod entity_ids;
 mod inbox;
+mod migration;
 mod passwords;
 mod space;
 mod swap;
@@ -23,7 +24,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
@@ -33,7 +33,8 @@ use wyrm_runtime::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE}
 pub use checkpoint::GameCounters;
 pub use entity_ids::EntityIds;
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
-pub use swap::{SwapOutcome, SwapReport, SwapRequest};
+pub use passwords::PasswordPool;
+pub use swap::{Ballot, Decision, SwapOutcome, SwapReport, SwapRequest};
 pub use world::{GuestLimits, World};
 
 /// Work items run before the game looks at its inbox again, so an entity
@@ -63,8 +64,9 @@ pub struct GameChannels {
     pub inbox: Inbox,
     /// What the game tells the dispatcher about its entities.
     pub routes: crate::dispatcher::GameRoutes,
-    /// Where the threads the game starts (password hashing) answer.
-    pub answers: crate::dispatcher::Answers,
+    /// Password hashing, shared by every game (its threads answer through
+    /// the dispatcher, to whichever game runs the entity).
+    pub passwords: PasswordPool,
     /// Where its output for clients goes, a batch at a time (bounded: the
     /// game waits when the gate falls behind).
     pub gate: flume::Sender<HeldBatch>,
@@ -116,21 +118,23 @@ pub struct Game {
     space_tick: Duration,
     next_space_tick: Instant,
     last_space_tick: Instant,
-    tick_times: Arc<TickTimes>,
+    tick_times: Arc<RecentTimes>,
+    /// Pauses of the entities that migrated here.
+    migration_pauses: Arc<RecentTimes>,
     last_overrun_warning: Option<Instant>,
     /// When a checkpoint or swap last copied a chunk.
     last_chore: Instant,
 }
 
-/// How long the most recent space ticks took (logic, AOI, position sync),
-/// for monitoring and benchmarks.
+/// How long the most recent of something took (a space tick: logic, AOI,
+/// position sync; a migration's pause), for monitoring and benchmarks.
 #[derive(Debug, Default)]
-pub struct TickTimes(Mutex<VecDeque<Duration>>);
+pub struct RecentTimes(Mutex<VecDeque<Duration>>);
 
-impl TickTimes {
+impl RecentTimes {
     const KEEP: usize = 1024;
 
-    fn record(&self, d: Duration) {
+    pub(super) fn record(&self, d: Duration) {
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() == Self::KEEP {
             q.pop_front();
@@ -180,7 +184,7 @@ impl Game {
         let GameChannels {
             inbox,
             routes,
-            answers,
+            passwords,
             gate,
         } = channels;
         let mut types = types::TypeRegistry::default();
@@ -205,11 +209,6 @@ impl Game {
                 cfg.boot_entity
             );
         }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4);
-        let passwords = passwords::PasswordPool::start(workers, answers)
-            .context("cannot start password threads")?;
         let GameStorage {
             store,
             stats,
@@ -219,9 +218,12 @@ impl Game {
         } = storage;
         let persistence = world::Persistence::new(store, stats);
         let spaces = space::Spaces::new(cfg.position_resolution()?, cfg.space_resolutions()?);
+        // The first game runs the services; the others find them through
+        // the dispatcher.
+        let first = routes.game() == wyrm_wire::GameId(0);
         let mut world = World::new(types, spaces, passwords, persistence, routes, ids, limits);
         world.set_plugins(slots.iter().map(|s| s.code.name().to_owned()).collect());
-        for s in &cfg.services {
+        for s in cfg.services.iter().filter(|_| first) {
             world
                 .start_service(s, services.remove(s))
                 .map_err(|e| anyhow::anyhow!("[game] service {s:?}: {e}"))?;
@@ -246,6 +248,7 @@ impl Game {
             next_space_tick: Instant::now(),
             last_space_tick: Instant::now(),
             tick_times: Arc::default(),
+            migration_pauses: Arc::default(),
             last_overrun_warning: None,
             last_chore: Instant::now(),
         };
@@ -351,17 +354,19 @@ impl Game {
 
     /// Hands what this round of work produced for clients to the gate, in
     /// one batch; `tick` asks the gate to write every client.
+    /// Then sends on what it addressed to other games: what they do in
+    /// answer reaches clients after it.
     fn send_output(&mut self, tick: bool) {
         let (ops, held) = self.world().take_output();
-        if ops.is_empty() && !tick {
-            return;
+        if !ops.is_empty() || tick {
+            // The gate outlives the game except at shutdown, when output
+            // no longer matters.
+            let _ = self.gate.send(HeldBatch {
+                batch: GateBatch { ops, tick },
+                held,
+            });
         }
-        // The gate outlives the game except at shutdown, when output no
-        // longer matters.
-        let _ = self.gate.send(HeldBatch {
-            batch: GateBatch { ops, tick },
-            held,
-        });
+        self.world().send_outbox();
     }
 
     /// Counts of checkpoints and revivals.
@@ -370,8 +375,13 @@ impl Game {
     }
 
     /// Where this game records its tick durations.
-    pub fn tick_times(&self) -> Arc<TickTimes> {
+    pub fn tick_times(&self) -> Arc<RecentTimes> {
         self.tick_times.clone()
+    }
+
+    /// Where this game records the pauses of entities that migrated to it.
+    pub fn migration_pauses(&self) -> Arc<RecentTimes> {
+        self.migration_pauses.clone()
     }
 
     fn world_ref(&self) -> &World {
@@ -392,9 +402,8 @@ impl Game {
     fn handle(&mut self, msg: GameInput) {
         match msg {
             GameInput::Wire(msg) => self.handle_wire(msg),
-            msg @ GameInput::Continuation { .. } => self.world().take_routed([msg].into()),
-            GameInput::Loaded { id, result } => self.world().finish_load(id, *result),
             GameInput::Swap(req) => self.swap(*req),
+            routed => self.world().take(routed),
         }
     }
 
@@ -408,17 +417,16 @@ impl Game {
             }
             ToGame::ClientDisconnected { client } => self.world().disconnect_client(client),
             ToGame::ClientMove { client, pos, yaw } => self.world().client_move(client, pos, yaw),
-            ToGame::ClientCall {
-                client,
-                req_id,
+            ToGame::Depart {
                 entity,
-                method,
-                args,
-            } => self
-                .world()
-                .client_call(client, req_id, entity, method, args),
+                to,
+                then,
+                held_at_us,
+            } => self.depart(entity, to, then, held_at_us),
+            ToGame::Arrive(m) => self.arrive(*m),
             // Taken by `run` before it gets here.
             ToGame::Shutdown => {}
+            routed => self.world().take(GameInput::from(routed)),
         }
     }
 
@@ -490,13 +498,10 @@ impl Game {
 
     fn run_one(&mut self, work: world::Work) {
         use world::Work;
-        let (id, reply) = match &work {
-            Work::Created(id)
-            | Work::Destroy(id)
-            | Work::ClientConnected(id)
-            | Work::ClientDisconnected(id)
-            | Work::Tick { space: id, .. } => (*id, None),
-            Work::Call(c) => (c.entity, c.reply),
+        let id = work.entity();
+        let reply = match &work {
+            Work::Call(c) => c.reply,
+            _ => None,
         };
         let target = match &work {
             Work::Destroy(id) => self.world().remove_entity(*id),
@@ -592,10 +597,10 @@ impl Game {
     }
 }
 
-/// Starts `game` on its own thread.
-pub fn spawn(game: Game) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Starts `game` on its own thread, named after its id.
+pub fn spawn(game: Game, id: wyrm_wire::GameId) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("wyrm-game".into())
+        .name(format!("wyrm-game-{}", id.0))
         .spawn(move || game.run())
 }
 

@@ -27,7 +27,8 @@ enum Job {
     Verify(String, String, Continuation),
 }
 
-/// A small pool of hashing threads.
+/// A small pool of hashing threads, shared by every game of the process.
+#[derive(Clone)]
 pub struct PasswordPool {
     jobs: crossbeam_channel::Sender<Job>,
     answers: crate::dispatcher::Answers,
@@ -51,12 +52,7 @@ impl PasswordPool {
                 .spawn(move || {
                     for job in rx {
                         let (args, cont) = run(job);
-                        let msg = GameInput::Continuation {
-                            entity: cont.entity,
-                            method: cont.method,
-                            args,
-                            charge: cont.charge,
-                        };
+                        let msg = GameInput::host_call(cont.entity, cont.method, args, cont.charge);
                         answers.deliver(msg);
                     }
                 })?;
@@ -88,12 +84,12 @@ impl PasswordPool {
             self.jobs.capacity().unwrap_or(0)
         );
         let (args, cont) = refuse(job);
-        self.answers.deliver(GameInput::Continuation {
-            entity: cont.entity,
-            method: cont.method,
+        self.answers.deliver(GameInput::host_call(
+            cont.entity,
+            cont.method,
             args,
-            charge: cont.charge,
-        });
+            cont.charge,
+        ));
     }
 }
 

@@ -8,6 +8,14 @@
 //! switches; if any step traps, runs out of time or returns an error, the
 //! running instance stays and the swap is refused with the reason.
 //! Host-owned state — attributes, clients, timers — never moves.
+//!
+//! With several games, every game copies its own entities to an instance
+//! of its own, and the switch is all or nothing: a game whose copy is done
+//! votes and waits, paused, for the decision; the [`Swapper`] that asked
+//! tells every game to switch once all have voted yes, and to drop the new
+//! version as soon as one says no.
+//!
+//! [`Swapper`]: crate::server::Swapper
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -31,7 +39,38 @@ pub struct SwapRequest {
     pub dry_run: bool,
     /// Where the report goes.
     pub reply: tokio::sync::oneshot::Sender<SwapReport>,
+    /// Where this game says whether it can switch.
+    pub vote: Ballot,
+    /// Whether to switch, once every game has voted.
+    pub decision: crossbeam_channel::Receiver<Decision>,
 }
+
+/// A game's vote in a swap: ready to switch, or why it cannot.
+#[derive(Debug, Clone)]
+pub struct Ballot {
+    /// The voting game, for the coordinator's messages.
+    pub game: usize,
+    pub votes: tokio::sync::mpsc::UnboundedSender<(usize, Result<(), String>)>,
+}
+
+impl Ballot {
+    fn cast(&self, vote: Result<(), String>) {
+        // The coordinator gone is a decision too: see `await_decision`.
+        let _ = self.votes.send((self.game, vote));
+    }
+}
+
+/// What every game does once all have voted.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Every game is ready: switch.
+    Commit,
+    /// A game refused (why): keep the running version.
+    Abort(String),
+}
+
+/// Longest a game waits, paused, for the decision after it voted to switch.
+const DECISION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for SwapRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +139,30 @@ impl SwapReport {
         }
     }
 
+    /// One report for a swap every game made: the running version, entities
+    /// and bytes of all, the longest pause and copy; refused, with
+    /// `refusal`, if any game refused.
+    pub fn combine(reports: Vec<SwapReport>, refusal: Option<String>) -> SwapReport {
+        let mut it = reports.into_iter();
+        let Some(mut total) = it.next() else {
+            let reason = refusal.unwrap_or_else(|| "no game to swap on".into());
+            return SwapReport::refused("", "", "", false, reason);
+        };
+        for r in it {
+            total.entities += r.entities;
+            total.bytes += r.bytes;
+            total.pause_us = total.pause_us.max(r.pause_us);
+            total.copy_us = total.copy_us.max(r.copy_us);
+            if !r.succeeded() && total.succeeded() {
+                total.outcome = r.outcome;
+            }
+        }
+        if let Some(reason) = refusal {
+            total.outcome = SwapOutcome::Refused { reason };
+        }
+        total
+    }
+
     /// Whether the swap (or dry run) succeeded.
     pub fn succeeded(&self) -> bool {
         !matches!(self.outcome, SwapOutcome::Refused { .. })
@@ -137,6 +200,21 @@ fn answer(reply: tokio::sync::oneshot::Sender<SwapReport>, report: SwapReport) {
     let _ = reply.send(report);
 }
 
+/// Waits, paused, for every game's vote to be counted.
+fn await_decision(decision: &crossbeam_channel::Receiver<Decision>) -> Result<(), String> {
+    match decision.recv_timeout(DECISION_WAIT) {
+        Ok(Decision::Commit) => Ok(()),
+        Ok(Decision::Abort(reason)) => Err(reason),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(format!(
+            "the other games did not all vote within {} s",
+            DECISION_WAIT.as_secs()
+        )),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err("whoever asked for the swap is gone".into())
+        }
+    }
+}
+
 /// A swap in progress. The game copies private state to the new instance a
 /// chunk at a time between messages, noting every entity the running version
 /// touches meanwhile; the final step copies those again and switches. So the
@@ -160,6 +238,8 @@ pub(super) struct ActiveSwap {
     started: Instant,
     dry_run: bool,
     reply: tokio::sync::oneshot::Sender<SwapReport>,
+    vote: Ballot,
+    decision: crossbeam_channel::Receiver<Decision>,
 }
 
 impl ActiveSwap {
@@ -184,10 +264,14 @@ impl Game {
             instance: mut fresh,
             dry_run,
             reply,
+            vote,
+            decision,
         } = req;
         let to = fresh.version().to_owned();
-        let refuse =
-            |from: &str, reason: String| SwapReport::refused(&name, from, &to, dry_run, reason);
+        let refuse = |from: &str, reason: String| {
+            vote.cast(Err(reason.clone()));
+            SwapReport::refused(&name, from, &to, dry_run, reason)
+        };
         let Some(p) = self.plugins.iter().position(|s| s.code.name() == name) else {
             return answer(
                 reply,
@@ -227,6 +311,8 @@ impl Game {
             started: Instant::now(),
             dry_run,
             reply,
+            vote,
+            decision,
         });
     }
 
@@ -237,6 +323,9 @@ impl Game {
         let Some(mut s) = self.swapping.take() else {
             return;
         };
+        if let Ok(Decision::Abort(reason)) = s.decision.try_recv() {
+            return self.end_swap(s, Err(reason));
+        }
         let size = self.plugins[s.plugin].chunker.size();
         let mut chunk = Vec::with_capacity(size.min(s.pending.len()));
         while chunk.len() < size {
@@ -267,6 +356,9 @@ impl Game {
             // Entities created during the copy may have changed what is in
             // use: check the new version against them once more.
             let plan = self.world().plan_swap(s.plugin, s.fresh.info())?;
+            // Every game switches, or none.
+            s.vote.cast(Ok(()));
+            await_decision(&s.decision)?;
             if !s.dry_run {
                 self.world().apply_swap(plan);
             }
@@ -369,11 +461,16 @@ impl Game {
             started,
             dry_run,
             reply,
+            vote,
             ..
         } = s;
         let to = fresh.version().to_owned();
         let report = match result {
-            Err(reason) => SwapReport::refused(&name, &from, &to, dry_run, reason),
+            Err(reason) => {
+                // A second vote (after an abort) changes nothing.
+                vote.cast(Err(reason.clone()));
+                SwapReport::refused(&name, &from, &to, dry_run, reason)
+            }
             Ok(pause) => {
                 let entities = copied.len();
                 // The copied states are the running version's latest: they

@@ -56,20 +56,53 @@ pub struct Timers {
 }
 
 impl Timers {
+    /// The timers of game `game`: their ids are unique across the games of
+    /// a process (the game's number in the top 16 bits), so a timer keeps
+    /// its id when its entity moves to another game.
+    pub fn of_game(game: u16) -> Self {
+        Self {
+            next_id: u64::from(game) << 48,
+            ..Self::default()
+        }
+    }
+
     /// Arms a timer due after `delay`; returns its id.
     pub fn arm(&mut self, delay: Duration, timer: Timer) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        self.count(timer.plugin, timer.cost(), true);
-        self.queue.push(Reverse((Instant::now() + delay, id)));
-        self.armed.insert(
-            id,
-            Armed {
-                timer,
-                queued: false,
-            },
-        );
+        self.arm_as(id, Instant::now() + delay, timer, false);
         id
+    }
+
+    /// Arms a timer that came from another game with its entity, under the
+    /// id it had there, due at `due`; `queued` if its last call travelled
+    /// with the entity's work.
+    pub fn arm_as(&mut self, id: u64, due: Instant, timer: Timer, queued: bool) {
+        self.count(timer.plugin, timer.cost(), true);
+        self.queue.push(Reverse((due, id)));
+        self.armed.insert(id, Armed { timer, queued });
+    }
+
+    /// Removes every timer of `entity`, for it to move to another game:
+    /// each with its id, when it is due and whether its last call waits.
+    pub fn take_entity(&mut self, entity: EntityId) -> Vec<(u64, Instant, Timer, bool)> {
+        let mut due: HashMap<u64, Instant> = HashMap::new();
+        for Reverse((at, id)) in &self.queue {
+            if self.armed.get(id).is_some_and(|a| a.timer.entity == entity) {
+                // A cancelled and re-used id cannot happen (ids only grow);
+                // a timer has one live heap entry.
+                due.insert(*id, *at);
+            }
+        }
+        let mut out = Vec::new();
+        for (id, at) in due {
+            let queued = self.armed.get(&id).is_some_and(|a| a.queued);
+            if let Some(t) = self.remove(id) {
+                out.push((id, at, t, queued));
+            }
+        }
+        out.sort_by_key(|(id, ..)| *id);
+        out
     }
 
     /// The bytes of plugin `plugin`'s armed timers.
@@ -271,5 +304,39 @@ mod tests {
             t.cancel(id, None);
         }
         assert!(t.queue.len() <= 1024 + 1, "{}", t.queue.len());
+    }
+
+    #[test]
+    fn an_entitys_timers_move_to_another_game_with_their_ids_and_due_times() {
+        let (mut here, mut there) = (Timers::of_game(0), Timers::of_game(1));
+        let stays = here.arm(Duration::from_millis(10), timer(2, None));
+        let once = here.arm(Duration::from_millis(5), timer(1, None));
+        let every = here.arm(
+            Duration::from_millis(7),
+            timer(1, Some(Duration::from_millis(7))),
+        );
+        let mut moving = here.take_entity(1);
+        assert_eq!(
+            moving.iter().map(|m| m.0).collect::<Vec<_>>(),
+            [once, every]
+        );
+        assert_eq!(
+            here.bytes_of(0),
+            timer(2, None).cost(),
+            "only what stayed counts"
+        );
+        let ids_there = there.arm(Duration::from_secs(60), timer(3, None));
+        assert!(
+            ids_there >> 48 == 1 && stays >> 48 == 0,
+            "ids differ by game"
+        );
+        for (id, due, t, queued) in moving.drain(..) {
+            there.arm_as(id, due, t, queued);
+        }
+        let later = Instant::now() + Duration::from_millis(20);
+        assert_eq!(fired(&mut there, later, 10), [1, 1]);
+        assert_eq!(fired(&mut here, later, 10), [2]);
+        // The repeating one kept its id: its owner can still cancel it.
+        assert!(there.cancel(every, None));
     }
 }

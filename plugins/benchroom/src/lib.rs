@@ -31,6 +31,21 @@ impl Bench {
         ctx.set_attr("hall", hall)?;
         Ok(())
     }
+
+    /// Puts a new player somewhere in the hall (the player may live on
+    /// another game: it moves to the hall's).
+    fn seat(&mut self, ctx: &mut Ctx, player: EntityId) -> Result<(), Error> {
+        let hall: EntityId = ctx
+            .get_attr("hall")?
+            .ok_or_else(|| Error::new("the bench has no hall yet"))?;
+        // Spread the players: a xorshift seeded from the clock and the id
+        // scatters them well enough and needs nothing from the host.
+        let mut seed = ctx.now_ms() ^ player.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+        let x = unit(&mut seed) * SIZE;
+        let y = unit(&mut seed) * SIZE;
+        ctx.enter_space_of(player, hall, Position { x, y, z: 0.0 }, 0.0)?;
+        Ok(())
+    }
 }
 
 /// The space every player is in.
@@ -50,15 +65,7 @@ impl Player {
         let bench = ctx
             .service(BENCH)
             .ok_or_else(|| Error::new("the Bench service is not running"))?;
-        let hall: EntityId = ctx
-            .get_attr_of(bench, "hall")?
-            .ok_or_else(|| Error::new("the bench has no hall yet"))?;
-        // Spread the players: a xorshift seeded from the clock and the id
-        // scatters them well enough and needs nothing from the host.
-        let mut seed = ctx.now_ms() ^ ctx.id().rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
-        let x = unit(&mut seed) * SIZE;
-        let y = unit(&mut seed) * SIZE;
-        ctx.enter_space(hall, Position { x, y, z: 0.0 }, 0.0)?;
+        ctx.call(bench, "seat", (ctx.id(),))?;
         ctx.allow_client_moves(true)?;
         Ok(())
     }

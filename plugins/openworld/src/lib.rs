@@ -28,6 +28,19 @@ impl Realm {
         ctx.set_attr("land", land)?;
         Ok(())
     }
+
+    /// Puts a new walker somewhere on the land (the walker may live on
+    /// another game: it moves to the land's).
+    fn place(&mut self, ctx: &mut Ctx, walker: EntityId) -> Result<(), Error> {
+        let land: EntityId = ctx
+            .get_attr("land")?
+            .ok_or_else(|| Error::new("the realm has no land yet"))?;
+        let mut seed = ctx.now_ms() ^ walker.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+        let x = unit(&mut seed) * SIZE;
+        let y = unit(&mut seed) * SIZE;
+        ctx.enter_space_of(walker, land, Position { x, y, z: 0.0 }, 0.0)?;
+        Ok(())
+    }
 }
 
 /// The space everyone walks in.
@@ -47,13 +60,7 @@ impl Walker {
         let realm = ctx
             .service(REALM)
             .ok_or_else(|| Error::new("the Realm service is not running"))?;
-        let land: EntityId = ctx
-            .get_attr_of(realm, "land")?
-            .ok_or_else(|| Error::new("the realm has no land yet"))?;
-        let mut seed = ctx.now_ms() ^ ctx.id().rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
-        let x = unit(&mut seed) * SIZE;
-        let y = unit(&mut seed) * SIZE;
-        ctx.enter_space(land, Position { x, y, z: 0.0 }, 0.0)?;
+        ctx.call(realm, "place", (ctx.id(),))?;
         ctx.allow_client_moves(true)?;
         Ok(())
     }

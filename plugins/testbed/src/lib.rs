@@ -1,7 +1,8 @@
 //! The testbed plugin: `Probe`, whose methods exercise the host's plugin
 //! runtime for tests and benchmarks (raw call cost, client calls, private
 //! state, attributes, timers, runaway and panicking guests), with `Blob` and
-//! `Vault` for swaps and storage, and `Plane` / `Walker` for spaces and AOI.
+//! `Vault` for swaps and storage, `Plane` / `Walker` for spaces and AOI,
+//! and `Shuttle` for migration between games.
 
 use wyrm_sdk::prelude::*;
 
@@ -48,6 +49,8 @@ const VERSION: &str = if cfg!(feature = "v2") {
     "0.1.1-refuse"
 } else if cfg!(feature = "trap_import") {
     "0.1.1-trap"
+} else if cfg!(feature = "refuse_counted") {
+    "0.1.1-refuse-counted"
 } else {
     env!("CARGO_PKG_VERSION")
 };
@@ -136,7 +139,11 @@ impl Probe {
     #[own_client]
     fn count(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
         let n = self.counter();
-        *n += 1;
+        *n += if cfg!(feature = "refuse_counted") {
+            100
+        } else {
+            1
+        };
         let n = *n;
         ctx.set_attr("hits", n)?;
         ctx.call_client("on_count", (n,))?;
@@ -171,6 +178,12 @@ impl Probe {
         }
         if cfg!(feature = "trap_import") {
             panic!("this build traps importing state from {from_version}");
+        }
+        if cfg!(feature = "refuse_counted") {
+            let mut old: Self = wyrm_sdk::decode_state(data)?;
+            if *old.counter() > 0 {
+                return Err("this build refuses a probe that has counted".into());
+            }
         }
         #[cfg(feature = "v2")]
         if from_version.starts_with("0.1") && !data.is_empty() {
@@ -426,6 +439,59 @@ impl Probe {
             x = core::hint::black_box(x.rotate_left(7) ^ i).wrapping_mul(0x2545_f491_4f6c_dd1d);
         }
         ctx.call_client("on_burn", (x,))?;
+        Ok(())
+    }
+
+    /// Creates a `Shuttle` that starts in the first of `planes`; answers
+    /// `on_shuttle(id)`.
+    #[own_client]
+    fn make_shuttle(&mut self, ctx: &mut Ctx, planes: Vec<EntityId>) -> Result<(), Error> {
+        let id = ctx.create_entity("Shuttle", ())?;
+        ctx.call(id, "start", (planes,))?;
+        ctx.call_client("on_shuttle", (id,))?;
+        Ok(())
+    }
+
+    /// Sends `n` calls of stream 1 to `shuttle` from this entity's code,
+    /// then asks it for its report.
+    #[own_client]
+    fn relay(&mut self, ctx: &mut Ctx, shuttle: EntityId, n: u64) -> Result<(), Error> {
+        for seq in 0..n {
+            ctx.call(shuttle, "take", (1, seq))?;
+        }
+        ctx.call(shuttle, "report", (ctx.id(),))
+    }
+
+    /// A shuttle's report, for the client: `on_shuttle_report(...)`.
+    fn shuttle_said(
+        &mut self,
+        ctx: &mut Ctx,
+        next: Vec<u64>,
+        errors: u64,
+        hops: u64,
+        taken: u64,
+    ) -> Result<(), Error> {
+        ctx.call_client("on_shuttle_report", (next, errors, hops, taken))?;
+        Ok(())
+    }
+
+    /// Calls `target.bounce(me, k)`; the target calls back `bounced(k)`,
+    /// which tells this client `on_bounced(k)`: one call to an entity and
+    /// one back, for latency between entities.
+    #[own_client]
+    fn ping(&mut self, ctx: &mut Ctx, target: EntityId, k: u64) -> Result<(), Error> {
+        ctx.call(target, "bounce", (ctx.id(), k))
+    }
+
+    /// See `ping`.
+    #[all_clients]
+    fn bounce(&mut self, ctx: &mut Ctx, from: EntityId, k: u64) -> Result<(), Error> {
+        ctx.call(from, "bounced", (k,))
+    }
+
+    /// See `ping`.
+    fn bounced(&mut self, ctx: &mut Ctx, k: u64) -> Result<(), Error> {
+        ctx.call_client("on_bounced", (k,))?;
         Ok(())
     }
 
@@ -912,8 +978,88 @@ impl Drifter {
     }
 }
 
+/// An entity that moves between two planes (usually on different games)
+/// while calls stream in, and checks each stream arrives once and in
+/// order: every tenth call it takes, it enters the other plane (unless it
+/// is still on its way from its last move).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Shuttle {
+    planes: Vec<EntityId>,
+    /// Per stream, the next sequence number expected.
+    next: Vec<u64>,
+    /// Calls that came out of order, twice or after a gap.
+    errors: u64,
+    hops: u64,
+    /// The plane it last asked to leave: it asks again once it is
+    /// somewhere else.
+    left: Option<EntityId>,
+}
+
+#[wyrm_sdk::entity(attrs(taken = "none"))]
+impl Shuttle {
+    /// Starts in the first of `planes`.
+    fn start(&mut self, ctx: &mut Ctx, planes: Vec<EntityId>) -> Result<(), Error> {
+        let first = *planes
+            .first()
+            .ok_or_else(|| Error::new("a shuttle needs planes"))?;
+        self.planes = planes;
+        ctx.enter_space(
+            first,
+            Position {
+                x: 0.0,
+                y: 0.0,
+                z: 0.0,
+            },
+            0.0,
+        )
+    }
+
+    /// Takes call `seq` of stream `stream` (0 or 1).
+    #[all_clients]
+    fn take(&mut self, ctx: &mut Ctx, stream: usize, seq: u64) -> Result<(), Error> {
+        if self.next.len() <= stream {
+            self.next.resize(stream + 1, 0);
+        }
+        if self.next[stream] != seq {
+            self.errors += 1;
+        }
+        self.next[stream] = seq + 1;
+        let taken: u64 = ctx.get_attr("taken")?.unwrap_or(0);
+        ctx.set_attr("taken", taken + 1)?;
+        let here = ctx.placement().map(|p| p.space);
+        if seq % 10 == 9 && self.planes.len() > 1 && here != self.left {
+            let other = if here == Some(self.planes[0]) {
+                self.planes[1]
+            } else {
+                self.planes[0]
+            };
+            let origin = Position {
+                x: 0.0,
+                y: 0.0,
+                z: 0.0,
+            };
+            ctx.enter_space(other, origin, 0.0)?;
+            self.left = here;
+            self.hops += 1;
+        }
+        Ok(())
+    }
+
+    /// Tells `probe` what it took: `shuttle_said(next per stream, errors,
+    /// hops, taken)`.
+    #[all_clients]
+    fn report(&mut self, ctx: &mut Ctx, probe: EntityId) -> Result<(), Error> {
+        let taken: u64 = ctx.get_attr("taken")?.unwrap_or(0);
+        ctx.call(
+            probe,
+            "shuttle_said",
+            (self.next.clone(), self.errors, self.hops, taken),
+        )
+    }
+}
+
 wyrm_sdk::plugin!(
     name = "testbed",
     version = VERSION,
-    entities = [Probe, Blob, Vault, Plane, Walker, Swarm, Mover, Churn, Drifter]
+    entities = [Probe, Blob, Vault, Plane, Walker, Swarm, Mover, Churn, Drifter, Shuttle]
 );

@@ -6,8 +6,10 @@
 //!   best score (persistent).
 //! - `Field` (the space, 2000×2000): spawns monsters on a timer and, on
 //!   every space tick, lets each monster think.
-//! - `Account` (each connecting client): `login(name)` makes a `Player` and
-//!   hands the client to it. Players appear near the middle while the field
+//! - `Account` (each connecting client): `login(name)` asks the Arena to
+//!   make a `Player` in the field and hand the client to it (the Arena runs
+//!   on the game the field lives on, so with several games the player is
+//!   made there). Players appear near the middle while the field
 //!   holds few of them, so friends who log in together see each other, and
 //!   farther out as more join, so a crowd spreads over the whole field.
 //! - `Player`: moved by its client (`Move` frames); `shoot(dx, dy)` fires a
@@ -114,6 +116,31 @@ impl Arena {
         Ok(())
     }
 
+    /// Makes `name`'s Player in the field and hands it the client of
+    /// `account`, which it ends.
+    fn join(&mut self, ctx: &mut Ctx, name: String, account: EntityId) -> Result<(), Error> {
+        let field: EntityId = ctx
+            .get_attr("field")?
+            .ok_or_else(|| Error::new("the arena has no field yet"))?;
+        let player = ctx.create_entity(
+            "Player",
+            attrs! {
+                "name" => name, "hp" => 100, "max_hp" => 100, "level" => 1,
+                "xp" => 0, "kills" => 0, "dead" => false,
+            },
+        )?;
+        let mut rng = Rng::seeded(ctx.now_ms() ^ player.rotate_left(17));
+        let at = spawn_point(ctx, field, &mut rng)?;
+        ctx.enter_space_of(player, field, at, 0.0)?;
+        if let Err(e) = ctx.give_client_to(account, player) {
+            // The client left meanwhile.
+            ctx.destroy_entity(player)?;
+            return Err(e);
+        }
+        ctx.destroy_entity(account)?;
+        Ok(())
+    }
+
     /// A player reached `kills`; keeps the best.
     fn record(&mut self, ctx: &mut Ctx, name: String, kills: i64) -> Result<(), Error> {
         let best: i64 = ctx.get_attr(path!["best", "kills"])?.unwrap_or(0);
@@ -126,8 +153,8 @@ impl Arena {
 
 /// Where a player appears (see `SPAWN_SPREAD`): anywhere, evenly, in a
 /// square around the middle sized to the number of players.
-fn spawn_point(ctx: &Ctx, rng: &mut Rng) -> Result<Position, Error> {
-    let players: i64 = ctx.get_attr_of(field(ctx)?, "players")?.unwrap_or(0);
+fn spawn_point(ctx: &Ctx, field: EntityId, rng: &mut Rng) -> Result<Position, Error> {
+    let players: i64 = ctx.get_attr_of(field, "players")?.unwrap_or(0);
     let crowd = (players as f32 + 1.0) / SPAWN_CROWD;
     let spread = (SPAWN_SPREAD * crowd.sqrt()).clamp(SPAWN_SPREAD, SIZE / 2.0 - SPAWN_MARGIN);
     Ok(pos(
@@ -224,19 +251,9 @@ impl Account {
         if name.is_empty() || name.chars().count() > 16 {
             return Err(Error::new("a name has 1 to 16 characters"));
         }
-        let field = field(ctx)?;
-        let player = ctx.create_entity(
-            "Player",
-            attrs! {
-                "name" => name, "hp" => 100, "max_hp" => 100, "level" => 1,
-                "xp" => 0, "kills" => 0, "dead" => false,
-            },
-        )?;
-        let mut rng = Rng::seeded(ctx.now_ms() ^ player.rotate_left(17));
-        let at = spawn_point(ctx, &mut rng)?;
-        ctx.enter_space_of(player, field, at, 0.0)?;
-        ctx.give_client_to(ctx.id(), player)?;
-        ctx.destroy_entity(ctx.id())?;
+        // The Arena makes the player beside its field (on the game the
+        // field lives on, with several) and takes this client over.
+        ctx.call(arena(ctx)?, "join", (name, ctx.id()))?;
         Ok(())
     }
 }
@@ -345,7 +362,7 @@ impl Player {
         ctx.set_attr("hp", max)?;
         ctx.set_attr("dead", false)?;
         let mut rng = Rng::seeded(ctx.now_ms() ^ ctx.id());
-        let at = spawn_point(ctx, &mut rng)?;
+        let at = spawn_point(ctx, field(ctx)?, &mut rng)?;
         ctx.set_position(at, 0.0)?;
         ctx.allow_client_moves(true)?;
         ctx.call_client("respawned", ())?;

@@ -127,18 +127,16 @@ impl World {
     /// exists and is one of its own (or the host itself asks). `verb` says
     /// what it wanted to do, for the message.
     pub(super) fn own(&mut self, id: EntityId, verb: &str) -> Result<(), String> {
-        let Some(owner) = self.owner(id) else {
+        let Some(ty) = self.type_anywhere(id) else {
             return Err(format!("no entity {id}"));
         };
+        let owner = self.types.get(ty).plugin;
         match self.calling {
             Some(me) if me != owner => {
-                let ty = self
-                    .entities
-                    .get(&id)
-                    .map_or("", |e| self.types.get(e.ty).name.as_str());
                 let msg = format!(
-                    "entity {id} ({ty}) belongs to plugin {}: plugin {} may call its methods \
+                    "entity {id} ({}) belongs to plugin {}: plugin {} may call its methods \
                      for clients, not {verb} it",
+                    self.types.get(ty).name,
                     self.plugin_name(owner),
                     self.plugin_name(me)
                 );
@@ -148,11 +146,30 @@ impl World {
         }
     }
 
+    /// The type of `id`, whether it lives on this game or another.
+    pub(super) fn type_anywhere(&self, id: EntityId) -> Option<TypeIndex> {
+        match self.entities.get(&id) {
+            Some(e) => Some(e.ty),
+            None => self.routes.type_of(id).map(|t| t as TypeIndex),
+        }
+    }
+
     /// Logs that the calling plugin was refused (at most once a second per
     /// kind: an import's name, or what was refused) and returns the message
     /// for it.
     pub(super) fn refuse(&mut self, kind: &'static str, msg: String) -> String {
-        if let Some(p) = self.calling {
+        self.refuse_for(self.calling, kind, msg)
+    }
+
+    /// [`refuse`](Self::refuse) for plugin `p`, whose code may run on
+    /// another game.
+    pub(super) fn refuse_for(
+        &mut self,
+        p: Option<usize>,
+        kind: &'static str,
+        msg: String,
+    ) -> String {
+        if let Some(p) = p {
             if let Some(skipped) = self.throttle.admit(p, kind) {
                 let plugin = self.plugin_name(p).to_owned();
                 if skipped > 0 {
@@ -303,35 +320,39 @@ impl World {
     /// see them as a call from another client.
     pub(super) fn call_from_plugin(
         &mut self,
+        me: Option<usize>,
+        from: Option<EntityId>,
         id: EntityId,
         method: &str,
     ) -> Result<Caller, String> {
         let server = Caller {
             kind: CallerKind::Server,
-            entity: self.current,
+            entity: from,
         };
-        let (Some(me), Some(owner)) = (self.calling, self.owner(id)) else {
+        let ty = self.type_anywhere(id);
+        let owner = ty.map(|t| self.types.get(t).plugin);
+        let (Some(me), Some(owner), Some(ty)) = (me, owner, ty) else {
             return Ok(server);
         };
         if me == owner {
             return Ok(server);
         }
         use wyrm_runtime::bindings::Exposure;
-        let ty = self.entities.get(&id).map(|e| self.types.get(e.ty));
-        match ty.and_then(|t| t.method(method)) {
+        let t = self.types.get(ty);
+        match t.method(method) {
             Some(Exposure::AllClients) => Ok(Caller {
                 kind: CallerKind::OtherClient,
-                entity: self.current,
+                entity: from,
             }),
             _ => {
-                let ty = ty.map_or("", |t| t.name.as_str());
                 let msg = format!(
-                    "call-entity: {ty}.{method} of entity {id} (plugin {}) is not a method for \
+                    "call-entity: {}.{method} of entity {id} (plugin {}) is not a method for \
                      every client, so plugin {} may not call it; the call is dropped",
+                    t.name,
                     self.plugin_name(owner),
                     self.plugin_name(me)
                 );
-                Err(self.refuse("foreign call", msg))
+                Err(self.refuse_for(Some(me), "foreign call", msg))
             }
         }
     }
@@ -340,7 +361,8 @@ impl World {
     /// only to the calling plugin's own entities, whose server-only methods
     /// it may call anyway.
     pub(super) fn reply_ok(&mut self, import: &'static str, id: EntityId) -> Result<(), String> {
-        match (self.calling, self.owner(id)) {
+        let owner = self.type_anywhere(id).map(|t| self.types.get(t).plugin);
+        match (self.calling, owner) {
             (Some(me), Some(owner)) if me != owner => {
                 let msg = format!(
                     "{import}: the reply would go to entity {id} of plugin {}; plugin {} may \

@@ -8,6 +8,7 @@ use super::guard::{FILTER_TAGS, PATH_STEPS};
 use super::persist::reply_to;
 use super::*;
 use crate::held::Charge;
+use crate::msg::{EntityCall, ToGame};
 use wyrm_runtime::Stop;
 
 /// Why a request with a reply is not made.
@@ -110,6 +111,39 @@ impl World {
     }
 }
 
+impl World {
+    /// Puts `id` in `space`, both on this game, at `pos`.
+    pub(super) fn enter_space_here(
+        &mut self,
+        id: EntityId,
+        space: EntityId,
+        pos: wyrm_protocol::Position,
+        yaw: f32,
+    ) -> Result<(), String> {
+        let e = self.live_entity(id)?;
+        let (aoi, client) = (self.types.get(e.ty).aoi, e.client);
+        if self.spaces.space_of(id) == Some(space) {
+            return self.spaces.set_position(id, pos, yaw);
+        }
+        if self.entities.get(&space).is_none_or(|s| s.doomed) {
+            return Err(format!("no space {space}"));
+        }
+        let left = self.spaces.enter(id, space, pos, yaw, aoi)?;
+        // Leaving the old space tells its watchers (and this entity's
+        // client) first.
+        self.apply_aoi_events();
+        if let Some(client) = client {
+            if let Some(old) = left {
+                self.send(client, &ServerFrame::Destroy { entity: old });
+            }
+            self.send(client, &self.create_frame(space, false));
+            self.resync(client, id);
+            self.flush_positions_of(client);
+        }
+        Ok(())
+    }
+}
+
 impl GameHost for World {
     fn enter_plugin(&mut self, plugin: usize) {
         self.calling = Some(plugin);
@@ -154,7 +188,7 @@ impl GameHost for World {
         let counted = self.calling.unwrap_or(owner);
         self.count_entity(counted, "create-entity")?;
         let id = self.ids.allocate();
-        self.routes.created(id);
+        self.routes.created(id, ty as u32);
         self.entities.insert(
             id,
             Entity {
@@ -181,10 +215,10 @@ impl GameHost for World {
     fn destroy_entity(&mut self, id: EntityId) -> Result<(), String> {
         self.own(id, "destroy")?;
         let lane = self.lane_of(id);
-        let e = self
-            .entities
-            .get_mut(&id)
-            .ok_or_else(|| format!("no entity {id}"))?;
+        let Some(e) = self.entities.get_mut(&id) else {
+            self.route(GameInput::Wire(ToGame::DestroyEntity { entity: id }));
+            return Ok(());
+        };
         if !e.doomed {
             e.doomed = true;
             self.work.push(lane, Work::Destroy(id));
@@ -193,9 +227,8 @@ impl GameHost for World {
     }
 
     fn entity_type(&mut self, id: EntityId) -> Option<String> {
-        self.entities
-            .get(&id)
-            .map(|e| self.types.get(e.ty).name.clone())
+        self.type_anywhere(id)
+            .map(|ty| self.types.get(ty).name.clone())
     }
 
     fn service(&mut self, type_name: &str) -> Option<EntityId> {
@@ -213,12 +246,20 @@ impl GameHost for World {
                 self.refuse("call-entity", msg);
                 return Ok(());
             }
-            let mut call = Call::from_server(id, method, args, self.current);
-            call.charge = self.charge("call-entity", call.method.len() + call.args.len())?;
-            self.mail(call);
+            // To the game that runs it, which checks it as this one would,
+            // or into its mailbox.
+            let charge = self.charge("call-entity", method.len() + args.len())?;
+            let call = EntityCall {
+                entity: id,
+                method,
+                args,
+                from: self.current,
+                plugin: self.calling.map(|p| p as PluginIndex),
+            };
+            self.route(GameInput::Call { call, charge });
             return Ok(());
         }
-        let caller = match self.call_from_plugin(id, &method) {
+        let caller = match self.call_from_plugin(self.calling, self.current, id, &method) {
             Ok(c) => c,
             // Dropped, as a call to an undeclared method is: the import
             // has no error value to give, and it is logged.
@@ -248,7 +289,17 @@ impl GameHost for World {
             // clients of its own entities.
             return Ok(false);
         }
-        let Some(client) = self.entities.get(&id).and_then(|e| e.client) else {
+        let Some(e) = self.entities.get(&id) else {
+            // On another game: sent there, for its client if it has one.
+            self.charge_output("call-client", method.len() + args.len())?;
+            self.route(GameInput::Wire(ToGame::CallClient {
+                entity: id,
+                method: method.to_owned(),
+                args: args.to_vec(),
+            }));
+            return Ok(true);
+        };
+        let Some(client) = e.client else {
             return Ok(false);
         };
         self.charge_output("call-client", method.len() + args.len())?;
@@ -310,33 +361,44 @@ impl GameHost for World {
         if !handed_over {
             self.own(to, "give a client to")?;
         }
-        let client = self
-            .entities
-            .get(&from)
-            .ok_or_else(|| format!("no entity {from}"))?
+        if let Some(target) = self.entities.get(&to) {
+            if target.client.is_some() {
+                return Err(format!("entity {to} already has a client"));
+            }
+            if target.doomed {
+                return Err(format!("entity {to} is being destroyed"));
+            }
+        }
+        let Some(e) = self.entities.get(&from) else {
+            if !self.entities.contains_key(&to) {
+                // Its game hands the client on, if it still has one.
+                self.route(GameInput::Wire(ToGame::GiveClient { from, to }));
+                return Ok(());
+            }
+            // Taken here at once (what `to` sends its client from now on
+            // reaches it); `from`'s game lets it go.
+            let client = self
+                .routes
+                .claim_client(from, to)
+                .ok_or_else(|| format!("entity {from} has no client"))?;
+            self.handoffs.remove(&to);
+            self.bind(client, to);
+            let lane = self.lane_of(to);
+            self.work.push(lane, Work::ClientConnected(to));
+            self.route(GameInput::Wire(ToGame::ReleaseClient {
+                entity: from,
+                client,
+            }));
+            return Ok(());
+        };
+        let client = e
             .client
             .ok_or_else(|| format!("entity {from} has no client"))?;
-        let target = self
-            .entities
-            .get(&to)
-            .ok_or_else(|| format!("no entity {to}"))?;
-        if target.client.is_some() {
-            return Err(format!("entity {to} already has a client"));
+        if !self.entities.contains_key(&to) {
+            self.give_client_away(from, to);
+            return Ok(());
         }
-        if target.doomed {
-            return Err(format!("entity {to} is being destroyed"));
-        }
-        self.handoffs.remove(&to);
-        self.hide_view(client, from);
-        if let Some(e) = self.entities.get_mut(&from) {
-            e.client = None;
-        }
-        let lane = self.lane_of(from);
-        self.work.push(lane, Work::ClientDisconnected(from));
-        self.bind(client, to);
-        let lane = self.lane_of(to);
-        self.work.push(lane, Work::ClientConnected(to));
-        Ok(())
+        self.hand_over(client, from, to)
     }
 
     fn set_client_tag(
@@ -386,27 +448,24 @@ impl GameHost for World {
         // A space is a shared place: any plugin's entity may enter any
         // plugin's space, but a plugin moves only its own entities.
         self.own(id, "move")?;
-        let e = self.live_entity(id)?;
-        let (aoi, client) = (self.types.get(e.ty).aoi, e.client);
-        if self.spaces.space_of(id) == Some(space) {
-            return self.set_position(id, pos, yaw);
+        let local = self.entities.contains_key(&id);
+        if local {
+            self.live_entity(id)?;
         }
-        if self.entities.get(&space).is_none_or(|s| s.doomed) {
+        if local && self.entities.contains_key(&space) {
+            return self.enter_space_here(id, space, place(pos), yaw);
+        }
+        // The entity moves to the space's game first, and enters there.
+        let Some(there) = self.routes.game_of(space) else {
             return Err(format!("no space {space}"));
+        };
+        if !local && self.routes.game_of(id) == Some(there) {
+            return Err(format!(
+                "entity {id} and space {space} are both on another game: have the entity \
+                 enter it from there (call it)"
+            ));
         }
-        let left = self.spaces.enter(id, space, place(pos), yaw, aoi)?;
-        // Leaving the old space tells its watchers (and this entity's
-        // client) first.
-        self.apply_aoi_events();
-        if let Some(client) = client {
-            if let Some(old) = left {
-                self.send(client, &ServerFrame::Destroy { entity: old });
-            }
-            self.send(client, &self.create_frame(space, false));
-            self.resync(client, id);
-            self.flush_positions_of(client);
-        }
-        Ok(())
+        self.move_to_space(id, there, space, place(pos), yaw)
     }
 
     fn leave_space(&mut self, id: EntityId) -> Result<(), String> {
@@ -658,7 +717,7 @@ impl GameHost for World {
             Err(r) => return r.into_result(),
         };
         let reply = reply_to(reply);
-        if self.entities.contains_key(&id) {
+        if self.entities.contains_key(&id) || self.routes.exists(id) {
             let msg = storage::reply(&reply, None, |out| {
                 let _ = rmp::encode::write_bool(out, true);
             });

@@ -4,7 +4,9 @@
 
 mod guard;
 mod imports;
+mod migrate;
 mod persist;
+mod remote;
 mod sync;
 mod view;
 mod work;
@@ -49,6 +51,20 @@ pub enum Work {
     Call(Call),
     /// Run a space's `tick`.
     Tick { space: EntityId, dt_ms: u32 },
+}
+
+impl Work {
+    /// The entity the work is for.
+    pub fn entity(&self) -> EntityId {
+        match self {
+            Work::Created(id)
+            | Work::Destroy(id)
+            | Work::ClientConnected(id)
+            | Work::ClientDisconnected(id)
+            | Work::Tick { space: id, .. } => *id,
+            Work::Call(c) => c.entity,
+        }
+    }
 }
 
 /// A method call waiting to run.
@@ -151,6 +167,10 @@ pub struct World {
     handoffs: HashMap<EntityId, usize>,
     /// Output for clients since the last batch went to the gate.
     out: Vec<ToGate>,
+    /// What waits for this round's output to go to the gate: clients
+    /// handed to, or leaving with, entities on other games (see
+    /// [`remote`]).
+    outbox: Vec<remote::Outgoing>,
     /// Where one client's `Positions` frame is written.
     positions_buf: Vec<u8>,
     passwords: PasswordPool,
@@ -172,13 +192,14 @@ impl World {
         ids: std::sync::Arc<super::EntityIds>,
         limits: GuestLimits,
     ) -> Self {
+        let game = routes.game().0;
         Self {
             types,
             entities: IdMap::default(),
             ids,
             routes,
             clients: IdMap::default(),
-            timers: Timers::default(),
+            timers: Timers::of_game(game),
             work: WorkQueue::new(1),
             current: None,
             calling: None,
@@ -187,6 +208,7 @@ impl World {
             throttle: Default::default(),
             handoffs: HashMap::new(),
             out: Vec::new(),
+            outbox: Vec::new(),
             positions_buf: Vec::new(),
             passwords,
             storage,
@@ -210,8 +232,8 @@ impl World {
         let id = match saved {
             Some(loaded) => {
                 let id = loaded.row.id;
-                self.insert_loaded(loaded, Vec::new())?;
-                self.routes.created(id);
+                let ty = self.insert_loaded(loaded, Vec::new())?;
+                self.routes.created(id, ty as u32);
                 id
             }
             None => {
@@ -236,15 +258,7 @@ impl World {
 
     /// Queues work the host itself produced (not a plugin's code).
     pub(in crate::game) fn queue_host(&mut self, work: Work) {
-        let id = match &work {
-            Work::Created(id)
-            | Work::Destroy(id)
-            | Work::ClientConnected(id)
-            | Work::ClientDisconnected(id)
-            | Work::Tick { space: id, .. } => *id,
-            Work::Call(c) => c.entity,
-        };
-        let lane = self.owner(id).unwrap_or(0);
+        let lane = self.owner(work.entity()).unwrap_or(0);
         self.work.push(lane, work);
     }
 
@@ -379,7 +393,11 @@ impl World {
             } else {
                 CallerKind::OtherClient
             },
-            entity: self.clients.get(&client).map(|c| c.entity),
+            entity: match self.clients.get(&client) {
+                Some(c) => Some(c.entity),
+                // Its entity is on another game.
+                None => self.routes.client_entity(client),
+            },
         };
         self.queue_host(Work::Call(Call {
             entity,
@@ -392,34 +410,13 @@ impl World {
         }));
     }
 
-    /// Takes messages routed here by entity — continuations, and what the
-    /// dispatcher held for an entity while it was on its way here (or, when
-    /// it is gone, answers them as calls to a missing entity) — in order,
-    /// behind everything already queued.
+    /// Takes messages routed here by entity — what the dispatcher held for
+    /// an entity while it was on its way here (or, when it is gone, to be
+    /// answered as calls to a missing entity) — in order, behind everything
+    /// already queued.
     pub(super) fn take_routed(&mut self, held: std::collections::VecDeque<GameInput>) {
         for msg in held {
-            match msg {
-                GameInput::Wire(crate::msg::ToGame::ClientCall {
-                    client,
-                    req_id,
-                    entity,
-                    method,
-                    args,
-                }) => self.client_call(client, req_id, entity, method, args),
-                GameInput::Continuation {
-                    entity,
-                    method,
-                    args,
-                    charge,
-                } => {
-                    let mut call = Call::from_server(entity, method, args, None);
-                    call.charge = charge;
-                    self.queue_host(Work::Call(call));
-                }
-                other => {
-                    tracing::error!("the dispatcher held {other:?}, which it routes by client")
-                }
-            }
+            self.take(msg);
         }
     }
 
@@ -449,6 +446,7 @@ impl World {
                 sync: Default::default(),
             },
         );
+        self.routes.bound(client, Some(id));
         let plugin = self.owner(id).unwrap_or(0) as PluginIndex;
         self.output(ToGate::Bind {
             client,
@@ -456,6 +454,36 @@ impl World {
             plugin,
         });
         self.show_view(client, id);
+    }
+
+    /// Moves `client` from `from` to `to`, both on this game.
+    pub(super) fn hand_over(
+        &mut self,
+        client: ClientId,
+        from: EntityId,
+        to: EntityId,
+    ) -> Result<(), String> {
+        let target = self
+            .entities
+            .get(&to)
+            .ok_or_else(|| format!("no entity {to}"))?;
+        if target.client.is_some() {
+            return Err(format!("entity {to} already has a client"));
+        }
+        if target.doomed {
+            return Err(format!("entity {to} is being destroyed"));
+        }
+        self.handoffs.remove(&to);
+        self.hide_view(client, from);
+        if let Some(e) = self.entities.get_mut(&from) {
+            e.client = None;
+        }
+        let lane = self.lane_of(from);
+        self.work.push(lane, Work::ClientDisconnected(from));
+        self.bind(client, to);
+        let lane = self.lane_of(to);
+        self.work.push(lane, Work::ClientConnected(to));
+        Ok(())
     }
 
     /// A MessagePack map of the attributes of `id` a client may see: its
@@ -497,6 +525,7 @@ impl World {
         self.uncount_entity(e.counted as usize);
         if let Some(client) = e.client {
             self.clients.remove(&client);
+            self.routes.bound(client, None);
             self.send(client, &ServerFrame::Destroy { entity: id });
             self.output(ToGate::Bind {
                 client,
@@ -651,7 +680,7 @@ impl World {
         context: Vec<u8>,
         charge: Option<crate::held::Charge>,
     ) -> Option<Continuation> {
-        if !self.entities.contains_key(&id) {
+        if self.type_anywhere(id).is_none() {
             let msg = format!("a password reply to entity {id}, which does not exist; dropped");
             self.refuse("password reply", msg);
             return None;

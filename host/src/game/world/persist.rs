@@ -111,11 +111,12 @@ impl World {
 
     /// Puts a loaded entity into the world and queues, in order: its
     /// `created` hook, its mailbox, `calls` made while it was loading.
+    /// Returns its type.
     pub(super) fn insert_loaded(
         &mut self,
         loaded: LoadedEntity,
         calls: Vec<Call>,
-    ) -> Result<(), String> {
+    ) -> Result<TypeIndex, String> {
         let LoadedEntity { row, mailbox } = loaded;
         let ty = self.types.find(&row.type_name).ok_or_else(|| {
             format!(
@@ -166,7 +167,7 @@ impl World {
         for call in calls {
             self.queue_host(Work::Call(call));
         }
-        Ok(())
+        Ok(ty)
     }
 
     /// Storage answered a load.
@@ -183,9 +184,9 @@ impl World {
         let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
         let err = outcome.as_ref().err().map(String::as_str);
         // What others sent it while it loaded follows what this game did.
-        let held = match err {
-            None => self.routes.arrived(id),
-            Some(e) => {
+        let held = match &outcome {
+            Ok(ty) => self.routes.arrived(id, *ty as u32),
+            Err(e) => {
                 tracing::warn!(entity = id, "load failed: {e}");
                 self.routes.gone(id)
             }
@@ -210,7 +211,7 @@ impl World {
     ) {
         let mut call = Call::from_server(reply.entity, reply.method, reply.args, None);
         call.charge = charge;
-        self.queue_host(Work::Call(call));
+        self.deliver_call(call);
     }
 
     /// Checks a value a plugin wants stored: exactly one MessagePack value,
@@ -265,23 +266,22 @@ impl World {
         reply: ReplyTo,
         charge: Option<crate::held::Charge>,
     ) {
-        if self.entities.contains_key(&id) {
-            let msg = storage::reply(&reply, None, |out| {
-                let _ = rmp::encode::write_uint(out, id);
-            });
-            return self.push_reply(msg, charge);
+        if let Some(loading) = self.storage.loading.get_mut(&id) {
+            loading.replies.push(reply);
+            loading.charges.push(charge);
+            return;
         }
-        let loading = self.storage.loading.entry(id).or_default();
-        loading.replies.push(reply);
-        loading.charges.push(charge);
-        if loading.replies.len() == 1 {
-            if !self.routes.arriving(id) {
-                tracing::warn!(
-                    entity = id,
-                    "loading an entity the dispatcher has elsewhere"
-                );
-            }
+        // Live here, or live (or arriving) on another game: loaded.
+        if !self.entities.contains_key(&id) && self.routes.arriving(id) {
+            let loading = self.storage.loading.entry(id).or_default();
+            loading.replies.push(reply);
+            loading.charges.push(charge);
             self.storage.store.send(Op::Load { id });
+            return;
         }
+        let msg = storage::reply(&reply, None, |out| {
+            let _ = rmp::encode::write_uint(out, id);
+        });
+        self.push_reply(msg, charge);
     }
 }

@@ -90,6 +90,13 @@ impl World {
 
     /// Tells a client that is leaving `id` to forget everything it saw.
     pub(super) fn hide_view(&mut self, client: ClientId, id: EntityId) {
+        self.hide_surroundings(client, id);
+        self.send(client, &ServerFrame::Destroy { entity: id });
+    }
+
+    /// Tells the client of `id` to forget what `id` sees here (it keeps
+    /// `id` itself: it moves with it to another game).
+    pub(super) fn hide_surroundings(&mut self, client: ClientId, id: EntityId) {
         let visible: Vec<EntityId> = self.spaces.visible(id).collect();
         for other in visible {
             self.send(client, &ServerFrame::Destroy { entity: other });
@@ -97,7 +104,6 @@ impl World {
         if let Some(space) = self.spaces.space_of(id) {
             self.send(client, &ServerFrame::Destroy { entity: space });
         }
-        self.send(client, &ServerFrame::Destroy { entity: id });
         if let Some(c) = self.clients.get_mut(&client) {
             c.sync.reset(None);
         }

@@ -84,6 +84,23 @@ impl WorkQueue {
         Some((lane, work))
     }
 
+    /// Takes out every piece of work for entity `id` (it moves to another
+    /// game), each lane's in order.
+    pub fn take_entity(&mut self, id: crate::msg::EntityId) -> Vec<Work> {
+        let mut out = Vec::new();
+        for lane in &mut self.lanes {
+            if !lane.items.iter().any(|w| w.entity() == id) {
+                continue;
+            }
+            let (theirs, rest): (VecDeque<Work>, VecDeque<Work>) =
+                lane.items.drain(..).partition(|w| w.entity() == id);
+            lane.items = rest;
+            out.extend(theirs);
+        }
+        self.len -= out.len();
+        out
+    }
+
     /// Records that work from `lane` held the game thread for `took`.
     pub fn spent(&mut self, lane: usize, took: Duration) {
         if let Some(l) = self.lanes.get_mut(lane) {
@@ -175,5 +192,23 @@ mod tests {
             lanes.windows(3).all(|w| w.contains(&0) && w.contains(&1)),
             "{lanes:?}"
         );
+    }
+
+    #[test]
+    fn an_entitys_work_is_taken_out_in_order_and_the_rest_stays() {
+        let mut q = WorkQueue::new(2);
+        for (lane, id) in [(0, 7), (1, 8), (0, 8), (1, 7), (0, 7)] {
+            q.push(lane, Work::Created(id));
+        }
+        let taken: Vec<(usize, u64)> = q
+            .take_entity(7)
+            .into_iter()
+            .map(|w| (0, w.entity()))
+            .collect();
+        assert_eq!(taken.len(), 3);
+        let zero = [Duration::ZERO; 2];
+        let rest = ids(&mut q, 10, &zero);
+        assert_eq!(rest.iter().map(|r| r.1).collect::<Vec<_>>(), [8, 8]);
+        assert!(q.is_empty());
     }
 }

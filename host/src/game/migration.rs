@@ -1,0 +1,124 @@
+//! Migration, the game's side: the private state of a departing entity
+//! leaves through the state hook (`export-entities`) and enters the
+//! instance of the game it goes to (`import-entities`), the mechanism hot
+//! swap uses. The world moves everything else (see `world/migrate.rs`).
+
+use std::time::Duration;
+
+use super::Game;
+use crate::msg::{EntityId, GameInput, ToGame};
+use wyrm_runtime::{EntityRef, EntityState};
+use wyrm_wire::{Arrival, GameId, Migrant};
+
+impl Game {
+    /// The `Depart` marker for `id` arrived: everything routed here for it
+    /// before its messages were held is in the work queue. Exports it and
+    /// sends it to `to`; if it cannot leave, it stays, and gets what was
+    /// held for it.
+    pub(super) fn depart(
+        &mut self,
+        id: EntityId,
+        to: GameId,
+        then: Option<Arrival>,
+        held_at_us: u64,
+    ) {
+        let Some((plugin, _)) = self.world_ref().entity_ref(id) else {
+            // Destroyed meanwhile: the dispatcher forgot it then.
+            return;
+        };
+        let stay = |game: &mut Game, why: String| {
+            tracing::warn!(entity = id, to = to.0, "an entity could not move: {why}");
+            let world = game.world();
+            let held = world.routes_migration_failed(id);
+            world.take_routed(held);
+        };
+        if let Err(why) = self.world_ref().can_depart(id) {
+            return stay(self, why);
+        }
+        if self.plugins[plugin].down.is_some() {
+            return stay(self, "its plugin is down".into());
+        }
+        let state = match self.plugins[plugin].instance.export(&mut self.world, &[id]) {
+            Ok(Ok(mut states)) => states.pop().map(|s| s.data).unwrap_or_default(),
+            Ok(Err(e)) => return stay(self, format!("its plugin refused to export it: {e}")),
+            Err(fault) => {
+                self.recover(plugin, &fault);
+                return stay(self, format!("its plugin faulted exporting it: {fault}"));
+            }
+        };
+        let version = self.plugins[plugin].instance.version().to_owned();
+        self.world()
+            .depart(id, to, then, state, version, held_at_us);
+    }
+
+    /// An entity arrived from another game (or came back, refused there).
+    pub(super) fn arrive(&mut self, mut m: Migrant) {
+        let ty = match self.world_ref().migrant_type(&m) {
+            Ok(ty) => ty,
+            Err(why) => return self.bounce(m, why),
+        };
+        if m.bounced.is_none() {
+            let t = self.world_ref().types.get(ty);
+            let (plugin, kind, type_name) = (t.plugin, t.kind, t.name.clone());
+            if let Some(down) = &self.plugins[plugin].down {
+                let why = format!("its plugin is down here ({})", down.reason);
+                return self.bounce(m, why);
+            }
+            let state = EntityState {
+                entity: EntityRef { id: m.id, kind },
+                type_name,
+                data: std::mem::take(&mut m.state),
+            };
+            let imported =
+                self.plugins[plugin]
+                    .instance
+                    .import(&mut self.world, &m.version, &[state]);
+            let why = match imported {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("its plugin refused to import it: {e}")),
+                Err(fault) => {
+                    self.recover(plugin, &fault);
+                    Some(format!("its plugin faulted importing it: {fault}"))
+                }
+            };
+            if let Some(why) = why {
+                return self.bounce(m, why);
+            }
+            if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
+                // Copy it before the switch.
+                swap.touch(m.id);
+            }
+        }
+        let (arrived, held_at_us) = (m.bounced.is_none(), m.held_at_us);
+        self.world().install(m, ty);
+        if arrived {
+            self.counters.count_migration();
+            let pause = now_us().saturating_sub(held_at_us);
+            self.migration_pauses.record(Duration::from_micros(pause));
+        }
+    }
+
+    /// Sends a migrant this game cannot take back where it came from,
+    /// which still has its private state.
+    fn bounce(&mut self, mut m: Migrant, why: String) {
+        if m.bounced.is_some() {
+            // It cannot go back either: nothing to do but say so.
+            tracing::error!(
+                entity = m.id,
+                "an entity that came back cannot be taken in: {why}; it is lost"
+            );
+            return;
+        }
+        let (from, client) = (m.from, m.client);
+        m.bounced = Some(why);
+        self.world()
+            .ship_now(from, client, GameInput::Wire(ToGame::Arrive(Box::new(m))));
+    }
+}
+
+/// Microseconds since the Unix epoch (what `Depart` stamps).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
