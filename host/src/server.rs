@@ -411,6 +411,11 @@ impl Server {
         game::GameCounters::sum(self.counters.iter().map(|c| &**c))
     }
 
+    /// Each game's own counts, by game.
+    pub fn counters_by_game(&self) -> &[Arc<game::GameCounters>] {
+        &self.counters
+    }
+
     /// How long the recent space ticks of every game took (each game's,
     /// oldest first, one game after another).
     pub fn tick_times(&self) -> Vec<Duration> {

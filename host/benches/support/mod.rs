@@ -181,12 +181,21 @@ pub async fn start_testbed_server(
     dir: &Path,
     wasm: &Path,
 ) -> anyhow::Result<(wyrm::Server, String)> {
+    start_testbed_server_with(dir, wasm, "").await
+}
+
+/// [`start_testbed_server`] with more `[game]` settings.
+pub async fn start_testbed_server_with(
+    dir: &Path,
+    wasm: &Path,
+    game_extra: &str,
+) -> anyhow::Result<(wyrm::Server, String)> {
     let cfg_path = dir.join("wyrm.toml");
     std::fs::write(
         &cfg_path,
         format!(
             "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue_bytes = 16777216\n{BENCH_CONNECTIONS}\n\n\
-             [game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n\n\
+             [game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n{game_extra}\n\n\
              [limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n\
              [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
             wasm.display().to_string()
@@ -229,13 +238,23 @@ impl ServerProcess {
     /// port 0 (WebSocket and TCP), data in `dir`; `net_extra` is more
     /// `[net]` settings.
     pub fn start_testbed(dir: &Path, wasm: &Path, net_extra: &str) -> anyhow::Result<Self> {
+        Self::start_testbed_with(dir, wasm, net_extra, "")
+    }
+
+    /// [`start_testbed`](Self::start_testbed) with more `[game]` settings.
+    pub fn start_testbed_with(
+        dir: &Path,
+        wasm: &Path,
+        net_extra: &str,
+        game_extra: &str,
+    ) -> anyhow::Result<Self> {
         let cfg = dir.join("wyrm.toml");
         std::fs::write(
             &cfg,
             format!(
                 "[server]\nname = \"bench\"\ndata_dir = \"data\"\n\n\
                  [net]\nwebsocket = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n{BENCH_CONNECTIONS}\n{net_extra}\n\n\
-                 [game]\nboot_entity = \"Probe\"\n\n\
+                 [game]\nboot_entity = \"Probe\"\n{game_extra}\n\n\
                  [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
                 wasm.display().to_string()
             ),
