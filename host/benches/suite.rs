@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The benchmarks, by crate, in the order the table lists them.
-const BENCHES: [(&str, &str); 8] = [
+const BENCHES: [(&str, &str); 9] = [
     ("wyrm", "idle_connections"),
     ("wyrm", "scale"),
     ("wyrm", "rpc_throughput"),
@@ -25,6 +25,7 @@ const BENCHES: [(&str, &str); 8] = [
     ("wyrm-aoi", "aoi_moves"),
     ("wyrm", "space_tick"),
     ("wyrm", "storage"),
+    ("wyrm", "workers"),
 ];
 
 struct Row {

@@ -26,7 +26,14 @@ const CLIENTS: usize = 64;
 const IN_FLIGHT: usize = 4;
 const WARMUP: Duration = Duration::from_secs(1);
 const WINDOW: Duration = Duration::from_secs(5);
-const RUNS: usize = 3;
+/// Pairs of runs (1 worker, then 2); one in the suite.
+fn runs() -> usize {
+    if support::in_suite() {
+        1
+    } else {
+        3
+    }
+}
 /// What one call of the heavy method should cost.
 const CALL_WORK: Duration = Duration::from_micros(50);
 const PINGS: usize = 2000;
@@ -234,7 +241,7 @@ fn main() -> anyhow::Result<()> {
         WINDOW.as_secs()
     );
     let (mut one, mut two) = (Vec::new(), Vec::new());
-    for run in 0..RUNS {
+    for run in 0..runs() {
         for workers in [1, 2] {
             let (rate, server_cpu, own_cpu) = throughput(&rt, &wasm, workers, rounds)?;
             println!(
