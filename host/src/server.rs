@@ -108,6 +108,11 @@ impl Swapper {
                 },
                 decision,
             };
+            if n == 1 {
+                // The only game's readiness is the decision: it need not
+                // wait, paused, for this task to say so.
+                let _ = decide.try_send(Decision::Commit);
+            }
             decisions.push(decide);
             reports.push(report);
             if inbox.send(GameInput::Swap(Box::new(req))).is_err() {

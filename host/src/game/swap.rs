@@ -240,6 +240,8 @@ pub(super) struct ActiveSwap {
     reply: tokio::sync::oneshot::Sender<SwapReport>,
     vote: Ballot,
     decision: crossbeam_channel::Receiver<Decision>,
+    /// The decision came before this game voted.
+    committed: bool,
 }
 
 impl ActiveSwap {
@@ -313,6 +315,7 @@ impl Game {
             reply,
             vote,
             decision,
+            committed: false,
         });
     }
 
@@ -323,8 +326,11 @@ impl Game {
         let Some(mut s) = self.swapping.take() else {
             return;
         };
-        if let Ok(Decision::Abort(reason)) = s.decision.try_recv() {
-            return self.end_swap(s, Err(reason));
+        match s.decision.try_recv() {
+            Ok(Decision::Abort(reason)) => return self.end_swap(s, Err(reason)),
+            // Decided before the vote (the only game): kept for the switch.
+            Ok(Decision::Commit) => s.committed = true,
+            Err(_) => {}
         }
         let size = self.plugins[s.plugin].chunker.size();
         let mut chunk = Vec::with_capacity(size.min(s.pending.len()));
@@ -356,14 +362,20 @@ impl Game {
             // Entities created during the copy may have changed what is in
             // use: check the new version against them once more.
             let plan = self.world().plan_swap(s.plugin, s.fresh.info())?;
-            // Every game switches, or none.
-            s.vote.cast(Ok(()));
-            await_decision(&s.decision)?;
+            // Every game switches, or none: a game decided for already
+            // (the only one) votes after its pause.
+            if !s.committed {
+                s.vote.cast(Ok(()));
+                await_decision(&s.decision)?;
+            }
             if !s.dry_run {
                 self.world().apply_swap(plan);
             }
             Ok(paused.elapsed())
         });
+        if s.committed && result.is_ok() {
+            s.vote.cast(Ok(()));
+        }
         self.end_swap(s, result);
     }
 
