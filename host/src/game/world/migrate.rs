@@ -62,20 +62,8 @@ impl World {
         let Some(e) = self.entities.get(&id) else {
             return;
         };
-        let t = self.types.get(e.ty);
-        let map: Vec<(Value, Value)> = t
-            .attrs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (name, _))| {
-                e.attrs
-                    .top(i)
-                    .map(|v| (Value::from(name.as_str()), v.clone()))
-            })
-            .collect();
-        let mut attrs = Vec::new();
-        let _ = rmpv::encode::write_value(&mut attrs, &Value::Map(map));
-        let type_name = t.name.clone();
+        let type_name = self.types.get(e.ty).name.clone();
+        let attrs = self.attrs_map(id, |_| true).unwrap_or_default();
         let (client, client_moves, counted) = (e.client, e.client_moves, e.counted);
         // Its watchers here, and its client, see it leave its space.
         self.leave_space_now(id);

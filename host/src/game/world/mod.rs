@@ -489,25 +489,36 @@ impl World {
     /// A MessagePack map of the attributes of `id` a client may see: its
     /// owner (`own`) or a client that sees it.
     fn visible_attrs(&self, id: EntityId, own: bool) -> Vec<u8> {
-        let mut map = Vec::new();
-        if let Some(e) = self.entities.get(&id) {
-            for (i, (name, flags)) in self.types.get(e.ty).attrs.iter().enumerate() {
-                let visible = if own {
-                    client_visible(*flags)
-                } else {
-                    flags.contains(AttrFlags::ALL_CLIENTS)
-                };
-                if !visible {
-                    continue;
-                }
-                if let Some(v) = e.attrs.top(i) {
-                    map.push((Value::from(name.as_str()), v.clone()));
-                }
+        self.attrs_map(id, |flags| {
+            if own {
+                client_visible(flags)
+            } else {
+                flags.contains(AttrFlags::ALL_CLIENTS)
             }
-        }
+        })
+        .unwrap_or_else(|| vec![0x80])
+    }
+
+    /// The attributes of `id` whose flags `keep` takes, as a MessagePack
+    /// map by name; `None` if there is no such entity.
+    fn attrs_map(&self, id: EntityId, keep: impl Fn(AttrFlags) -> bool) -> Option<Vec<u8>> {
+        let e = self.entities.get(&id)?;
+        let map: Vec<(Value, Value)> = self
+            .types
+            .get(e.ty)
+            .attrs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, flags))| keep(*flags))
+            .filter_map(|(i, (name, _))| {
+                e.attrs
+                    .top(i)
+                    .map(|v| (Value::from(name.as_str()), v.clone()))
+            })
+            .collect();
         let mut out = Vec::new();
         let _ = rmpv::encode::write_value(&mut out, &Value::Map(map));
-        out
+        Some(out)
     }
 
     // ---- work the game runs ----

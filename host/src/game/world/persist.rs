@@ -47,28 +47,14 @@ pub(super) fn reply_to(r: WitReplyTo) -> ReplyTo {
 impl World {
     /// The saved form of a persistent entity.
     pub(super) fn row(&self, id: EntityId) -> Option<EntityRow> {
-        let e = self.entities.get(&id)?;
-        let t = self.types.get(e.ty);
+        let t = self.types.get(self.entities.get(&id)?.ty);
         if !t.persistent() {
             return None;
         }
-        let map: Vec<(Value, Value)> = t
-            .attrs
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, f))| f.contains(AttrFlags::PERSISTENT))
-            .filter_map(|(i, (name, _))| {
-                e.attrs
-                    .top(i)
-                    .map(|v| (Value::from(name.as_str()), v.clone()))
-            })
-            .collect();
-        let mut attrs = Vec::new();
-        let _ = rmpv::encode::write_value(&mut attrs, &Value::Map(map));
         Some(EntityRow {
             id,
             type_name: t.name.clone(),
-            attrs,
+            attrs: self.attrs_map(id, |f| f.contains(AttrFlags::PERSISTENT))?,
         })
     }
 

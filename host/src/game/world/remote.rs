@@ -48,9 +48,14 @@ impl World {
     /// Sends `msg` to the game of the entity it is for (or, on none, to
     /// its mailbox): now, unless something waits in the outbox.
     pub(super) fn route(&mut self, msg: GameInput) {
-        if !self.outbox.is_empty() {
-            return self.outbox.push(Outgoing::ByEntity(msg));
+        if self.outbox.is_empty() {
+            self.send_now(msg);
+        } else {
+            self.outbox.push(Outgoing::ByEntity(msg));
         }
+    }
+
+    fn send_now(&mut self, msg: GameInput) {
         if let Err(msg) = self.routes.send(msg) {
             self.undeliverable(msg);
         }
@@ -69,11 +74,7 @@ impl World {
         }
         for out in std::mem::take(&mut self.outbox) {
             match out {
-                Outgoing::ByEntity(msg) => {
-                    if let Err(msg) = self.routes.send(msg) {
-                        self.undeliverable(msg);
-                    }
-                }
+                Outgoing::ByEntity(msg) => self.send_now(msg),
                 Outgoing::Ship { to, client, msg } => self.routes.ship(to, client, msg),
             }
         }
