@@ -408,16 +408,22 @@ impl GameRoutes {
 
     /// Sends `msg` (a migrating entity) straight to game `to`, moving its
     /// client there too, so the client's moves and its end arrive after
-    /// the entity.
+    /// the entity. A client that left while its entity was leaving (its
+    /// end went to the game it left, which no longer had it) is ended
+    /// there, after the entity.
     pub fn ship(&self, to: GameId, client: Option<ClientId>, msg: GameInput) {
         let shared = &self.shared;
         let mut r = shared.lock();
-        if let Some(client) = client {
-            if let Some(&seat) = r.clients.get(&client) {
-                r.seat(client, Seat { game: to, ..seat });
+        let _ = shared.send(to, msg);
+        let Some(client) = client else {
+            return;
+        };
+        match r.clients.get(&client).copied() {
+            Some(seat) => r.seat(client, Seat { game: to, ..seat }),
+            None => {
+                let _ = shared.send(to, ToGame::ClientDisconnected { client });
             }
         }
-        let _ = shared.send(to, msg);
     }
 
     /// `client` is bound to `entity` (or to none) on this game.
@@ -645,5 +651,31 @@ mod tests {
         });
         assert!(g0.send(take).is_ok());
         assert!(next(&inboxes[1]).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_left_while_its_entity_moved_is_ended_where_it_arrives() {
+        let (d, inboxes) = games(2);
+        let client = ClientId::new(GateId(0), 1);
+        d.to_game(ToGame::ClientConnected { client }).await.unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        let g0 = d.for_game(GameId(0));
+        g0.created(100, 0);
+        g0.bound(client, Some(100));
+        // Its end reaches game 0 after the entity left it...
+        d.to_game(ToGame::ClientDisconnected { client })
+            .await
+            .unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        // ...so game 1 gets it after the entity.
+        g0.ship(GameId(1), Some(client), GameInput::Wire(ToGame::Shutdown));
+        assert!(matches!(
+            next(&inboxes[1]),
+            Some(GameInput::Wire(ToGame::Shutdown))
+        ));
+        assert!(matches!(
+            next(&inboxes[1]),
+            Some(GameInput::Wire(ToGame::ClientDisconnected { client: c })) if c == client
+        ));
     }
 }
