@@ -376,7 +376,9 @@ impl GameHost for World {
                 return Ok(());
             }
             // Taken here at once (what `to` sends its client from now on
-            // reaches it); `from`'s game lets it go.
+            // reaches it); `from`'s game lets it go once this round is
+            // over, so `from` runs no hook while the code that gave its
+            // client away may still act on it.
             let client = self
                 .routes
                 .claim_client(from, to)
@@ -385,10 +387,11 @@ impl GameHost for World {
             self.bind(client, to);
             let lane = self.lane_of(to);
             self.work.push(lane, Work::ClientConnected(to));
-            self.route(GameInput::Wire(ToGame::ReleaseClient {
+            let release = GameInput::Wire(ToGame::ReleaseClient {
                 entity: from,
                 client,
-            }));
+            });
+            self.defer(super::remote::Outgoing::ByEntity(release));
             return Ok(());
         };
         let client = e
