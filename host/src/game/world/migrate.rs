@@ -226,20 +226,8 @@ impl World {
         };
         self.take_routed(held);
         if let Some(client) = client {
-            self.clients.insert(
-                client,
-                ClientView {
-                    entity: id,
-                    sync: Default::default(),
-                },
-            );
-            self.routes.bound(client, Some(id));
-            self.output(ToGate::Bind {
-                client,
-                entity: Some(id),
-                plugin: plugin as PluginIndex,
-            });
-            self.show_view(client, id);
+            // Bound again here; no `client-connected`: it never left.
+            self.bind(client, id);
         }
         match (then, bounced) {
             (Some(Arrival::EnterSpace { space, pos, yaw }), None) => {
