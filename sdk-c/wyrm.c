@@ -627,6 +627,30 @@ static void done(wyrm_writer *w) {
     }
 }
 
+static const uint8_t NIL = 0xc0;
+
+/* A reply-to {this entity, `method`, context} for the `ask-*` imports: the
+ * context is `w`'s one value, or nil for NULL or an empty writer. False with
+ * an error in ctx when the writer ran out of memory. `method` is borrowed. */
+static bool reply_to(wyrm_ctx *ctx, const char *method, wyrm_writer *w,
+                     wyrm_game_storage_reply_to_t *out) {
+    if (w && w->failed) {
+        wyrm_writer_free(w);
+        wyrm_error(ctx, "cannot encode value: out of memory");
+        return false;
+    }
+    out->entity = ctx->id;
+    out->method = borrow(method);
+    if (!w || w->len == 0) {
+        out->context.ptr = (uint8_t *)&NIL;
+        out->context.len = 1;
+    } else {
+        out->context.ptr = w->buf;
+        out->context.len = w->len;
+    }
+    return true;
+}
+
 int wyrm_call(wyrm_ctx *ctx, wyrm_id id, const char *method, wyrm_writer *args) {
     wyrm_game_types_msgpack_t a;
     if (!args_of(ctx, args, &a)) {
@@ -743,17 +767,37 @@ int wyrm_delete_attr(wyrm_ctx *ctx, const char *name) {
     return WYRM_OK;
 }
 
-int wyrm_create_entity(wyrm_ctx *ctx, const char *type_name, wyrm_writer *attrs, wyrm_id *out) {
-    wyrm_game_types_msgpack_t a = {NULL, 0};
-    if (attrs && attrs->len) {
-        if (!args_of(ctx, attrs, &a)) {
-            return WYRM_ERR;
-        }
+int wyrm_ask_attr(wyrm_ctx *ctx, wyrm_id id, const char *name, const char *method,
+                  wyrm_writer *context) {
+    wyrm_game_storage_reply_to_t reply;
+    if (!reply_to(ctx, method, context, &reply)) {
+        return WYRM_ERR;
+    }
+    wyrm_game_types_path_segment_t seg;
+    wyrm_game_host_attr_path_t path = top_level(&seg, name);
+    wyrm_game_host_ask_attr(id, &path, &reply);
+    done(context);
+    return WYRM_OK;
+}
+
+/* Initial attributes: `attrs`' map, or nothing (an empty list) for NULL or
+ * an empty writer. */
+static bool attrs_of(wyrm_ctx *ctx, wyrm_writer *attrs, wyrm_game_types_msgpack_t *out) {
+    out->ptr = NULL;
+    out->len = 0;
+    return !(attrs && attrs->len) || args_of(ctx, attrs, out);
+}
+
+int wyrm_create_entity_at(wyrm_ctx *ctx, const char *type_name, wyrm_writer *attrs,
+                          wyrm_locality at, wyrm_id *out) {
+    wyrm_game_types_msgpack_t a;
+    if (!attrs_of(ctx, attrs, &a)) {
+        return WYRM_ERR;
     }
     plugin_string_t t = borrow(type_name);
     plugin_string_t err;
     wyrm_id id = 0;
-    bool ok = wyrm_game_host_create_entity(&t, &a, &id, &err);
+    bool ok = wyrm_game_host_create_entity(&t, &a, (wyrm_game_types_locality_t)at, &id, &err);
     done(attrs);
     if (!ok) {
         return host_error(ctx, "cannot create entity", &err);
@@ -764,11 +808,52 @@ int wyrm_create_entity(wyrm_ctx *ctx, const char *type_name, wyrm_writer *attrs,
     return WYRM_OK;
 }
 
+int wyrm_create_entity(wyrm_ctx *ctx, const char *type_name, wyrm_writer *attrs, wyrm_id *out) {
+    return wyrm_create_entity_at(ctx, type_name, attrs, WYRM_HERE, out);
+}
+
+int wyrm_create_space_at(wyrm_ctx *ctx, const char *type_name, const char *kind,
+                         wyrm_writer *attrs, wyrm_locality at, wyrm_id *out) {
+    wyrm_game_types_msgpack_t a;
+    if (!attrs_of(ctx, attrs, &a)) {
+        return WYRM_ERR;
+    }
+    plugin_string_t t = borrow(type_name);
+    plugin_string_t k = borrow(kind);
+    plugin_string_t err;
+    wyrm_id id = 0;
+    bool ok =
+        wyrm_game_host_create_space(&t, &k, &a, (wyrm_game_types_locality_t)at, &id, &err);
+    done(attrs);
+    if (!ok) {
+        return host_error(ctx, "cannot create space", &err);
+    }
+    if (out) {
+        *out = id;
+    }
+    return WYRM_OK;
+}
+
+int wyrm_create_space(wyrm_ctx *ctx, const char *type_name, const char *kind, wyrm_writer *attrs,
+                      wyrm_id *out) {
+    return wyrm_create_space_at(ctx, type_name, kind, attrs, WYRM_HERE, out);
+}
+
 int wyrm_destroy_entity(wyrm_ctx *ctx, wyrm_id id) {
     plugin_string_t err;
     if (!wyrm_game_host_destroy_entity(id, &err)) {
         return host_error(ctx, "cannot destroy entity", &err);
     }
+    return WYRM_OK;
+}
+
+int wyrm_ask_entity_type(wyrm_ctx *ctx, wyrm_id id, const char *method, wyrm_writer *context) {
+    wyrm_game_storage_reply_to_t reply;
+    if (!reply_to(ctx, method, context, &reply)) {
+        return WYRM_ERR;
+    }
+    wyrm_game_host_ask_entity_type(id, &reply);
+    done(context);
     return WYRM_OK;
 }
 
@@ -1157,9 +1242,9 @@ bool exports_wyrm_game_entities_created(exports_wyrm_game_entities_entity_ref_t 
     return true;
 }
 
-void exports_wyrm_game_entities_destroyed(exports_wyrm_game_entities_entity_ref_t *entity) {
-    run_logged(entity, HOOK_DESTROYED, 0);
-    slot *s = find(entity->id);
+/* Drops the entity's state, if the table has it (no hook runs). */
+static void forget(wyrm_id id) {
+    slot *s = find(id);
     if (s) {
         const wyrm_type *t = type_at(s->kind);
         void *state = s->state;
@@ -1168,6 +1253,11 @@ void exports_wyrm_game_entities_destroyed(exports_wyrm_game_entities_entity_ref_
             drop_state(t, state);
         }
     }
+}
+
+void exports_wyrm_game_entities_destroyed(exports_wyrm_game_entities_entity_ref_t *entity) {
+    run_logged(entity, HOOK_DESTROYED, 0);
+    forget(entity->id);
 }
 
 void exports_wyrm_game_entities_client_connected(exports_wyrm_game_entities_entity_ref_t *entity) {
@@ -1325,6 +1415,15 @@ fail:
     }
     give_error(&ctx, err);
     return false;
+}
+
+/* The entities moved to another game (their state exported first): drop
+ * their state here; no hook runs. */
+void exports_wyrm_game_entities_forget_entities(exports_wyrm_game_entities_list_entity_id_t *ids) {
+    for (size_t i = 0; i < ids->len; i++) {
+        forget(ids->ptr[i]);
+    }
+    exports_wyrm_game_entities_list_entity_id_free(ids);
 }
 
 bool exports_wyrm_game_entities_import_entities(plugin_string_t *from_version,

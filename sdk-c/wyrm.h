@@ -287,9 +287,36 @@ int wyrm_set_attr(wyrm_ctx *ctx, const char *name, wyrm_writer *value);
 int wyrm_get_attr(wyrm_ctx *ctx, const char *name, wyrm_buf *out);
 int wyrm_delete_attr(wyrm_ctx *ctx, const char *name);
 
-/* Entities. `attrs` is a writer holding a map of attributes, or NULL. */
+/* Asks for the value of attribute `name` of entity `id`, wherever it lives
+ * (`wyrm_get_attr` reads this entity only): `method` is called on this
+ * entity with `[error, value, context]` (value nil when nothing is there).
+ * `context` is a writer holding one value, or NULL for nil. */
+int wyrm_ask_attr(wyrm_ctx *ctx, wyrm_id id, const char *name, const char *method,
+                  wyrm_writer *context);
+
+/* Where a new entity lives (the WIT `locality`). */
+typedef enum wyrm_locality {
+    WYRM_HERE,     /* this entity's game: readable and changeable in place */
+    WYRM_ANYWHERE, /* the game the server chooses by load: reach it by messages */
+} wyrm_locality;
+
+/* Entities. `attrs` is a writer holding a map of attributes, or NULL.
+ * `wyrm_create_entity` creates it here; `wyrm_create_entity_at` where `at`
+ * says. */
 int wyrm_create_entity(wyrm_ctx *ctx, const char *type_name, wyrm_writer *attrs, wyrm_id *out);
+int wyrm_create_entity_at(wyrm_ctx *ctx, const char *type_name, wyrm_writer *attrs,
+                          wyrm_locality at, wyrm_id *out);
+/* The same, making the entity a space of `kind`. */
+int wyrm_create_space(wyrm_ctx *ctx, const char *type_name, const char *kind, wyrm_writer *attrs,
+                      wyrm_id *out);
+int wyrm_create_space_at(wyrm_ctx *ctx, const char *type_name, const char *kind,
+                         wyrm_writer *attrs, wyrm_locality at, wyrm_id *out);
 int wyrm_destroy_entity(wyrm_ctx *ctx, wyrm_id id);
+/* Asks for the type name of entity `id`, wherever it lives: `method` is
+ * called on this entity with `[error, type_name, context]` (type_name nil
+ * when no such entity is alive). `context`: a writer holding one value, or
+ * NULL for nil. */
+int wyrm_ask_entity_type(wyrm_ctx *ctx, wyrm_id id, const char *method, wyrm_writer *context);
 /* The service entity of `type_name`; false when there is none. */
 bool wyrm_service(const char *type_name, wyrm_id *out);
 

@@ -7,8 +7,8 @@
 // and gives plain JS values. It behaves like the Rust SDK's runtime
 // (sdk-guest/src/runtime.rs); see README.md next to it.
 
-import * as host from "wyrm:game/host@0.2.0";
-import * as storage from "wyrm:game/storage@0.2.0";
+import * as host from "wyrm:game/host@0.3.0";
+import * as storage from "wyrm:game/storage@0.3.0";
 
 export { host, storage };
 
@@ -375,6 +375,17 @@ function bytesOrNil(value) {
 
 const LEVELS = new Set(["trace", "debug", "info", "warn", "error"]);
 
+// Where a new entity lives: `{ at: "here" }` (the default: this entity's
+// game, readable and changeable in place at once) or `{ at: "anywhere" }`
+// (whichever game the server chooses by load; reach it by messages).
+const LOCALITIES = new Set(["here", "anywhere"]);
+
+function toLocality(opts) {
+  const at = opts === undefined || opts === null || opts.at === undefined ? "here" : opts.at;
+  if (!LOCALITIES.has(at)) throw new WyrmError(`bad locality ${String(at)}: "here" or "anywhere"`);
+  return at;
+}
+
 /** Writes a log line attributed to the plugin (level: "trace", "debug",
  * "info", "warn" or "error"). */
 export function log(level, message) {
@@ -406,14 +417,25 @@ export class Ctx {
   }
 
   // ---- entities ----
-  createEntity(typeName, attrs) {
-    return hostTry(() => host.createEntity(typeName, bytesOrNil(attrs)));
+  /** Creates an entity; returns its id (BigInt). `opts.at`: "here" (the
+   * default: on this entity's game) or "anywhere" (the server chooses by
+   * load; read it with `askAttr`, not `getAttr`). */
+  createEntity(typeName, attrs, opts = {}) {
+    const at = toLocality(opts);
+    return hostTry(() => host.createEntity(typeName, bytesOrNil(attrs), at));
   }
   destroyEntity(id = this.id) {
     hostTry(() => host.destroyEntity(toId(id)));
   }
+  /** The type name of a live entity on this entity's game, or null (for
+   * any entity: `askEntityType`). */
   entityType(id) {
     return host.entityType(toId(id)) ?? null;
+  }
+  /** Asks for the type name of entity `id`, wherever it lives: `method` is
+   * called on this entity with `[error, typeName | null, context]`. */
+  askEntityType(id, method, context = null) {
+    host.askEntityType(toId(id), this.replyTo(method, context));
   }
   service(typeName) {
     return optId(host.service(typeName));
@@ -446,8 +468,9 @@ export class Ctx {
   }
 
   // ---- spaces (positions are {x, y, z}) ----
-  createSpace(typeName, kind, attrs) {
-    return hostTry(() => host.createSpace(typeName, kind, bytesOrNil(attrs)));
+  createSpace(typeName, kind, attrs, opts = {}) {
+    const at = toLocality(opts);
+    return hostTry(() => host.createSpace(typeName, kind, bytesOrNil(attrs), at));
   }
   spaceKind(id) {
     return host.spaceKind(toId(id)) ?? null;
@@ -478,10 +501,17 @@ export class Ctx {
   }
 
   // ---- attributes (path: "name" or ["name", 0, "key"]) ----
-  /** The value at `path`, or `undefined` when nothing is there. */
+  /** The value at `path`, or `undefined` when nothing is there. `id` must
+   * be on this entity's game (for any entity: `askAttr`). */
   getAttr(path, id = this.id) {
     const bytes = hostTry(() => host.attrGet(toId(id), toPath(path)));
     return bytes === undefined || bytes === null ? undefined : decode(bytes);
+  }
+  /** Asks for the value at `path` of entity `id`, wherever it lives:
+   * `method` is called on this entity with `[error, value, context]`
+   * (value null when nothing is there). */
+  askAttr(id, path, method, context = null) {
+    host.askAttr(toId(id), toPath(path), this.replyTo(method, context));
   }
   setAttr(path, value, id = this.id) {
     hostTry(() => host.attrSet(toId(id), toPath(path), encode(value)));
@@ -515,8 +545,8 @@ export class Ctx {
     host.verifyPassword(this.id, password, hash, method, encode(context));
   }
 
-  // ---- storage: answers are calls of `method` on this entity with
-  // args [error, value, context] ----
+  // ---- storage (and askEntityType / askAttr): answers are calls of
+  // `method` on this entity with args [error, value, context] ----
   replyTo(method, context = null) {
     return { entity: this.id, method, context: encode(context) };
   }
@@ -793,6 +823,11 @@ export function definePlugin(def) {
         }
         return out;
       });
+    },
+
+    // The entities moved to another game: drop their state, no hook runs.
+    forgetEntities(ids) {
+      for (const id of ids) table.delete(id);
     },
 
     importEntities(fromVersion, states) {

@@ -556,6 +556,11 @@ class Plugin:
             def export_entities(self, ids):
                 return plugin._export(ids)
 
+            def forget_entities(self, ids):
+                # Moved to another game: drop their state, no hook runs.
+                for eid in ids:
+                    plugin._table.pop(eid, None)
+
             def import_entities(self, from_version, states):
                 plugin._import(from_version, states)
 
@@ -782,6 +787,17 @@ def _attrs(attrs):
 
 _LEVELS = ("trace", "debug", "info", "warn", "error")
 
+# Where a new entity lives: "here" (this entity's game: readable and
+# changeable in place at once) or "anywhere" (the game the server chooses by
+# load: reach it by messages, read it with ask_attr).
+_LOCALITIES = ("here", "anywhere")
+
+
+def _locality(at):
+    if at not in _LOCALITIES:
+        raise Error("bad locality %r: 'here' or 'anywhere'" % (at,))
+    return _types.Locality(_LOCALITIES.index(at))
+
 
 def log(level, message):
     """Writes a log line attributed to the plugin; ``level`` is one of
@@ -816,17 +832,25 @@ class Ctx:
         return self.caller.kind != "server"
 
     # ---- entities ----
-    def create_entity(self, type_name, attrs=None):
-        """Creates an entity with initial attributes (a dict, or None); returns its id."""
-        return _ok(_host.create_entity, type_name, _attrs(attrs))
+    def create_entity(self, type_name, attrs=None, *, at="here"):
+        """Creates an entity with initial attributes (a dict, or None); returns
+        its id. ``at``: ``"here"`` (this entity's game) or ``"anywhere"``
+        (the game the server chooses by load; read it with ``ask_attr``)."""
+        return _ok(_host.create_entity, type_name, _attrs(attrs), _locality(at))
 
     def destroy_entity(self, id=None):
         """Destroys entity ``id`` (default: this one) after the call returns."""
         _ok(_host.destroy_entity, self.id if id is None else id)
 
     def entity_type(self, id):
-        """The type name of a live entity, or None."""
+        """The type name of a live entity on this entity's game, or None (for
+        any entity: ``ask_entity_type``)."""
         return _host.entity_type(id)
+
+    def ask_entity_type(self, id, method, context=None):
+        """The type name of entity ``id``, wherever it lives; answers with
+        value = the name, or None if no such entity is alive."""
+        _host.ask_entity_type(id, self._reply(method, context))
 
     def service(self, type_name):
         """The id of the service entity of ``type_name``, or None."""
@@ -863,9 +887,10 @@ class Ctx:
         _ok(_host.set_client_tag, self.id if id is None else id, key, value)
 
     # ---- spaces ----
-    def create_space(self, type_name, kind, attrs=None):
-        """Creates an entity that is a space of ``kind``; returns its id."""
-        return _ok(_host.create_space, type_name, kind, _attrs(attrs))
+    def create_space(self, type_name, kind, attrs=None, *, at="here"):
+        """Creates an entity that is a space of ``kind`` on the game ``at``
+        says (as ``create_entity``); returns its id."""
+        return _ok(_host.create_space, type_name, kind, _attrs(attrs), _locality(at))
 
     def space_kind(self, id):
         """The kind of space ``id``, or None."""
@@ -910,9 +935,15 @@ class Ctx:
         return self.get_attr_of(self.id, path, default)
 
     def get_attr_of(self, id, path, default=None):
-        """The value at ``path`` of entity ``id``, or ``default``."""
+        """The value at ``path`` of entity ``id`` (on this entity's game), or
+        ``default``."""
         raw = _ok(_host.attr_get, id, _path(path))
         return default if raw is None else decode(raw)
+
+    def ask_attr(self, id, path, method, context=None):
+        """The value at ``path`` of entity ``id``, wherever it lives; answers
+        with value = it, or None if nothing is there."""
+        _host.ask_attr(id, _path(path), self._reply(method, context))
 
     def set_attr(self, path, value):
         """Sets the value at ``path`` (pushed to the clients its flags name)."""
@@ -950,7 +981,8 @@ class Ctx:
         """Checks ``password`` against ``hash``; then ``method(ok, context)`` runs."""
         _host.verify_password(self.id, password, hash, method, encode(context))
 
-    # ---- storage: answers come as method(error, value, context) ----
+    # ---- storage (and ask_entity_type, ask_attr): answers come as
+    # method(error, value, context) ----
     def _reply(self, method, context):
         return _storage.ReplyTo(entity=self.id, method=method, context=encode(context))
 

@@ -103,9 +103,25 @@ uint64_t wyrm_game_host_now_ms(void) { return 0; }
     } while (0)
 
 bool wyrm_game_host_create_entity(plugin_string_t *a, wyrm_game_host_msgpack_t *b,
-                                  wyrm_game_host_entity_id_t *c, plugin_string_t *d) {
-    (void)a, (void)b, (void)c, (void)d;
+                                  wyrm_game_host_locality_t c, wyrm_game_host_entity_id_t *d,
+                                  plugin_string_t *e) {
+    (void)a, (void)b, (void)c, (void)d, (void)e;
     NO_HOST("create_entity");
+}
+bool wyrm_game_host_create_space(plugin_string_t *a, plugin_string_t *b,
+                                 wyrm_game_host_msgpack_t *c, wyrm_game_host_locality_t d,
+                                 wyrm_game_host_entity_id_t *e, plugin_string_t *f) {
+    (void)a, (void)b, (void)c, (void)d, (void)e, (void)f;
+    NO_HOST("create_space");
+}
+void wyrm_game_host_ask_entity_type(wyrm_game_host_entity_id_t a, wyrm_game_host_reply_to_t *b) {
+    (void)a, (void)b;
+    NO_HOST("ask_entity_type");
+}
+void wyrm_game_host_ask_attr(wyrm_game_host_entity_id_t a, wyrm_game_host_attr_path_t *b,
+                             wyrm_game_host_reply_to_t *c) {
+    (void)a, (void)b, (void)c;
+    NO_HOST("ask_attr");
 }
 bool wyrm_game_host_destroy_entity(wyrm_game_host_entity_id_t a, plugin_string_t *b) {
     (void)a, (void)b;

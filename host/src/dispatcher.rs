@@ -285,6 +285,32 @@ impl GameRoutes {
         }
     }
 
+    /// Places a new entity `id`, of type `ty`, on the least loaded game
+    /// and, if that is another, sends it `create` there (under the lock,
+    /// so whatever is routed to `id` next comes after it). On this game,
+    /// `create` comes back: the game makes the entity itself (and says
+    /// [`created`](Self::created)).
+    pub fn create_anywhere(
+        &self,
+        id: EntityId,
+        ty: u32,
+        create: GameInput,
+    ) -> Result<(), GameInput> {
+        let mut r = self.shared.lock();
+        let game = r.directory.place(Placement::Anywhere);
+        if game == self.game {
+            return Err(create);
+        }
+        if let Err(e) = r.directory.created(id, game) {
+            tracing::error!(entity = id, "dispatcher: {e}");
+            return Err(create);
+        }
+        r.types.insert(id, ty);
+        // A game that stopped is shutting down with the rest.
+        let _ = self.shared.send(game, create);
+        Ok(())
+    }
+
     /// The game is loading `id`; messages for it wait until it is in.
     /// False if it is live (or arriving) somewhere already: not loaded
     /// again.

@@ -3,7 +3,9 @@
 //! them what only means something inside this process — a hot swap's new
 //! instance, a storage answer, the bytes a message holds against a plugin.
 
-pub use wyrm_wire::{ClientId, EntityCall, EntityId, GateBatch, PluginIndex, ToGame, ToGate};
+pub use wyrm_wire::{
+    AttrAsk, ClientId, EntityCall, EntityId, GateBatch, PluginIndex, ToGame, ToGate,
+};
 
 /// Everything a game's inbox takes.
 #[derive(Debug)]
@@ -18,6 +20,14 @@ pub enum GameInput {
         /// What the call counts against the plugin that made it until it
         /// has run: it waits in inboxes and work queues with arguments the
         /// plugin chose.
+        charge: Option<crate::held::Charge>,
+    },
+    /// A question about an attribute of an entity (`ask-attr`), from
+    /// another game's plugin.
+    Ask {
+        ask: AttrAsk,
+        /// What the question (its context, its answer) counts against the
+        /// plugin that asked until the answer has run.
         charge: Option<crate::held::Charge>,
     },
     /// A saved entity read by storage (or why it could not be).
@@ -57,6 +67,8 @@ impl GameInput {
     pub fn entity(&self) -> Option<EntityId> {
         match self {
             Self::Call { call, .. } => Some(call.entity),
+            Self::Ask { ask, .. } => Some(ask.entity),
+            Self::Wire(ToGame::CreateEntity(new)) => Some(new.id),
             Self::Wire(ToGame::ClientCall { entity, .. })
             | Self::Wire(ToGame::DestroyEntity { entity })
             | Self::Wire(ToGame::CallClient { entity, .. })
@@ -89,6 +101,7 @@ impl From<ToGame> for GameInput {
     fn from(msg: ToGame) -> Self {
         match msg {
             ToGame::EntityCall(call) => Self::Call { call, charge: None },
+            ToGame::AskAttr(ask) => Self::Ask { ask, charge: None },
             msg => Self::Wire(msg),
         }
     }

@@ -10,7 +10,7 @@ pub use self::wyrm::game::host::Host as HostImports;
 pub use self::wyrm::game::storage::{Host as StorageImports, ReplyTo};
 pub use self::wyrm::game::types::{
     AoiDecl, AoiEvent, AttrDecl, AttrFlags, Caller, CallerKind, EntityRef, EntityState, EntityType,
-    Exposure, LogLevel, MethodDecl, PathSegment, Placement, PluginInfo, Position, Tag,
+    Exposure, Locality, LogLevel, MethodDecl, PathSegment, Placement, PluginInfo, Position, Tag,
 };
 
 /// A path into an attribute tree follows the protocol's rules, which the

@@ -10,7 +10,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
-    HostImports, LogLevel, PathSegment, Placement, Position, ReplyTo, StorageImports, Tag,
+    HostImports, Locality, LogLevel, PathSegment, Placement, Position, ReplyTo, StorageImports, Tag,
 };
 use super::stdio::GuestOutput;
 use crate::logs::{clip_line, LogBudget};
@@ -39,9 +39,15 @@ pub trait GameHost: Send + 'static {
     }
     /// The call that [`enter_plugin`](Self::enter_plugin) began is over.
     fn leave_plugin(&mut self) {}
-    fn create_entity(&mut self, type_name: &str, attrs: &[u8]) -> Result<EntityId, String>;
+    fn create_entity(
+        &mut self,
+        type_name: &str,
+        attrs: &[u8],
+        at: Locality,
+    ) -> Result<EntityId, String>;
     fn destroy_entity(&mut self, id: EntityId) -> Result<(), String>;
     fn entity_type(&mut self, id: EntityId) -> Option<String>;
+    fn ask_entity_type(&mut self, id: EntityId, reply: ReplyTo) -> Result<(), Stop>;
     fn service(&mut self, type_name: &str) -> Option<EntityId>;
     fn call_entity(&mut self, id: EntityId, method: String, args: Vec<u8>) -> Result<(), Stop>;
     fn call_client(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<bool, Stop>;
@@ -64,6 +70,7 @@ pub trait GameHost: Send + 'static {
         type_name: &str,
         kind: String,
         attrs: &[u8],
+        at: Locality,
     ) -> Result<EntityId, String>;
     fn space_kind(&mut self, id: EntityId) -> Option<String>;
     fn enter_space(
@@ -81,6 +88,12 @@ pub trait GameHost: Send + 'static {
     fn entities_near(&mut self, space: EntityId, center: Position, radius: f32) -> Vec<EntityId>;
     fn call_aoi_clients(&mut self, id: EntityId, method: &str, args: &[u8]) -> Result<(), Stop>;
     fn attr_get(&mut self, id: EntityId, path: &[PathSegment]) -> Result<Option<Vec<u8>>, String>;
+    fn ask_attr(
+        &mut self,
+        id: EntityId,
+        path: Vec<PathSegment>,
+        reply: ReplyTo,
+    ) -> Result<(), Stop>;
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String>;
     fn attr_delete(&mut self, id: EntityId, path: &[PathSegment]) -> Result<(), String>;
     fn attr_append(
@@ -288,14 +301,22 @@ impl<W: GameHost> StorageImports for HostState<W> {
 }
 
 impl<W: GameHost> HostImports for HostState<W> {
-    fn create_entity(&mut self, type_name: String, attrs: Vec<u8>) -> R<Result<EntityId, String>> {
-        Ok(self.world()?.create_entity(&type_name, &attrs))
+    fn create_entity(
+        &mut self,
+        type_name: String,
+        attrs: Vec<u8>,
+        at: Locality,
+    ) -> R<Result<EntityId, String>> {
+        Ok(self.world()?.create_entity(&type_name, &attrs, at))
     }
     fn destroy_entity(&mut self, id: EntityId) -> R<Result<(), String>> {
         Ok(self.world()?.destroy_entity(id))
     }
     fn entity_type(&mut self, id: EntityId) -> R<Option<String>> {
         Ok(self.world()?.entity_type(id))
+    }
+    fn ask_entity_type(&mut self, id: EntityId, reply: ReplyTo) -> R<()> {
+        stop(self.world()?.ask_entity_type(id, reply))
     }
     fn service(&mut self, type_name: String) -> R<Option<EntityId>> {
         Ok(self.world()?.service(&type_name))
@@ -328,8 +349,9 @@ impl<W: GameHost> HostImports for HostState<W> {
         type_name: String,
         kind: String,
         attrs: Vec<u8>,
+        at: Locality,
     ) -> R<Result<EntityId, String>> {
-        Ok(self.world()?.create_space(&type_name, kind, &attrs))
+        Ok(self.world()?.create_space(&type_name, kind, &attrs, at))
     }
     fn space_kind(&mut self, id: EntityId) -> R<Option<String>> {
         Ok(self.world()?.space_kind(id))
@@ -375,6 +397,9 @@ impl<W: GameHost> HostImports for HostState<W> {
         path: Vec<PathSegment>,
     ) -> R<Result<Option<Vec<u8>>, String>> {
         Ok(self.world()?.attr_get(id, &path))
+    }
+    fn ask_attr(&mut self, id: EntityId, path: Vec<PathSegment>, reply: ReplyTo) -> R<()> {
+        stop(self.world()?.ask_attr(id, path, reply))
     }
     fn attr_set(
         &mut self,

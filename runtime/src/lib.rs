@@ -166,7 +166,7 @@ impl PluginRuntime {
             anyhow::anyhow!("plugin {name} does not fit the wyrm:game world: {e:#}")
         })?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
-            anyhow::anyhow!("plugin {name} does not export wyrm:game/entities@0.2.0: {e:#}")
+            anyhow::anyhow!("plugin {name} does not export wyrm:game/entities@0.3.0: {e:#}")
         })?;
         Ok(PluginCode {
             name: name.into(),
@@ -423,6 +423,12 @@ impl<W: GameHost> PluginInstance<W> {
             }
         }
         Ok(Ok(states))
+    }
+
+    /// `ids` left this instance for another game (their state exported
+    /// first): the plugin drops their private state.
+    pub fn forget(&mut self, world: &mut Option<Box<W>>, ids: &[EntityId]) -> Result<(), Fault> {
+        self.run(world, |g, s| g.call_forget_entities(s, ids))
     }
 
     /// The state hook, import side: take over `states`, exported by a plugin

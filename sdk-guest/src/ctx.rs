@@ -6,8 +6,8 @@ use serde::Serialize;
 use crate::bindings::wyrm::game::storage;
 use crate::codec::{self, encode, encode_args};
 use crate::{
-    raw, Caller, CallerKind, EntityId, Error, LogLevel, Path, Placement, Position, Result, Tag,
-    TimerId,
+    raw, Caller, CallerKind, EntityId, Error, Locality, LogLevel, Path, Placement, Position,
+    Result, Tag, TimerId,
 };
 
 /// The context of one call into an entity: which entity, who called, and
@@ -64,12 +64,26 @@ impl Ctx {
     /// map from attribute name to value ([`Attrs`](crate::Attrs), a
     /// `BTreeMap`, a struct with named fields) or `()` for none. Its
     /// `on_created` runs after the current call returns.
+    ///
+    /// The entity lives on this entity's game, so its attributes and place
+    /// can be read and changed at once; [`create_entity_at`](Self::create_entity_at)
+    /// lets the server place it by load.
     pub fn create_entity(&mut self, type_name: &str, attrs: impl Serialize) -> Result<EntityId> {
-        let mut bytes = encode(&attrs)?;
-        if bytes == [0xc0] {
-            bytes.clear(); // `()` / `None`: no attributes
-        }
-        raw::create_entity(type_name, &bytes).map_err(Error::from)
+        self.create_entity_at(type_name, attrs, Locality::Here)
+    }
+
+    /// [`create_entity`](Self::create_entity) on the game `at` says: with
+    /// [`Locality::Anywhere`], whichever game the server chooses by load.
+    /// Its id is usable at once (messages to it arrive after its creation);
+    /// read it with [`ask_attr`](Self::ask_attr), not `get_attr_of`, since
+    /// it may live on another game.
+    pub fn create_entity_at(
+        &mut self,
+        type_name: &str,
+        attrs: impl Serialize,
+        at: Locality,
+    ) -> Result<EntityId> {
+        raw::create_entity(type_name, &attrs_bytes(&attrs)?, at).map_err(Error::from)
     }
 
     /// Destroys entity `id` (possibly the current one) after the current call
@@ -78,9 +92,23 @@ impl Ctx {
         raw::destroy_entity(id).map_err(Error::from)
     }
 
-    /// The type name of a live entity, or `None`.
+    /// The type name of a live entity on this entity's game, or `None`
+    /// (for any entity: [`ask_entity_type`](Self::ask_entity_type)).
     pub fn entity_type(&self, id: EntityId) -> Option<String> {
         raw::entity_type(id)
+    }
+
+    /// Asks for the type name of entity `id`, wherever it lives: `method`
+    /// is called on the current entity with `[error, type_name, context]`
+    /// (`type_name` nil if no such entity is alive), like a storage answer.
+    pub fn ask_entity_type(
+        &mut self,
+        id: EntityId,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        raw::ask_entity_type(id, &self.reply_to(method, context)?);
+        Ok(())
     }
 
     /// The id of the service entity of `type_name`, or `None`.
@@ -179,11 +207,19 @@ impl Ctx {
         kind: &str,
         attrs: impl Serialize,
     ) -> Result<EntityId> {
-        let mut bytes = encode(&attrs)?;
-        if bytes == [0xc0] {
-            bytes.clear();
-        }
-        raw::create_space(type_name, kind, &bytes).map_err(Error::from)
+        self.create_space_at(type_name, kind, attrs, Locality::Here)
+    }
+
+    /// [`create_space`](Self::create_space) on the game `at` says. An
+    /// entity entering a space on another game moves to that game.
+    pub fn create_space_at(
+        &mut self,
+        type_name: &str,
+        kind: &str,
+        attrs: impl Serialize,
+        at: Locality,
+    ) -> Result<EntityId> {
+        raw::create_space(type_name, kind, &attrs_bytes(&attrs)?, at).map_err(Error::from)
     }
 
     /// The kind of space `id`, or `None` if it is not a space.
@@ -263,7 +299,8 @@ impl Ctx {
         self.get_attr_of(self.id, path)
     }
 
-    /// Entity `id`'s attribute value at `path`, decoded as `T`.
+    /// Entity `id`'s attribute value at `path`, decoded as `T`. `id` must
+    /// be on this entity's game; for any entity, [`ask_attr`](Self::ask_attr).
     pub fn get_attr_of<T: DeserializeOwned>(
         &self,
         id: EntityId,
@@ -276,6 +313,21 @@ impl Ctx {
                 .map(Some)
                 .map_err(|e| Error::new(format!("attribute {}: {e}", path.display()))),
         }
+    }
+
+    /// Asks for entity `id`'s attribute value at `path`, wherever it lives:
+    /// `method` is called on the current entity with `[error, value,
+    /// context]` (`value` nil if nothing is there), like a storage answer.
+    pub fn ask_attr(
+        &mut self,
+        id: EntityId,
+        path: impl Into<Path>,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        let path = path.into();
+        raw::ask_attr(id, path.segments(), &self.reply_to(method, context)?);
+        Ok(())
     }
 
     /// Sets the current entity's attribute value at `path`. Intermediate
@@ -515,4 +567,13 @@ impl Ctx {
     pub fn now_ms(&self) -> u64 {
         raw::now_ms()
     }
+}
+
+/// Initial attributes as the host takes them: `()` / `None` (nil) is none.
+fn attrs_bytes(attrs: &impl Serialize) -> Result<Vec<u8>> {
+    let mut bytes = encode(attrs)?;
+    if bytes == [0xc0] {
+        bytes.clear();
+    }
+    Ok(bytes)
 }

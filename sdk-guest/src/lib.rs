@@ -86,8 +86,8 @@ pub use runtime::Plugin;
 pub use wyrm_sdk_macros::entity;
 
 pub use bindings::wyrm::game::types::{
-    AttrFlags, Caller, CallerKind, EntityRef, EntityState, Exposure, LogLevel, PathSegment,
-    Placement, Position, Tag,
+    AttrFlags, Caller, CallerKind, EntityRef, EntityState, Exposure, Locality, LogLevel,
+    PathSegment, Placement, Position, Tag,
 };
 
 /// The raw host imports, exactly as `wit-bindgen` generates them. Every one of
@@ -114,7 +114,7 @@ pub type TimerId = u64;
 pub mod prelude {
     pub use crate::{
         attrs, debug, error, info, path, trace, warn, Attrs, Caller, CallerKind, Ctx, Entity,
-        EntityId, Error, LogLevel, Path, Placement, Position, TimerId,
+        EntityId, Error, Locality, LogLevel, Path, Placement, Position, TimerId,
     };
     pub use serde::{Deserialize, Serialize};
 }
@@ -130,6 +130,13 @@ pub fn log(level: LogLevel, message: &str) {
 /// Wall-clock time in milliseconds since the Unix epoch (host import `now-ms`).
 pub fn now_ms() -> u64 {
     raw::now_ms()
+}
+
+/// How many entities this instance of the plugin holds private state for
+/// (state is made on an entity's first call and dropped when it is
+/// destroyed or moves to another game): for diagnostics and tests.
+pub fn states_held() -> usize {
+    runtime::states_held()
 }
 
 /// Logs a formatted line at trace level: `trace!("x = {x}")`.
@@ -218,7 +225,7 @@ macro_rules! plugin {
             type __WyrmGuest = $crate::__private::Guest<__WyrmPlugin>;
             // The component exports exist only in the wasm build: natively
             // (unit tests, clippy) the plugin crate is plain Rust, and its
-            // export names (`wyrm:game/entities@0.2.0#call`) could not be
+            // export names (`wyrm:game/entities@0.3.0#call`) could not be
             // linked into a native library anyway.
             #[cfg(target_family = "wasm")]
             $crate::bindings::export!(__WyrmGuest with_types_in $crate::bindings);

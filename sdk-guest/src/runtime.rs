@@ -31,6 +31,8 @@ struct Slot {
 }
 
 thread_local! {
+    /// The table's size when the running call began (see `states_held`).
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     static TABLE: RefCell<HashMap<EntityId, Slot, BuildHasherDefault<IdHasher>>> =
         const { RefCell::new(HashMap::with_hasher(BuildHasherDefault::new())) };
 }
@@ -86,6 +88,7 @@ fn with_entity<R>(
         let mut table = table
             .try_borrow_mut()
             .map_err(|_| "re-entrant call into the plugin".to_owned())?;
+        let held = table.len() + usize::from(!table.contains_key(&entity.id));
         let slot = match table.entry(entity.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -98,6 +101,7 @@ fn with_entity<R>(
         };
         let ty = type_def(def, slot.kind)?;
         let mut ctx = Ctx::new(entity.id, ty.name, caller);
+        HELD.set(held);
         f(slot.state.as_mut(), &mut ctx)
     })
 }
@@ -168,6 +172,24 @@ pub(crate) fn destroyed(def: &PluginDef, entity: EntityRef) -> Result<(), String
         }
     });
     result
+}
+
+/// See [`crate::states_held`]. During a call the table is borrowed: the
+/// count is what it was when the call began.
+pub(crate) fn states_held() -> usize {
+    TABLE.with(|table| table.try_borrow().map_or_else(|_| HELD.get(), |t| t.len()))
+}
+
+/// `forget-entities`: the entities moved to another game; drop their state
+/// (no hook runs: they live on there).
+pub(crate) fn forget_entities(ids: &[EntityId]) {
+    TABLE.with(|table| {
+        if let Ok(mut table) = table.try_borrow_mut() {
+            for id in ids {
+                table.remove(id);
+            }
+        }
+    });
 }
 
 /// `call`: decode and run a method.
@@ -344,6 +366,10 @@ impl<P: Plugin> entities::Guest for Guest<P> {
 
     fn export_entities(ids: Vec<EntityId>) -> Result<Vec<EntityState>, String> {
         export_entities(P::def(), &ids, crate::raw::entity_type)
+    }
+
+    fn forget_entities(ids: Vec<EntityId>) {
+        forget_entities(&ids)
     }
 
     fn import_entities(from_version: String, states: Vec<EntityState>) -> Result<(), String> {

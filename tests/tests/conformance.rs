@@ -48,6 +48,11 @@ async fn hello(c: &mut Client, name: &str) -> (Lines, u64) {
     expect(c, "on_history").await
 }
 
+/// The next answer `told` passes on: `[context, error, value]`.
+async fn told(c: &mut Client) -> (Value, Value, Value) {
+    expect(c, "on_told").await
+}
+
 /// The next `on_said` this client hears.
 async fn said(c: &mut Client) -> (String, String, u64) {
     expect(c, "on_said").await
@@ -249,6 +254,70 @@ async fn conforms(lang: Language) {
         };
         assert_eq!(back, Value::Array(vec![v.clone()]), "{lang}: echo");
     }
+
+    // Asking about any entity, wherever it lives (with two games, b's
+    // Member may be on the other): its type, its attributes.
+    let a_id = a.player().expect("a is bound");
+    let b_id = b.player().expect("b is bound");
+    if wyrm_tests::workers() > 1 {
+        assert_ne!(
+            server.server.game_of(a_id),
+            server.server.game_of(b_id),
+            "{lang}: with two games, the two members are on different ones"
+        );
+    }
+    call_own(&mut a, "kind_of", (b_id,)).await;
+    assert_eq!(
+        told(&mut a).await,
+        ("kind".into(), Value::Nil, "Member".into()),
+        "{lang}"
+    );
+    call_own(&mut a, "kind_of", (1u64 << 40,)).await;
+    assert_eq!(
+        told(&mut a).await,
+        ("kind".into(), Value::Nil, Value::Nil),
+        "{lang}: no such entity"
+    );
+    call_own(&mut a, "peek", (b_id, "name")).await;
+    assert_eq!(
+        told(&mut a).await,
+        ("name".into(), Value::Nil, long_name.clone().into()),
+        "{lang}"
+    );
+    call_own(&mut a, "peek", (a_id, "said")).await;
+    assert_eq!(
+        told(&mut a).await,
+        ("said".into(), Value::Nil, 2.into()),
+        "{lang}"
+    );
+    call_own(&mut a, "peek", (b_id, "nothing")).await;
+    let (context, error, value) = told(&mut a).await;
+    assert!(
+        context.as_str() == Some("nothing")
+            && error.as_str().is_some_and(|e| e.contains("nothing"))
+            && value.is_nil(),
+        "{lang}: an undeclared attribute is an error: {error}"
+    );
+    // An entity made wherever the server chooses answers before it is
+    // destroyed: messages to one entity keep their order.
+    call_own(&mut a, "spawn", ("imp",)).await;
+    let (spawned,): (u64,) = expect(&mut a, "on_spawned").await;
+    assert!(spawned != a_id && spawned != b_id, "{lang}: a new entity");
+    assert_eq!(
+        told(&mut a).await,
+        ("spawned".into(), Value::Nil, "imp".into()),
+        "{lang}"
+    );
+    // Then it is gone (its game may destroy it a moment after answering).
+    let mut kind = Value::from("Member");
+    for _ in 0..100 {
+        call_own(&mut a, "kind_of", (spawned,)).await;
+        kind = told(&mut a).await.2;
+        if kind.is_nil() {
+            break;
+        }
+    }
+    assert!(kind.is_nil(), "{lang}: the spawned entity was destroyed");
 
     // Timers call back into the plugin; private state is there.
     call_own(&mut a, "remind", (30, "tea")).await;

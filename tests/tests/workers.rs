@@ -71,6 +71,12 @@ async fn a_service_called_from_both_games_is_one_entity() {
         join(c, "both").await;
     }
     assert_eq!(games.len(), 2, "accounts on both games: {games:?}");
+    // Each avatar is made by its account, on its account's game.
+    let avatars: std::collections::BTreeSet<u16> = players
+        .iter()
+        .map(|c| game_of(&server, c.player().expect("avatar")))
+        .collect();
+    assert_eq!(avatars, games, "avatars on both games");
     // One Lobby knows everyone, wherever their avatars are.
     let (room, names) = who(&mut players[0]).await;
     assert_eq!(room, "both");
@@ -130,6 +136,16 @@ async fn calls_to_a_migrating_entity_arrive_once_each_and_in_order() {
     let (_, _, hops, _): (Vec<u64>, u64, u64, u64) = expect(&mut b, "on_shuttle_report").await;
     let moved = server.server.game_counters().migrations() - before;
     assert_eq!(moved, hops, "every move asked for was made");
+    // The two probes, the two planes and the shuttle each have private
+    // state in the instance of the game they are on, and nowhere else: the
+    // game a shuttle left let its copy go (`forget-entities`).
+    let mut held = 0;
+    for c in [&mut a, &mut b] {
+        c.call_player("held", NO_ARGS).await.expect("send");
+        let (n,): (u64,) = expect(c, "on_held").await;
+        held += n;
+    }
+    assert_eq!(held, 5, "private states held by both games' instances");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// The version of the wire vocabulary. Any change to a message's shape
 /// (a field, a variant, an order) makes a new version.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Why bytes did not decode into a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +91,23 @@ mod tests {
                 },
                 yaw: 0.25,
             },
+            ToGame::CreateEntity(Box::new(crate::NewEntity {
+                id: 12,
+                type_name: "Room".into(),
+                attrs: vec![0x81, 0xa1, b'n', 0x01],
+                space: Some("lobby".into()),
+                creator: Some(2),
+            })),
+            ToGame::AskAttr(crate::AttrAsk {
+                entity: 12,
+                path: vec![crate::PathStep::Key("n".into()), crate::PathStep::Index(3)],
+                reply: crate::ReplyTo {
+                    entity: 9,
+                    method: "told".into(),
+                    context: vec![0xc0],
+                },
+                plugin: 1,
+            }),
             ToGame::Shutdown,
         ];
         let frame = Bytes::from_static(b"\x00\x00\x00\x02\x81\x01");

@@ -21,6 +21,7 @@ mod msg;
 pub use codec::{decode, encode, encode_into, WireError, VERSION};
 pub use ids::{ClientId, ClientIds, EntityId, GameId, GateId};
 pub use msg::{
-    Arrival, EntityCall, GateBatch, Migrant, MigrantTimer, PluginIndex, QueuedWork, ToGame, ToGate,
+    Arrival, AttrAsk, EntityCall, GateBatch, Migrant, MigrantTimer, NewEntity, PathStep,
+    PluginIndex, QueuedWork, ReplyTo, ToGame, ToGate,
 };
 pub use wyrm_protocol::Position;

@@ -72,6 +72,11 @@ pub enum ToGame {
     },
     /// An entity arriving from another game (or coming back, refused).
     Arrive(Box<Migrant>),
+    /// A plugin on another game created this entity, which the dispatcher
+    /// placed here by load: make it as that game would have.
+    CreateEntity(Box<NewEntity>),
+    /// A plugin on another game asks for an attribute of an entity here.
+    AskAttr(AttrAsk),
     /// Stop: serve what came before, save every persistent entity, end.
     Shutdown,
 }
@@ -154,6 +159,50 @@ pub enum QueuedWork {
         /// The timer that fired it.
         timer: Option<u64>,
     },
+}
+
+/// An entity a plugin on one game creates on another (`create-entity`
+/// with locality `anywhere`). Its id is live in the dispatcher already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEntity {
+    pub id: EntityId,
+    pub type_name: String,
+    /// Its initial attributes: a MessagePack map by name (checked by the
+    /// creating game), or empty.
+    pub attrs: Vec<u8>,
+    /// It is a space of this kind (`create-space`).
+    pub space: Option<String>,
+    /// The plugin whose code created it: it counts against it, its
+    /// `created` hook is queued as its work, and, if the type is another
+    /// plugin's, it may give it its client once.
+    pub creator: Option<PluginIndex>,
+}
+
+/// A question about an attribute of `entity`, asked by `plugin`'s code on
+/// another game (`ask-attr`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttrAsk {
+    pub entity: EntityId,
+    pub path: Vec<PathStep>,
+    pub reply: ReplyTo,
+    pub plugin: PluginIndex,
+}
+
+/// One step of a path into an attribute value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PathStep {
+    Key(String),
+    Index(u32),
+}
+
+/// Where an answer goes: `method` on `entity`, with MessagePack args
+/// `[error, value, context]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub entity: EntityId,
+    pub method: String,
+    /// MessagePack, handed back untouched.
+    pub context: Vec<u8>,
 }
 
 /// A method call on an entity, made somewhere else than where it runs.

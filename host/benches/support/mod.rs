@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::time::Duration;
-use wyrm_runtime::bindings::{PathSegment, Placement, Position, ReplyTo, Tag};
+use wyrm_runtime::bindings::{Locality, PathSegment, Placement, Position, ReplyTo, Tag};
 
 use wyrm_runtime::{EntityId, GameHost, Limits, PluginCode, PluginRuntime, Stop};
 use wyrm_toolchains::BuildOptions;
@@ -14,7 +14,7 @@ use wyrm_toolchains::BuildOptions;
 pub struct EmptyWorld;
 
 impl GameHost for EmptyWorld {
-    fn create_entity(&mut self, _: &str, _: &[u8]) -> Result<EntityId, String> {
+    fn create_entity(&mut self, _: &str, _: &[u8], _: Locality) -> Result<EntityId, String> {
         Err("empty world".into())
     }
     fn destroy_entity(&mut self, _: EntityId) -> Result<(), String> {
@@ -22,6 +22,9 @@ impl GameHost for EmptyWorld {
     }
     fn entity_type(&mut self, _: EntityId) -> Option<String> {
         None
+    }
+    fn ask_entity_type(&mut self, _: EntityId, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
     }
     fn service(&mut self, _: &str) -> Option<EntityId> {
         None
@@ -44,7 +47,13 @@ impl GameHost for EmptyWorld {
     fn set_client_tag(&mut self, _: EntityId, _: String, _: Option<String>) -> Result<(), String> {
         Err("empty world".into())
     }
-    fn create_space(&mut self, _: &str, _: String, _: &[u8]) -> Result<EntityId, String> {
+    fn create_space(
+        &mut self,
+        _: &str,
+        _: String,
+        _: &[u8],
+        _: Locality,
+    ) -> Result<EntityId, String> {
         Err("empty world".into())
     }
     fn space_kind(&mut self, _: EntityId) -> Option<String> {
@@ -76,6 +85,9 @@ impl GameHost for EmptyWorld {
     }
     fn attr_get(&mut self, _: EntityId, _: &[PathSegment]) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
+    }
+    fn ask_attr(&mut self, _: EntityId, _: Vec<PathSegment>, _: ReplyTo) -> Result<(), Stop> {
+        Ok(())
     }
     fn attr_set(&mut self, _: EntityId, _: &[PathSegment], _: &[u8]) -> Result<(), String> {
         Ok(())

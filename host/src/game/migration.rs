@@ -1,10 +1,12 @@
 //! Migration, the game's side: the private state of a departing entity
-//! leaves through the state hook (`export-entities`) and enters the
-//! instance of the game it goes to (`import-entities`), the mechanism hot
-//! swap uses. The world moves everything else (see `world/migrate.rs`).
+//! leaves through the state hook (`export-entities`), the instance it left
+//! drops it (`forget-entities`), and it enters the instance of the game it
+//! goes to (`import-entities`), the mechanism hot swap uses. The world
+//! moves everything else (see `world/migrate.rs`).
 
 use std::time::Duration;
 
+use super::types::TypeIndex;
 use super::Game;
 use crate::msg::{EntityId, GameInput, ToGame};
 use wyrm_runtime::{EntityRef, EntityState};
@@ -47,6 +49,12 @@ impl Game {
             }
         };
         let version = self.plugins[plugin].instance.version().to_owned();
+        // The state travels in the migrant (and comes back with it if the
+        // other game refuses it): this instance lets its copy go.
+        if let Err(fault) = self.plugins[plugin].instance.forget(&mut self.world, &[id]) {
+            self.recover(plugin, &fault);
+        }
+        self.forget_in_swap(plugin, id);
         self.world()
             .depart(id, to, then, state, version, held_at_us);
     }
@@ -57,37 +65,17 @@ impl Game {
             Ok(ty) => ty,
             Err(why) => return self.bounce(m, why),
         };
-        if m.bounced.is_none() {
-            let t = self.world_ref().types.get(ty);
-            let (plugin, kind, type_name) = (t.plugin, t.kind, t.name.clone());
-            if let Some(down) = &self.plugins[plugin].down {
-                let why = format!("its plugin is down here ({})", down.reason);
+        // Its private state enters this game's instance: on its way in, or
+        // back where it came from (which let its copy go when it left).
+        if let Err(why) = self.import_migrant(&mut m, ty) {
+            if m.bounced.is_none() {
                 return self.bounce(m, why);
             }
-            let state = EntityState {
-                entity: EntityRef { id: m.id, kind },
-                type_name,
-                data: std::mem::take(&mut m.state),
-            };
-            let imported =
-                self.plugins[plugin]
-                    .instance
-                    .import(&mut self.world, &m.version, &[state]);
-            let why = match imported {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("its plugin refused to import it: {e}")),
-                Err(fault) => {
-                    self.recover(plugin, &fault);
-                    Some(format!("its plugin faulted importing it: {fault}"))
-                }
-            };
-            if let Some(why) = why {
-                return self.bounce(m, why);
-            }
-            if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
-                // Copy it before the switch.
-                swap.touch(m.id);
-            }
+            tracing::error!(
+                entity = m.id,
+                "an entity that came back could not take its private state back: {why}; \
+                 it goes on with fresh state"
+            );
         }
         let (arrived, held_at_us) = (m.bounced.is_none(), m.held_at_us);
         self.world().install(m, ty);
@@ -98,8 +86,41 @@ impl Game {
         }
     }
 
-    /// Sends a migrant this game cannot take back where it came from,
-    /// which still has its private state.
+    /// Imports the private state `m` carries into this game's instance of
+    /// its plugin.
+    fn import_migrant(&mut self, m: &mut Migrant, ty: TypeIndex) -> Result<(), String> {
+        let t = self.world_ref().types.get(ty);
+        let (plugin, kind, type_name) = (t.plugin, t.kind, t.name.clone());
+        if let Some(down) = &self.plugins[plugin].down {
+            return Err(format!("its plugin is down here ({})", down.reason));
+        }
+        let mut states = [EntityState {
+            entity: EntityRef { id: m.id, kind },
+            type_name,
+            data: std::mem::take(&mut m.state),
+        }];
+        let imported = self.plugins[plugin]
+            .instance
+            .import(&mut self.world, &m.version, &states);
+        // Kept with the migrant, in case it goes back.
+        m.state = std::mem::take(&mut states[0].data);
+        match imported {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("its plugin refused to import it: {e}")),
+            Err(fault) => {
+                self.recover(plugin, &fault);
+                return Err(format!("its plugin faulted importing it: {fault}"));
+            }
+        }
+        if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
+            // Copy it before the switch.
+            swap.touch(m.id);
+        }
+        Ok(())
+    }
+
+    /// Sends a migrant this game cannot take back where it came from, with
+    /// its private state.
     fn bounce(&mut self, mut m: Migrant, why: String) {
         if m.bounced.is_some() {
             // It cannot go back either: nothing to do but say so.

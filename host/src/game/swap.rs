@@ -257,6 +257,23 @@ impl ActiveSwap {
 }
 
 impl Game {
+    /// `id` of `plugin` left for another game: a swap of that plugin under
+    /// way drops it from the new version too.
+    pub(super) fn forget_in_swap(&mut self, plugin: usize, id: EntityId) {
+        let Some(s) = self.swapping.as_mut().filter(|s| s.plugin == plugin) else {
+            return;
+        };
+        s.touched.remove(&id);
+        if s.copied.remove(&id).is_some() {
+            if let Err(fault) = s.fresh.forget(&mut self.world, &[id]) {
+                tracing::warn!(
+                    entity = id,
+                    "the new version faulted dropping a departed entity: {fault}"
+                );
+            }
+        }
+    }
+
     /// Starts a swap: checks it can work and begins copying. The copy goes
     /// on between messages ([`swap_step`](Self::swap_step)).
     pub(super) fn swap(&mut self, req: SwapRequest) {

@@ -347,6 +347,81 @@ static int member_fail(wyrm_ctx *ctx, void *self, wyrm_reader *args) {
     return wyrm_error(ctx, "%.*s", (int)message.len, message.ptr);
 }
 
+/* kind_of [id]: ask for its type name; the answer comes to `told`. */
+static int member_kind_of(wyrm_ctx *ctx, void *self, wyrm_reader *args) {
+    (void)self;
+    uint64_t id;
+    if (wyrm_args(ctx, args, "u", &id)) {
+        return WYRM_ERR;
+    }
+    wyrm_writer w = {0};
+    wyrm_write_str(&w, "kind");
+    return wyrm_ask_entity_type(ctx, id, "told", &w);
+}
+
+/* peek [id, attr]: ask for its attribute `attr`, with `attr` as context. */
+static int member_peek(wyrm_ctx *ctx, void *self, wyrm_reader *args) {
+    (void)self;
+    uint64_t id;
+    wyrm_str attr;
+    if (wyrm_args(ctx, args, "us", &id, &attr)) {
+        return WYRM_ERR;
+    }
+    char *name = wyrm_str_dup(attr);
+    if (!name) {
+        return wyrm_error(ctx, "out of memory");
+    }
+    wyrm_writer w = {0};
+    wyrm_write_strn(&w, attr.ptr, attr.len);
+    int rc = wyrm_ask_attr(ctx, id, name, "told", &w);
+    free(name);
+    return rc;
+}
+
+/* told [error, value, context]: the answer of kind_of, peek and spawn,
+ * passed on to the client exactly as it came. */
+static int member_told(wyrm_ctx *ctx, void *self, wyrm_reader *args) {
+    (void)self;
+    wyrm_bytes error, value, context;
+    if (wyrm_args(ctx, args, "vvv", &error, &value, &context)) {
+        return WYRM_ERR;
+    }
+    wyrm_writer w = {0};
+    wyrm_write_array(&w, 3);
+    wyrm_write_raw(&w, context.ptr, context.len);
+    wyrm_write_raw(&w, error.ptr, error.len);
+    wyrm_write_raw(&w, value.ptr, value.len);
+    return wyrm_call_client(ctx, "on_told", &w);
+}
+
+/* spawn [name]: a Member anywhere named `name`; tell the client its id, ask
+ * for its name (answered to `told` before it goes), then destroy it. */
+static int member_spawn(wyrm_ctx *ctx, void *self, wyrm_reader *args) {
+    (void)self;
+    wyrm_str name;
+    if (wyrm_args(ctx, args, "s", &name)) {
+        return WYRM_ERR;
+    }
+    wyrm_writer w = {0};
+    wyrm_write_map(&w, 1);
+    wyrm_write_str(&w, "name");
+    wyrm_write_strn(&w, name.ptr, name.len);
+    wyrm_id id;
+    if (wyrm_create_entity_at(ctx, "Member", &w, WYRM_ANYWHERE, &id)) {
+        return WYRM_ERR;
+    }
+    wyrm_write_array(&w, 1);
+    wyrm_write_uint(&w, id);
+    if (wyrm_call_client(ctx, "on_spawned", &w)) {
+        return WYRM_ERR;
+    }
+    wyrm_write_str(&w, "spawned");
+    if (wyrm_ask_attr(ctx, id, "name", "told", &w)) {
+        return WYRM_ERR;
+    }
+    return wyrm_destroy_entity(ctx, id);
+}
+
 static int member_client_disconnected(wyrm_ctx *ctx, void *self) {
     (void)self;
     if (wyrm_destroy_entity(ctx, ctx->id)) {
@@ -368,6 +443,10 @@ static const wyrm_method MEMBER_METHODS[] = {
     {"remind", WYRM_OWN_CLIENT, member_remind},
     {"reminded", WYRM_SERVER, member_reminded},
     {"fail", WYRM_OWN_CLIENT, member_fail},
+    {"kind_of", WYRM_OWN_CLIENT, member_kind_of},
+    {"peek", WYRM_OWN_CLIENT, member_peek},
+    {"told", WYRM_SERVER, member_told},
+    {"spawn", WYRM_OWN_CLIENT, member_spawn},
     {0},
 };
 

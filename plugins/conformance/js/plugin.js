@@ -96,6 +96,34 @@ export const entities = definePlugin({
             throw new WyrmError(String(message));
           },
         },
+        kind_of: {
+          exposure: "own-client",
+          call(ctx, id) {
+            ctx.askEntityType(id, "told", "kind");
+          },
+        },
+        peek: {
+          exposure: "own-client",
+          call(ctx, id, attr) {
+            ctx.askAttr(id, [attr], "told", attr);
+          },
+        },
+        // The answer of kind_of, peek and spawn, passed on as it came.
+        told: {
+          exposure: "server",
+          call(ctx, error, value, context) {
+            ctx.callClient("on_told", [context, error, value]);
+          },
+        },
+        spawn: {
+          exposure: "own-client",
+          call(ctx, name) {
+            const id = ctx.createEntity("Member", { name }, { at: "anywhere" });
+            ctx.callClient("on_spawned", [id]);
+            ctx.askAttr(id, ["name"], "told", "spawned");
+            ctx.destroyEntity(id);
+          },
+        },
       },
       hooks: {
         clientDisconnected(ctx) {

@@ -86,6 +86,26 @@ class Member:
     def fail(self, ctx, message):
         raise wyrm.Error(message)
 
+    @own_client
+    def kind_of(self, ctx, id):
+        ctx.ask_entity_type(id, "told", "kind")
+
+    @own_client
+    def peek(self, ctx, id, attr):
+        ctx.ask_attr(id, [attr], "told", attr)
+
+    @server
+    def told(self, ctx, error, value, context):
+        """The answer of kind_of, peek and spawn, passed on as it came."""
+        ctx.call_client("on_told", context, error, value)
+
+    @own_client
+    def spawn(self, ctx, name):
+        id = ctx.create_entity("Member", {"name": name}, at="anywhere")
+        ctx.call_client("on_spawned", id)
+        ctx.ask_attr(id, ["name"], "told", "spawned")
+        ctx.destroy_entity(id)
+
     def on_client_disconnected(self, ctx):
         ctx.destroy_entity()
 

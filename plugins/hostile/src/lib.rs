@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use wyrm_sdk::bindings::exports::wyrm::game::entities;
 use wyrm_sdk::prelude::*;
 use wyrm_sdk::rmpv::Value;
-use wyrm_sdk::{EntityRef, EntityState, PathSegment, Tag};
+use wyrm_sdk::{EntityRef, EntityState, Locality, PathSegment, Tag};
 
 /// One MiB.
 const MIB: usize = 1 << 20;
@@ -268,10 +268,10 @@ impl Imp {
                 let mut attrs = vec![0x81, 0xa4];
                 attrs.extend_from_slice(b"note");
                 attrs.extend_from_slice(&bin(n, 7));
-                said(raw::create_entity("Imp", &attrs))
+                said(raw::create_entity("Imp", &attrs, Locality::Here))
             }
-            "create-entity-type" => said(raw::create_entity(&text(), &[])),
-            "create-space-kind" => said(raw::create_space("Echo", &text(), &[])),
+            "create-entity-type" => said(raw::create_entity(&text(), &[], Locality::Here)),
+            "create-space-kind" => said(raw::create_space("Echo", &text(), &[], Locality::Here)),
             "set-timer" => said(raw::set_timer(me, 60_000, false, "tock", &bin_args(n))),
             "set-timer-method" => said(raw::set_timer(me, 60_000, false, &text(), &[0x90])),
             "set-client-tag" => said(raw::set_client_tag(me, "k", Some(&text()))),
@@ -722,6 +722,10 @@ impl entities::Guest for Hostile {
         }
         Ok(states)
     }
+    fn forget_entities(ids: Vec<EntityId>) {
+        <Sdk as entities::Guest>::forget_entities(ids)
+    }
+
     fn import_entities(from_version: String, states: Vec<EntityState>) -> Result<(), String> {
         <Sdk as entities::Guest>::import_entities(from_version, states)
     }
@@ -734,7 +738,7 @@ wyrm_sdk::bindings::export!(Hostile with_types_in wyrm_sdk::bindings);
 /// their lists can alias memory as no generated binding would.
 #[cfg(target_family = "wasm")]
 mod raw_abi {
-    #[link(wasm_import_module = "wyrm:game/host@0.2.0")]
+    #[link(wasm_import_module = "wyrm:game/host@0.3.0")]
     extern "C" {
         #[link_name = "call-filtered-clients"]
         pub fn call_filtered_clients(

@@ -452,6 +452,14 @@ impl Probe {
         Ok(())
     }
 
+    /// How many entities this game's instance holds private state for:
+    /// `on_held(n)`.
+    #[own_client]
+    fn held(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.call_client("on_held", (wyrm_sdk::states_held(),))?;
+        Ok(())
+    }
+
     /// Sends `n` calls of stream 1 to `shuttle` from this entity's code,
     /// then asks it for its report.
     #[own_client]

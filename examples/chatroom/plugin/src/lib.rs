@@ -50,11 +50,12 @@ fn lobby(ctx: &Ctx) -> Result<EntityId, Error> {
         .ok_or_else(|| Error::new("the Lobby service is not running"))
 }
 
-/// The entity a connecting client is bound to until it logs in.
+/// The entity a connecting client is bound to until it logs in. Its
+/// attribute `pending` is the name it asked the Lobby to log in as.
 #[derive(Default, Serialize, Deserialize)]
 pub struct Account {}
 
-#[wyrm_sdk::entity]
+#[wyrm_sdk::entity(attrs(pending = "none"))]
 impl Account {
     /// Registers `name` with `password`. The client gets exactly one
     /// `on_register(ok, message)`.
@@ -101,7 +102,10 @@ impl Account {
             return Ok(());
         }
         match lobby(ctx) {
-            Ok(lobby) => ctx.call(lobby, "login", (name, password, ctx.id())),
+            Ok(lobby) => {
+                ctx.set_attr("pending", &name)?;
+                ctx.call(lobby, "login", (name, password, ctx.id()))
+            }
             Err(e) => {
                 ctx.call_client("on_login", (false, "server not ready"))?;
                 Err(e)
@@ -109,8 +113,31 @@ impl Account {
         }
     }
 
-    /// The client left (or moved to its Avatar): the Account is done.
+    /// The Lobby checked the password and holds `name` for this account:
+    /// the client moves to a new Avatar, made here (on this account's
+    /// game, so avatars spread over every game as clients do).
+    fn logged_in(&mut self, ctx: &mut Ctx, name: String) -> Result<(), Error> {
+        let lobby = lobby(ctx)?;
+        let avatar =
+            ctx.create_entity("Avatar", attrs! { "name" => &name, "room" => FIRST_ROOM })?;
+        if let Err(e) = ctx.give_client_to(ctx.id(), avatar) {
+            let _ = ctx.destroy_entity(avatar);
+            ctx.call_client("on_login", (false, "login failed"))?;
+            return Err(e);
+        }
+        // The Avatar tags its client and sends `on_login(true, "")` once the
+        // client is bound to it (`on_client_connected`).
+        ctx.delete_attr("pending")?;
+        ctx.call(lobby, "entered", (name, avatar))?;
+        ctx.destroy_entity(ctx.id())
+    }
+
+    /// The client left (or moved to its Avatar): the Account is done, and
+    /// a name it was logging in as is free again.
     fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
+        if let (Ok(Some(name)), Ok(lobby)) = (ctx.get_attr::<String>("pending"), lobby(ctx)) {
+            let _ = ctx.call(lobby, "left", (name, FIRST_ROOM, ctx.id()));
+        }
         // Already destroyed after a login; that error is expected.
         let _ = ctx.destroy_entity(ctx.id());
     }
@@ -255,7 +282,9 @@ impl Avatar {
 
 /// The service that owns accounts, the online list and room membership, all
 /// in host attributes: `accounts` (name → password hash, persistent),
-/// `online` (name → avatar id), `members` (room → name → avatar id).
+/// `online` (name → avatar id, or the account making it), `members` (room →
+/// name → avatar id), `checking` (account id → the name whose password is
+/// being checked for it).
 #[derive(Default, Serialize, Deserialize)]
 pub struct Lobby {}
 
@@ -285,7 +314,8 @@ impl Lobby {
     accounts = "persistent",
     history = "persistent",
     online = "none",
-    members = "none"
+    members = "none",
+    checking = "none"
 ))]
 impl Lobby {
     /// Stores a new account unless the name is taken; answers the account's
@@ -332,19 +362,20 @@ impl Lobby {
         password: String,
         account: EntityId,
     ) -> Result<(), Error> {
-        match ctx.get_attr::<String>(path!["accounts", &name])? {
-            None => {
-                ctx.call_client_of(account, "on_login", (false, WRONG_LOGIN))?;
-            }
-            Some(hash) => {
-                ctx.verify_password(&password, &hash, "verified", (name, account))?;
-            }
-        }
+        let Some(hash) = ctx.get_attr::<String>(path!["accounts", &name])? else {
+            ctx.call_client_of(account, "on_login", (false, WRONG_LOGIN))?;
+            return Ok(());
+        };
+        // An account that leaves while its password is checked says `left`
+        // (after this, since it asked first), which ends the check.
+        ctx.set_attr(path!["checking", account.to_string()], &name)?;
+        ctx.verify_password(&password, &hash, "verified", (name, account))?;
         Ok(())
     }
 
-    /// `verify_password` continuation: on success, replace the Account by a
-    /// new Avatar in room `lobby`.
+    /// `verify_password` continuation: on success, the name is held for
+    /// the account, which makes the Avatar (`Account.logged_in`) and tells
+    /// us (`entered`).
     fn verified(
         &mut self,
         ctx: &mut Ctx,
@@ -352,33 +383,28 @@ impl Lobby {
         context: (String, EntityId),
     ) -> Result<(), Error> {
         let (name, account) = context;
-        let Some(ok) = ok else {
-            ctx.call_client_of(account, "on_login", (false, BUSY))?;
-            return Ok(());
-        };
-        if !ok {
-            ctx.call_client_of(account, "on_login", (false, WRONG_LOGIN))?;
-            return Ok(());
-        }
-        if ctx.entity_type(account).as_deref() != Some("Account") {
+        let checking = path!["checking", account.to_string()];
+        if ctx.get_attr::<String>(&checking)?.is_none() {
             return Ok(()); // the client left while we were checking
         }
-        if let Some(avatar) = ctx.get_attr::<EntityId>(path!["online", &name])? {
-            if ctx.entity_type(avatar).as_deref() == Some("Avatar") {
-                ctx.call_client_of(account, "on_login", (false, "already online"))?;
-                return Ok(());
+        ctx.delete_attr(&checking)?;
+        let why = match ok {
+            None => BUSY,
+            Some(false) => WRONG_LOGIN,
+            Some(true) if ctx.get_attr::<EntityId>(path!["online", &name])?.is_some() => {
+                "already online"
             }
-        }
-        let avatar =
-            ctx.create_entity("Avatar", attrs! { "name" => &name, "room" => FIRST_ROOM })?;
-        if let Err(e) = ctx.give_client_to(account, avatar) {
-            let _ = ctx.destroy_entity(avatar);
-            ctx.call_client_of(account, "on_login", (false, "login failed"))?;
-            return Err(e);
-        }
-        // The Avatar tags its client and sends `on_login(true, "")` once the
-        // client is bound to it (`on_client_connected`).
-        ctx.destroy_entity(account)?;
+            Some(true) => {
+                ctx.set_attr(path!["online", &name], account)?;
+                return ctx.call(account, "logged_in", (name,));
+            }
+        };
+        ctx.call_client_of(account, "on_login", (false, why))?;
+        Ok(())
+    }
+
+    /// A logged-in avatar is in the first room.
+    fn entered(&mut self, ctx: &mut Ctx, name: String, avatar: EntityId) -> Result<(), Error> {
         ctx.set_attr(path!["online", &name], avatar)?;
         ctx.set_attr(path!["members", FIRST_ROOM, &name], avatar)?;
         Self::send_history(ctx, FIRST_ROOM, avatar)
@@ -426,7 +452,7 @@ impl Lobby {
         ctx.call(avatar, "who_reply", (&room, names))
     }
 
-    /// An avatar went offline.
+    /// An avatar went offline (or an account logging in left).
     fn left(
         &mut self,
         ctx: &mut Ctx,
@@ -437,6 +463,7 @@ impl Lobby {
         if ctx.get_attr::<EntityId>(path!["online", &name])? == Some(avatar) {
             ctx.delete_attr(path!["online", &name])?;
         }
+        ctx.delete_attr(path!["checking", avatar.to_string()])?;
         Self::leave_room(ctx, &name, &room, avatar)
     }
 }

@@ -195,7 +195,7 @@ impl World {
                  destroy some first",
                 book.name
             );
-            return Err(self.refuse(import, msg));
+            return Err(self.refuse_for(Some(p), import, msg));
         }
         book.entities += 1;
         Ok(())

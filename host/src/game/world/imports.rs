@@ -8,7 +8,7 @@ use super::guard::{FILTER_TAGS, PATH_STEPS};
 use super::persist::reply_to;
 use super::*;
 use crate::held::Charge;
-use crate::msg::{EntityCall, ToGame};
+use crate::msg::{AttrAsk, EntityCall, PluginIndex, ToGame};
 use wyrm_runtime::Stop;
 
 /// Why a request with a reply is not made.
@@ -30,7 +30,6 @@ impl Refused {
     }
 }
 
-/// The bytes a reply carries: its method and context.
 /// A WIT position as the game's spaces take it.
 fn place(p: Position) -> wyrm_protocol::Position {
     wyrm_protocol::Position {
@@ -40,11 +39,129 @@ fn place(p: Position) -> wyrm_protocol::Position {
     }
 }
 
+/// The bytes a reply carries: its method and context.
 fn reply_bytes(r: &WitReplyTo) -> usize {
     r.method.len() + r.context.len()
 }
 
 impl World {
+    /// `create-entity` and `create-space`: checks what the calling plugin
+    /// asks for and makes the entity here, or has the dispatcher place it
+    /// (`anywhere`) and sends it to the game it chose.
+    fn create(
+        &mut self,
+        import: &'static str,
+        type_name: &str,
+        attrs: &[u8],
+        space: Option<String>,
+        at: Locality,
+    ) -> Result<EntityId, String> {
+        self.name_ok(import, "type name", type_name)?;
+        self.value_ok(import, "initial attributes", attrs.len())?;
+        let ty = self
+            .types
+            .find(type_name)
+            .ok_or_else(|| format!("no entity type {type_name:?}"))?;
+        let t = self.types.get(ty);
+        if self.calling.is_some_and(|me| me != t.plugin) && !attrs.is_empty() {
+            let msg = format!(
+                "{import}: {type_name} is a type of plugin {}; another plugin creates it \
+                 without attributes (its own plugin sets them)",
+                self.plugin_name(t.plugin)
+            );
+            return Err(self.refuse(import, msg));
+        }
+        let values = self.initial_attrs(ty, attrs)?;
+        if at == Locality::Anywhere {
+            let id = self.ids.allocate();
+            let new = wyrm_wire::NewEntity {
+                id,
+                type_name: type_name.to_owned(),
+                attrs: attrs.to_vec(),
+                space: space.clone(),
+                creator: self.calling.map(|p| p as PluginIndex),
+            };
+            let create = GameInput::Wire(ToGame::CreateEntity(Box::new(new)));
+            if self.routes.create_anywhere(id, ty as u32, create).is_ok() {
+                if let Some(me) = self.calling.filter(|&me| me != t.plugin) {
+                    self.handoffs.insert(id, me);
+                }
+                return Ok(id);
+            }
+            // Placed here: made as `here` would, with the id it has.
+            self.install_new(id, ty, values, self.calling, space, import)?;
+            self.routes.created(id, ty as u32);
+            return Ok(id);
+        }
+        let id = self.ids.allocate();
+        self.install_new(id, ty, values, self.calling, space, import)?;
+        self.routes.created(id, ty as u32);
+        Ok(id)
+    }
+
+    /// The initial attributes `attrs` (a MessagePack map by name, or
+    /// empty) of a new entity of type `ty`.
+    pub(super) fn initial_attrs(&self, ty: TypeIndex, attrs: &[u8]) -> Result<Attrs, String> {
+        let t = self.types.get(ty);
+        let mut values = Attrs::new(t.attrs.len());
+        if !attrs.is_empty() {
+            let Value::Map(entries) = decode_value(attrs)? else {
+                return Err("initial attributes must be a MessagePack map".into());
+            };
+            for (k, v) in entries {
+                let name = k.as_str().ok_or("attribute names must be strings")?;
+                let index = t
+                    .attr(name)
+                    .ok_or_else(|| format!("{} declares no attribute {name:?}", t.name))?;
+                values.set_top(index, v)?;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Makes new entity `id` here, created by `creator`'s code (here or
+    /// on another game): counted against it, its `created` hook queued as
+    /// its work, and, of another plugin's type, its to give a client once.
+    /// The dispatcher is told by the caller (or was, by the game that
+    /// placed it here).
+    pub(super) fn install_new(
+        &mut self,
+        id: EntityId,
+        ty: TypeIndex,
+        attrs: Attrs,
+        creator: Option<usize>,
+        space: Option<String>,
+        import: &'static str,
+    ) -> Result<(), String> {
+        let t = self.types.get(ty);
+        let (persistent, owner) = (t.persistent(), t.plugin);
+        let counted = creator.unwrap_or(owner);
+        self.count_entity(counted, import)?;
+        self.entities.insert(
+            id,
+            Entity {
+                ty,
+                attrs,
+                client: None,
+                doomed: false,
+                client_moves: false,
+                counted: counted as u32,
+            },
+        );
+        if persistent {
+            self.storage.dirty.insert(id);
+        }
+        if let Some(creator) = creator.filter(|&c| c != owner) {
+            // It may give its client to what it made, once.
+            self.handoffs.insert(id, creator);
+        }
+        if let Some(kind) = space {
+            self.spaces.create(id, kind);
+        }
+        self.work.push(counted, Work::Created(id));
+        Ok(())
+    }
+
     /// Checks an attribute path: its length and its keys.
     fn path_ok(&mut self, import: &'static str, path: &[PathSegment]) -> Result<(), String> {
         if path.len() > PATH_STEPS {
@@ -153,63 +270,13 @@ impl GameHost for World {
         self.calling = None;
     }
 
-    fn create_entity(&mut self, type_name: &str, attrs: &[u8]) -> Result<EntityId, String> {
-        self.name_ok("create-entity", "type name", type_name)?;
-        self.value_ok("create-entity", "initial attributes", attrs.len())?;
-        let ty = self
-            .types
-            .find(type_name)
-            .ok_or_else(|| format!("no entity type {type_name:?}"))?;
-        let t = self.types.get(ty);
-        let foreign = self.calling.filter(|&me| me != t.plugin);
-        if foreign.is_some() && !attrs.is_empty() {
-            let msg = format!(
-                "create-entity: {type_name} is a type of plugin {}; another plugin creates it \
-                 without attributes (its own plugin sets them)",
-                self.plugin_name(t.plugin)
-            );
-            return Err(self.refuse("create-entity", msg));
-        }
-        let t = self.types.get(ty);
-        let mut values = Attrs::new(t.attrs.len());
-        if !attrs.is_empty() {
-            let Value::Map(entries) = decode_value(attrs)? else {
-                return Err("initial attributes must be a MessagePack map".into());
-            };
-            for (k, v) in entries {
-                let name = k.as_str().ok_or("attribute names must be strings")?;
-                let index = t
-                    .attr(name)
-                    .ok_or_else(|| format!("{type_name} declares no attribute {name:?}"))?;
-                values.set_top(index, v)?;
-            }
-        }
-        let (persistent, owner) = (t.persistent(), t.plugin);
-        let counted = self.calling.unwrap_or(owner);
-        self.count_entity(counted, "create-entity")?;
-        let id = self.ids.allocate();
-        self.routes.created(id, ty as u32);
-        self.entities.insert(
-            id,
-            Entity {
-                ty,
-                attrs: values,
-                client: None,
-                doomed: false,
-                client_moves: false,
-                counted: counted as u32,
-            },
-        );
-        if persistent {
-            self.storage.dirty.insert(id);
-        }
-        if let Some(creator) = foreign {
-            // It may give its client to what it made, once.
-            self.handoffs.insert(id, creator);
-        }
-        let lane = self.calling.unwrap_or(owner);
-        self.work.push(lane, Work::Created(id));
-        Ok(id)
+    fn create_entity(
+        &mut self,
+        type_name: &str,
+        attrs: &[u8],
+        at: Locality,
+    ) -> Result<EntityId, String> {
+        self.create("create-entity", type_name, attrs, None, at)
     }
 
     fn destroy_entity(&mut self, id: EntityId) -> Result<(), String> {
@@ -227,8 +294,30 @@ impl GameHost for World {
     }
 
     fn entity_type(&mut self, id: EntityId) -> Option<String> {
-        self.type_anywhere(id)
-            .map(|ty| self.types.get(ty).name.clone())
+        let e = self.entities.get(&id)?;
+        Some(self.types.get(e.ty).name.clone())
+    }
+
+    fn ask_entity_type(&mut self, id: EntityId, reply: WitReplyTo) -> Result<(), Stop> {
+        let charge = match self.reply_charge("ask-entity-type", &reply, 0) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        // Every game's registry is the same: the dispatcher's type index
+        // answers for all of them.
+        let name = self
+            .type_anywhere(id)
+            .map(|ty| self.types.get(ty).name.clone());
+        let msg = storage::reply(&reply_to(reply), None, |out| match &name {
+            Some(n) => {
+                let _ = rmp::encode::write_str(out, n);
+            }
+            None => {
+                let _ = rmp::encode::write_nil(out);
+            }
+        });
+        self.push_reply(msg, charge);
+        Ok(())
     }
 
     fn service(&mut self, type_name: &str) -> Option<EntityId> {
@@ -372,6 +461,7 @@ impl GameHost for World {
         let Some(e) = self.entities.get(&from) else {
             if !self.entities.contains_key(&to) {
                 // Its game hands the client on, if it still has one.
+                self.handoffs.remove(&to);
                 self.route(GameInput::Wire(ToGame::GiveClient { from, to }));
                 return Ok(());
             }
@@ -398,6 +488,7 @@ impl GameHost for World {
             .client
             .ok_or_else(|| format!("entity {from} has no client"))?;
         if !self.entities.contains_key(&to) {
+            self.handoffs.remove(&to);
             self.give_client_away(from, to);
             return Ok(());
         }
@@ -430,11 +521,10 @@ impl GameHost for World {
         type_name: &str,
         kind: String,
         attrs: &[u8],
+        at: Locality,
     ) -> Result<EntityId, String> {
         self.name_ok("create-space", "space kind", &kind)?;
-        let id = self.create_entity(type_name, attrs)?;
-        self.spaces.create(id, kind);
-        Ok(id)
+        self.create("create-space", type_name, attrs, Some(kind), at)
     }
 
     fn space_kind(&mut self, id: EntityId) -> Option<String> {
@@ -542,6 +632,49 @@ impl GameHost for World {
             let _ = rmpv::encode::write_value(&mut out, v);
             out
         }))
+    }
+
+    fn ask_attr(
+        &mut self,
+        id: EntityId,
+        path: Vec<PathSegment>,
+        reply: WitReplyTo,
+    ) -> Result<(), Stop> {
+        let steps: usize = path
+            .iter()
+            .map(|s| match s {
+                PathSegment::Key(k) => k.len(),
+                PathSegment::Index(_) => 4,
+            })
+            .sum();
+        let mut charge = match self.reply_charge("ask-attr", &reply, steps) {
+            Ok(c) => c,
+            Err(r) => return r.into_result(),
+        };
+        let reply = reply_to(reply);
+        if let Err(why) = self.path_ok("ask-attr", &path) {
+            let msg = storage::reply(&reply, Some(&why), |out| {
+                let _ = rmp::encode::write_nil(out);
+            });
+            self.push_reply(msg, charge.take());
+            return Ok(());
+        }
+        let ask = AttrAsk {
+            entity: id,
+            path: path.into_iter().map(path_step).collect(),
+            reply: wyrm_wire::ReplyTo {
+                entity: reply.entity,
+                method: reply.method,
+                context: reply.context,
+            },
+            plugin: self.calling.unwrap_or(0) as PluginIndex,
+        };
+        if self.entities.contains_key(&id) {
+            self.answer_ask(ask, charge);
+        } else {
+            self.route(GameInput::Ask { ask, charge });
+        }
+        Ok(())
     }
 
     fn attr_set(&mut self, id: EntityId, path: &[PathSegment], value: &[u8]) -> Result<(), String> {
@@ -841,5 +974,13 @@ impl GameHost for World {
             return;
         };
         self.storage.stats.emit_with(name, fields, charge);
+    }
+}
+
+/// A WIT path step as the wire carries it.
+fn path_step(s: PathSegment) -> wyrm_wire::PathStep {
+    match s {
+        PathSegment::Key(k) => wyrm_wire::PathStep::Key(k),
+        PathSegment::Index(i) => wyrm_wire::PathStep::Index(i),
     }
 }

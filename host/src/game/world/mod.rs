@@ -31,7 +31,7 @@ use super::{StatsSink, Store};
 use crate::ids::IdMap;
 use crate::msg::{ClientId, EntityId, GameInput, PluginIndex, ToGate};
 use wyrm_runtime::bindings::{
-    AttrFlags, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
+    AttrFlags, Locality, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
 use wyrm_runtime::{Caller, CallerKind, EntityRef, EntityState, GameHost};
 use wyrm_storage::{self as storage, EntityRow, LoadedEntity, Op, ReplyTo};
@@ -237,7 +237,7 @@ impl World {
                 id
             }
             None => {
-                let id = self.create_entity(type_name, &[])?;
+                let id = self.create_entity(type_name, &[], Locality::Here)?;
                 self.storage.store.send(Op::Service {
                     type_name: type_name.to_owned(),
                     id,
@@ -332,7 +332,7 @@ impl World {
         client: ClientId,
         boot_type: &str,
     ) -> Result<EntityId, String> {
-        let id = self.create_entity(boot_type, &[])?;
+        let id = self.create_entity(boot_type, &[], Locality::Here)?;
         self.bind(client, id);
         self.queue_host(Work::ClientConnected(id));
         Ok(id)

@@ -10,7 +10,9 @@
 //! in through [`World::take`].
 
 use super::*;
-use crate::msg::{EntityCall, ToGame};
+use crate::held::Charge;
+use crate::msg::{AttrAsk, EntityCall, ToGame};
+use wyrm_wire::{NewEntity, PathStep};
 
 /// What waits in the outbox.
 pub(super) enum Outgoing {
@@ -89,6 +91,10 @@ impl World {
                 call.charge = charge;
                 self.mail(call);
             }
+            GameInput::Ask { ask, charge } => {
+                let why = format!("no entity {}", ask.entity);
+                self.answer(ask.reply, Err(why), charge);
+            }
             // It went before it could take the client: the client is left
             // bound to nothing, as when its entity is destroyed.
             GameInput::Wire(ToGame::TakeClient { client, entity }) => {
@@ -139,6 +145,8 @@ impl World {
             GameInput::Wire(ToGame::ReleaseClient { entity, client }) => {
                 self.release_client(entity, client)
             }
+            GameInput::Ask { ask, charge } => self.answer_ask(ask, charge),
+            GameInput::Wire(ToGame::CreateEntity(new)) => self.create_for_elsewhere(*new),
             GameInput::Loaded { id, result } => self.finish_load(id, *result),
             other => tracing::error!("routed by entity, but not for one: {other:?}"),
         }
@@ -236,5 +244,97 @@ impl World {
             entity: None,
             plugin: 0,
         });
+    }
+
+    /// An entity a plugin on another game created, which the dispatcher
+    /// placed here. What it was checked against there (the type, the
+    /// attributes) holds here, since every game has the same plugins; only
+    /// this game's count of the creator's entities can refuse it.
+    fn create_for_elsewhere(&mut self, new: NewEntity) {
+        let NewEntity {
+            id,
+            type_name,
+            attrs,
+            space,
+            creator,
+        } = new;
+        let made = self
+            .types
+            .find(&type_name)
+            .ok_or_else(|| format!("no entity type {type_name:?}"))
+            .and_then(|ty| {
+                let values = self.initial_attrs(ty, &attrs)?;
+                let creator = creator.map(|p| p as usize);
+                self.install_new(id, ty, values, creator, space, "create-entity")
+            });
+        if let Err(why) = made {
+            tracing::warn!(
+                entity = id,
+                "an entity created on another game was not made: {why}"
+            );
+            let held = self.routes.gone(id);
+            self.take_routed(held);
+        }
+    }
+
+    /// Answers a question about an attribute of an entity here, asked by
+    /// `ask.plugin`'s code (here or on another game), which may read only
+    /// its own entities.
+    pub(super) fn answer_ask(&mut self, ask: AttrAsk, charge: Option<Charge>) {
+        let AttrAsk {
+            entity,
+            path,
+            reply,
+            plugin,
+        } = ask;
+        let path: Vec<PathSegment> = path
+            .into_iter()
+            .map(|s| match s {
+                PathStep::Key(k) => PathSegment::Key(k),
+                PathStep::Index(i) => PathSegment::Index(i),
+            })
+            .collect();
+        let value = match self.entities.get(&entity).map(|e| self.types.get(e.ty)) {
+            None => Err(format!("no entity {entity}")),
+            Some(t) if t.plugin != plugin as usize => Err(format!(
+                "entity {entity} ({}) belongs to plugin {}: a plugin reads only its own \
+                 entities' attributes",
+                t.name,
+                self.plugin_name(t.plugin)
+            )),
+            Some(_) => self.attr_target(entity, &path).map(|(e, index, _)| {
+                e.attrs.get(index, &path[1..]).map(|v| {
+                    let mut out = Vec::new();
+                    let _ = rmpv::encode::write_value(&mut out, v);
+                    out
+                })
+            }),
+        };
+        self.answer(reply, value, charge);
+    }
+
+    /// Calls `reply` with `[error, value, context]`.
+    fn answer(
+        &mut self,
+        reply: wyrm_wire::ReplyTo,
+        value: Result<Option<Vec<u8>>, String>,
+        charge: Option<Charge>,
+    ) {
+        let reply = ReplyTo {
+            entity: reply.entity,
+            method: reply.method,
+            context: reply.context,
+        };
+        let (err, value) = match value {
+            Ok(v) => (None, v),
+            Err(e) => (Some(e), None),
+        };
+        let msg = storage::reply(&reply, err.as_deref(), |out| match value {
+            Some(v) => out.extend_from_slice(&v),
+            None => {
+                let _ = rmp::encode::write_nil(out);
+            }
+        });
+        self.push_reply(msg, charge);
     }
 }

@@ -101,6 +101,35 @@ impl Member {
         Err(Error::new(message))
     }
 
+    #[own_client]
+    fn kind_of(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.ask_entity_type(id, "told", "kind")
+    }
+
+    #[own_client]
+    fn peek(&mut self, ctx: &mut Ctx, id: EntityId, attr: String) -> Result<(), Error> {
+        ctx.ask_attr(id, attr.as_str(), "told", &attr)
+    }
+
+    fn told(
+        &mut self,
+        ctx: &mut Ctx,
+        error: rmpv::Value,
+        value: rmpv::Value,
+        context: rmpv::Value,
+    ) -> Result<(), Error> {
+        ctx.call_client("on_told", (context, error, value))?;
+        Ok(())
+    }
+
+    #[own_client]
+    fn spawn(&mut self, ctx: &mut Ctx, name: String) -> Result<(), Error> {
+        let id = ctx.create_entity_at("Member", attrs! { "name" => name }, Locality::Anywhere)?;
+        ctx.call_client("on_spawned", (id,))?;
+        ctx.ask_attr(id, "name", "told", "spawned")?;
+        ctx.destroy_entity(id)
+    }
+
     fn on_client_disconnected(&mut self, ctx: &mut Ctx) {
         if let Err(e) = ctx.destroy_entity(ctx.id()) {
             ctx.log(LogLevel::Warn, &format!("cannot destroy member: {e}"));
