@@ -9,21 +9,18 @@
 //! Modules, by concern, dependencies pointing down:
 //! - [`server`]: wires one gate, one dispatcher and one game into a process.
 //! - [`gate`]: client connections, tags, fan-out, rate limits, writes.
-//! - [`dispatcher`]: routes what connections receive to their game.
+//! - the dispatcher (`wyrm-dispatcher`): routes what connections receive
+//!   to their game, and what games send each other.
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
 //! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
-//! - [`msg`]: the message vocabulary; [`config`]: the TOML config;
-//!   [`ids`]: maps keyed by host-assigned ids; [`held`]: bytes queued on a plugin's
-//!   behalf, counted until delivered.
+//! - [`msg`]: the game's input (the wire messages and this process's own);
+//!   [`config`]: the TOML config.
 
 pub mod admin;
 pub mod config;
-pub mod dispatcher;
 pub mod game;
 pub mod gate;
-pub mod held;
-pub mod ids;
 pub mod msg;
 pub mod net;
 pub mod server;

@@ -3,9 +3,22 @@
 //! them what only means something inside this process — a hot swap's new
 //! instance, a storage answer, the bytes a message holds against a plugin.
 
+pub use wyrm_dispatcher::HeldBatch;
 pub use wyrm_wire::{
     AttrAsk, ClientId, EntityCall, EntityId, GateBatch, PluginIndex, ToGame, ToGate,
 };
+
+/// The dispatcher of this process, routing [`GameInput`].
+pub type Dispatcher = wyrm_dispatcher::Dispatcher<GameInput>;
+/// What one game tells the dispatcher and sends through it.
+pub type GameRoutes = wyrm_dispatcher::GameRoutes<GameInput>;
+/// Where the server's own threads deliver answers.
+pub type Answers = wyrm_dispatcher::Answers<GameInput>;
+/// A game's inbox, and its two ends.
+pub type Inbox = wyrm_dispatcher::Inbox<GameInput>;
+pub type InboxSender = wyrm_dispatcher::InboxSender<GameInput>;
+pub type InternalSender = wyrm_dispatcher::InternalSender<GameInput>;
+pub type Received = wyrm_dispatcher::Received<GameInput>;
 
 /// Everything a game's inbox takes.
 #[derive(Debug)]
@@ -20,7 +33,7 @@ pub enum GameInput {
         /// What the call counts against the plugin that made it until it
         /// has run: it waits in inboxes and work queues with arguments the
         /// plugin chose.
-        charge: Option<crate::held::Charge>,
+        charge: Option<wyrm_dispatcher::Charge>,
     },
     /// A question about an attribute of an entity (`ask-attr`), from
     /// another game's plugin.
@@ -28,7 +41,7 @@ pub enum GameInput {
         ask: AttrAsk,
         /// What the question (its context, its answer) counts against the
         /// plugin that asked until the answer has run.
-        charge: Option<crate::held::Charge>,
+        charge: Option<wyrm_dispatcher::Charge>,
     },
     /// A saved entity read by storage (or why it could not be).
     Loaded {
@@ -49,7 +62,7 @@ impl GameInput {
         entity: EntityId,
         method: String,
         args: Vec<u8>,
-        charge: Option<crate::held::Charge>,
+        charge: Option<wyrm_dispatcher::Charge>,
     ) -> Self {
         Self::Call {
             call: EntityCall {
@@ -62,9 +75,10 @@ impl GameInput {
             charge,
         }
     }
+}
 
-    /// The entity the message is for, if it is routed by entity.
-    pub fn entity(&self) -> Option<EntityId> {
+impl wyrm_dispatcher::Routed for GameInput {
+    fn entity(&self) -> Option<EntityId> {
         match self {
             Self::Call { call, .. } => Some(call.entity),
             Self::Ask { ask, .. } => Some(ask.entity),
@@ -79,10 +93,24 @@ impl GameInput {
             _ => None,
         }
     }
+
+    fn wire(&self) -> Option<&ToGame> {
+        match self {
+            Self::Wire(msg) => Some(msg),
+            _ => None,
+        }
+    }
+
+    fn loaded(&self) -> Option<EntityId> {
+        match self {
+            Self::Loaded { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
 }
 
-impl From<wyrm_storage::Answer<Option<crate::held::Charge>>> for GameInput {
-    fn from(answer: wyrm_storage::Answer<Option<crate::held::Charge>>) -> Self {
+impl From<wyrm_storage::Answer<Option<wyrm_dispatcher::Charge>>> for GameInput {
+    fn from(answer: wyrm_storage::Answer<Option<wyrm_dispatcher::Charge>>) -> Self {
         match answer {
             // A reply keeps counting against the plugin that asked until it
             // has run.
@@ -105,13 +133,4 @@ impl From<ToGame> for GameInput {
             msg => Self::Wire(msg),
         }
     }
-}
-
-/// A game's output batch on its way to the gate, with what its frames
-/// count against the plugins that made them (`[limits] queued_bytes`)
-/// until the gate has handed them on and drops it.
-#[derive(Debug, Default)]
-pub struct HeldBatch {
-    pub batch: GateBatch,
-    pub held: Vec<crate::held::Charge>,
 }

@@ -10,11 +10,11 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::config::Config;
-use crate::dispatcher::Dispatcher;
 use crate::game::{
     self, Ballot, Decision, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World,
 };
 use crate::gate::{self, ConnContext, ConnLimits, Gate};
+use crate::msg::Dispatcher;
 use crate::msg::{GameInput, ToGame};
 use crate::net;
 use wyrm_wire::GameId;

@@ -19,7 +19,7 @@ mod ids;
 mod msg;
 
 pub use codec::{decode, encode, encode_into, WireError, VERSION};
-pub use ids::{ClientId, ClientIds, EntityId, GameId, GateId};
+pub use ids::{ClientId, ClientIds, EntityId, GameId, GateId, IdHasher, IdMap};
 pub use msg::{
     Arrival, AttrAsk, EntityCall, GateBatch, Migrant, MigrantTimer, NewEntity, PathStep,
     PluginIndex, QueuedWork, ReplyTo, ToGame, ToGate,

@@ -68,8 +68,9 @@ mod tests {
     fn ids_are_unique_across_threads_and_a_restart() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("ids.db");
-        let opened = wyrm_storage::open::<Option<crate::held::Charge>>(&path, false, &[], |_| {})
-            .expect("open");
+        let opened =
+            wyrm_storage::open::<Option<wyrm_dispatcher::Charge>>(&path, false, &[], |_| {})
+                .expect("open");
         let ids = EntityIds::new(opened.next_id, opened.reserved, opened.store.clone());
         let threads: Vec<_> = (0..4)
             .map(|_| {

@@ -11,7 +11,6 @@
 mod attrs;
 mod checkpoint;
 mod entity_ids;
-mod inbox;
 mod migration;
 mod passwords;
 mod space;
@@ -30,12 +29,13 @@ use crate::config::GameConfig;
 use crate::msg::{GameInput, GateBatch, HeldBatch, ToGame};
 use wyrm_runtime::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
 
+pub use crate::msg::{Inbox, InboxSender, InternalSender, Received};
 pub use checkpoint::GameCounters;
 pub use entity_ids::EntityIds;
-pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
 pub use passwords::PasswordPool;
 pub use swap::{Ballot, Decision, SwapOutcome, SwapReport, SwapRequest};
 pub use world::{GuestLimits, World};
+pub use wyrm_dispatcher::{inbox, GameStopped};
 
 /// Work items run before the game looks at its inbox again, so an entity
 /// that keeps calling itself cannot starve clients.
@@ -63,7 +63,7 @@ pub struct GameChannels {
     /// Everything sent to the game (see [`inbox`]).
     pub inbox: Inbox,
     /// What the game tells the dispatcher about its entities.
-    pub routes: crate::dispatcher::GameRoutes,
+    pub routes: crate::msg::GameRoutes,
     /// Password hashing, shared by every game (its threads answer through
     /// the dispatcher, to whichever game runs the entity).
     pub passwords: PasswordPool,
@@ -151,10 +151,10 @@ impl RecentTimes {
 
 /// Storage as a game uses it: each operation carries what it holds against
 /// the plugin that asked (`[limits] queued_bytes`) until its reply has run.
-pub type Store = wyrm_storage::Store<Option<crate::held::Charge>>;
+pub type Store = wyrm_storage::Store<Option<wyrm_dispatcher::Charge>>;
 /// The stats sink as a game uses it: an event holds its bytes against the
 /// plugin that emitted it until it is written.
-pub type StatsSink = wyrm_storage::StatsSink<Option<crate::held::Charge>>;
+pub type StatsSink = wyrm_storage::StatsSink<Option<wyrm_dispatcher::Charge>>;
 
 /// What a game persists through (see [`wyrm_storage`]).
 pub struct GameStorage {

@@ -19,7 +19,7 @@ pub struct Continuation {
     pub context: Vec<u8>,
     /// Counts the job against the plugin that asked until its answer has
     /// run.
-    pub charge: Option<crate::held::Charge>,
+    pub charge: Option<wyrm_dispatcher::Charge>,
 }
 
 enum Job {
@@ -31,7 +31,7 @@ enum Job {
 #[derive(Clone)]
 pub struct PasswordPool {
     jobs: crossbeam_channel::Sender<Job>,
-    answers: crate::dispatcher::Answers,
+    answers: crate::msg::Answers,
 }
 
 /// Hashes waiting per thread before more are refused. At tens of
@@ -43,7 +43,7 @@ const QUEUE_PER_WORKER: usize = 16;
 
 impl PasswordPool {
     /// Starts `workers` threads that deliver results through `answers`.
-    pub fn start(workers: usize, answers: crate::dispatcher::Answers) -> std::io::Result<Self> {
+    pub fn start(workers: usize, answers: crate::msg::Answers) -> std::io::Result<Self> {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE_PER_WORKER * workers.max(1));
         for i in 0..workers.max(1) {
             let (rx, answers) = (rx.clone(), answers.clone());

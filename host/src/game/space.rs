@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use wyrm_aoi::{AoiEvent, AoiGrid, Handle};
 use wyrm_protocol::{Position, QuantPos, Resolution};
 
-use crate::ids::IdMap;
 use crate::msg::EntityId;
+use wyrm_wire::IdMap;
 
 /// An entity type's area of interest: it sees what is within `radius`,
 /// and stops seeing it past `radius + hysteresis`; with `events`, its logic

@@ -12,8 +12,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::held::ITEM_BYTES;
 use crate::msg::EntityId;
+use wyrm_dispatcher::ITEM_BYTES;
 
 /// An armed timer.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use wyrm_protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 
 use super::Registration;
-use crate::dispatcher::Dispatcher;
+use crate::msg::Dispatcher;
 use crate::msg::{ClientId, ToGame};
 use crate::net::{
     ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, Ticket, WS_PONG,

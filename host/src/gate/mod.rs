@@ -18,9 +18,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wyrm_protocol::ServerFrame;
 
-use crate::ids::IdMap;
 use crate::msg::{ClientId, EntityId, GateBatch, HeldBatch, PluginIndex, ToGate};
 use crate::net::{CloseReason, Link};
+use wyrm_wire::IdMap;
 
 pub use conn::{serve_connection, ConnContext, ConnLimits};
 

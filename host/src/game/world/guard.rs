@@ -18,7 +18,7 @@
 //! once a second per plugin and kind.
 
 use super::*;
-use crate::held::{Charge, Held, ITEM_BYTES};
+use wyrm_dispatcher::{Charge, Held, ITEM_BYTES};
 
 /// Longest name a plugin may pass: a method, a type, a space kind, a tag's
 /// key or value, an attribute path's key, a storage key, a stat's name, a

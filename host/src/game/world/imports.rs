@@ -7,8 +7,8 @@
 use super::guard::{FILTER_TAGS, PATH_STEPS};
 use super::persist::reply_to;
 use super::*;
-use crate::held::Charge;
 use crate::msg::{AttrAsk, EntityCall, PluginIndex, ToGame};
+use wyrm_dispatcher::Charge;
 use wyrm_runtime::Stop;
 
 /// Why a request with a reply is not made.

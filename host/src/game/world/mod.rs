@@ -28,13 +28,13 @@ use super::space::Spaces;
 use super::timers::{Timer, Timers};
 use super::types::{SwapPlan, TypeIndex, TypeRegistry};
 use super::{StatsSink, Store};
-use crate::ids::IdMap;
 use crate::msg::{ClientId, EntityId, GameInput, PluginIndex, ToGate};
 use wyrm_runtime::bindings::{
     AttrFlags, Locality, PathSegment, Placement, Position, ReplyTo as WitReplyTo, Tag,
 };
 use wyrm_runtime::{Caller, CallerKind, EntityRef, EntityState, GameHost};
 use wyrm_storage::{self as storage, EntityRow, LoadedEntity, Op, ReplyTo};
+use wyrm_wire::IdMap;
 
 /// Work a call produced, run after it returns, in order.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ pub struct Call {
     pub reply: Option<Reply>,
     /// What the call counts against the plugin that made it, until it has
     /// run (`[limits] queued_bytes`).
-    pub charge: Option<crate::held::Charge>,
+    pub charge: Option<wyrm_dispatcher::Charge>,
     /// The timer that fired it, if one did: a repeating timer does not
     /// fire again while its last call still waits.
     pub timer: Option<u64>,
@@ -148,7 +148,7 @@ pub struct World {
     ids: std::sync::Arc<super::EntityIds>,
     /// What the dispatcher is told of this world's entities, and where
     /// services are found.
-    routes: crate::dispatcher::GameRoutes,
+    routes: crate::msg::GameRoutes,
     clients: IdMap<ClientView, ClientId>,
     pub(super) timers: Timers,
     pub(super) work: WorkQueue,
@@ -188,7 +188,7 @@ impl World {
         spaces: Spaces,
         passwords: PasswordPool,
         storage: Persistence,
-        routes: crate::dispatcher::GameRoutes,
+        routes: crate::msg::GameRoutes,
         ids: std::sync::Arc<super::EntityIds>,
         limits: GuestLimits,
     ) -> Self {
@@ -574,7 +574,7 @@ impl World {
 
     /// What was produced for clients since the last call, in order, and
     /// what it counts against the plugins that produced it.
-    pub(super) fn take_output(&mut self) -> (Vec<ToGate>, Vec<crate::held::Charge>) {
+    pub(super) fn take_output(&mut self) -> (Vec<ToGate>, Vec<wyrm_dispatcher::Charge>) {
         (std::mem::take(&mut self.out), self.take_output_charges())
     }
 
@@ -689,7 +689,7 @@ impl World {
         id: EntityId,
         method: String,
         context: Vec<u8>,
-        charge: Option<crate::held::Charge>,
+        charge: Option<wyrm_dispatcher::Charge>,
     ) -> Option<Continuation> {
         if self.type_anywhere(id).is_none() {
             let msg = format!("a password reply to entity {id}, which does not exist; dropped");

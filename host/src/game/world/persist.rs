@@ -32,7 +32,7 @@ struct Loading {
     calls: Vec<Call>,
     /// What each reply counts against the plugin that asked, until it has
     /// run.
-    charges: Vec<Option<crate::held::Charge>>,
+    charges: Vec<Option<wyrm_dispatcher::Charge>>,
 }
 
 /// The storage form of a WIT `reply-to`.
@@ -193,7 +193,7 @@ impl World {
     pub(super) fn push_reply(
         &mut self,
         reply: storage::Reply,
-        charge: Option<crate::held::Charge>,
+        charge: Option<wyrm_dispatcher::Charge>,
     ) {
         let mut call = Call::from_server(reply.entity, reply.method, reply.args, None);
         call.charge = charge;
@@ -207,7 +207,7 @@ impl World {
         &mut self,
         value: &[u8],
         reply: Option<&ReplyTo>,
-        charge: &mut Option<crate::held::Charge>,
+        charge: &mut Option<wyrm_dispatcher::Charge>,
     ) -> bool {
         match decode_value(value) {
             Ok(_) => true,
@@ -250,7 +250,7 @@ impl World {
         &mut self,
         id: EntityId,
         reply: ReplyTo,
-        charge: Option<crate::held::Charge>,
+        charge: Option<wyrm_dispatcher::Charge>,
     ) {
         if let Some(loading) = self.storage.loading.get_mut(&id) {
             loading.replies.push(reply);

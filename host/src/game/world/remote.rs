@@ -10,8 +10,8 @@
 //! in through [`World::take`].
 
 use super::*;
-use crate::held::Charge;
 use crate::msg::{AttrAsk, EntityCall, ToGame};
+use wyrm_dispatcher::Charge;
 use wyrm_wire::{NewEntity, PathStep};
 
 /// What waits in the outbox.
@@ -154,7 +154,7 @@ impl World {
 
     /// A call routed here: from the host, queued as it is; from a plugin,
     /// checked first as if its code ran here.
-    fn take_call(&mut self, call: EntityCall, charge: Option<crate::held::Charge>) {
+    fn take_call(&mut self, call: EntityCall, charge: Option<wyrm_dispatcher::Charge>) {
         let EntityCall {
             entity,
             method,

@@ -19,15 +19,17 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::msg::{GameInput, ToGame};
+use wyrm_wire::ToGame;
+
+use crate::Routed;
 
 /// The game has stopped: nothing more can be delivered.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the game has stopped")]
 pub struct GameStopped;
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<M> {
+    state: Mutex<State<M>>,
     /// The game waits here for something that wakes it.
     ready: Condvar,
     /// Connections wait here for room.
@@ -35,8 +37,8 @@ struct Shared {
     capacity: usize,
 }
 
-struct State {
-    queue: VecDeque<GameInput>,
+struct State<M> {
+    queue: VecDeque<M>,
     /// The game is waiting on `ready`.
     game_waiting: bool,
     /// Connection-side senders alive; with none, the game stops.
@@ -45,15 +47,17 @@ struct State {
     open: bool,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<M> Shared<M> {
+    fn lock(&self) -> MutexGuard<'_, State<M>> {
         // Every change to the state is one step; a panic elsewhere cannot
         // leave it half-made.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn push(&self, msg: GameInput, mut st: MutexGuard<'_, State>) {
-        let wake = st.game_waiting && !matches!(msg, GameInput::Wire(ToGame::ClientMove { .. }));
+impl<M: Routed> Shared<M> {
+    fn push(&self, msg: M, mut st: MutexGuard<'_, State<M>>) {
+        let wake = st.game_waiting && !matches!(msg.wire(), Some(ToGame::ClientMove { .. }));
         st.queue.push_back(msg);
         drop(st);
         if wake {
@@ -63,7 +67,7 @@ impl Shared {
 }
 
 /// Makes an inbox holding up to `capacity` messages from connections.
-pub fn inbox(capacity: usize) -> (Inbox, InboxSender, InternalSender) {
+pub fn inbox<M: Routed>(capacity: usize) -> (Inbox<M>, InboxSender<M>, InternalSender<M>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -87,25 +91,25 @@ pub fn inbox(capacity: usize) -> (Inbox, InboxSender, InternalSender) {
 }
 
 /// The game's end: see the module docs.
-pub struct Inbox {
-    shared: Arc<Shared>,
+pub struct Inbox<M> {
+    shared: Arc<Shared<M>>,
 }
 
 /// What waiting on the inbox gave.
 #[derive(Debug)]
-pub enum Received {
+pub enum Received<M> {
     /// The next message.
-    Message(GameInput),
+    Message(M),
     /// The deadline passed.
     Timeout,
     /// No connection-side sender is left: the server is gone.
     Closed,
 }
 
-impl Inbox {
+impl<M: Routed> Inbox<M> {
     /// The next message, waiting until `deadline` for one that wakes the
     /// game (moves queued meanwhile come with it, in order).
-    pub fn recv_deadline(&self, deadline: Instant) -> Received {
+    pub fn recv_deadline(&self, deadline: Instant) -> Received<M> {
         let mut st = self.shared.lock();
         loop {
             if let Some(msg) = self.pop(&mut st) {
@@ -130,12 +134,12 @@ impl Inbox {
     }
 
     /// The next message, if one is queued.
-    pub fn try_recv(&self) -> Option<GameInput> {
+    pub fn try_recv(&self) -> Option<M> {
         let mut st = self.shared.lock();
         self.pop(&mut st)
     }
 
-    fn pop(&self, st: &mut State) -> Option<GameInput> {
+    fn pop(&self, st: &mut State<M>) -> Option<M> {
         let was_full = st.queue.len() >= self.shared.capacity;
         let msg = st.queue.pop_front()?;
         if was_full {
@@ -147,7 +151,7 @@ impl Inbox {
     }
 }
 
-impl Drop for Inbox {
+impl<M> Drop for Inbox<M> {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.open = false;
@@ -159,11 +163,11 @@ impl Drop for Inbox {
 
 /// The connections' end, through the dispatcher: bounded, and the server
 /// is gone when every one of these is dropped.
-pub struct InboxSender {
-    shared: Arc<Shared>,
+pub struct InboxSender<M> {
+    shared: Arc<Shared<M>>,
 }
 
-impl InboxSender {
+impl<M: Routed> InboxSender<M> {
     /// Waits until the inbox has room for a message (which someone else
     /// may take before the caller puts its own: see the dispatcher).
     pub async fn room(&self) -> Result<(), GameStopped> {
@@ -172,13 +176,16 @@ impl InboxSender {
 
     /// Queues `msg`, waiting while the inbox is full.
     pub async fn send(&self, msg: ToGame) -> Result<(), GameStopped> {
-        self.when_room(|st| self.shared.push(GameInput::Wire(msg), st))
+        self.when_room(|st| self.shared.push(M::from(msg), st))
             .await
     }
 
     /// Waits until the inbox has room, then hands `then` the state, still
     /// locked.
-    async fn when_room(&self, then: impl FnOnce(MutexGuard<'_, State>)) -> Result<(), GameStopped> {
+    async fn when_room(
+        &self,
+        then: impl FnOnce(MutexGuard<'_, State<M>>),
+    ) -> Result<(), GameStopped> {
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
@@ -199,7 +206,7 @@ impl InboxSender {
     }
 }
 
-impl Clone for InboxSender {
+impl<M> Clone for InboxSender<M> {
     fn clone(&self) -> Self {
         self.shared.lock().connection_senders += 1;
         Self {
@@ -208,7 +215,7 @@ impl Clone for InboxSender {
     }
 }
 
-impl Drop for InboxSender {
+impl<M> Drop for InboxSender<M> {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.connection_senders -= 1;
@@ -220,21 +227,28 @@ impl Drop for InboxSender {
     }
 }
 
-impl std::fmt::Debug for InboxSender {
+impl<M> std::fmt::Debug for InboxSender<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("InboxSender")
     }
 }
 
 /// The server's own threads' end: never waits.
-#[derive(Clone)]
-pub struct InternalSender {
-    shared: Arc<Shared>,
+pub struct InternalSender<M> {
+    shared: Arc<Shared<M>>,
 }
 
-impl InternalSender {
+impl<M> Clone for InternalSender<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<M: Routed> InternalSender<M> {
     /// Queues `msg` at once, whatever the inbox holds.
-    pub fn send(&self, msg: impl Into<GameInput>) -> Result<(), GameStopped> {
+    pub fn send(&self, msg: impl Into<M>) -> Result<(), GameStopped> {
         let msg = msg.into();
         let st = self.shared.lock();
         if !st.open {
@@ -245,7 +259,7 @@ impl InternalSender {
     }
 }
 
-impl std::fmt::Debug for InternalSender {
+impl<M> std::fmt::Debug for InternalSender<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("InternalSender")
     }
@@ -256,7 +270,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::msg::ClientId;
+    use crate::testing::TestMsg;
+    use wyrm_wire::ClientId;
 
     const CLIENT: ClientId = ClientId::new(wyrm_wire::GateId(0), 1);
 
@@ -278,16 +293,16 @@ mod tests {
         }
     }
 
-    fn req(m: Received) -> u32 {
+    fn req(m: Received<TestMsg>) -> u32 {
         match m {
-            Received::Message(GameInput::Wire(ToGame::ClientCall { req_id, .. })) => req_id,
+            Received::Message(TestMsg::Wire(ToGame::ClientCall { req_id, .. })) => req_id,
             other => panic!("{other:?}"),
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn moves_wait_calls_wake_and_order_holds() {
-        let (inbox, tx, _internal) = inbox(16);
+        let (inbox, tx, _internal) = inbox::<TestMsg>(16);
         let game = std::thread::spawn(move || {
             // A move alone does not end the wait; the call after it does,
             // and the move comes first.
@@ -295,7 +310,7 @@ mod tests {
             let first = inbox.recv_deadline(t + Duration::from_secs(10));
             assert!(matches!(
                 first,
-                Received::Message(GameInput::Wire(ToGame::ClientMove { .. }))
+                Received::Message(TestMsg::Wire(ToGame::ClientMove { .. }))
             ));
             assert!(
                 t.elapsed() >= Duration::from_millis(150),
@@ -322,7 +337,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_wait_for_room_but_the_server_does_not() {
-        let (inbox, tx, internal) = inbox(2);
+        let (inbox, tx, internal) = inbox::<TestMsg>(2);
         tx.send(call(1)).await.unwrap();
         tx.send(call(2)).await.unwrap();
         internal.send(call(3)).unwrap(); // past the bound: never waits

@@ -63,6 +63,15 @@ impl Drop for Charge {
     }
 }
 
+/// A game's output batch on its way to the gate, with what its frames
+/// count against the plugins that made them (`[limits] queued_bytes`)
+/// until the gate has handed them on and drops it.
+#[derive(Debug, Default)]
+pub struct HeldBatch {
+    pub batch: wyrm_wire::GateBatch,
+    pub held: Vec<Charge>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

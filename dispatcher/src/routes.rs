@@ -1,5 +1,4 @@
-//! The dispatcher in one process: the [`Directory`] of `wyrm-dispatcher`
-//! behind a lock, with the inbox of every game. It routes what gates send
+//! The dispatcher in one process: the [`Directory`] behind a lock, with the inbox of every game. It routes what gates send
 //! (a client's calls by the entity called, its moves and disconnect by the
 //! game that runs its entity, a new client to the least loaded game) and
 //! what the server's own threads answer (storage replies and password
@@ -17,33 +16,39 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wyrm_dispatcher::{Directory, Placement, Route};
-use wyrm_wire::GameId;
+use wyrm_wire::{ClientId, EntityId, GameId, IdMap, ToGame};
 
-use crate::game::{GameStopped, InboxSender, InternalSender};
-use crate::ids::IdMap;
-use crate::msg::{ClientId, EntityId, GameInput, ToGame};
+use crate::inbox::{GameStopped, InboxSender, InternalSender};
+use crate::{Directory, Placement, Route, Routed};
 
 /// Routes messages to games; cheap to clone (one per connection). The
 /// games stop taking messages from connections once every clone is gone.
-#[derive(Clone)]
-pub struct Dispatcher {
-    shared: Arc<Shared>,
+pub struct Dispatcher<M> {
+    shared: Arc<Shared<M>>,
     /// Each game's bounded end, where connections wait for room.
-    connections: Arc<Vec<InboxSender>>,
+    connections: Arc<Vec<InboxSender<M>>>,
+}
+
+impl<M> Clone for Dispatcher<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            connections: self.connections.clone(),
+        }
+    }
 }
 
 /// What the games and the server's own threads hold of the dispatcher:
 /// routing, and the ends of the inboxes that never wait. (Not the
 /// connections' ends: a game whose connections are all gone must see its
 /// inbox close, whoever still answers it.)
-struct Shared {
-    routing: Mutex<Routing>,
-    internal: Vec<InternalSender>,
+struct Shared<M> {
+    routing: Mutex<Routing<M>>,
+    internal: Vec<InternalSender<M>>,
 }
 
-struct Routing {
-    directory: Directory<GameInput>,
+struct Routing<M> {
+    directory: Directory<M>,
     /// The type of every entity in the directory, as an index of the type
     /// registry (the same on every game: they load the same plugins).
     types: IdMap<u32>,
@@ -53,7 +58,7 @@ struct Routing {
     bound: IdMap<ClientId>,
 }
 
-impl Routing {
+impl<M> Routing<M> {
     /// Seats `client` at `seat`, keeping `bound` in step.
     fn seat(&mut self, client: ClientId, seat: Seat) {
         let Some(s) = self.clients.get_mut(&client) else {
@@ -78,7 +83,7 @@ struct Seat {
     entity: Option<EntityId>,
 }
 
-impl std::fmt::Debug for Dispatcher {
+impl<M> std::fmt::Debug for Dispatcher<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("games", &self.connections.len())
@@ -86,7 +91,7 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-impl Dispatcher {
+impl<M: Routed> Dispatcher<M> {
     /// The game that runs `id` (or will, once it has arrived there).
     pub fn game_of(&self, id: EntityId) -> Option<GameId> {
         self.shared.lock().directory.game_of(id)
@@ -94,7 +99,7 @@ impl Dispatcher {
 
     /// A dispatcher to `games`, each given by its inbox's two ends, in
     /// `GameId` order.
-    pub fn new(games: Vec<(InboxSender, InternalSender)>) -> Self {
+    pub fn new(games: Vec<(InboxSender<M>, InternalSender<M>)>) -> Self {
         let n = games.len();
         let (connections, internal) = games.into_iter().unzip();
         Self {
@@ -139,7 +144,7 @@ impl Dispatcher {
             }
             ToGame::ClientCall { client, entity, .. } => {
                 let fallback = r.client_game(*client);
-                return match r.directory.route(*entity, GameInput::Wire(msg)) {
+                return match r.directory.route(*entity, M::from(msg)) {
                     Route::Deliver(g, m) => shared.send(g, m),
                     Route::Held => Ok(()),
                     // The client's own game answers that there is no such
@@ -166,7 +171,7 @@ impl Dispatcher {
     }
 
     /// Where the server's own threads deliver their answers.
-    pub fn answers(&self) -> Answers {
+    pub fn answers(&self) -> Answers<M> {
         Answers {
             shared: self.shared.clone(),
         }
@@ -174,7 +179,7 @@ impl Dispatcher {
 
     /// A view of the dispatcher for game `game`, to tell it what the game
     /// does with entities.
-    pub fn for_game(&self, game: GameId) -> GameRoutes {
+    pub fn for_game(&self, game: GameId) -> GameRoutes<M> {
         GameRoutes {
             shared: self.shared.clone(),
             game,
@@ -182,8 +187,8 @@ impl Dispatcher {
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Routing> {
+impl<M: Routed> Shared<M> {
+    fn lock(&self) -> MutexGuard<'_, Routing<M>> {
         // Every change under the lock is one step; a panic elsewhere cannot
         // leave it half-made.
         self.routing.lock().unwrap_or_else(|e| e.into_inner())
@@ -191,7 +196,7 @@ impl Shared {
 
     /// Into game `g`'s inbox, without waiting. Game ids come from the
     /// directory, which knows only these games.
-    fn send(&self, g: GameId, msg: impl Into<GameInput>) -> Result<(), GameStopped> {
+    fn send(&self, g: GameId, msg: impl Into<M>) -> Result<(), GameStopped> {
         match self.internal.get(usize::from(g.0)) {
             Some(inbox) => inbox.send(msg),
             None => Err(GameStopped),
@@ -201,45 +206,51 @@ impl Shared {
 
 /// Where the server's own threads (storage, password hashing) deliver
 /// answers: to the game that runs the entity, without waiting.
-#[derive(Clone)]
-pub struct Answers {
-    shared: Arc<Shared>,
+pub struct Answers<M> {
+    shared: Arc<Shared<M>>,
 }
 
-impl Answers {
+impl<M> Clone for Answers<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<M: Routed> Answers<M> {
     /// Delivers `msg` (a storage reply, a password result, a load). An
     /// answer for an entity no game runs goes to the first game, which
     /// drops it as it drops any call to a missing entity; a game that has
     /// stopped (at shutdown) has no use for it.
-    pub fn deliver(&self, msg: GameInput) {
+    pub fn deliver(&self, msg: M) {
         let shared = &self.shared;
         let mut r = shared.lock();
         let first = GameId(0);
-        let _ = match msg {
-            // The game that asked is the one it is arriving on.
-            GameInput::Loaded { id, .. } => {
-                let g = r.directory.game_of(id).unwrap_or(first);
-                shared.send(g, msg)
-            }
-            msg => match msg.entity() {
-                Some(entity) => match r.directory.route(entity, msg) {
-                    Route::Deliver(g, m) => shared.send(g, m),
-                    Route::Held => Ok(()),
-                    Route::Absent(m) => shared.send(first, m),
-                },
-                None => shared.send(first, msg),
+        // The game that asked for a load is the one it is arriving on.
+        if let Some(id) = msg.loaded() {
+            let g = r.directory.game_of(id).unwrap_or(first);
+            let _ = shared.send(g, msg);
+            return;
+        }
+        let _ = match msg.entity() {
+            Some(entity) => match r.directory.route(entity, msg) {
+                Route::Deliver(g, m) => shared.send(g, m),
+                Route::Held => Ok(()),
+                Route::Absent(m) => shared.send(first, m),
             },
+            None => shared.send(first, msg),
         };
     }
 }
 
-impl std::fmt::Debug for Answers {
+impl<M> std::fmt::Debug for Answers<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Answers")
     }
 }
 
-impl Routing {
+impl<M> Routing<M> {
     /// The game a message is most likely headed for, to wait for room in.
     fn headed(&self, msg: &ToGame) -> GameId {
         match msg {
@@ -263,12 +274,12 @@ impl Routing {
 /// What one game tells the dispatcher about its entities. Errors are the
 /// game's bugs (an id it did not own, a load it did not start); they are
 /// logged and change nothing.
-pub struct GameRoutes {
-    shared: Arc<Shared>,
+pub struct GameRoutes<M> {
+    shared: Arc<Shared<M>>,
     game: GameId,
 }
 
-impl GameRoutes {
+impl<M: Routed> GameRoutes<M> {
     /// The game this view speaks for.
     pub fn game(&self) -> GameId {
         self.game
@@ -290,12 +301,7 @@ impl GameRoutes {
     /// so whatever is routed to `id` next comes after it). On this game,
     /// `create` comes back: the game makes the entity itself (and says
     /// [`created`](Self::created)).
-    pub fn create_anywhere(
-        &self,
-        id: EntityId,
-        ty: u32,
-        create: GameInput,
-    ) -> Result<(), GameInput> {
+    pub fn create_anywhere(&self, id: EntityId, ty: u32, create: M) -> Result<(), M> {
         let mut r = self.shared.lock();
         let game = r.directory.place(Placement::Anywhere);
         if game == self.game {
@@ -320,7 +326,7 @@ impl GameRoutes {
 
     /// `id`, of type `ty`, is in: what waited for it, oldest first, for the
     /// game to queue before anything newer.
-    pub fn arrived(&self, id: EntityId, ty: u32) -> VecDeque<GameInput> {
+    pub fn arrived(&self, id: EntityId, ty: u32) -> VecDeque<M> {
         let mut r = self.shared.lock();
         match r.directory.arrived(id, self.game) {
             Ok(held) => {
@@ -336,7 +342,7 @@ impl GameRoutes {
 
     /// `id` is gone from the game (destroyed, unloaded, a load that
     /// failed): what waited for it, for the game to answer or drop.
-    pub fn gone(&self, id: EntityId) -> VecDeque<GameInput> {
+    pub fn gone(&self, id: EntityId) -> VecDeque<M> {
         let mut r = self.shared.lock();
         r.types.remove(&id);
         r.directory.gone(id)
@@ -354,13 +360,13 @@ impl GameRoutes {
 
     /// Sends `msg` to the game of the entity it is for (it waits there if
     /// the entity is on its way). An entity on no game gives `msg` back.
-    pub fn send(&self, msg: GameInput) -> Result<(), GameInput> {
+    pub fn send(&self, msg: M) -> Result<(), M> {
         let Some(entity) = msg.entity() else {
             return Err(msg);
         };
         let shared = &self.shared;
         let mut r = shared.lock();
-        if let GameInput::Wire(ToGame::TakeClient { client, .. }) = &msg {
+        if let Some(ToGame::TakeClient { client, .. }) = msg.wire() {
             // A client handed on follows its entity; one that left
             // meanwhile is handed to nothing.
             let Some(game) = r.directory.game_of(entity) else {
@@ -415,14 +421,14 @@ impl GameRoutes {
             then,
             held_at_us,
         };
-        let _ = shared.send(from, GameInput::Wire(marker));
+        let _ = shared.send(from, marker);
         Ok(())
     }
 
     /// `id` could not move (it could not be exported or taken in): it is
     /// live on this game again, and what was held for it comes back, as
     /// from [`arrived`](Self::arrived).
-    pub fn migration_failed(&self, id: EntityId) -> VecDeque<GameInput> {
+    pub fn migration_failed(&self, id: EntityId) -> VecDeque<M> {
         match self.shared.lock().directory.migration_failed(id) {
             Ok((_, held)) => held,
             Err(e) => {
@@ -437,7 +443,7 @@ impl GameRoutes {
     /// the entity. A client that left while its entity was leaving (its
     /// end went to the game it left, which no longer had it) is ended
     /// there, after the entity.
-    pub fn ship(&self, to: GameId, client: Option<ClientId>, msg: GameInput) {
+    pub fn ship(&self, to: GameId, client: Option<ClientId>, msg: M) {
         let shared = &self.shared;
         let mut r = shared.lock();
         let _ = shared.send(to, msg);
@@ -502,10 +508,11 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::game::{inbox, Inbox, Received};
+    use crate::testing::TestMsg;
+    use crate::{inbox, Inbox, Received};
     use wyrm_wire::{GateId, Position};
 
-    fn games(n: usize) -> (Dispatcher, Vec<Inbox>) {
+    fn games(n: usize) -> (Dispatcher<TestMsg>, Vec<Inbox<TestMsg>>) {
         let (mut ends, mut inboxes) = (Vec::new(), Vec::new());
         for _ in 0..n {
             let (inbox, connections, internal) = inbox(64);
@@ -515,7 +522,7 @@ mod tests {
         (Dispatcher::new(ends), inboxes)
     }
 
-    fn next(inbox: &Inbox) -> Option<GameInput> {
+    fn next(inbox: &Inbox<TestMsg>) -> Option<TestMsg> {
         match inbox.recv_deadline(Instant::now() + Duration::from_millis(20)) {
             Received::Message(m) => Some(m),
             _ => None,
@@ -532,9 +539,9 @@ mod tests {
         }
     }
 
-    fn req_id(m: Option<GameInput>) -> Option<u32> {
+    fn req_id(m: Option<TestMsg>) -> Option<u32> {
         match m {
-            Some(GameInput::Wire(ToGame::ClientCall { req_id, .. })) => Some(req_id),
+            Some(TestMsg::Wire(ToGame::ClientCall { req_id, .. })) => Some(req_id),
             _ => None,
         }
     }
@@ -554,11 +561,11 @@ mod tests {
         d.for_game(GameId(1)).created(200, 0);
         assert!(matches!(
             next(&inboxes[0]),
-            Some(GameInput::Wire(ToGame::ClientConnected { client })) if client == a
+            Some(TestMsg::Wire(ToGame::ClientConnected { client })) if client == a
         ));
         assert!(matches!(
             next(&inboxes[1]),
-            Some(GameInput::Wire(ToGame::ClientConnected { client })) if client == b
+            Some(TestMsg::Wire(ToGame::ClientConnected { client })) if client == b
         ));
         // A's call to B's entity goes to B's game; A's move to A's.
         d.to_game(call(a, 200, 1)).await.unwrap();
@@ -572,7 +579,7 @@ mod tests {
         assert_eq!(req_id(next(&inboxes[1])), Some(1));
         assert!(matches!(
             next(&inboxes[0]),
-            Some(GameInput::Wire(ToGame::ClientMove { .. }))
+            Some(TestMsg::Wire(ToGame::ClientMove { .. }))
         ));
         // A call to no entity goes to the caller's game, which says so.
         d.to_game(call(b, 999, 2)).await.unwrap();
@@ -580,10 +587,7 @@ mod tests {
         // Shutdown reaches every game.
         d.to_game(ToGame::Shutdown).await.unwrap();
         for inbox in &inboxes {
-            assert!(matches!(
-                next(inbox),
-                Some(GameInput::Wire(ToGame::Shutdown))
-            ));
+            assert!(matches!(next(inbox), Some(TestMsg::Wire(ToGame::Shutdown))));
         }
     }
 
@@ -597,16 +601,24 @@ mod tests {
         assert!(routes.arriving(7));
         assert!(!routes.arriving(7), "one load at a time");
         d.to_game(call(client, 7, 1)).await.unwrap();
-        d.answers()
-            .deliver(GameInput::host_call(7, "on_saved".into(), Vec::new(), None));
+        d.answers().deliver(TestMsg::Call(wyrm_wire::EntityCall {
+            entity: 7,
+            method: "on_saved".into(),
+            args: Vec::new(),
+            from: None,
+            plugin: None,
+        }));
         d.to_game(call(client, 7, 2)).await.unwrap();
         assert!(next(&inboxes[0]).is_none(), "held while it loads");
+        // The load's own answer is what it waits for: not held.
+        d.answers().deliver(TestMsg::Loaded(7));
+        assert!(matches!(next(&inboxes[0]), Some(TestMsg::Loaded(7))));
         let held = routes.arrived(7, 0);
         let order: Vec<String> = held
             .iter()
             .map(|m| match m {
-                GameInput::Wire(ToGame::ClientCall { req_id, .. }) => format!("call {req_id}"),
-                GameInput::Call { call, .. } => call.method.clone(),
+                TestMsg::Wire(ToGame::ClientCall { req_id, .. }) => format!("call {req_id}"),
+                TestMsg::Call(call) => call.method.clone(),
                 other => format!("{other:?}"),
             })
             .collect();
@@ -654,10 +666,10 @@ mod tests {
         d.to_game(step.clone()).await.unwrap();
         assert!(matches!(
             next(&inboxes[1]),
-            Some(GameInput::Wire(ToGame::ClientMove { .. }))
+            Some(TestMsg::Wire(ToGame::ClientMove { .. }))
         ));
         // Handed back through a message: the seat follows the message.
-        let take = GameInput::Wire(ToGame::TakeClient {
+        let take = TestMsg::Wire(ToGame::TakeClient {
             client,
             entity: 100,
         });
@@ -671,7 +683,7 @@ mod tests {
             .unwrap();
         assert!(next(&inboxes[0]).is_some());
         assert_eq!(g0.claim_client(100, 200), None);
-        let take = GameInput::Wire(ToGame::TakeClient {
+        let take = TestMsg::Wire(ToGame::TakeClient {
             client,
             entity: 200,
         });
@@ -694,14 +706,14 @@ mod tests {
             .unwrap();
         assert!(next(&inboxes[0]).is_some());
         // ...so game 1 gets it after the entity.
-        g0.ship(GameId(1), Some(client), GameInput::Wire(ToGame::Shutdown));
+        g0.ship(GameId(1), Some(client), TestMsg::Wire(ToGame::Shutdown));
         assert!(matches!(
             next(&inboxes[1]),
-            Some(GameInput::Wire(ToGame::Shutdown))
+            Some(TestMsg::Wire(ToGame::Shutdown))
         ));
         assert!(matches!(
             next(&inboxes[1]),
-            Some(GameInput::Wire(ToGame::ClientDisconnected { client: c })) if c == client
+            Some(TestMsg::Wire(ToGame::ClientDisconnected { client: c })) if c == client
         ));
     }
 }
