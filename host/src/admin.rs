@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::game::SwapReport;
-use crate::net::http;
 use crate::server::Swapper;
+use wyrm_gate::net::http;
 
 /// Largest component accepted.
 pub const MAX_COMPONENT: usize = 256 * 1024 * 1024;

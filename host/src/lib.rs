@@ -8,11 +8,11 @@
 //!
 //! Modules, by concern, dependencies pointing down:
 //! - [`server`]: wires one gate, one dispatcher and one game into a process.
-//! - [`gate`]: client connections, tags, fan-out, rate limits, writes.
+//! - the gate (`wyrm-gate`): client connections, tags, fan-out, rate
+//!   limits, writes.
 //! - the dispatcher (`wyrm-dispatcher`): routes what connections receive
 //!   to their game, and what games send each other.
 //! - [`game`]: the logic thread: world, work queue, crash recovery.
-//! - [`net`]: transports that carry frames (TCP, KCP, WebSocket + HTTP).
 //! - [`admin`]: the local admin endpoint (hot swap) and its client.
 //! - [`msg`]: the game's input (the wire messages and this process's own);
 //!   [`config`]: the TOML config.
@@ -20,9 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod game;
-pub mod gate;
 pub mod msg;
-pub mod net;
 pub mod server;
 
 pub use config::Config;

@@ -13,10 +13,9 @@ use crate::config::Config;
 use crate::game::{
     self, Ballot, Decision, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World,
 };
-use crate::gate::{self, ConnContext, ConnLimits, Gate};
 use crate::msg::Dispatcher;
 use crate::msg::{GameInput, ToGame};
-use crate::net;
+use wyrm_gate::{self as gate, net, ConnContext, ConnLimits, Gate};
 use wyrm_wire::GameId;
 
 /// Messages from connections a game holds before connections wait.
@@ -282,104 +281,16 @@ impl Server {
             admission: admission.clone(),
         };
 
-        if let Some(addr) = cfg.net.tcp {
-            let listener = net::listen_tcp(addr)
-                .await
-                .with_context(|| format!("cannot listen for TCP on {addr}"))?;
-            server.tcp = Some(listener.local_addr()?);
-            let (ctx, ids, admission) = (ctx.clone(), ids.clone(), admission.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, peer)) => {
-                            let ticket = match admission.admit(peer, "tcp") {
-                                Ok(ticket) => ticket,
-                                Err(refused) => {
-                                    tokio::spawn(net::refuse_tcp(stream, refusal_frame(refused)));
-                                    continue;
-                                }
-                            };
-                            let l = ctx.limits;
-                            let (conn, link) = net::tcp_conn(stream, l.max_frame, l.queue_bytes);
-                            tokio::spawn(gate::serve_connection(
-                                conn,
-                                link,
-                                ids.next(),
-                                ctx.clone(),
-                                ticket,
-                            ));
-                        }
-                        Err(e) => accept_failed("tcp", e).await,
-                    }
-                }
-            }));
-        }
-        if let Some(addr) = cfg.net.kcp {
-            let mut listener =
-                net::listen_kcp(addr, ctx.limits.idle_timeout, admission.clone()).await?;
-            server.kcp = Some(listener.local_addr());
-            let (ctx, ids) = (ctx.clone(), ids.clone());
-            tasks.push(tokio::spawn(async move {
-                // Ends when the endpoint does (it stops only with the server).
-                while let Ok(opened) = listener.accept().await {
-                    let l = ctx.limits;
-                    let (conn, link) = net::kcp_conn(opened.stream, l.max_frame, l.queue_bytes);
-                    tokio::spawn(gate::serve_connection(
-                        conn,
-                        link,
-                        ids.next(),
-                        ctx.clone(),
-                        opened.ticket,
-                    ));
-                }
-            }));
-        }
-        if let Some(addr) = cfg.net.websocket {
-            let listener = net::listen_websocket(addr)
-                .await
-                .with_context(|| format!("cannot listen for WebSocket on {addr}"))?;
-            server.websocket = Some(listener.local_addr()?);
-            let web_root: Option<Arc<std::path::Path>> = cfg.net.web_root.clone().map(Into::into);
-            let (ctx, ids) = (ctx.clone(), ids.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, peer)) => {
-                            // Page requests count too: a connection is a
-                            // connection until it says what it is.
-                            let ticket = match admission.admit(peer, "websocket") {
-                                Ok(ticket) => ticket,
-                                Err(refused) => {
-                                    tokio::spawn(net::refuse_http(stream, refused));
-                                    continue;
-                                }
-                            };
-                            let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
-                            tokio::spawn(async move {
-                                let l = ctx.limits;
-                                match net::accept_http(
-                                    stream,
-                                    web_root.as_deref(),
-                                    l.max_frame,
-                                    l.queue_bytes,
-                                    l.frame_timeout,
-                                )
-                                .await
-                                {
-                                    Ok(Some((conn, link))) => {
-                                        gate::serve_connection(conn, link, ids.next(), ctx, ticket)
-                                            .await
-                                    }
-                                    Ok(None) => {}
-                                    Err(e) => tracing::debug!("http connection failed: {e}"),
-                                }
-                            });
-                        }
-                        Err(e) => accept_failed("websocket", e).await,
-                    }
-                }
-            }));
-        }
+        let endpoints = gate::Endpoints {
+            tcp: cfg.net.tcp,
+            kcp: cfg.net.kcp,
+            websocket: cfg.net.websocket,
+            web_root: cfg.net.web_root.clone(),
+        };
+        let listeners = gate::listen(&endpoints, ctx, admission, ids).await?;
+        (server.tcp, server.kcp, server.websocket) =
+            (listeners.tcp, listeners.kcp, listeners.websocket);
+        tasks.extend(listeners.tasks);
         if let Some(addr) = cfg.admin.listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -477,23 +388,4 @@ impl Server {
             t.abort();
         }
     }
-}
-
-/// What a TCP connection that was not admitted reads before the close.
-fn refusal_frame(refused: net::Refused) -> Vec<u8> {
-    let frame = wyrm_protocol::ServerFrame::Error {
-        req_id: 0,
-        code: wyrm_protocol::ErrorCode::Overloaded,
-        message: format!("connection refused: {refused}"),
-    };
-    let mut wire = Vec::new();
-    wyrm_protocol::write_prefixed(&mut wire, &frame.to_bytes());
-    wire
-}
-
-/// Accept errors (out of file descriptors, mostly) are transient: log and
-/// back off instead of spinning.
-async fn accept_failed(transport: &str, e: std::io::Error) {
-    tracing::warn!(transport, "accept failed: {e}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }

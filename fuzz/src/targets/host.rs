@@ -5,8 +5,8 @@
 use std::ops::ControlFlow;
 use std::path::{Component, Path};
 
-use wyrm::net::http::{parse_request_head, resolve, Head, MAX_HEAD};
-use wyrm::net::{Deframer, Piece, PrefixDeframer, WsDeframer};
+use wyrm_gate::net::http::{parse_request_head, resolve, Head, MAX_HEAD};
+use wyrm_gate::net::{Deframer, Piece, PrefixDeframer, WsDeframer};
 use wyrm_protocol::{FrameDecoder, FrameError};
 
 use super::{ensure, Choices, FnRunner};

@@ -1,16 +1,4 @@
-//! The gate: serves client connections on every transport and keeps the
-//! per-client state the game should not care about — the entity a client is
-//! bound to, its tags, its outbound queue and its rate limit. It fans calls
-//! out to many clients (by tags, or to all), encoding each such frame once.
-//!
-//! Two halves: [`serve_connection`] runs one task per connection (decode,
-//! validate, rate-limit, hand to the game), and [`Gate`] is one task that
-//! owns the client registry and carries out the games' [`GateBatch`]es:
-//! it queues each frame on its clients' [`Link`]s, then writes each client
-//! once — at the end of every batch for clients sent a frame of their own,
-//! at the end of every tick for everyone with something queued.
-
-mod conn;
+//! The client registry: the [`Gate`] task and what it is told.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wyrm_protocol::ServerFrame;
 
-use crate::msg::{ClientId, EntityId, GateBatch, HeldBatch, PluginIndex, ToGate};
 use crate::net::{CloseReason, Link};
+use wyrm_dispatcher::HeldBatch;
 use wyrm_wire::IdMap;
-
-pub use conn::{serve_connection, ConnContext, ConnLimits};
+use wyrm_wire::{ClientId, EntityId, GateBatch, PluginIndex, ToGate};
 
 /// From connections to the gate.
 #[derive(Debug)]

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use wyrm_protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 
-use super::Registration;
-use crate::msg::Dispatcher;
-use crate::msg::{ClientId, ToGame};
 use crate::net::{
     ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, Ticket, WS_PONG,
 };
+use crate::Registration;
+use wyrm_dispatcher::{Dispatcher, Routed};
+use wyrm_wire::{ClientId, ToGame};
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -33,14 +33,23 @@ pub struct ConnLimits {
 }
 
 /// What a connection needs to reach the rest of the server.
-#[derive(Clone)]
-pub struct ConnContext {
+pub struct ConnContext<M> {
     /// The gate's registry.
     pub gate: flume::Sender<Registration>,
     /// Routes the client's messages to its game.
-    pub dispatcher: Dispatcher,
+    pub dispatcher: Dispatcher<M>,
     /// Limits.
     pub limits: ConnLimits,
+}
+
+impl<M> Clone for ConnContext<M> {
+    fn clone(&self) -> Self {
+        Self {
+            gate: self.gate.clone(),
+            dispatcher: self.dispatcher.clone(),
+            limits: self.limits,
+        }
+    }
 }
 
 /// Why a connection ended.
@@ -61,11 +70,11 @@ enum End {
 /// client's id and transport.
 /// `ticket` is the connection's place under the connection limits, held
 /// until it ends.
-pub async fn serve_connection<C: FrameConn>(
+pub async fn serve_connection<C: FrameConn, M: Routed>(
     conn: C,
     link: Arc<Link>,
     client: ClientId,
-    ctx: ConnContext,
+    ctx: ConnContext<M>,
     ticket: Ticket,
 ) {
     let span = tracing::info_span!("client", id = %client, transport = conn.transport());
@@ -73,7 +82,12 @@ pub async fn serve_connection<C: FrameConn>(
     drop(ticket);
 }
 
-async fn serve<C: FrameConn>(mut conn: C, link: Arc<Link>, client: ClientId, ctx: ConnContext) {
+async fn serve<C: FrameConn, M: Routed>(
+    mut conn: C,
+    link: Arc<Link>,
+    client: ClientId,
+    ctx: ConnContext<M>,
+) {
     let welcome = ServerFrame::Welcome {
         version: PROTOCOL_VERSION,
         max_frame: ctx.limits.max_frame as u32,

@@ -1,0 +1,179 @@
+//! The gate's listeners: a task per transport that accepts connections,
+//! admits them under the connection limits (refusing the rest with a frame
+//! that says why) and starts each one's task.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use wyrm_dispatcher::Routed;
+use wyrm_wire::ClientIds;
+
+use crate::net::{self, Admission};
+use crate::{serve_connection, ConnContext};
+
+/// Where the gate listens (`[net]` in the config); a transport without an
+/// address is off.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub tcp: Option<SocketAddr>,
+    pub kcp: Option<SocketAddr>,
+    pub websocket: Option<SocketAddr>,
+    /// Served as static files on the WebSocket port.
+    pub web_root: Option<PathBuf>,
+}
+
+/// A transport the gate could not listen on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {transport} on {addr}: {source}")]
+pub struct ListenError {
+    pub transport: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The gate's listening tasks and the addresses they are bound to.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub tcp: Option<SocketAddr>,
+    pub kcp: Option<SocketAddr>,
+    pub websocket: Option<SocketAddr>,
+    /// One per transport; they run until aborted.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Listens on every transport `at` names. Client ids come from `ids`;
+/// connections are counted by `admission`.
+pub async fn listen<M: Routed>(
+    at: &Endpoints,
+    ctx: ConnContext<M>,
+    admission: Admission,
+    ids: Arc<ClientIds>,
+) -> Result<Listeners, ListenError> {
+    let mut out = Listeners::default();
+    let failed = |transport, addr| {
+        move |source| ListenError {
+            transport,
+            addr,
+            source,
+        }
+    };
+    if let Some(addr) = at.tcp {
+        let listener = net::listen_tcp(addr).await.map_err(failed("TCP", addr))?;
+        out.tcp = Some(listener.local_addr().map_err(failed("TCP", addr))?);
+        let (ctx, ids, admission) = (ctx.clone(), ids.clone(), admission.clone());
+        out.tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let ticket = match admission.admit(peer, "tcp") {
+                            Ok(ticket) => ticket,
+                            Err(refused) => {
+                                tokio::spawn(net::refuse_tcp(stream, refusal_frame(refused)));
+                                continue;
+                            }
+                        };
+                        let l = ctx.limits;
+                        let (conn, link) = net::tcp_conn(stream, l.max_frame, l.queue_bytes);
+                        tokio::spawn(serve_connection(
+                            conn,
+                            link,
+                            ids.next(),
+                            ctx.clone(),
+                            ticket,
+                        ));
+                    }
+                    Err(e) => accept_failed("tcp", e).await,
+                }
+            }
+        }));
+    }
+    if let Some(addr) = at.kcp {
+        let mut listener = net::listen_kcp(addr, ctx.limits.idle_timeout, admission.clone())
+            .await
+            .map_err(failed("KCP", addr))?;
+        out.kcp = Some(listener.local_addr());
+        let (ctx, ids) = (ctx.clone(), ids.clone());
+        out.tasks.push(tokio::spawn(async move {
+            // Ends when the endpoint does (it stops only with the server).
+            while let Ok(opened) = listener.accept().await {
+                let l = ctx.limits;
+                let (conn, link) = net::kcp_conn(opened.stream, l.max_frame, l.queue_bytes);
+                tokio::spawn(serve_connection(
+                    conn,
+                    link,
+                    ids.next(),
+                    ctx.clone(),
+                    opened.ticket,
+                ));
+            }
+        }));
+    }
+    if let Some(addr) = at.websocket {
+        let listener = net::listen_websocket(addr)
+            .await
+            .map_err(failed("WebSocket", addr))?;
+        out.websocket = Some(listener.local_addr().map_err(failed("WebSocket", addr))?);
+        let web_root: Option<Arc<std::path::Path>> = at.web_root.clone().map(Into::into);
+        out.tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        // Page requests count too: a connection is a
+                        // connection until it says what it is.
+                        let ticket = match admission.admit(peer, "websocket") {
+                            Ok(ticket) => ticket,
+                            Err(refused) => {
+                                tokio::spawn(net::refuse_http(stream, refused));
+                                continue;
+                            }
+                        };
+                        let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
+                        tokio::spawn(async move {
+                            let l = ctx.limits;
+                            match net::accept_http(
+                                stream,
+                                web_root.as_deref(),
+                                l.max_frame,
+                                l.queue_bytes,
+                                l.frame_timeout,
+                            )
+                            .await
+                            {
+                                Ok(Some((conn, link))) => {
+                                    serve_connection(conn, link, ids.next(), ctx, ticket).await
+                                }
+                                Ok(None) => {}
+                                Err(e) => tracing::debug!("http connection failed: {e}"),
+                            }
+                        });
+                    }
+                    Err(e) => accept_failed("websocket", e).await,
+                }
+            }
+        }));
+    }
+    Ok(out)
+}
+
+/// The frame a refused connection is sent before it is closed.
+fn refusal_frame(refused: net::Refused) -> Vec<u8> {
+    let frame = wyrm_protocol::ServerFrame::Error {
+        req_id: 0,
+        code: wyrm_protocol::ErrorCode::Overloaded,
+        message: format!("connection refused: {refused}"),
+    };
+    let mut wire = Vec::new();
+    wyrm_protocol::write_prefixed(&mut wire, &frame.to_bytes());
+    wire
+}
+
+/// Accept errors (out of file descriptors, mostly) are transient: log and
+/// back off instead of spinning.
+async fn accept_failed(transport: &str, e: std::io::Error) {
+    tracing::warn!(transport, "accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
