@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
-use crate::game::SwapReport;
 use crate::server::Swapper;
+use wyrm_game::SwapReport;
 use wyrm_gate::net::http;
 
 /// Largest component accepted.

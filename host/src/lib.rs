@@ -6,23 +6,24 @@
 //! `wyrm:game` WIT world. See `ARCHITECTURE.md` at the repository root for
 //! the map.
 //!
-//! Modules, by concern, dependencies pointing down:
-//! - [`server`]: wires one gate, one dispatcher and one game into a process.
-//! - the gate (`wyrm-gate`): client connections, tags, fan-out, rate
-//!   limits, writes.
-//! - the dispatcher (`wyrm-dispatcher`): routes what connections receive
-//!   to their game, and what games send each other.
-//! - [`game`]: the logic thread: world, work queue, crash recovery.
-//! - [`admin`]: the local admin endpoint (hot swap) and its client.
-//! - [`msg`]: the game's input (the wire messages and this process's own);
-//!   [`config`]: the TOML config.
+//! The roles are crates of their own, dependencies pointing one way:
+//! `wyrm-gate` (client connections) and `wyrm-game` (the logic threads)
+//! over `wyrm-dispatcher` (routing between them) over `wyrm-wire` (the
+//! messages); `wyrm-runtime` runs plugins, `wyrm-storage` keeps what
+//! is saved, `wyrm-toolchains` builds plugins, `wyrm-bots` loads a server.
+//! This crate wires them into one process and holds what only the process
+//! needs:
+//! - [`server`]: one gate, one dispatcher and `[game] workers` games;
+//!   plugins built and loaded; the `Swapper`.
+//! - [`config`]: the TOML config; [`admin`]: the local admin endpoint (hot
+//!   swap) and its client.
+//!
+//! `main.rs` is the `wyrm` command over it.
 
 pub mod admin;
 pub mod config;
-pub mod game;
-pub mod msg;
 pub mod server;
 
 pub use config::Config;
-pub use game::{SwapOutcome, SwapReport};
 pub use server::{Server, Swapper};
+pub use wyrm_game::{SwapOutcome, SwapReport};

@@ -10,11 +10,10 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::config::Config;
-use crate::game::{
-    self, Ballot, Decision, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World,
+use wyrm_game::msg::{Dispatcher, GameInput, ToGame};
+use wyrm_game::{
+    self as game, Ballot, Decision, Game, GameChannels, GameStorage, SwapReport, SwapRequest, World,
 };
-use crate::msg::Dispatcher;
-use crate::msg::{GameInput, ToGame};
 use wyrm_gate::{self as gate, net, ConnContext, ConnLimits, Gate};
 use wyrm_wire::GameId;
 
@@ -199,7 +198,7 @@ impl Server {
                     move |answer| storage_answers.deliver(GameInput::from(answer)),
                 )?;
                 let (stats, stats_thread) = game::StatsSink::open(&cfg.stats_path())?;
-                let plugins = game::load_plugins(&runtime, &cfg)?;
+                let plugins = load_plugins(&runtime, &cfg)?;
                 let hashers = std::thread::available_parallelism()
                     .map_or(1, |n| n.get())
                     .min(4);
@@ -207,7 +206,7 @@ impl Server {
                     .context("cannot start password threads")?;
                 let ids =
                     game::EntityIds::new(opened.next_id, opened.reserved, opened.store.clone());
-                let limits = game::GuestLimits::from_config(&cfg);
+                let limits = game::GuestLimits::new(&cfg.limits, cfg.net.client_queue_bytes);
                 let mut services = Some(opened.services);
                 let mut games = Vec::new();
                 for (i, inbox) in inboxes.into_iter().enumerate() {
@@ -388,4 +387,25 @@ impl Server {
             t.abort();
         }
     }
+}
+
+/// Loads every configured plugin (building Rust crates from source first).
+fn load_plugins(
+    runtime: &PluginRuntime,
+    cfg: &Config,
+) -> anyhow::Result<Vec<wyrm_runtime::PluginCode<World>>> {
+    let mut out = Vec::new();
+    for p in &cfg.plugins {
+        let wasm = if p.source.is_dir() {
+            let opts = wyrm_toolchains::BuildOptions {
+                features: p.features.clone(),
+                debug: false,
+            };
+            wyrm_toolchains::build_plugin(&p.source, &opts)?
+        } else {
+            p.source.clone()
+        };
+        out.push(runtime.load(&p.name, &wasm)?);
+    }
+    Ok(out)
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// What the world keeps for storage.
-pub(in crate::game) struct Persistence {
+pub(crate) struct Persistence {
     pub(super) store: Store,
     pub(super) stats: StatsSink,
     /// Persistent entities changed since their last save.
@@ -15,7 +15,7 @@ pub(in crate::game) struct Persistence {
 
 impl Persistence {
     /// What the world saves through `store`, and emits to `stats`.
-    pub(in crate::game) fn new(store: Store, stats: StatsSink) -> Self {
+    pub(crate) fn new(store: Store, stats: StatsSink) -> Self {
         Self {
             store,
             stats,
@@ -59,7 +59,7 @@ impl World {
     }
 
     /// Saves every persistent entity changed since its last save.
-    pub(in crate::game) fn save_dirty(&mut self) {
+    pub(crate) fn save_dirty(&mut self) {
         if self.storage.dirty.is_empty() {
             return;
         }
@@ -73,7 +73,7 @@ impl World {
 
     /// Saves every persistent entity and waits until it is on disk: the
     /// graceful shutdown.
-    pub(in crate::game) fn save_all_and_flush(&mut self) {
+    pub(crate) fn save_all_and_flush(&mut self) {
         self.storage.dirty.clear();
         let mut ids: Vec<EntityId> = self.entities.keys().copied().collect();
         ids.sort_unstable();
@@ -157,11 +157,7 @@ impl World {
     }
 
     /// Storage answered a load.
-    pub(in crate::game) fn finish_load(
-        &mut self,
-        id: EntityId,
-        result: Result<LoadedEntity, String>,
-    ) {
+    pub(crate) fn finish_load(&mut self, id: EntityId, result: Result<LoadedEntity, String>) {
         let Loading {
             replies,
             calls,

@@ -52,28 +52,24 @@ pub struct GuestLimits {
 }
 
 impl GuestLimits {
-    /// The limits `cfg` sets.
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
+    /// The limits `[limits]` sets, for clients whose queues hold
+    /// `client_queue_bytes` (`[net] client_queue_bytes`).
+    pub fn new(limits: &crate::config::LimitsConfig, client_queue_bytes: usize) -> Self {
         Self {
-            value_bytes: cfg.limits.value_bytes,
-            queued_bytes: cfg.limits.queued_bytes,
-            timer_bytes: cfg.limits.timer_bytes,
-            entities: cfg.limits.entities,
-            client_frame_bytes: frame_room(cfg.net.client_queue_bytes),
+            value_bytes: limits.value_bytes,
+            queued_bytes: limits.queued_bytes,
+            timer_bytes: limits.timer_bytes,
+            entities: limits.entities,
+            client_frame_bytes: frame_room(client_queue_bytes),
         }
     }
 }
 
 impl Default for GuestLimits {
+    /// The default `[limits]`, for clients with a queue of 1 MiB (`[net]
+    /// client_queue_bytes`'s default).
     fn default() -> Self {
-        let l = crate::config::LimitsConfig::default();
-        Self {
-            value_bytes: l.value_bytes,
-            queued_bytes: l.queued_bytes,
-            timer_bytes: l.timer_bytes,
-            entities: l.entities,
-            client_frame_bytes: frame_room(crate::config::NetConfig::default().client_queue_bytes),
-        }
+        Self::new(&crate::config::LimitsConfig::default(), 1024 * 1024)
     }
 }
 
@@ -85,7 +81,7 @@ fn frame_room(queue_bytes: usize) -> usize {
 
 /// What the world keeps about each plugin.
 #[derive(Debug)]
-pub(in crate::game) struct PluginBook {
+pub(crate) struct PluginBook {
     /// Its configured name, for messages.
     pub name: String,
     /// Bytes it has queued on the host, not yet delivered.
@@ -99,7 +95,7 @@ pub(in crate::game) struct PluginBook {
 
 impl World {
     /// Tells the world which plugins there are, in slot order.
-    pub(in crate::game) fn set_plugins(&mut self, names: Vec<String>) {
+    pub(crate) fn set_plugins(&mut self, names: Vec<String>) {
         self.books = names
             .into_iter()
             .map(|name| PluginBook {

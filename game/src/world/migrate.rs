@@ -38,7 +38,7 @@ impl World {
     }
 
     /// Whether `id` can leave this game now; why not otherwise.
-    pub(in crate::game) fn can_depart(&self, id: EntityId) -> Result<(), String> {
+    pub(crate) fn can_depart(&self, id: EntityId) -> Result<(), String> {
         self.live_entity(id)?;
         if self.spaces.is_space(id) {
             return Err(format!("entity {id} is a space"));
@@ -50,7 +50,7 @@ impl World {
     /// state its plugin (version `version`) exported. The migrant leaves
     /// once this round's output has gone to the gate, so its client's
     /// frames from here arrive first.
-    pub(in crate::game) fn depart(
+    pub(crate) fn depart(
         &mut self,
         id: EntityId,
         to: GameId,
@@ -121,7 +121,7 @@ impl World {
     }
 
     /// What the dispatcher held for `id`, which could not move: it stays.
-    pub(in crate::game) fn routes_migration_failed(
+    pub(crate) fn routes_migration_failed(
         &mut self,
         id: EntityId,
     ) -> std::collections::VecDeque<GameInput> {
@@ -130,17 +130,12 @@ impl World {
 
     /// Sends a migrant on at once (one this game never installed: it
     /// produced nothing for its client here).
-    pub(in crate::game) fn ship_now(
-        &mut self,
-        to: GameId,
-        client: Option<ClientId>,
-        msg: GameInput,
-    ) {
+    pub(crate) fn ship_now(&mut self, to: GameId, client: Option<ClientId>, msg: GameInput) {
         self.routes.ship(to, client, msg);
     }
 
     /// The type a migrant is of here.
-    pub(in crate::game) fn migrant_type(&self, m: &Migrant) -> Result<TypeIndex, String> {
+    pub(crate) fn migrant_type(&self, m: &Migrant) -> Result<TypeIndex, String> {
         if self.entities.contains_key(&m.id) {
             return Err(format!("entity {} is here already", m.id));
         }
@@ -152,7 +147,7 @@ impl World {
     /// Installs an entity that arrived (its private state is imported
     /// already), or that came back refused (`m.bounced`: its private state
     /// never left this game's instance).
-    pub(in crate::game) fn install(&mut self, m: Migrant, ty: TypeIndex) {
+    pub(crate) fn install(&mut self, m: Migrant, ty: TypeIndex) {
         let Migrant {
             id,
             attrs: attr_bytes,

@@ -12,7 +12,7 @@ mod view;
 mod work;
 
 pub use guard::GuestLimits;
-pub(in crate::game) use persist::Persistence;
+pub(crate) use persist::Persistence;
 pub use work::WorkQueue;
 
 use std::collections::{HashMap, HashSet};
@@ -257,7 +257,7 @@ impl World {
     }
 
     /// Queues work the host itself produced (not a plugin's code).
-    pub(in crate::game) fn queue_host(&mut self, work: Work) {
+    pub(crate) fn queue_host(&mut self, work: Work) {
         let lane = self.owner(work.entity()).unwrap_or(0);
         self.work.push(lane, work);
     }

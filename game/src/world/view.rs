@@ -187,12 +187,7 @@ impl World {
     }
 
     /// A client's `Move` frame: applied if its entity lets it.
-    pub(in crate::game) fn client_move(
-        &mut self,
-        client: ClientId,
-        pos: wyrm_protocol::Position,
-        yaw: f32,
-    ) {
+    pub(crate) fn client_move(&mut self, client: ClientId, pos: wyrm_protocol::Position, yaw: f32) {
         let Some(id) = self.clients.get(&client).map(|c| c.entity) else {
             return;
         };
@@ -215,14 +210,14 @@ impl World {
 
     /// Works out who sees whom in every space after this tick's moves and
     /// acts on the changes.
-    pub(in crate::game) fn update_aoi(&mut self) {
+    pub(crate) fn update_aoi(&mut self) {
         self.spaces.update_aoi();
         self.apply_aoi_events();
     }
 
     /// The AOI events waiting for logic, grouped by plugin. Events whose
     /// watcher is gone are dropped.
-    pub(in crate::game) fn take_aoi_events(&mut self) -> Vec<(usize, Vec<WitAoiEvent>)> {
+    pub(crate) fn take_aoi_events(&mut self) -> Vec<(usize, Vec<WitAoiEvent>)> {
         let mut by_plugin: Vec<(usize, Vec<WitAoiEvent>)> = Vec::new();
         for ev in std::mem::take(&mut self.aoi_pending) {
             let Some((plugin, watcher)) = self.entity_ref(ev.watcher) else {
@@ -246,7 +241,7 @@ impl World {
     /// them; a client for which nothing changed gets none. The output goes
     /// to `gate` every `POSITIONS_CHUNK` frames, so the gate writes the
     /// first clients while the game builds the frames of the next.
-    pub(in crate::game) fn flush_positions(&mut self, gate: &flume::Sender<crate::msg::HeldBatch>) {
+    pub(crate) fn flush_positions(&mut self, gate: &flume::Sender<crate::msg::HeldBatch>) {
         // Each frame is written in a scratch buffer, then copied into
         // allocations the tick's frames share.
         let mut buf = std::mem::take(&mut self.positions_buf);

@@ -10,8 +10,10 @@
 
 mod attrs;
 mod checkpoint;
+pub mod config;
 mod entity_ids;
 mod migration;
+pub mod msg;
 mod passwords;
 mod space;
 mod swap;
@@ -27,7 +29,7 @@ use wyrm_protocol::ErrorCode;
 
 use crate::config::GameConfig;
 use crate::msg::{GameInput, GateBatch, HeldBatch, ToGame};
-use wyrm_runtime::{clip, PluginCode, PluginInstance, PluginRuntime, MAX_MESSAGE};
+use wyrm_runtime::{clip, PluginCode, PluginInstance, MAX_MESSAGE};
 
 pub use crate::msg::{Inbox, InboxSender, InternalSender, Received};
 pub use checkpoint::GameCounters;
@@ -134,7 +136,7 @@ pub struct RecentTimes(Mutex<VecDeque<Duration>>);
 impl RecentTimes {
     const KEEP: usize = 1024;
 
-    pub(super) fn record(&self, d: Duration) {
+    pub(crate) fn record(&self, d: Duration) {
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() == Self::KEEP {
             q.pop_front();
@@ -602,25 +604,4 @@ pub fn spawn(game: Game, id: wyrm_wire::GameId) -> std::io::Result<std::thread::
     std::thread::Builder::new()
         .name(format!("wyrm-game-{}", id.0))
         .spawn(move || game.run())
-}
-
-/// Loads every configured plugin (building Rust crates from source first).
-pub fn load_plugins(
-    runtime: &PluginRuntime,
-    cfg: &crate::config::Config,
-) -> anyhow::Result<Vec<PluginCode<World>>> {
-    let mut out = Vec::new();
-    for p in &cfg.plugins {
-        let wasm = if p.source.is_dir() {
-            let opts = wyrm_toolchains::BuildOptions {
-                features: p.features.clone(),
-                debug: false,
-            };
-            wyrm_toolchains::build_plugin(&p.source, &opts)?
-        } else {
-            p.source.clone()
-        };
-        out.push(runtime.load(&p.name, &wasm)?);
-    }
-    Ok(out)
 }

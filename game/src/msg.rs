@@ -52,7 +52,7 @@ pub enum GameInput {
     },
     /// Replace a plugin with a new version (hot swap) on this game, if
     /// every game can.
-    Swap(Box<crate::game::SwapRequest>),
+    Swap(Box<crate::SwapRequest>),
 }
 
 impl GameInput {

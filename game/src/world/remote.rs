@@ -70,7 +70,7 @@ impl World {
 
     /// Sends what waits in the outbox. Called after the round's output
     /// went to the gate.
-    pub(in crate::game) fn send_outbox(&mut self) {
+    pub(crate) fn send_outbox(&mut self) {
         if self.outbox.is_empty() {
             return;
         }
@@ -109,7 +109,7 @@ impl World {
     /// held while its entity was on its way), from another game, or from
     /// the server's threads (a reply). What is for an entity that is gone
     /// is answered, or dropped, as a call to a missing entity is.
-    pub(in crate::game) fn take(&mut self, msg: GameInput) {
+    pub(crate) fn take(&mut self, msg: GameInput) {
         match msg {
             GameInput::Wire(ToGame::ClientCall {
                 client,

@@ -17,14 +17,14 @@
 use wyrm_aoi::Handle;
 use wyrm_protocol::PositionsWriter;
 
-use crate::game::space::SpacePlaces;
 use crate::msg::EntityId;
+use crate::space::SpacePlaces;
 
 /// See the module docs. A client holds a slot for every entity it sees
 /// (hundreds, in a crowd), and a tick looks at every slot of every client:
 /// a slot is one word.
 #[derive(Debug, Default)]
-pub(in crate::game) struct PositionSync {
+pub(crate) struct PositionSync {
     /// The space the slots are in.
     space: Option<EntityId>,
     /// By slot: the handle's index, with `UNSENT` while the slot is not
@@ -175,7 +175,7 @@ impl PositionSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::game::space::Spaces;
+    use crate::space::Spaces;
     use wyrm_protocol::{EntityPosition, Position, PositionTable, QuantPos, Resolution};
 
     fn at(x: f32, y: f32) -> Position {

@@ -11,11 +11,9 @@
 //!
 //! With several games, every game copies its own entities to an instance
 //! of its own, and the switch is all or nothing: a game whose copy is done
-//! votes and waits, paused, for the decision; the [`Swapper`] that asked
+//! votes and waits, paused, for the decision; the `Swapper` that asked
 //! tells every game to switch once all have voted yes, and to drop the new
 //! version as soon as one says no.
-//!
-//! [`Swapper`]: crate::server::Swapper
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
