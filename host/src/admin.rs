@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
-use crate::server::Swapper;
+use crate::swapper::Swapper;
 use wyrm_game::SwapReport;
 use wyrm_gate::net::http;
 

@@ -14,7 +14,8 @@
 //! This crate wires them into one process and holds what only the process
 //! needs:
 //! - [`server`]: one gate, one dispatcher and `[game] workers` games;
-//!   plugins built and loaded; the `Swapper`.
+//!   plugins built and loaded. [`swapper`]: hot swap on every game or
+//!   none.
 //! - [`config`]: the TOML config; [`admin`]: the local admin endpoint (hot
 //!   swap) and its client.
 //!
@@ -23,7 +24,9 @@
 pub mod admin;
 pub mod config;
 pub mod server;
+pub mod swapper;
 
 pub use config::Config;
-pub use server::{Server, Swapper};
+pub use server::Server;
+pub use swapper::Swapper;
 pub use wyrm_game::{SwapOutcome, SwapReport};

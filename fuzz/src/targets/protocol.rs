@@ -494,7 +494,7 @@ fn same_place(a: &EntityPosition, b: &EntityPosition) -> bool {
         && a.yaw.to_bits() == b.yaw.to_bits()
 }
 
-/// The server's side as `host/src/game/world/sync.rs` keeps it: slot ->
+/// The server's side as `game/src/world/sync.rs` keeps it: slot ->
 /// (entity, place last sent).
 fn positions_model(data: &[u8]) -> Verdict {
     let mut c = Choices::new(data);
