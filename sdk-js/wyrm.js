@@ -550,8 +550,12 @@ export class Ctx {
   replyTo(method, context = null) {
     return { entity: this.id, method, context: encode(context) };
   }
-  loadEntity(id, method, context = null) {
-    storage.loadEntity(toId(id), this.replyTo(method, context));
+  /** Loads saved entity `id` (answers with value = the id). `opts.at`:
+   * "here" (the default: on this entity's game) or "anywhere" (the server
+   * chooses by load). An entity loaded already stays where it is. */
+  loadEntity(id, method, context = null, opts = {}) {
+    const at = toLocality(opts);
+    storage.loadEntity(toId(id), at, this.replyTo(method, context));
   }
   saveNow(method, context = null) {
     storage.saveEntity(this.id, method === undefined ? undefined : this.replyTo(method, context));

@@ -986,9 +986,11 @@ class Ctx:
     def _reply(self, method, context):
         return _storage.ReplyTo(entity=self.id, method=method, context=encode(context))
 
-    def load_entity(self, id, method, context=None):
-        """Loads saved entity ``id``; answers with value = the id."""
-        _storage.load_entity(id, self._reply(method, context))
+    def load_entity(self, id, method, context=None, *, at="here"):
+        """Loads saved entity ``id`` on the game ``at`` says (``"here"`` or
+        ``"anywhere"``: the server chooses by load); answers with value = the
+        id. An entity loaded already stays where it is."""
+        _storage.load_entity(id, _locality(at), self._reply(method, context))
 
     def save_now(self, method=None, context=None):
         """Saves this entity's persistent attributes now; answers (if

@@ -317,11 +317,19 @@ impl<M: Routed> GameRoutes<M> {
         Ok(())
     }
 
-    /// The game is loading `id`; messages for it wait until it is in.
-    /// False if it is live (or arriving) somewhere already: not loaded
-    /// again.
-    pub fn arriving(&self, id: EntityId) -> bool {
-        self.shared.lock().directory.arriving(id, self.game).is_ok()
+    /// `id` is to be loaded: here, or (`anywhere`) on the least loaded
+    /// game. Messages for it wait until it is in. The game that is to load
+    /// it, or `None` if it is live (or arriving) somewhere already: not
+    /// loaded again.
+    pub fn arriving(&self, id: EntityId, anywhere: bool) -> Option<GameId> {
+        let mut r = self.shared.lock();
+        let placement = if anywhere {
+            Placement::Anywhere
+        } else {
+            Placement::Here(self.game)
+        };
+        let game = r.directory.place(placement);
+        r.directory.arriving(id, game).ok().map(|()| game)
     }
 
     /// `id`, of type `ty`, is in: what waited for it, oldest first, for the
@@ -598,8 +606,8 @@ mod tests {
         let client = ClientId::new(GateId(0), 1);
         d.to_game(ToGame::ClientConnected { client }).await.unwrap();
         assert!(next(&inboxes[0]).is_some());
-        assert!(routes.arriving(7));
-        assert!(!routes.arriving(7), "one load at a time");
+        assert_eq!(routes.arriving(7, false), Some(GameId(0)));
+        assert_eq!(routes.arriving(7, true), None, "one load at a time");
         d.to_game(call(client, 7, 1)).await.unwrap();
         d.answers().deliver(TestMsg::Call(wyrm_wire::EntityCall {
             entity: 7,

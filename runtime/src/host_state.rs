@@ -127,7 +127,7 @@ pub trait GameHost: Send + 'static {
         context: Vec<u8>,
     ) -> Result<(), Stop>;
     // storage, as in wit/storage.wit
-    fn load_entity(&mut self, id: EntityId, reply: ReplyTo) -> Result<(), Stop>;
+    fn load_entity(&mut self, id: EntityId, at: Locality, reply: ReplyTo) -> Result<(), Stop>;
     fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>) -> Result<(), Stop>;
     fn entity_exists(&mut self, id: EntityId, reply: ReplyTo) -> Result<(), Stop>;
     fn saved_ids(&mut self, type_name: String, reply: ReplyTo) -> Result<(), Stop>;
@@ -270,8 +270,8 @@ fn stop<T>(r: Result<T, Stop>) -> R<T> {
 }
 
 impl<W: GameHost> StorageImports for HostState<W> {
-    fn load_entity(&mut self, id: EntityId, reply: ReplyTo) -> R<()> {
-        stop(self.world()?.load_entity(id, reply))
+    fn load_entity(&mut self, id: EntityId, at: Locality, reply: ReplyTo) -> R<()> {
+        stop(self.world()?.load_entity(id, at, reply))
     }
     fn save_entity(&mut self, id: EntityId, reply: Option<ReplyTo>) -> R<()> {
         stop(self.world()?.save_entity(id, reply))

@@ -461,14 +461,27 @@ impl Ctx {
     }
 
     /// Loads saved entity `id` with its persistent attributes (its calls
-    /// waiting in the mailbox run next); answers with value = the id.
+    /// waiting in the mailbox run next) on this entity's game; answers with
+    /// value = the id. An entity loaded already stays where it is.
     pub fn load_entity(
         &mut self,
         id: EntityId,
         method: &str,
         context: impl Serialize,
     ) -> Result<()> {
-        storage::load_entity(id, &self.reply_to(method, context)?);
+        self.load_entity_at(id, Locality::Here, method, context)
+    }
+
+    /// [`load_entity`](Self::load_entity) on the game `at` says: with
+    /// [`Locality::Anywhere`], whichever game the server chooses by load.
+    pub fn load_entity_at(
+        &mut self,
+        id: EntityId,
+        at: Locality,
+        method: &str,
+        context: impl Serialize,
+    ) -> Result<()> {
+        storage::load_entity(id, at, &self.reply_to(method, context)?);
         Ok(())
     }
 

@@ -89,6 +89,37 @@ async fn a_service_called_from_both_games_is_one_entity() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_entities_loaded_anywhere_spread_over_both_games() {
+    let server = two_games(testbed_plugin(), "Probe", &[]).await;
+    let (mut a, _b) = one_on_each(&server).await;
+    let mut vaults = Vec::new();
+    for value in 0..6i64 {
+        a.call_player("vault_new", (value,)).await.expect("send");
+        let (id,): (u64,) = expect(&mut a, "on_vault").await;
+        vaults.push((id, value));
+    }
+    // All made here, on a's game; unloaded (saved), then loaded where the
+    // server chooses: by load, so on both games.
+    for &(id, _) in &vaults {
+        assert_eq!(game_of(&server, id), 0);
+        a.call_player("vault_unload", (id,)).await.expect("send");
+    }
+    // The unloads have run once the server answers a later call.
+    a.round_trip(WAIT).await.expect("ping");
+    for &(id, value) in &vaults {
+        a.call_player("vault_get_anywhere", (id,))
+            .await
+            .expect("send");
+        let (got, loaded, _, err): (u64, Option<i64>, Vec<String>, Option<String>) =
+            expect(&mut a, "on_vault_value").await;
+        assert_eq!((got, loaded, err), (id, Some(value), None));
+    }
+    let games: std::collections::BTreeSet<u16> =
+        vaults.iter().map(|&(id, _)| game_of(&server, id)).collect();
+    assert_eq!(games.len(), 2, "loaded on both games: {games:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_a_migrating_entity_arrive_once_each_and_in_order() {
     let server = two_games(testbed_plugin(), "Probe", &[]).await;
     let (mut a, mut b) = one_on_each(&server).await;

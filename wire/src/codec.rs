@@ -108,6 +108,14 @@ mod tests {
                 },
                 plugin: 1,
             }),
+            ToGame::LoadEntity {
+                entity: 12,
+                reply: crate::ReplyTo {
+                    entity: 9,
+                    method: "loaded".into(),
+                    context: Vec::new(),
+                },
+            },
             ToGame::Shutdown,
         ];
         let frame = Bytes::from_static(b"\x00\x00\x00\x02\x81\x01");

@@ -77,6 +77,10 @@ pub enum ToGame {
     CreateEntity(Box<NewEntity>),
     /// A plugin on another game asks for an attribute of an entity here.
     AskAttr(AttrAsk),
+    /// A plugin on another game loads saved entity `entity` here (the
+    /// dispatcher placed it, and holds its messages until it is in):
+    /// `reply` gets the answer.
+    LoadEntity { entity: EntityId, reply: ReplyTo },
     /// Stop: serve what came before, save every persistent entity, end.
     Shutdown,
 }

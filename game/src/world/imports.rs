@@ -72,8 +72,8 @@ impl World {
             return Err(self.refuse(import, msg));
         }
         let values = self.initial_attrs(ty, attrs)?;
+        let id = self.ids.allocate();
         if at == Locality::Anywhere {
-            let id = self.ids.allocate();
             let new = wyrm_wire::NewEntity {
                 id,
                 type_name: type_name.to_owned(),
@@ -88,12 +88,8 @@ impl World {
                 }
                 return Ok(id);
             }
-            // Placed here: made as `here` would, with the id it has.
-            self.install_new(id, ty, values, self.calling, space, import)?;
-            self.routes.created(id, ty as u32);
-            return Ok(id);
+            // Placed here: made as `here` would be.
         }
-        let id = self.ids.allocate();
         self.install_new(id, ty, values, self.calling, space, import)?;
         self.routes.created(id, ty as u32);
         Ok(id)
@@ -801,12 +797,12 @@ impl GameHost for World {
         Ok(())
     }
 
-    fn load_entity(&mut self, id: EntityId, reply: WitReplyTo) -> Result<(), Stop> {
+    fn load_entity(&mut self, id: EntityId, at: Locality, reply: WitReplyTo) -> Result<(), Stop> {
         let charge = match self.reply_charge("load-entity", &reply, 0) {
             Ok(c) => c,
             Err(r) => return r.into_result(),
         };
-        self.request_load(id, reply_to(reply), charge);
+        self.request_load(id, at == Locality::Anywhere, reply_to(reply), charge);
         Ok(())
     }
 

@@ -245,25 +245,55 @@ impl World {
     pub(super) fn request_load(
         &mut self,
         id: EntityId,
+        anywhere: bool,
         reply: ReplyTo,
         charge: Option<wyrm_dispatcher::Charge>,
     ) {
-        if let Some(loading) = self.storage.loading.get_mut(&id) {
-            loading.replies.push(reply);
-            loading.charges.push(charge);
-            return;
+        if self.storage.loading.contains_key(&id) {
+            return self.load_here(id, reply, charge);
         }
         // Live here, or live (or arriving) on another game: loaded.
-        if !self.entities.contains_key(&id) && self.routes.arriving(id) {
-            let loading = self.storage.loading.entry(id).or_default();
-            loading.replies.push(reply);
-            loading.charges.push(charge);
-            self.storage.store.send(Op::Load { id });
-            return;
+        let to = match self.entities.contains_key(&id) {
+            true => None,
+            false => self.routes.arriving(id, anywhere),
+        };
+        match to {
+            Some(game) if game == self.routes.game() => self.load_here(id, reply, charge),
+            // That game loads it and answers; it holds none of this
+            // plugin's bytes meanwhile (the reply is small: a method and a
+            // context).
+            Some(game) => {
+                let reply = wyrm_wire::ReplyTo {
+                    entity: reply.entity,
+                    method: reply.method,
+                    context: reply.context,
+                };
+                let load = GameInput::Wire(wyrm_wire::ToGame::LoadEntity { entity: id, reply });
+                self.routes.ship(game, None, load);
+            }
+            None => {
+                let msg = storage::reply(&reply, None, |out| {
+                    let _ = rmp::encode::write_uint(out, id);
+                });
+                self.push_reply(msg, charge);
+            }
         }
-        let msg = storage::reply(&reply, None, |out| {
-            let _ = rmp::encode::write_uint(out, id);
-        });
-        self.push_reply(msg, charge);
+    }
+
+    /// Loads `id` on this game (the dispatcher holds its messages already)
+    /// and answers `reply` once it is in.
+    pub(super) fn load_here(
+        &mut self,
+        id: EntityId,
+        reply: ReplyTo,
+        charge: Option<wyrm_dispatcher::Charge>,
+    ) {
+        let first = !self.storage.loading.contains_key(&id);
+        let loading = self.storage.loading.entry(id).or_default();
+        loading.replies.push(reply);
+        loading.charges.push(charge);
+        if first {
+            self.storage.store.send(Op::Load { id });
+        }
     }
 }

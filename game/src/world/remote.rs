@@ -147,6 +147,14 @@ impl World {
             }
             GameInput::Ask { ask, charge } => self.answer_ask(ask, charge),
             GameInput::Wire(ToGame::CreateEntity(new)) => self.create_for_elsewhere(*new),
+            GameInput::Wire(ToGame::LoadEntity { entity, reply }) => {
+                let reply = ReplyTo {
+                    entity: reply.entity,
+                    method: reply.method,
+                    context: reply.context,
+                };
+                self.load_here(entity, reply, None)
+            }
             GameInput::Loaded { id, result } => self.finish_load(id, *result),
             other => tracing::error!("routed by entity, but not for one: {other:?}"),
         }

@@ -124,7 +124,7 @@ impl GameHost for EmptyWorld {
     ) -> Result<(), Stop> {
         Ok(())
     }
-    fn load_entity(&mut self, _: EntityId, _: ReplyTo) -> Result<(), Stop> {
+    fn load_entity(&mut self, _: EntityId, _: Locality, _: ReplyTo) -> Result<(), Stop> {
         Ok(())
     }
     fn save_entity(&mut self, _: EntityId, _: Option<ReplyTo>) -> Result<(), Stop> {

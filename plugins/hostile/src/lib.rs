@@ -189,7 +189,7 @@ impl Imp {
         storage::entity_exists(target, &reply);
         storage::kv_get("hostile", &reply);
         storage::save_entity(target, Some(&reply));
-        storage::load_entity(target, &reply);
+        storage::load_entity(target, Locality::Anywhere, &reply);
         r.push(("destroy-entity", said(raw::destroy_entity(target))));
         ctx.call_client("on_poked", (r,))?;
         Ok(())

@@ -256,6 +256,13 @@ impl Probe {
         ctx.load_entity(id, "vault_loaded", ())
     }
 
+    /// `vault_get`, loading the Vault on whichever game the server
+    /// chooses.
+    #[own_client]
+    fn vault_get_anywhere(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.load_entity_at(id, Locality::Anywhere, "vault_loaded", ())
+    }
+
     /// Storage's answer to `load_entity`.
     fn vault_loaded(
         &mut self,
