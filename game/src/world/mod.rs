@@ -726,3 +726,6 @@ fn decode_value(bytes: &[u8]) -> Result<Value, String> {
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests;
