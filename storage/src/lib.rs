@@ -34,16 +34,9 @@ pub use db::reply;
 pub use db::SCHEMA_VERSION;
 pub use stats::StatsSink;
 
-/// Where an answer goes (the WIT `reply-to`).
-#[derive(Debug, Clone)]
-pub struct ReplyTo {
-    /// The entity to call.
-    pub entity: EntityId,
-    /// The method to call.
-    pub method: String,
-    /// A MessagePack value handed back untouched (empty: nil).
-    pub context: Vec<u8>,
-}
+/// Where an answer goes (the WIT `reply-to`): a wire type, since answers
+/// travel between games too.
+pub use wyrm_wire::ReplyTo;
 
 /// One entity as saved: its type and its persistent attributes.
 #[derive(Debug, Clone)]

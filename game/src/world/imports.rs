@@ -133,17 +133,7 @@ impl World {
         let (persistent, owner) = (t.persistent(), t.plugin);
         let counted = creator.unwrap_or(owner);
         self.count_entity(counted, import)?;
-        self.entities.insert(
-            id,
-            Entity {
-                ty,
-                attrs,
-                client: None,
-                doomed: false,
-                client_moves: false,
-                counted: counted as u32,
-            },
-        );
+        self.entities.insert(id, Entity::new(ty, attrs, counted));
         if persistent {
             self.storage.dirty.insert(id);
         }
@@ -658,11 +648,7 @@ impl GameHost for World {
         let ask = AttrAsk {
             entity: id,
             path: path.into_iter().map(path_step).collect(),
-            reply: wyrm_wire::ReplyTo {
-                entity: reply.entity,
-                method: reply.method,
-                context: reply.context,
-            },
+            reply,
             plugin: self.calling.unwrap_or(0) as PluginIndex,
         };
         if self.entities.contains_key(&id) {

@@ -133,6 +133,21 @@ struct Entity {
     counted: u32,
 }
 
+impl Entity {
+    /// A new entity of type `ty`, counted against plugin `counted`, with
+    /// no client.
+    fn new(ty: TypeIndex, attrs: Attrs, counted: usize) -> Self {
+        Self {
+            ty,
+            attrs,
+            client: None,
+            doomed: false,
+            client_moves: false,
+            counted: counted as u32,
+        }
+    }
+}
+
 /// A connected client, as the game knows it.
 struct ClientView {
     /// The entity it is bound to.

@@ -127,17 +127,7 @@ impl World {
         }
         let owner = t.plugin;
         self.count_entity(owner, "load-entity")?;
-        self.entities.insert(
-            row.id,
-            Entity {
-                ty,
-                attrs,
-                client: None,
-                doomed: false,
-                client_moves: false,
-                counted: owner as u32,
-            },
-        );
+        self.entities.insert(row.id, Entity::new(ty, attrs, owner));
         self.queue_host(Work::Created(row.id));
         let last = mailbox.last().map(|(seq, ..)| *seq);
         for (_, method, args) in mailbox {
@@ -263,11 +253,6 @@ impl World {
             // plugin's bytes meanwhile (the reply is small: a method and a
             // context).
             Some(game) => {
-                let reply = wyrm_wire::ReplyTo {
-                    entity: reply.entity,
-                    method: reply.method,
-                    context: reply.context,
-                };
                 let load = GameInput::Wire(wyrm_wire::ToGame::LoadEntity { entity: id, reply });
                 self.routes.ship(game, None, load);
             }

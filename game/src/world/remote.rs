@@ -148,11 +148,6 @@ impl World {
             GameInput::Ask { ask, charge } => self.answer_ask(ask, charge),
             GameInput::Wire(ToGame::CreateEntity(new)) => self.create_for_elsewhere(*new),
             GameInput::Wire(ToGame::LoadEntity { entity, reply }) => {
-                let reply = ReplyTo {
-                    entity: reply.entity,
-                    method: reply.method,
-                    context: reply.context,
-                };
                 self.load_here(entity, reply, None)
             }
             GameInput::Loaded { id, result } => self.finish_load(id, *result),
@@ -324,15 +319,10 @@ impl World {
     /// Calls `reply` with `[error, value, context]`.
     fn answer(
         &mut self,
-        reply: wyrm_wire::ReplyTo,
+        reply: ReplyTo,
         value: Result<Option<Vec<u8>>, String>,
         charge: Option<Charge>,
     ) {
-        let reply = ReplyTo {
-            entity: reply.entity,
-            method: reply.method,
-            context: reply.context,
-        };
         let (err, value) = match value {
             Ok(v) => (None, v),
             Err(e) => (Some(e), None),
