@@ -175,6 +175,7 @@ pub enum AttrOp {
 
 /// One step of an attribute path: a map key or a list index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PathSegment {
     Key(String),
     Index(u32),

@@ -88,8 +88,16 @@ fn with_entity<R>(
         let mut table = table
             .try_borrow_mut()
             .map_err(|_| "re-entrant call into the plugin".to_owned())?;
-        let held = table.len() + usize::from(!table.contains_key(&entity.id));
-        let slot = match table.entry(entity.id) {
+        let len = table.len();
+        let entry = table.entry(entity.id);
+        // The table's size once this entity has its state (no second
+        // lookup on the call path).
+        let held = len
+            + usize::from(matches!(
+                entry,
+                std::collections::hash_map::Entry::Vacant(_)
+            ));
+        let slot = match entry {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let ty = type_def(def, entity.kind)?;

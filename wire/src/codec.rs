@@ -100,7 +100,10 @@ mod tests {
             })),
             ToGame::AskAttr(crate::AttrAsk {
                 entity: 12,
-                path: vec![crate::PathStep::Key("n".into()), crate::PathStep::Index(3)],
+                path: vec![
+                    wyrm_protocol::PathSegment::Key("n".into()),
+                    wyrm_protocol::PathSegment::Index(3),
+                ],
                 reply: crate::ReplyTo {
                     entity: 9,
                     method: "told".into(),

@@ -21,7 +21,7 @@ mod msg;
 pub use codec::{decode, encode, encode_into, WireError, VERSION};
 pub use ids::{ClientId, ClientIds, EntityId, GameId, GateId, IdHasher, IdMap};
 pub use msg::{
-    Arrival, AttrAsk, EntityCall, GateBatch, Migrant, MigrantTimer, NewEntity, PathStep,
-    PluginIndex, QueuedWork, ReplyTo, ToGame, ToGate,
+    Arrival, AttrAsk, EntityCall, GateBatch, Migrant, MigrantTimer, NewEntity, PluginIndex,
+    QueuedWork, ReplyTo, ToGame, ToGate,
 };
 pub use wyrm_protocol::Position;

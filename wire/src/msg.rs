@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use wyrm_protocol::Position;
+use wyrm_protocol::{PathSegment, Position};
 
 use crate::ids::{ClientId, EntityId, GameId};
 
@@ -187,16 +187,9 @@ pub struct NewEntity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttrAsk {
     pub entity: EntityId,
-    pub path: Vec<PathStep>,
+    pub path: Vec<PathSegment>,
     pub reply: ReplyTo,
     pub plugin: PluginIndex,
-}
-
-/// One step of a path into an attribute value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum PathStep {
-    Key(String),
-    Index(u32),
 }
 
 /// Where an answer goes: `method` on `entity`, with MessagePack args

@@ -291,18 +291,12 @@ impl GameHost for World {
         };
         // Every game's registry is the same: the dispatcher's type index
         // answers for all of them.
-        let name = self
-            .type_anywhere(id)
-            .map(|ty| self.types.get(ty).name.clone());
-        let msg = storage::reply(&reply_to(reply), None, |out| match &name {
-            Some(n) => {
-                let _ = rmp::encode::write_str(out, n);
-            }
-            None => {
-                let _ = rmp::encode::write_nil(out);
-            }
+        let name = self.type_anywhere(id).map(|ty| {
+            let mut out = Vec::new();
+            let _ = rmp::encode::write_str(&mut out, &self.types.get(ty).name);
+            out
         });
-        self.push_reply(msg, charge);
+        self.answer(reply_to(reply), Ok(name), charge);
         Ok(())
     }
 
@@ -633,29 +627,28 @@ impl GameHost for World {
                 PathSegment::Index(_) => 4,
             })
             .sum();
-        let mut charge = match self.reply_charge("ask-attr", &reply, steps) {
+        let charge = match self.reply_charge("ask-attr", &reply, steps) {
             Ok(c) => c,
             Err(r) => return r.into_result(),
         };
         let reply = reply_to(reply);
         if let Err(why) = self.path_ok("ask-attr", &path) {
-            let msg = storage::reply(&reply, Some(&why), |out| {
-                let _ = rmp::encode::write_nil(out);
-            });
-            self.push_reply(msg, charge.take());
+            self.answer(reply, Err(why), charge);
+            return Ok(());
+        }
+        let plugin = self.calling.unwrap_or(0);
+        if self.entities.contains_key(&id) {
+            let value = self.read_attr_for(plugin, id, &path);
+            self.answer(reply, value, charge);
             return Ok(());
         }
         let ask = AttrAsk {
             entity: id,
-            path: path.into_iter().map(path_step).collect(),
+            path: path.into_iter().map(wire_step).collect(),
             reply,
-            plugin: self.calling.unwrap_or(0) as PluginIndex,
+            plugin: plugin as PluginIndex,
         };
-        if self.entities.contains_key(&id) {
-            self.answer_ask(ask, charge);
-        } else {
-            self.route(GameInput::Ask { ask, charge });
-        }
+        self.route(GameInput::Ask { ask, charge });
         Ok(())
     }
 
@@ -959,10 +952,10 @@ impl GameHost for World {
     }
 }
 
-/// A WIT path step as the wire carries it.
-fn path_step(s: PathSegment) -> wyrm_wire::PathStep {
+/// A WIT path step as the wire carries it (the protocol's).
+fn wire_step(s: PathSegment) -> wyrm_protocol::PathSegment {
     match s {
-        PathSegment::Key(k) => wyrm_wire::PathStep::Key(k),
-        PathSegment::Index(i) => wyrm_wire::PathStep::Index(i),
+        PathSegment::Key(k) => wyrm_protocol::PathSegment::Key(k),
+        PathSegment::Index(i) => wyrm_protocol::PathSegment::Index(i),
     }
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rmpv::Value;
+use wyrm_protocol::attr::Segment;
 use wyrm_protocol::{AttrOp, ErrorCode, ServerFrame};
 
 use super::attrs::Attrs;
@@ -620,17 +621,17 @@ impl World {
 
     /// Resolves an attribute path's first step; returns the entity, the
     /// attribute's index and flags.
-    fn attr_target(
+    fn attr_target<S: Segment>(
         &mut self,
         id: EntityId,
-        path: &[PathSegment],
+        path: &[S],
     ) -> Result<(&mut Entity, usize, AttrFlags), String> {
         let e = self
             .entities
             .get_mut(&id)
             .ok_or_else(|| format!("no entity {id}"))?;
         let t = self.types.get(e.ty);
-        let Some(PathSegment::Key(name)) = path.first() else {
+        let Some(name) = path.first().and_then(Segment::key) else {
             return Err("an attribute path starts with the attribute's name".into());
         };
         // Clients apply the whole path, so the whole path is what is held to

@@ -12,7 +12,8 @@
 use super::*;
 use crate::msg::{AttrAsk, EntityCall, ToGame};
 use wyrm_dispatcher::Charge;
-use wyrm_wire::{NewEntity, PathStep};
+use wyrm_protocol::attr::Segment;
+use wyrm_wire::NewEntity;
 
 /// What waits in the outbox.
 pub(super) enum Outgoing {
@@ -281,43 +282,43 @@ impl World {
     }
 
     /// Answers a question about an attribute of an entity here, asked by
-    /// `ask.plugin`'s code (here or on another game), which may read only
-    /// its own entities.
-    pub(super) fn answer_ask(&mut self, ask: AttrAsk, charge: Option<Charge>) {
-        let AttrAsk {
-            entity,
-            path,
-            reply,
-            plugin,
-        } = ask;
-        let path: Vec<PathSegment> = path
-            .into_iter()
-            .map(|s| match s {
-                PathStep::Key(k) => PathSegment::Key(k),
-                PathStep::Index(i) => PathSegment::Index(i),
-            })
-            .collect();
-        let value = match self.entities.get(&entity).map(|e| self.types.get(e.ty)) {
-            None => Err(format!("no entity {entity}")),
-            Some(t) if t.plugin != plugin as usize => Err(format!(
+    /// a plugin's code on another game.
+    fn answer_ask(&mut self, ask: AttrAsk, charge: Option<Charge>) {
+        let value = self.read_attr_for(ask.plugin as usize, ask.entity, &ask.path);
+        self.answer(ask.reply, value, charge);
+    }
+
+    /// The value at `path` of `entity` (here), encoded, for plugin
+    /// `plugin`'s code, which may read only its own entities (`ask-attr`).
+    pub(super) fn read_attr_for<S: Segment>(
+        &mut self,
+        plugin: usize,
+        entity: EntityId,
+        path: &[S],
+    ) -> Result<Option<Vec<u8>>, String> {
+        let t = match self.entities.get(&entity) {
+            None => return Err(format!("no entity {entity}")),
+            Some(e) => self.types.get(e.ty),
+        };
+        if t.plugin != plugin {
+            return Err(format!(
                 "entity {entity} ({}) belongs to plugin {}: a plugin reads only its own \
                  entities' attributes",
                 t.name,
                 self.plugin_name(t.plugin)
-            )),
-            Some(_) => self.attr_target(entity, &path).map(|(e, index, _)| {
-                e.attrs.get(index, &path[1..]).map(|v| {
-                    let mut out = Vec::new();
-                    let _ = rmpv::encode::write_value(&mut out, v);
-                    out
-                })
-            }),
-        };
-        self.answer(reply, value, charge);
+            ));
+        }
+        let (e, index, _) = self.attr_target(entity, path)?;
+        Ok(e.attrs.get(index, &path[1..]).map(|v| {
+            let mut out = Vec::new();
+            let _ = rmpv::encode::write_value(&mut out, v);
+            out
+        }))
     }
 
-    /// Calls `reply` with `[error, value, context]`.
-    fn answer(
+    /// Calls `reply` with `[error, value, context]` (`value` encoded, or
+    /// nil), as storage answers.
+    pub(super) fn answer(
         &mut self,
         reply: ReplyTo,
         value: Result<Option<Vec<u8>>, String>,

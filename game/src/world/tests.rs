@@ -189,15 +189,24 @@ fn an_entity_asked_about_answers_for_its_own_plugin_only() {
     };
     let ask = |plugin, path: &str| AttrAsk {
         entity: about,
-        path: vec![wyrm_wire::PathStep::Key(path.into())],
+        path: vec![wyrm_protocol::PathSegment::Key(path.into())],
         reply: reply.clone(),
         plugin,
     };
     // Its own plugin: the value; another plugin (1): refused; a name it
     // does not declare: an error.
-    w.answer_ask(ask(0, "name"), None);
-    w.answer_ask(ask(1, "name"), None);
-    w.answer_ask(ask(0, "nothing"), None);
+    w.take(GameInput::Ask {
+        ask: ask(0, "name"),
+        charge: None,
+    });
+    w.take(GameInput::Ask {
+        ask: ask(1, "name"),
+        charge: None,
+    });
+    w.take(GameInput::Ask {
+        ask: ask(0, "nothing"),
+        charge: None,
+    });
     let mut answers = Vec::new();
     while let Some((_, work)) = w.work.pop() {
         if let Work::Call(call) = work {
