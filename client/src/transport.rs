@@ -209,7 +209,9 @@ impl Conn {
                 let _ = io.shutdown().await;
             }
             Conn::Ws(ws) => {
-                let _ = ws.close(None).await;
+                // The WebSocket's own close (a Close frame), not the
+                // `SinkExt::close` that a `Box` of a sink also has.
+                let _ = WebSocketStream::close(ws, None).await;
             }
             Conn::Gone => {}
         }

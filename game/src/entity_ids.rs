@@ -1,57 +1,87 @@
-//! Entity ids for every game of a process, from one counter, never handed
-//! out twice even across a crash: ids are reserved from storage in blocks,
-//! ahead of need, and a block's reservation is queued to storage before
-//! any id of it is handed out, so every saved row lies below a
-//! reservation committed no later than it.
+//! Entity ids for every game of a process, never handed out twice — not
+//! by another process sharing the database, not after a crash: ids come
+//! in blocks that storage reserves (and commits) before any id of a block
+//! is handed out. The next block is asked for when half of the current one
+//! is used, so a game waits for storage only if it makes thousands of
+//! entities faster than one transaction commits.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use wyrm_storage::{Op, ID_BLOCK};
+use crossbeam_channel::Receiver;
+use wyrm_storage::{IdBlock, Op, ID_BLOCK};
 
 use super::Store;
 use crate::msg::EntityId;
 
+/// How long a game waits for storage to reserve ids before the creation
+/// that needed one fails.
+const RESERVE_WAIT: Duration = Duration::from_secs(5);
+
 /// See the module docs; shared by the games of a process.
 pub struct EntityIds {
-    next: AtomicU64,
-    /// Ids below this are reserved; read without the lock on the hot path.
-    reserved_hint: AtomicU64,
-    /// The reservation, changed (and its operation queued) under the lock.
-    reserved: Mutex<u64>,
+    blocks: Mutex<Blocks>,
     store: Store,
 }
 
+struct Blocks {
+    /// The next id to hand out, and the end of its block.
+    next: u64,
+    end: u64,
+    /// The next block, once asked for.
+    coming: Option<Receiver<IdBlock>>,
+}
+
+/// Storage did not reserve ids in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no entity id: storage did not reserve a block of ids within {RESERVE_WAIT:?} (see its log)"
+)]
+pub struct NoIds;
+
 impl EntityIds {
-    /// Ids from `next` on; ids below `reserved` are reserved already.
-    pub fn new(next: EntityId, reserved: u64, store: Store) -> Arc<Self> {
+    /// Ids from `first`, the block storage reserved when it opened.
+    pub fn new(first: IdBlock, store: Store) -> Arc<Self> {
         Arc::new(Self {
-            next: AtomicU64::new(next),
-            reserved_hint: AtomicU64::new(reserved),
-            reserved: Mutex::new(reserved),
+            blocks: Mutex::new(Blocks {
+                next: first.start,
+                end: first.end,
+                coming: None,
+            }),
             store,
         })
     }
 
     /// An id no entity has had.
-    pub fn allocate(&self) -> EntityId {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        // Acquire: a reservation seen here was queued before this thread
-        // queues anything about `id`.
-        if id + ID_BLOCK / 2 >= self.reserved_hint.load(Ordering::Acquire) {
-            let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-            while id + ID_BLOCK / 2 >= *reserved {
-                *reserved += ID_BLOCK;
-                self.store.send(Op::ReserveIds { ceiling: *reserved });
+    pub fn allocate(&self) -> Result<EntityId, NoIds> {
+        let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if b.next >= b.end {
+            let coming = b.coming.take().unwrap_or_else(|| self.ask());
+            match coming.recv_timeout(RESERVE_WAIT) {
+                Ok(block) => (b.next, b.end) = (block.start, block.end),
+                // Asked again by the next creation.
+                Err(_) => return Err(NoIds),
             }
-            self.reserved_hint.store(*reserved, Ordering::Release);
         }
-        id
+        let id = b.next;
+        b.next += 1;
+        if b.coming.is_none() && b.end - b.next <= ID_BLOCK / 2 {
+            b.coming = Some(self.ask());
+        }
+        Ok(id)
     }
 
-    /// Ids from this one on were never handed out.
+    /// Asks storage for the next block.
+    fn ask(&self) -> Receiver<IdBlock> {
+        let (reply, coming) = crossbeam_channel::bounded(1);
+        self.store.send(Op::ReserveIds { reply });
+        coming
+    }
+
+    /// Ids from this one on were never handed out by this process (nor by
+    /// any, when it holds the database alone, as `wyrm serve` does).
     pub fn unused_from(&self) -> EntityId {
-        self.next.load(Ordering::Relaxed)
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner()).next
     }
 }
 
@@ -68,14 +98,21 @@ mod tests {
     fn ids_are_unique_across_threads_and_a_restart() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("ids.db");
-        let opened =
-            wyrm_storage::open::<Option<wyrm_dispatcher::Charge>>(&path, false, &[], |_| {})
-                .expect("open");
-        let ids = EntityIds::new(opened.next_id, opened.reserved, opened.store.clone());
+        let location = wyrm_storage::Location::Sqlite {
+            path,
+            durable: false,
+        };
+        let opened = wyrm_storage::open::<Option<wyrm_dispatcher::Charge>>(&location, &[], |_| {})
+            .expect("open");
+        let ids = EntityIds::new(opened.ids.clone(), opened.store.clone());
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let ids = ids.clone();
-                std::thread::spawn(move || (0..30_000).map(|_| ids.allocate()).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..30_000)
+                        .map(|_| ids.allocate().expect("an id"))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         let all: Vec<EntityId> = threads
@@ -88,11 +125,11 @@ mod tests {
         assert!(opened.store.flush(Duration::from_secs(30)));
         drop((ids, opened.store));
         let _ = opened.thread.join();
-        let again = wyrm_storage::open::<()>(&path, false, &[], |_| {}).expect("reopen");
+        let again = wyrm_storage::open::<()>(&location, &[], |_| {}).expect("reopen");
         assert!(
-            again.next_id > highest,
+            again.ids.start > highest,
             "after a restart ids start at {}, but {highest} was handed out",
-            again.next_id
+            again.ids.start
         );
     }
 }

@@ -115,13 +115,18 @@ impl Default for NetConfig {
     }
 }
 
-/// `[storage]`: the embedded SQLite databases.
+/// `[storage]`: the game database — an embedded SQLite file by default, or
+/// PostgreSQL — and the stats database (SQLite).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The game database (entities, key-value store, mailboxes);
-    /// `<data_dir>/wyrm.db` when unset.
+    /// The game database (entities, key-value store, mailboxes), an SQLite
+    /// file; `<data_dir>/wyrm.db` when unset.
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database for the game's data instead of the file
+    /// (`postgres://user:password@host:5432/dbname`): what a cluster's
+    /// processes share.
+    pub url: Option<String>,
     /// The stats database; `<data_dir>/stats.db` when unset.
     pub stats_path: Option<PathBuf>,
     /// How often changed persistent attributes are saved.
@@ -136,6 +141,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: None,
+            url: None,
             stats_path: None,
             save_interval_ms: 1000,
             durable: false,
@@ -180,12 +186,23 @@ pub struct PluginConfig {
 }
 
 impl Config {
-    /// The game database's file.
+    /// The game database's file (when it is SQLite).
     pub fn database_path(&self) -> PathBuf {
         self.storage
             .path
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("wyrm.db"))
+    }
+
+    /// Where the game database is.
+    pub fn storage_location(&self) -> wyrm_storage::Location {
+        match &self.storage.url {
+            Some(url) => wyrm_storage::Location::Postgres { url: url.clone() },
+            None => wyrm_storage::Location::Sqlite {
+                path: self.database_path(),
+                durable: self.storage.durable,
+            },
+        }
     }
 
     /// The stats database's file.
@@ -294,6 +311,11 @@ impl Config {
         }
         if self.plugins.is_empty() {
             anyhow::bail!("no [[plugin]] is configured");
+        }
+        if self.storage.url.is_some() && self.storage.path.is_some() {
+            anyhow::bail!(
+                "[storage] sets both path (an SQLite file) and url (PostgreSQL): keep the one to use"
+            );
         }
         if self.storage.save_interval_ms == 0 {
             anyhow::bail!("[storage] save_interval_ms must be positive");

@@ -80,8 +80,7 @@ impl Server {
                 let answers = dispatcher.answers();
                 let storage_answers = answers.clone();
                 let opened = wyrm_storage::open(
-                    &cfg.database_path(),
-                    cfg.storage.durable,
+                    &cfg.storage_location(),
                     &cfg.game.services,
                     // To the game that runs the entity, without waiting.
                     move |answer| storage_answers.deliver(GameInput::from(answer)),
@@ -93,8 +92,7 @@ impl Server {
                     .min(4);
                 let passwords = game::PasswordPool::start(hashers, answers)
                     .context("cannot start password threads")?;
-                let ids =
-                    game::EntityIds::new(opened.next_id, opened.reserved, opened.store.clone());
+                let ids = game::EntityIds::new(opened.ids.clone(), opened.store.clone());
                 let limits = game::GuestLimits::new(&cfg.limits, cfg.net.client_queue_bytes);
                 let mut services = Some(opened.services);
                 let mut games = Vec::new();

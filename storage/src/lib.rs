@@ -1,5 +1,6 @@
-//! Storage: the embedded SQLite database, on a thread of its own, and the
-//! stats sink ([`StatsSink`]) on another.
+//! Storage: the game's database, on a thread of its own — SQLite embedded
+//! in the process, or PostgreSQL shared by a cluster (one interface, two
+//! [`Location`]s) — and the stats sink ([`StatsSink`]) on another.
 //!
 //! A game sends [`Op`]s; the storage thread takes everything queued, runs
 //! it in one transaction, commits, and only then answers — as a [`Reply`]
@@ -15,24 +16,52 @@
 //! drops it once the operation has run. Storage knows nothing of plugins,
 //! games or channels.
 //!
-//! Opening is careful: a database another process holds is refused, a file
-//! that is not a healthy SQLite database is refused and left as it is, and a
-//! new database is created only where there is none, with a log line that
-//! says so.
+//! Opening is careful: an SQLite database another process holds is
+//! refused, a file that is not a healthy SQLite database is refused and
+//! left as it is, and a new database is created only where there is none,
+//! with a log line that says so. A PostgreSQL database is shared: every
+//! process of a cluster opens the same one.
 
-mod db;
+mod batch;
+mod postgres;
+mod sqlite;
 mod stats;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crossbeam_channel::Sender;
 
 use wyrm_wire::EntityId;
 
-pub use db::reply;
-pub use db::SCHEMA_VERSION;
+pub use batch::reply;
+pub use sqlite::SCHEMA_VERSION;
 pub use stats::StatsSink;
+
+/// Entity ids a process may hand out: reserved in storage, so no other
+/// process (or later run) is given any of them.
+pub type IdBlock = std::ops::Range<u64>;
+
+/// Where the game's database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file, held by this process alone; `durable` syncs every
+    /// commit to the disk itself.
+    Sqlite { path: PathBuf, durable: bool },
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`),
+    /// which every process of a cluster shares.
+    Postgres { url: String },
+}
+
+impl std::fmt::Display for Location {
+    /// The database's name for logs and errors (never a password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { path, .. } => write!(f, "{}", path.display()),
+            Self::Postgres { url } => f.write_str(&postgres::describe(url)),
+        }
+    }
+}
 
 /// Where an answer goes (the WIT `reply-to`): a wire type, since answers
 /// travel between games too.
@@ -111,9 +140,10 @@ pub enum Op {
         entity: EntityId,
         up_to: i64,
     },
-    /// Entity ids below `ceiling` may be handed out.
+    /// Reserves the next block of entity ids and sends it on `reply`
+    /// once that is committed (if it fails, `reply` is dropped unanswered).
     ReserveIds {
-        ceiling: u64,
+        reply: Sender<IdBlock>,
     },
     /// `id` is the service entity of `type_name`.
     Service {
@@ -200,18 +230,16 @@ impl<T> Store<T> {
 pub struct Opened<T> {
     /// The handle.
     pub store: Store<T>,
-    /// The first entity id this run may hand out; ids below it may be saved.
-    pub next_id: u64,
-    /// Ids may be handed out up to (not including) this; reserve more with
-    /// [`Op::ReserveIds`] before reaching it.
-    pub reserved: u64,
+    /// The first block of entity ids this process may hand out; reserve
+    /// the next with [`Op::ReserveIds`] before it runs out.
+    pub ids: IdBlock,
     /// Service entities saved by earlier runs, by type.
     pub services: HashMap<String, LoadedEntity>,
     /// The storage thread.
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Why the database could not be opened. Every message names the file.
+/// Why the database could not be opened. Every message names it.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// Another process holds it.
@@ -221,8 +249,8 @@ pub enum OpenError {
     #[error("database {path} is damaged or not a Wyrm database ({reason}); it was left untouched — restore it from a backup, or move it away to start with an empty one")]
     Corrupt { path: PathBuf, reason: String },
     /// Written by a newer Wyrm.
-    #[error("database {path} has schema version {found}, newer than this Wyrm understands ({SCHEMA_VERSION}); run a newer Wyrm")]
-    TooNew { path: PathBuf, found: i64 },
+    #[error("database {db} has schema version {found}, newer than this Wyrm understands ({SCHEMA_VERSION}); run a newer Wyrm")]
+    TooNew { db: String, found: i64 },
     /// The file system refused.
     #[error("cannot open database {path}: {source}")]
     Io {
@@ -235,56 +263,120 @@ pub enum OpenError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// PostgreSQL could not be reached, or refused.
+    #[error("cannot open PostgreSQL database {db}: {reason}; check [storage] url, and that the server is up and lets this user in")]
+    Postgres { db: String, reason: String },
+    /// The first reads (an id block, the services) failed.
+    #[error("cannot read database {db}: {reason}")]
+    Read { db: String, reason: String },
 }
 
 /// Reservations of entity ids are made this many at a time.
 pub const ID_BLOCK: u64 = 10_000;
 
-/// Opens (or creates) the database at `path` and starts its thread, which
-/// hands every answer to `answer`. `answer` must not wait on whoever sends
-/// operations (the queue of operations is bounded; a game that waits for
-/// room while storage waits for the game would never move again).
+/// Opens (or creates) the database at `location` and starts its thread,
+/// which hands every answer to `answer`. `answer` must not wait on whoever
+/// sends operations (the queue of operations is bounded; a game that waits
+/// for room while storage waits for the game would never move again).
 pub fn open<T: Send + 'static>(
-    path: &Path,
-    durable: bool,
+    location: &Location,
     services: &[String],
     answer: impl FnMut(Answer<T>) + Send + 'static,
 ) -> Result<Opened<T>, OpenError> {
-    let (mut conn, lock) = db::open(path, durable)?;
-    let path_buf = path.to_path_buf();
-    let sqlite = |source| OpenError::Sqlite {
-        path: path_buf.clone(),
-        source,
-    };
-    let next_id = db::next_id(&conn).map_err(sqlite)?;
-    let reserved = next_id + ID_BLOCK;
-    db::reserve_ids(&conn, reserved).map_err(sqlite)?;
-    let mut saved_services = HashMap::new();
-    for ty in services {
-        if let Some(loaded) = db::load_service(&mut conn, ty).map_err(sqlite)? {
-            saved_services.insert(ty.clone(), loaded);
-        }
-    }
     // Bounded: a game that asks faster than the disk answers waits for it
     // (storage never waits for the game: its answers go to an inbox the
     // game drains, so this cannot deadlock).
     // (flume's bounded channel allocates as it fills: crossbeam's would hold
     // room for all of it, megabytes, from the start.)
     let (tx, rx) = flume::bounded(QUEUE);
+    let (ready_tx, ready) = crossbeam_channel::bounded(1);
+    let (at, services) = (location.clone(), services.to_vec());
+    // The database is opened on the storage thread: PostgreSQL's driver
+    // runs on a runtime of that thread's own, which must not start inside
+    // a caller's (a test's, a server's) async context.
     let thread = std::thread::Builder::new()
         .name("wyrm-storage".into())
-        .spawn(move || run(conn, lock, rx, answer, path_buf))
+        .spawn(move || match &at {
+            Location::Sqlite { path, durable } => serve(
+                sqlite::open(path, *durable),
+                &at,
+                &services,
+                ready_tx,
+                rx,
+                answer,
+            ),
+            Location::Postgres { url } => {
+                serve(postgres::open(url), &at, &services, ready_tx, rx, answer)
+            }
+        })
         .map_err(|source| OpenError::Io {
-            path: path.to_path_buf(),
+            path: PathBuf::from(location.to_string()),
             source,
         })?;
-    Ok(Opened {
-        store: Store { tx },
-        next_id,
-        reserved,
-        services: saved_services,
-        thread,
-    })
+    match ready.recv() {
+        Ok(Ok((ids, services))) => Ok(Opened {
+            store: Store { tx },
+            ids,
+            services,
+            thread,
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(OpenError::Read {
+            db: location.to_string(),
+            reason: "the storage thread stopped while opening it (see the log)".into(),
+        }),
+    }
+}
+
+/// What a run starts from: its first id block, and the services earlier
+/// runs made.
+type FirstReads = (IdBlock, HashMap<String, LoadedEntity>);
+
+/// The storage thread: reads what a run starts from on the database just
+/// opened, reports it (or why not) on `ready`, then serves operations.
+fn serve<B: batch::Backend, T>(
+    opened: Result<B, OpenError>,
+    location: &Location,
+    services: &[String],
+    ready: crossbeam_channel::Sender<Result<FirstReads, OpenError>>,
+    rx: flume::Receiver<Queued<T>>,
+    answer: impl FnMut(Answer<T>),
+) {
+    let mut db = match opened {
+        Ok(db) => db,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let first = (|| -> batch::DbResult<FirstReads> {
+        db.begin()?;
+        let ids = db.reserve_ids()?;
+        let mut saved = HashMap::new();
+        for ty in services {
+            if let Some(id) = db.service(ty)? {
+                if let Some(loaded) = db.load(&[id])?.pop().flatten() {
+                    saved.insert(ty.clone(), loaded);
+                }
+            }
+        }
+        db.commit()?;
+        Ok((ids, saved))
+    })();
+    match first {
+        Ok(first) => {
+            if ready.send(Ok(first)).is_ok() {
+                run(db, rx, answer, location.to_string());
+            }
+        }
+        Err(e) => {
+            db.rollback();
+            let _ = ready.send(Err(OpenError::Read {
+                db: location.to_string(),
+                reason: e.to_string(),
+            }));
+        }
+    }
 }
 
 /// Most operations one transaction takes.
@@ -293,14 +385,13 @@ const BATCH: usize = 8192;
 /// Operations queued to the storage thread before the game waits.
 const QUEUE: usize = 64 * 1024;
 
-fn run<T>(
-    mut conn: rusqlite::Connection,
-    _lock: std::fs::File,
+fn run<B: batch::Backend, T>(
+    mut db: B,
     rx: flume::Receiver<Queued<T>>,
     mut answer: impl FnMut(Answer<T>),
-    path: PathBuf,
+    name: String,
 ) {
-    let _span = tracing::info_span!("storage", path = %path.display()).entered();
+    let _span = tracing::info_span!("storage", db = %name).entered();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first.op];
         // One per operation, to go with its answer.
@@ -315,15 +406,17 @@ fn run<T>(
             }
         }
         let started = std::time::Instant::now();
-        let n = batch.len();
-        let answers = db::run_batch(&mut conn, batch);
-        tracing::trace!(ops = n, elapsed = ?started.elapsed(), "storage batch");
+        let answers = batch::run_batch(&mut db, &batch);
+        tracing::trace!(ops = batch.len(), elapsed = ?started.elapsed(), "storage batch");
         for (a, ticket) in answers.into_iter().zip(tickets) {
             match a {
-                Some(db::Done::Reply(reply)) => answer(Answer::Reply { reply, ticket }),
-                Some(db::Done::Loaded(id, result)) => answer(Answer::Loaded { id, result }),
-                Some(db::Done::Flushed(done)) => {
+                Some(batch::Done::Reply(reply)) => answer(Answer::Reply { reply, ticket }),
+                Some(batch::Done::Loaded(id, result)) => answer(Answer::Loaded { id, result }),
+                Some(batch::Done::Flushed(done)) => {
                     let _ = done.send(());
+                }
+                Some(batch::Done::Reserved(to, block)) => {
+                    let _ = to.send(block);
                 }
                 None => {}
             }

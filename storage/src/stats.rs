@@ -50,7 +50,7 @@ impl<T: Send + 'static> StatsSink<T> {
     /// Opens (or creates) the stats database at `path` and starts its
     /// thread, which ends when every handle is dropped.
     pub fn open(path: &Path) -> Result<(Self, std::thread::JoinHandle<()>), OpenError> {
-        let (conn, lock) = super::db::open_plain(path)?;
+        let (conn, lock) = super::sqlite::open_plain(path)?;
         let (tx, rx) = flume::bounded::<Event<T>>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();

@@ -15,6 +15,7 @@ use wyrm_client::{Client, Transport};
 pub use wyrm_client;
 
 pub mod chat;
+pub mod services;
 
 /// How long a test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -140,6 +141,25 @@ pub fn workers() -> usize {
             Err(_) => panic!("WYRM_TEST_WORKERS={n:?} is not a number"),
         },
         Err(_) => 1,
+    }
+}
+
+/// The database a test server keeps its game data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// The embedded default: an SQLite file in the data folder.
+    Sqlite,
+    /// A database of this process's throwaway PostgreSQL server, one per
+    /// data folder ([`services::postgres_database`]).
+    Postgres,
+}
+
+impl Db {
+    /// Points `cfg` at this database for the data folder `dir`.
+    pub fn use_for(self, cfg: &mut Config, dir: &Path) {
+        if self == Db::Postgres {
+            cfg.storage.url = Some(services::postgres_database(dir));
+        }
     }
 }
 

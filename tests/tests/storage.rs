@@ -1,6 +1,7 @@
 //! Storage through a real server: saved entities, the offline mailbox, the
-//! key-value store, stats, and databases that are damaged, locked or
-//! unreachable.
+//! key-value store and a game's data across restarts, on SQLite and on a
+//! real PostgreSQL server alike; stats; databases that are damaged, locked
+//! or unreachable; and ids from a database that two processes share.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,13 +9,43 @@ use std::time::Duration;
 use rmpv::Value;
 use wyrm_client::{Client, Transport, NO_ARGS};
 use wyrm_tests::chat::expect;
-use wyrm_tests::{testbed_plugin, TestServer};
+use wyrm_tests::{testbed_plugin, Db, TestServer};
+
+/// Each test named runs twice: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(wyrm_tests::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(wyrm_tests::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    an_offline_entity_gets_its_messages_once_in_order_at_its_next_load,
+    key_value_store_get_put_get_or_put_and_range,
+    the_chatroom_keeps_accounts_and_room_history_across_a_restart,
+    a_batch_of_operations_sees_each_other_in_order,
+);
 
 /// `on_vault_value` args: id, value, log, error.
 type VaultValue = (u64, Option<i64>, Vec<String>, Option<String>);
 
-async fn probe_server(dir: &Path) -> TestServer {
-    match TestServer::try_start(testbed_plugin(), "Probe", &[], |_| {}, Some(dir)).await {
+async fn probe_server(dir: &Path, db: Db) -> TestServer {
+    let tweak = |cfg: &mut wyrm::Config| db.use_for(cfg, dir);
+    match TestServer::try_start(testbed_plugin(), "Probe", &[], tweak, Some(dir)).await {
         Ok(s) => s,
         Err(e) => panic!("server did not start: {e:#}"),
     }
@@ -45,10 +76,9 @@ async fn vault_unload(c: &mut Client, id: u64) {
     c.round_trip(Duration::from_secs(10)).await.expect("ping");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_entity_gets_its_messages_once_in_order_at_its_next_load() {
+async fn an_offline_entity_gets_its_messages_once_in_order_at_its_next_load(db: Db) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = probe_server(dir.path()).await;
+    let server = probe_server(dir.path(), db).await;
     let mut c = server.connect(Transport::Tcp).await;
     let id = vault_new(&mut c, 7).await;
     vault_unload(&mut c, id).await;
@@ -68,7 +98,7 @@ async fn an_offline_entity_gets_its_messages_once_in_order_at_its_next_load() {
     c.round_trip(Duration::from_secs(10)).await.expect("ping");
     server.server.shutdown().await;
 
-    let server = probe_server(dir.path()).await;
+    let server = probe_server(dir.path(), db).await;
     let mut c = server.connect(Transport::WebSocket).await;
     assert_eq!(
         vault_get(&mut c, id).await,
@@ -108,10 +138,9 @@ async fn an_offline_entity_gets_its_messages_once_in_order_at_its_next_load() {
     server.server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_value_store_get_put_get_or_put_and_range() {
+async fn key_value_store_get_put_get_or_put_and_range(db: Db) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = probe_server(dir.path()).await;
+    let server = probe_server(dir.path(), db).await;
     let mut c = server.connect(Transport::Kcp).await;
     for (k, v) in [
         ("score/ann", 10),
@@ -162,7 +191,7 @@ async fn key_value_store_get_put_get_or_put_and_range() {
     server.server.shutdown().await;
 
     // Still there after a restart.
-    let server = probe_server(dir.path()).await;
+    let server = probe_server(dir.path(), db).await;
     let mut c = server.connect(Transport::Tcp).await;
     c.call_player("kv_get", ("score/bob",)).await.expect("send");
     assert_eq!(
@@ -175,7 +204,7 @@ async fn key_value_store_get_put_get_or_put_and_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_events_land_in_their_own_database() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = probe_server(dir.path()).await;
+    let server = probe_server(dir.path(), Db::Sqlite).await;
     let mut c = server.connect(Transport::Tcp).await;
     for n in 0..50 {
         c.call_player("stat", ("kills", n)).await.expect("send");
@@ -224,7 +253,7 @@ async fn a_damaged_locked_or_unreachable_database_is_refused_with_its_name() {
 
     // Locked: a second server on the same database is refused; the first
     // keeps working.
-    let first = probe_server(dir.path()).await;
+    let first = probe_server(dir.path(), Db::Sqlite).await;
     let err = match TestServer::try_start(testbed_plugin(), "Probe", &[], |_| {}, Some(dir.path()))
         .await
     {
@@ -256,15 +285,14 @@ async fn a_damaged_locked_or_unreachable_database_is_refused_with_its_name() {
     assert!(err.contains("nested/wyrm.db"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chatroom_keeps_accounts_and_room_history_across_a_restart() {
+async fn the_chatroom_keeps_accounts_and_room_history_across_a_restart(db: Db) {
     let dir = tempfile::tempdir().expect("temp dir");
     let start = || {
         TestServer::try_start(
             wyrm_tests::chatroom_plugin(),
             "Account",
             &["Lobby"],
-            |_| {},
+            |cfg| db.use_for(cfg, dir.path()),
             Some(dir.path()),
         )
     };
@@ -299,4 +327,306 @@ async fn the_chatroom_keeps_accounts_and_room_history_across_a_restart() {
     let (ok, _) = wyrm_tests::chat::register(&mut c, "hana", "whatever").await;
     assert!(!ok, "the name is still taken");
     server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_postgres_is_refused_with_its_name_but_not_its_password() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Nothing listens on port 1.
+    let url = "postgres://wyrm:hunter2@127.0.0.1:1/nowhere?connect_timeout=2";
+    let err = match TestServer::try_start(
+        testbed_plugin(),
+        "Probe",
+        &[],
+        |cfg| cfg.storage.url = Some(url.into()),
+        Some(dir.path()),
+    )
+    .await
+    {
+        Ok(_) => panic!("a server whose database is unreachable must not start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("127.0.0.1:1/nowhere"), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the password is in the error: {err}"
+    );
+}
+
+/// Two processes of a cluster share one PostgreSQL database: the id blocks
+/// each reserves never overlap, however their reservations interleave, and
+/// a process opened afterwards starts above all of them.
+#[test]
+fn processes_sharing_a_postgres_database_never_get_the_same_ids() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let location = wyrm_storage::Location::Postgres {
+        url: wyrm_tests::services::postgres_database(dir.path()),
+    };
+    let open = || match wyrm_storage::open::<()>(&location, &[], |_| {}) {
+        Ok(o) => o,
+        Err(e) => panic!("open {location}: {e}"),
+    };
+    let (a, b) = (open(), open());
+    let mut blocks = vec![a.ids.clone(), b.ids.clone()];
+    // Both ask at once, many times over.
+    let ask = |store: &wyrm_storage::Store<()>| {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        store.send(wyrm_storage::Op::ReserveIds { reply });
+        rx
+    };
+    for _ in 0..20 {
+        let (ra, rb) = (ask(&a.store), ask(&b.store));
+        for rx in [ra, rb] {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(block) => blocks.push(block),
+                Err(e) => panic!("no id block: {e}"),
+            }
+        }
+    }
+    blocks.sort_by_key(|b| b.start);
+    for pair in blocks.windows(2) {
+        assert!(
+            pair[0].end <= pair[1].start,
+            "overlapping id blocks {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let highest = blocks.iter().map(|b| b.end).max().unwrap_or(0);
+    let later = open();
+    assert!(
+        later.ids.start >= highest,
+        "a later process starts at {} below {highest}",
+        later.ids.start
+    );
+}
+
+/// PostgreSQL aborts a whole transaction on any error; storage still fails
+/// only the operation that failed (a key PostgreSQL cannot store: text
+/// with a NUL), answering the others of its batch as if it were not there.
+#[test]
+fn one_failing_operation_fails_only_itself_on_postgres() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let location = wyrm_storage::Location::Postgres {
+        url: wyrm_tests::services::postgres_database(dir.path()),
+    };
+    let (tx, answers) = crossbeam_channel::unbounded();
+    let opened = match wyrm_storage::open::<()>(&location, &[], move |a| {
+        let _ = tx.send(a);
+    }) {
+        Ok(o) => o,
+        Err(e) => panic!("open {location}: {e}"),
+    };
+    let reply = |method: &str| wyrm_storage::ReplyTo {
+        entity: 1,
+        method: method.into(),
+        context: Vec::new(),
+    };
+    let one = {
+        let mut v = Vec::new();
+        let _ = rmpv::encode::write_value(&mut v, &Value::from(1));
+        v
+    };
+    // Sent in a burst, so that they share batches.
+    const ROUNDS: usize = 20;
+    for _ in 0..ROUNDS {
+        opened.store.send(wyrm_storage::Op::KvPut {
+            key: "good".into(),
+            value: one.clone(),
+            reply: Some(reply("put_good")),
+        });
+        opened.store.send(wyrm_storage::Op::KvPut {
+            key: "bad\0key".into(),
+            value: one.clone(),
+            reply: Some(reply("put_bad")),
+        });
+        opened.store.send(wyrm_storage::Op::KvGet {
+            key: "good".into(),
+            reply: reply("get_good"),
+        });
+    }
+    for _ in 0..ROUNDS * 3 {
+        let answer = match answers.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(e) => panic!("no answer: {e}"),
+        };
+        let wyrm_storage::Answer::Reply { reply, .. } = answer else {
+            panic!("not a reply: {answer:?}");
+        };
+        let args = rmpv::decode::read_value(&mut reply.args.as_slice()).expect("msgpack args");
+        let (err, value) = match &args {
+            Value::Array(a) if a.len() == 3 => (&a[0], &a[1]),
+            other => panic!("answer args {other}"),
+        };
+        match reply.method.as_str() {
+            "put_good" => assert_eq!(err, &Value::Nil),
+            "put_bad" => assert!(
+                err.as_str().is_some_and(|e| e.contains("storage error")),
+                "{err}"
+            ),
+            "get_good" => assert_eq!((err, value), (&Value::Nil, &Value::from(1))),
+            other => panic!("answer to {other}"),
+        }
+    }
+}
+
+/// PostgreSQL killed and started again under a running server: what was
+/// asked of storage meanwhile is answered with an error (never as done),
+/// clients stay connected, and storage carries on once the database is
+/// back, without the server restarting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_carries_on_when_postgres_comes_back() {
+    let mut pg = wyrm_tests::services::own_postgres();
+    let url = pg.database("restarts").expect("a database");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        let url = url.clone();
+        TestServer::try_start(
+            testbed_plugin(),
+            "Probe",
+            &[],
+            move |cfg| cfg.storage.url = Some(url),
+            Some(dir.path()),
+        )
+    };
+    let server = start().await.expect("server starts");
+    let mut c = server.connect(Transport::Tcp).await;
+    let put = |key: &'static str, v: i64| ("kv_put", (key, v));
+    let (m, a) = put("before", 1);
+    c.call_player(m, a).await.expect("send");
+    let _: (String, Value) = expect(&mut c, "on_kv_put").await;
+
+    pg.kill().expect("PostgreSQL stops");
+    // Asked while it is down: refused to the plugin, which tells no one.
+    let (m, a) = put("during", 2);
+    c.call_player(m, a).await.expect("send");
+    c.round_trip(Duration::from_secs(10))
+        .await
+        .expect("the server still answers");
+
+    pg.restart().expect("PostgreSQL starts again");
+    let (m, a) = put("after", 3);
+    c.call_player(m, a).await.expect("send");
+    let (key, _): (String, Value) = expect(&mut c, "on_kv_put").await;
+    assert_eq!(
+        key, "after",
+        "the write made while it was down did not succeed"
+    );
+    for (key, value) in [("before", Value::from(1)), ("after", Value::from(3))] {
+        c.call_player("kv_get", (key,)).await.expect("send");
+        assert_eq!(
+            expect::<(String, Value)>(&mut c, "on_kv_get").await,
+            (key.to_owned(), value)
+        );
+    }
+    server.server.shutdown().await;
+
+    let server = start().await.expect("server starts again");
+    let mut c = server.connect(Transport::WebSocket).await;
+    c.call_player("kv_get", ("after",)).await.expect("send");
+    assert_eq!(
+        expect::<(String, Value)>(&mut c, "on_kv_get").await.1,
+        Value::from(3)
+    );
+    server.server.shutdown().await;
+}
+
+/// Operations queued together (and so run in one transaction, saves and
+/// loads next to each other merged into one statement) see each other in
+/// the order they were sent: the last save of an entity wins, a load sees
+/// the saves and mail before it, a read the write before it.
+async fn a_batch_of_operations_sees_each_other_in_order(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let location = match db {
+        Db::Sqlite => wyrm_storage::Location::Sqlite {
+            path: dir.path().join("batch.db"),
+            durable: false,
+        },
+        Db::Postgres => wyrm_storage::Location::Postgres {
+            url: wyrm_tests::services::postgres_database(dir.path()),
+        },
+    };
+    let (tx, answers) = crossbeam_channel::unbounded();
+    let opened = match wyrm_storage::open::<()>(&location, &[], move |a| {
+        let _ = tx.send(a);
+    }) {
+        Ok(o) => o,
+        Err(e) => panic!("open {location}: {e}"),
+    };
+    let row = |id: u64, v: &str| wyrm_storage::EntityRow {
+        id,
+        type_name: "Thing".into(),
+        attrs: v.as_bytes().to_vec(),
+    };
+    let reply = |method: &str| wyrm_storage::ReplyTo {
+        entity: 1,
+        method: method.into(),
+        context: Vec::new(),
+    };
+    use wyrm_storage::Op;
+    let ops = [
+        Op::Save {
+            rows: vec![row(1, "a1"), row(2, "b1")],
+            reply: None,
+        },
+        Op::Save {
+            rows: vec![row(1, "a2"), row(1, "a3")],
+            reply: Some(reply("saved")),
+        },
+        Op::Mail {
+            entity: 2,
+            method: "hello".into(),
+            args: vec![0x90],
+        },
+        Op::Load { id: 1 },
+        Op::Load { id: 2 },
+        Op::Load { id: 3 },
+        Op::KvPut {
+            key: "k".into(),
+            value: vec![0x01],
+            reply: None,
+        },
+        Op::KvGet {
+            key: "k".into(),
+            reply: reply("got"),
+        },
+        Op::Save {
+            rows: vec![row(2, "b2")],
+            reply: None,
+        },
+        Op::Load { id: 2 },
+    ];
+    for op in ops {
+        opened.store.send(op);
+    }
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        match answers.recv_timeout(Duration::from_secs(30)) {
+            Ok(wyrm_storage::Answer::Reply { reply, .. }) => {
+                let args =
+                    rmpv::decode::read_value(&mut reply.args.as_slice()).expect("msgpack args");
+                seen.push(format!("{} {args}", reply.method));
+            }
+            Ok(wyrm_storage::Answer::Loaded { id, result }) => seen.push(match result {
+                Ok(l) => format!(
+                    "{id}: {} mail {:?}",
+                    String::from_utf8_lossy(&l.row.attrs),
+                    l.mailbox.iter().map(|m| m.1.as_str()).collect::<Vec<_>>()
+                ),
+                Err(e) => format!("{id}: {e}"),
+            }),
+            Err(e) => panic!("no answer after {seen:?}: {e}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "saved [nil, 1, nil]",
+            "1: a3 mail []",
+            "2: b1 mail [\"hello\"]",
+            "3: no saved entity 3",
+            "got [nil, 1, nil]",
+            "2: b2 mail [\"hello\"]",
+        ]
+    );
 }

@@ -62,17 +62,20 @@ impl World {
             .types
             .find(type_name)
             .ok_or_else(|| format!("no entity type {type_name:?}"))?;
-        let t = self.types.get(ty);
-        if self.calling.is_some_and(|me| me != t.plugin) && !attrs.is_empty() {
+        let owner = self.types.get(ty).plugin;
+        if self.calling.is_some_and(|me| me != owner) && !attrs.is_empty() {
             let msg = format!(
                 "{import}: {type_name} is a type of plugin {}; another plugin creates it \
                  without attributes (its own plugin sets them)",
-                self.plugin_name(t.plugin)
+                self.plugin_name(owner)
             );
             return Err(self.refuse(import, msg));
         }
         let values = self.initial_attrs(ty, attrs)?;
-        let id = self.ids.allocate();
+        let id = match self.ids.allocate() {
+            Ok(id) => id,
+            Err(e) => return Err(self.refuse(import, format!("{import}: {e}"))),
+        };
         if at == Locality::Anywhere {
             let new = wyrm_wire::NewEntity {
                 id,
@@ -83,7 +86,7 @@ impl World {
             };
             let create = GameInput::Wire(ToGame::CreateEntity(Box::new(new)));
             if self.routes.create_anywhere(id, ty as u32, create).is_ok() {
-                if let Some(me) = self.calling.filter(|&me| me != t.plugin) {
+                if let Some(me) = self.calling.filter(|&me| me != owner) {
                     self.handoffs.insert(id, me);
                 }
                 return Ok(id);

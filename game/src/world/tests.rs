@@ -32,10 +32,13 @@ fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let (inbox, connections, internal) = wyrm_dispatcher::inbox::<GameInput>(64);
     let dispatcher = crate::msg::Dispatcher::new(vec![(connections, internal)]);
-    let opened =
-        wyrm_storage::open(&dir.path().join("game.db"), false, &[], |_| {}).expect("storage opens");
+    let location = wyrm_storage::Location::Sqlite {
+        path: dir.path().join("game.db"),
+        durable: false,
+    };
+    let opened = wyrm_storage::open(&location, &[], |_| {}).expect("storage opens");
     let (stats, _) = crate::StatsSink::open(&dir.path().join("stats.db")).expect("stats open");
-    let ids = EntityIds::new(opened.next_id, opened.reserved, opened.store.clone());
+    let ids = EntityIds::new(opened.ids.clone(), opened.store.clone());
     let passwords = PasswordPool::start(1, dispatcher.answers()).expect("password pool");
     let info = PluginInfo {
         name: "p".into(),
