@@ -1,0 +1,443 @@
+//! The messaging fabric between Wyrm's processes, on NATS.
+//!
+//! Every role instance has a subject of its own under the cluster's
+//! prefix ([`Address`]): `wyrm.<cluster>.gate.<id>` for what games send a
+//! gate, `wyrm.<cluster>.up.<id>` for what a gate's clients send, and
+//! `wyrm.<cluster>.beat` where every process says, twice a second, that it
+//! is alive ([`Presence`], [`Roster`]).
+//!
+//! What travels are the wire messages of `wyrm-wire`, **batched**: an
+//! [`Outbox`] takes messages one at a time from any number of senders and
+//! publishes everything waiting as one NATS message (a `Vec` of them,
+//! encoded with the wire's version header), so a busy second is a few NATS
+//! messages per destination, not one per frame, and an idle one costs
+//! nothing — there is no timer: a batch is whatever piled up while the last
+//! one was being published. [`Inbox`] decodes them again. NATS keeps the
+//! order of one publisher's messages on one subject, so an outbox's
+//! messages arrive in the order they were sent.
+//!
+//! The connection reconnects by itself, for ever, when the NATS server
+//! goes away; messages published meanwhile wait in the client's buffer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+pub mod local;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Why the fabric could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FabricError {
+    /// The NATS server could not be reached.
+    #[error("cannot connect to NATS at {url}: {reason}; check [cluster] nats and that nats-server is running")]
+    Connect { url: String, reason: String },
+    /// A subscription was refused.
+    #[error("cannot subscribe to {subject}: {reason}")]
+    Subscribe { subject: String, reason: String },
+}
+
+/// A role instance's place on the fabric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Address {
+    /// What games send gate `n` (its clients' frames).
+    Gate(u16),
+    /// What gate `n` sends the games (its clients' calls and moves).
+    Up(u16),
+}
+
+/// A connection to the fabric of one cluster.
+#[derive(Clone, Debug)]
+pub struct Fabric {
+    client: async_nats::Client,
+    prefix: String,
+}
+
+/// Largest NATS message an outbox publishes when the server does not say
+/// (its default limit is 1 MiB).
+const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+impl Fabric {
+    /// Connects to the NATS server at `url` as `name` (shown by the server)
+    /// for cluster `cluster`. Waits for the first connection; after it,
+    /// reconnects by itself whenever the server goes away.
+    pub async fn connect(url: &str, cluster: &str, name: &str) -> Result<Self, FabricError> {
+        let url_for_logs = url.to_owned();
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            // Batches, not frames: a few thousand cover any burst a
+            // subscriber's task falls behind by.
+            .subscription_capacity(64 * 1024)
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let url = url_for_logs.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => tracing::info!(%url, "NATS connected"),
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(%url, "NATS disconnected; reconnecting")
+                        }
+                        async_nats::Event::SlowConsumer(sid) => tracing::error!(
+                            %url,
+                            sid,
+                            "NATS dropped messages for a subscription that fell behind"
+                        ),
+                        other => tracing::info!(%url, "NATS: {other}"),
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| FabricError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            prefix: format!("wyrm.{cluster}"),
+        })
+    }
+
+    /// The subject of `at`.
+    pub fn subject(&self, at: Address) -> String {
+        match at {
+            Address::Gate(n) => format!("{}.gate.{n}", self.prefix),
+            Address::Up(n) => format!("{}.up.{n}", self.prefix),
+        }
+    }
+
+    /// The largest message the server takes.
+    fn max_payload(&self) -> usize {
+        match self.client.server_info().max_payload {
+            0 => DEFAULT_MAX_PAYLOAD,
+            n => n,
+        }
+    }
+
+    /// An outbox to `to`: messages sent to it are published in batches by a
+    /// task of its own, in the order sent. At most `capacity` wait; a sender
+    /// past that waits for room. Each message's `K` (a ticket: bytes it
+    /// counts against someone) is dropped once it is published.
+    pub fn outbox<T, K>(&self, to: Address, capacity: usize) -> Outbox<T, K>
+    where
+        T: Serialize + Send + 'static,
+        K: Send + 'static,
+    {
+        let (tx, rx) = flume::bounded::<(T, K)>(capacity);
+        let client = self.client.clone();
+        let subject = self.subject(to);
+        let max = self.max_payload();
+        tokio::spawn(async move {
+            while let Ok(first) = rx.recv_async().await {
+                let mut items = vec![first.0];
+                let mut tickets = vec![first.1];
+                while let Ok((item, ticket)) = rx.try_recv() {
+                    items.push(item);
+                    tickets.push(ticket);
+                    if items.len() >= MAX_BATCH {
+                        break;
+                    }
+                }
+                for payload in encode_batches(&items, max) {
+                    if let Err(e) = client.publish(subject.clone(), payload).await {
+                        tracing::error!(%subject, "NATS publish failed: {e}");
+                    }
+                }
+                drop(tickets);
+            }
+        });
+        Outbox { tx }
+    }
+
+    /// Messages sent to `at`, a batch at a time, decoded. A message that
+    /// does not decode (another release of Wyrm) is logged and skipped.
+    pub async fn inbox<T: DeserializeOwned>(&self, at: Address) -> Result<Inbox<T>, FabricError> {
+        self.subscribe(self.subject(at)).await
+    }
+
+    /// Messages sent to every gate's `Up`, with the gate each came from.
+    pub async fn inbox_of_all_up<T: DeserializeOwned>(&self) -> Result<Inbox<T>, FabricError> {
+        self.subscribe(format!("{}.up.*", self.prefix)).await
+    }
+
+    async fn subscribe<T: DeserializeOwned>(
+        &self,
+        subject: String,
+    ) -> Result<Inbox<T>, FabricError> {
+        let sub =
+            self.client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| FabricError::Subscribe {
+                    subject: subject.clone(),
+                    reason: e.to_string(),
+                })?;
+        self.settled(&subject).await;
+        Ok(Inbox {
+            sub,
+            prefix: format!("{}.", self.prefix),
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// Publishes what `presence` says every [`BEAT`], until the returned
+    /// [`Beating`] is dropped.
+    pub fn beat(&self, presence: Presence) -> Beating {
+        let client = self.client.clone();
+        let subject = format!("{}.beat", self.prefix);
+        let payload = match wyrm_wire::encode(&presence) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                tracing::error!("cannot encode a heartbeat: {e}");
+                Bytes::new()
+            }
+        };
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(BEAT);
+            loop {
+                every.tick().await;
+                if client
+                    .publish(subject.clone(), payload.clone())
+                    .await
+                    .is_err()
+                {
+                    // The client is closed: the process is stopping.
+                    return;
+                }
+            }
+        });
+        Beating(task.abort_handle())
+    }
+
+    /// Who is alive: a [`Roster`] fed by everyone's heartbeats.
+    pub async fn roster(&self) -> Result<Roster, FabricError> {
+        let subject = format!("{}.beat", self.prefix);
+        let sub = self.subscribe::<Presence>(subject).await?;
+        Ok(Roster {
+            sub,
+            seen: HashMap::new(),
+        })
+    }
+
+    /// Waits until the server has the subscriptions made so far, so that
+    /// what anyone publishes from now on reaches them. (A flush only
+    /// empties the client's buffer; the server takes a connection's
+    /// messages in order, so hearing back a message sent to ourselves
+    /// after them proves it has them.)
+    async fn settled(&self, subject: &str) {
+        let probe = self.client.new_inbox();
+        let heard = async {
+            let mut echo = self.client.subscribe(probe.clone()).await.ok()?;
+            self.client.publish(probe, Bytes::new()).await.ok()?;
+            echo.next().await
+        };
+        if tokio::time::timeout(SETTLE, heard)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tracing::warn!(%subject, "NATS did not confirm a subscription within {SETTLE:?}");
+        }
+    }
+
+    /// Waits until everything published so far has reached the server.
+    pub async fn flush(&self) {
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!("NATS flush failed: {e}");
+        }
+    }
+}
+
+/// How long subscribing waits for the server to confirm it.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Most messages an outbox puts in one batch.
+const MAX_BATCH: usize = 4096;
+
+/// `items` as NATS messages of at most `max` bytes each: one if they fit,
+/// else halves, and so on. An item too large alone is logged and dropped.
+fn encode_batches<T: Serialize>(items: &[T], max: usize) -> Vec<Bytes> {
+    match wyrm_wire::encode(&items) {
+        Ok(bytes) if bytes.len() <= max => vec![Bytes::from(bytes)],
+        Ok(bytes) if items.len() == 1 => {
+            tracing::error!(
+                bytes = bytes.len(),
+                max,
+                "a message is larger than NATS takes; dropped"
+            );
+            Vec::new()
+        }
+        Ok(_) => {
+            let (a, b) = items.split_at(items.len() / 2);
+            let mut out = encode_batches(a, max);
+            out.extend(encode_batches(b, max));
+            out
+        }
+        Err(e) => {
+            tracing::error!("cannot encode a batch: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Where messages to one address are sent; cheap to clone.
+pub struct Outbox<T, K = ()> {
+    tx: flume::Sender<(T, K)>,
+}
+
+impl<T, K> Clone for Outbox<T, K> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// The outbox's task has stopped (the process is stopping).
+#[derive(Debug, thiserror::Error)]
+#[error("the fabric has stopped")]
+pub struct Stopped;
+
+impl<T, K> Outbox<T, K> {
+    /// Queues `msg`, waiting for room.
+    pub async fn send(&self, msg: T, ticket: K) -> Result<(), Stopped> {
+        self.tx.send_async((msg, ticket)).await.map_err(|_| Stopped)
+    }
+
+    /// Queues `msg` from a thread outside the runtime, waiting for room.
+    pub fn send_blocking(&self, msg: T, ticket: K) -> Result<(), Stopped> {
+        self.tx.send((msg, ticket)).map_err(|_| Stopped)
+    }
+}
+
+/// Batches of messages arriving at one subscription.
+pub struct Inbox<T> {
+    sub: async_nats::Subscriber,
+    /// The cluster's prefix and a dot, to read addresses from subjects.
+    prefix: String,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Inbox<T> {
+    /// The next batch, with the address it was sent to; `None` once the
+    /// connection is closed for good.
+    pub async fn next(&mut self) -> Option<(Address, Vec<T>)> {
+        loop {
+            let msg = self.sub.next().await?;
+            let Some(at) = self.address(&msg.subject) else {
+                tracing::error!(subject = %msg.subject, "fabric message on an unknown subject skipped");
+                continue;
+            };
+            match wyrm_wire::decode::<Vec<T>>(&msg.payload) {
+                Ok(batch) => return Some((at, batch)),
+                Err(e) => {
+                    tracing::error!(subject = %msg.subject, "undecodable fabric message skipped: {e}")
+                }
+            }
+        }
+    }
+
+    fn address(&self, subject: &str) -> Option<Address> {
+        let (kind, n) = subject.strip_prefix(&self.prefix)?.split_once('.')?;
+        let n = n.parse().ok()?;
+        match kind {
+            "gate" => Some(Address::Gate(n)),
+            "up" => Some(Address::Up(n)),
+            _ => None,
+        }
+    }
+}
+
+/// Heartbeats being published; dropping it stops them.
+#[derive(Debug)]
+pub struct Beating(tokio::task::AbortHandle);
+
+impl Drop for Beating {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often a process says it is alive.
+pub const BEAT: Duration = Duration::from_millis(500);
+
+/// A process is taken for gone after this long without a heartbeat.
+pub const GONE_AFTER: Duration = Duration::from_secs(3);
+
+/// What a heartbeat says: which role instance, and which run of it (a
+/// process that restarted under the same id is another run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Presence {
+    pub role: Role,
+    pub id: u16,
+    pub run: u64,
+}
+
+/// The roles of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Gate,
+    Node,
+}
+
+/// A change in who is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A run of a role instance was heard from for the first time.
+    Joined(Presence),
+    /// A run was not heard from for [`GONE_AFTER`], or another run of the
+    /// same instance started.
+    Left(Presence),
+}
+
+/// Who is alive, from the heartbeats.
+pub struct Roster {
+    sub: Inbox<Presence>,
+    seen: HashMap<(Role, u16), (Presence, Instant)>,
+}
+
+impl Roster {
+    /// The next change; `None` once the connection is closed for good.
+    pub async fn next(&mut self) -> Option<Change> {
+        let mut check = tokio::time::interval(BEAT);
+        loop {
+            if let Some(gone) = self.overdue() {
+                return Some(Change::Left(gone));
+            }
+            tokio::select! {
+                beat = self.sub.sub.next() => {
+                    let beat = beat?;
+                    let Ok(p) = wyrm_wire::decode::<Presence>(&beat.payload) else {
+                        continue;
+                    };
+                    let now = Instant::now();
+                    match self.seen.insert((p.role, p.id), (p, now)) {
+                        Some((old, _)) if old.run == p.run => {}
+                        Some((old, _)) => {
+                            // Another run under the same id: the old one
+                            // left first. The new one joins at its next beat.
+                            self.seen.remove(&(p.role, p.id));
+                            return Some(Change::Left(old));
+                        }
+                        None => return Some(Change::Joined(p)),
+                    }
+                }
+                _ = check.tick() => {}
+            }
+        }
+    }
+
+    fn overdue(&mut self) -> Option<Presence> {
+        let now = Instant::now();
+        let key = self
+            .seen
+            .iter()
+            .find(|(_, (_, at))| now.duration_since(*at) > GONE_AFTER)
+            .map(|(k, _)| *k)?;
+        self.seen.remove(&key).map(|(p, _)| p)
+    }
+}
