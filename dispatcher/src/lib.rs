@@ -18,14 +18,16 @@
 //! depend on this crate; it depends on neither.
 
 mod directory;
+mod gates;
 mod held;
 mod inbox;
 mod routes;
 
 pub use directory::{Directory, DirectoryError, Placement, Route};
+pub use gates::Gates;
 pub use held::{Charge, Held, HeldBatch, ITEM_BYTES};
 pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
-pub use routes::{Answers, Dispatcher, GameRoutes};
+pub use routes::{Answers, Dispatcher, GameRoutes, Upstream};
 
 use wyrm_wire::{EntityId, ToGame};
 

@@ -170,6 +170,29 @@ impl<M: Routed> Dispatcher<M> {
         }
     }
 
+    /// Gate `gate` is gone (its process died): each of its clients ends as
+    /// if it had disconnected.
+    pub async fn gate_lost(&self, gate: wyrm_wire::GateId) {
+        let clients: Vec<ClientId> = {
+            let r = self.shared.lock();
+            r.clients
+                .keys()
+                .filter(|c| c.gate() == gate)
+                .copied()
+                .collect()
+        };
+        if !clients.is_empty() {
+            tracing::warn!(
+                gate = gate.0,
+                clients = clients.len(),
+                "gate lost: its clients are disconnected"
+            );
+        }
+        for client in clients {
+            let _ = self.to_game(ToGame::ClientDisconnected { client }).await;
+        }
+    }
+
     /// Where the server's own threads deliver their answers.
     pub fn answers(&self) -> Answers<M> {
         Answers {
@@ -201,6 +224,26 @@ impl<M: Routed> Shared<M> {
             Some(inbox) => inbox.send(msg),
             None => Err(GameStopped),
         }
+    }
+}
+
+/// Where a gate sends what its clients say: the dispatcher of its own
+/// process, or, in a cluster, the fabric to the dispatcher of another.
+pub trait Upstream: Clone + Send + Sync + 'static {
+    /// Delivers `msg` to the game that handles it, waiting while there is
+    /// no room for it.
+    fn to_game(
+        &self,
+        msg: ToGame,
+    ) -> impl std::future::Future<Output = Result<(), GameStopped>> + Send;
+}
+
+impl<M: Routed> Upstream for Dispatcher<M> {
+    fn to_game(
+        &self,
+        msg: ToGame,
+    ) -> impl std::future::Future<Output = Result<(), GameStopped>> + Send {
+        Dispatcher::to_game(self, msg)
     }
 }
 

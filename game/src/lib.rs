@@ -71,7 +71,7 @@ pub struct GameChannels {
     pub passwords: PasswordPool,
     /// Where its output for clients goes, a batch at a time (bounded: the
     /// game waits when the gate falls behind).
-    pub gate: flume::Sender<HeldBatch>,
+    pub gate: wyrm_dispatcher::Gates,
 }
 
 struct PluginSlot {
@@ -104,7 +104,7 @@ pub struct Game {
     world: Option<Box<World>>,
     plugins: Vec<PluginSlot>,
     inbox: Inbox,
-    gate: flume::Sender<HeldBatch>,
+    gate: wyrm_dispatcher::Gates,
     boot_entity: String,
     /// Per plugin, its last saved private state.
     checkpoints: Vec<Option<checkpoint::Checkpoint>>,
@@ -363,7 +363,7 @@ impl Game {
         if !ops.is_empty() || tick {
             // The gate outlives the game except at shutdown, when output
             // no longer matters.
-            let _ = self.gate.send(HeldBatch {
+            self.gate.send(HeldBatch {
                 batch: GateBatch { ops, tick },
                 held,
             });

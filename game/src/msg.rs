@@ -3,7 +3,7 @@
 //! them what only means something inside this process — a hot swap's new
 //! instance, a storage answer, the bytes a message holds against a plugin.
 
-pub use wyrm_dispatcher::HeldBatch;
+pub use wyrm_dispatcher::{Gates, HeldBatch};
 pub use wyrm_wire::{
     AttrAsk, ClientId, EntityCall, EntityId, GateBatch, PluginIndex, ToGame, ToGate,
 };

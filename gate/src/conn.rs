@@ -14,7 +14,7 @@ use crate::net::{
     ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, Ticket, WS_PONG,
 };
 use crate::Registration;
-use wyrm_dispatcher::{Dispatcher, Routed};
+use wyrm_dispatcher::Upstream;
 use wyrm_wire::{ClientId, ToGame};
 
 /// Per-connection limits.
@@ -33,20 +33,20 @@ pub struct ConnLimits {
 }
 
 /// What a connection needs to reach the rest of the server.
-pub struct ConnContext<M> {
+pub struct ConnContext<U> {
     /// The gate's registry.
     pub gate: flume::Sender<Registration>,
-    /// Routes the client's messages to its game.
-    pub dispatcher: Dispatcher<M>,
+    /// Takes the client's messages to its game.
+    pub upstream: U,
     /// Limits.
     pub limits: ConnLimits,
 }
 
-impl<M> Clone for ConnContext<M> {
+impl<U: Clone> Clone for ConnContext<U> {
     fn clone(&self) -> Self {
         Self {
             gate: self.gate.clone(),
-            dispatcher: self.dispatcher.clone(),
+            upstream: self.upstream.clone(),
             limits: self.limits,
         }
     }
@@ -70,11 +70,11 @@ enum End {
 /// client's id and transport.
 /// `ticket` is the connection's place under the connection limits, held
 /// until it ends.
-pub async fn serve_connection<C: FrameConn, M: Routed>(
+pub async fn serve_connection<C: FrameConn, U: Upstream>(
     conn: C,
     link: Arc<Link>,
     client: ClientId,
-    ctx: ConnContext<M>,
+    ctx: ConnContext<U>,
     ticket: Ticket,
 ) {
     let span = tracing::info_span!("client", id = %client, transport = conn.transport());
@@ -82,11 +82,11 @@ pub async fn serve_connection<C: FrameConn, M: Routed>(
     drop(ticket);
 }
 
-async fn serve<C: FrameConn, M: Routed>(
+async fn serve<C: FrameConn, U: Upstream>(
     mut conn: C,
     link: Arc<Link>,
     client: ClientId,
-    ctx: ConnContext<M>,
+    ctx: ConnContext<U>,
 ) {
     let welcome = ServerFrame::Welcome {
         version: PROTOCOL_VERSION,
@@ -136,7 +136,7 @@ async fn serve<C: FrameConn, M: Routed>(
                 // else happens, even if the read also ended the connection.
                 let mut stopped = false;
                 for msg in session.to_game.drain(..) {
-                    if ctx.dispatcher.to_game(msg).await.is_err() {
+                    if ctx.upstream.to_game(msg).await.is_err() {
                         stopped = true;
                         break;
                     }
@@ -178,7 +178,7 @@ async fn serve<C: FrameConn, M: Routed>(
         .await;
     if greeted {
         let _ = ctx
-            .dispatcher
+            .upstream
             .to_game(ToGame::ClientDisconnected { client })
             .await;
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use wyrm_dispatcher::Routed;
+use wyrm_dispatcher::Upstream;
 use wyrm_wire::ClientIds;
 
 use crate::net::{self, Admission};
@@ -47,9 +47,9 @@ pub struct Listeners {
 
 /// Listens on every transport `at` names. Client ids come from `ids`;
 /// connections are counted by `admission`.
-pub async fn listen<M: Routed>(
+pub async fn listen<U: Upstream>(
     at: &Endpoints,
-    ctx: ConnContext<M>,
+    ctx: ConnContext<U>,
     admission: Admission,
     ids: Arc<ClientIds>,
 ) -> Result<Listeners, ListenError> {

@@ -29,6 +29,9 @@ pub struct Config {
     /// The embedded database.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The cluster this process is part of, if any.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The plugins to load; their entity types together make the game.
     #[serde(rename = "plugin", default)]
     pub plugins: Vec<PluginConfig>,
@@ -149,6 +152,31 @@ impl Default for StorageConfig {
     }
 }
 
+/// `[cluster]`: a server whose clients may connect through gates in other
+/// processes (`wyrm gate`), over NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The NATS server (`nats://host:4222`); unset, the server is alone.
+    pub nats: Option<String>,
+    /// The cluster's name: its subjects on NATS start `wyrm.<name>.`, so
+    /// clusters can share a NATS server.
+    pub name: String,
+    /// This process's gate number: 0 for `wyrm serve` (its own gate), 1 and
+    /// up, each different, for `wyrm gate`.
+    pub gate: u16,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats: None,
+            name: "wyrm".into(),
+            gate: 0,
+        }
+    }
+}
+
 /// `[admin]`: the endpoint `wyrm swap` talks to. It listens on loopback by
 /// default; every request needs the token, which the server writes with its
 /// address to `<data_dir>/admin.json` (readable by the owner only).
@@ -192,6 +220,27 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("wyrm.db"))
+    }
+
+    /// The limits every client connection is held to.
+    pub fn conn_limits(&self) -> wyrm_gate::ConnLimits {
+        wyrm_gate::ConnLimits {
+            max_frame: self.net.max_frame,
+            queue_bytes: self.net.client_queue_bytes,
+            rate: self.net.client_rate,
+            frame_timeout: std::time::Duration::from_millis(self.net.frame_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.net.idle_timeout_ms),
+        }
+    }
+
+    /// Where the gate listens.
+    pub fn endpoints(&self) -> wyrm_gate::Endpoints {
+        wyrm_gate::Endpoints {
+            tcp: self.net.tcp,
+            kcp: self.net.kcp,
+            websocket: self.net.websocket,
+            web_root: self.net.web_root.clone(),
+        }
     }
 
     /// Where the game database is.
@@ -311,6 +360,17 @@ impl Config {
         }
         if self.plugins.is_empty() {
             anyhow::bail!("no [[plugin]] is configured");
+        }
+        let c = &self.cluster;
+        if c.name.is_empty()
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            anyhow::bail!(
+                "[cluster] name must be letters, digits, '-' or '_' (it names NATS subjects)"
+            );
         }
         if self.storage.url.is_some() && self.storage.path.is_some() {
             anyhow::bail!(

@@ -18,12 +18,14 @@
 //!   none.
 //! - [`config`]: the TOML config; [`admin`]: the local admin endpoint (hot
 //!   swap) and its client.
+//! - [`cluster`]: gates in other processes (`wyrm gate`) over NATS.
 //! - [`local`]: a PostgreSQL server of Wyrm's own on this machine, for a
 //!   cluster on one machine, tests and benchmarks.
 //!
 //! `main.rs` is the `wyrm` command over it.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod local;
 pub mod server;

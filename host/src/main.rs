@@ -21,6 +21,27 @@ enum Command {
         /// The server's TOML config.
         config: PathBuf,
     },
+    /// Run a gate of a cluster in a process of its own: clients connect to
+    /// it, and it carries their messages to the cluster's server (`wyrm
+    /// serve` with `[cluster] nats`) over NATS.
+    Gate {
+        /// The cluster's TOML config (its `[cluster]` and `[net]`).
+        config: PathBuf,
+        /// This gate's number, 1 or more, different for every gate
+        /// (instead of `[cluster] gate`).
+        #[arg(long)]
+        id: Option<u16>,
+        /// Listen for TCP clients here (with any of these three, only the
+        /// ones given listen, instead of `[net]`'s).
+        #[arg(long)]
+        tcp: Option<std::net::SocketAddr>,
+        /// Listen for WebSocket clients (and serve the web page) here.
+        #[arg(long)]
+        websocket: Option<std::net::SocketAddr>,
+        /// Listen for KCP clients here.
+        #[arg(long)]
+        kcp: Option<std::net::SocketAddr>,
+    },
     /// Run a server and hot-swap its Rust plugins whenever their source
     /// changes: edit, save, and connected players keep playing on the new
     /// code with their state.
@@ -87,6 +108,13 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config } => serve(config, false),
         Command::Dev { config } => serve(config, true),
+        Command::Gate {
+            config,
+            id,
+            tcp,
+            websocket,
+            kcp,
+        } => run_gate(config, id, [tcp, websocket, kcp]),
         Command::Swap {
             config,
             plugin,
@@ -183,6 +211,35 @@ fn serve(config: PathBuf, dev: bool) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
         server.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+fn run_gate(
+    config: PathBuf,
+    id: Option<u16>,
+    listen: [Option<std::net::SocketAddr>; 3],
+) -> anyhow::Result<()> {
+    let mut cfg = wyrm::Config::load(&config)?;
+    if let Some(id) = id {
+        cfg.cluster.gate = id;
+    }
+    if listen.iter().any(Option::is_some) {
+        [cfg.net.tcp, cfg.net.websocket, cfg.net.kcp] = listen;
+    }
+    runtime_with(cfg.net_threads())?.block_on(async {
+        let gate = wyrm::cluster::GateProcess::start(cfg).await?;
+        for (name, addr) in [
+            ("TCP", gate.tcp),
+            ("WebSocket", gate.websocket),
+            ("KCP", gate.kcp),
+        ] {
+            if let Some(addr) = addr {
+                println!("{name} clients: {addr}");
+            }
+        }
+        wait_for_signal().await;
+        gate.shutdown();
         anyhow::Ok(())
     })
 }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::swapper::Swapper;
 use wyrm_game::msg::{Dispatcher, GameInput, ToGame};
 use wyrm_game::{self as game, Game, GameChannels, GameStorage, World};
-use wyrm_gate::{self as gate, net, ConnContext, ConnLimits, Gate};
+use wyrm_gate::{self as gate, net, ConnContext, Gate};
 use wyrm_wire::GameId;
 
 /// Messages from connections a game holds before connections wait.
@@ -47,6 +47,8 @@ pub struct Server {
     migration_pauses: Vec<Arc<game::RecentTimes>>,
     counters: Vec<Arc<game::GameCounters>>,
     admission: net::Admission,
+    /// Heartbeats to the cluster's gates, when it has any.
+    remote_gates: Option<wyrm_fabric::Beating>,
 }
 
 impl Server {
@@ -70,12 +72,16 @@ impl Server {
         let internal_tx: Vec<game::InternalSender> = ends.iter().map(|e| e.1.clone()).collect();
         let dispatcher = Dispatcher::new(ends);
         let (gate_tx, gate_rx) = flume::bounded(GATE_INBOX);
+        // This process's gate is gate 0; a cluster's other gates join.
+        let gates = wyrm_game::msg::Gates::default();
+        gates.set(wyrm_wire::GateId(0), Some(gate_tx));
         let (registrations_tx, registrations) = flume::bounded(GATE_REGISTRATIONS);
 
         // Opening databases and building, compiling and loading plugins is
         // slow, blocking work; so is bringing up each game's instances.
         let (games, storage_threads) = {
             let (runtime, cfg, dispatcher) = (runtime.clone(), cfg.clone(), dispatcher.clone());
+            let gates = gates.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let answers = dispatcher.answers();
                 let storage_answers = answers.clone();
@@ -110,7 +116,7 @@ impl Server {
                         inbox,
                         routes: dispatcher.for_game(id),
                         passwords: passwords.clone(),
-                        gate: gate_tx.clone(),
+                        gate: gates.clone(),
                     };
                     let game = Game::new(plugins.clone(), &cfg.game, limits, channels, storage)
                         .with_context(|| format!("starting game {i}"))?;
@@ -136,14 +142,8 @@ impl Server {
         let mut tasks = vec![tokio::spawn(Gate::new(registrations, gate_rx).run())];
         let ctx = ConnContext {
             gate: registrations_tx,
-            dispatcher: dispatcher.clone(),
-            limits: ConnLimits {
-                max_frame: cfg.net.max_frame,
-                queue_bytes: cfg.net.client_queue_bytes,
-                rate: cfg.net.client_rate,
-                frame_timeout: Duration::from_millis(cfg.net.frame_timeout_ms),
-                idle_timeout: Duration::from_millis(cfg.net.idle_timeout_ms),
-            },
+            upstream: dispatcher.clone(),
+            limits: cfg.conn_limits(),
         };
         let admission =
             net::Admission::new(cfg.net.max_connections, cfg.net.max_connections_per_address);
@@ -165,15 +165,10 @@ impl Server {
             migration_pauses,
             counters,
             admission: admission.clone(),
+            remote_gates: None,
         };
 
-        let endpoints = gate::Endpoints {
-            tcp: cfg.net.tcp,
-            kcp: cfg.net.kcp,
-            websocket: cfg.net.websocket,
-            web_root: cfg.net.web_root.clone(),
-        };
-        let listeners = gate::listen(&endpoints, ctx, admission, ids).await?;
+        let listeners = gate::listen(&cfg.endpoints(), ctx, admission, ids).await?;
         (server.tcp, server.kcp, server.websocket) =
             (listeners.tcp, listeners.kcp, listeners.websocket);
         tasks.extend(listeners.tasks);
@@ -189,6 +184,14 @@ impl Server {
                 token,
                 server.swapper(),
             )));
+        }
+        if cfg.cluster.nats.is_some() {
+            let remote =
+                crate::cluster::serve_remote_gates(&cfg, server.dispatcher.clone(), gates).await?;
+            // Stopped with the listeners: no client is taken in once
+            // shutting down has begun.
+            tasks.extend(remote.tasks);
+            server.remote_gates = Some(remote._beating);
         }
         server.tasks = tasks;
         tracing::info!(

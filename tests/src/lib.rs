@@ -217,6 +217,7 @@ impl TestServer {
             },
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
+            cluster: Default::default(),
             limits: LimitsConfig {
                 call_deadline_ms: 200,
                 memory_mb: 64,

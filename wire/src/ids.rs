@@ -70,6 +70,16 @@ impl ClientIds {
         }
     }
 
+    /// Ids for the clients of `gate` from serial `first` on: a gate that
+    /// restarts under the same number starts past the ids of its last run
+    /// (from the clock), so the two never share one.
+    pub fn starting_at(gate: GateId, first: u64) -> Self {
+        Self {
+            gate,
+            next: AtomicU64::new(first.clamp(1, (1 << ClientId::SERIAL_BITS) - 1)),
+        }
+    }
+
     /// A client id this gate has not given before.
     pub fn next(&self) -> ClientId {
         ClientId::new(self.gate, self.next.fetch_add(1, Ordering::Relaxed))

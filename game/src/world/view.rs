@@ -241,7 +241,7 @@ impl World {
     /// them; a client for which nothing changed gets none. The output goes
     /// to `gate` every `POSITIONS_CHUNK` frames, so the gate writes the
     /// first clients while the game builds the frames of the next.
-    pub(crate) fn flush_positions(&mut self, gate: &flume::Sender<crate::msg::HeldBatch>) {
+    pub(crate) fn flush_positions(&mut self, gate: &wyrm_dispatcher::Gates) {
         // Each frame is written in a scratch buffer, then copied into
         // allocations the tick's frames share.
         let mut buf = std::mem::take(&mut self.positions_buf);
@@ -264,7 +264,7 @@ impl World {
                     in_chunk = 0;
                     let ops = std::mem::take(&mut self.out);
                     // The gate outlives the game but at shutdown.
-                    let _ = gate.send(crate::msg::HeldBatch {
+                    gate.send(crate::msg::HeldBatch {
                         batch: crate::msg::GateBatch { ops, tick: false },
                         held: Vec::new(),
                     });

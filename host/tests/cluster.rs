@@ -1,0 +1,140 @@
+//! Gates in processes of their own: a `wyrm serve` with `[cluster] nats`
+//! and `wyrm gate` processes, real processes over a real `nats-server`.
+//! Clients on different gates chat with each other (calls routed through
+//! the fabric, tag-filtered calls fanned out to every gate); a gate killed
+//! with SIGKILL ends its clients on the server, and they log in again
+//! through another gate.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::Wyrm;
+use wyrm_client::{Client, Transport};
+use wyrm_fabric::local::LocalNats;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn nats() -> LocalNats {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-cluster");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("run setup-cluster");
+    assert!(
+        out.status.success(),
+        "setup-cluster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    LocalNats::start().expect("nats-server")
+}
+
+/// The chatroom as a cluster's server, its data in `dir`, on `nats`.
+fn write_config(dir: &Path, nats: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cfg = dir.join("wyrm.toml");
+    let text = format!(
+        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
+        data = dir.join("data").display().to_string(),
+        pid = std::process::id(),
+        src = root.join("examples/chatroom/plugin").display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    cfg
+}
+
+async fn call(c: &mut Client, method: &str, args: impl serde::Serialize) {
+    c.call_player(method, args).await.expect("send");
+}
+
+async fn expect<T: serde::de::DeserializeOwned>(c: &mut Client, method: &str) -> T {
+    match c.expect_call_as::<T>(method, WAIT).await {
+        Ok((_, v)) => v,
+        Err(e) => panic!("waiting for {method}: {e}"),
+    }
+}
+
+/// A client at `addr`, registered (if `new`) and logged in as `name`.
+async fn player(addr: &str, name: &str, new: bool) -> Client {
+    let mut c = Client::connect(Transport::Tcp, addr)
+        .await
+        .expect("connect");
+    c.wait_player(WAIT).await.expect("own entity");
+    let pw = format!("{name}-secret");
+    if new {
+        call(&mut c, "register", (name, &pw)).await;
+        let (ok, msg): (bool, String) = expect(&mut c, "on_register").await;
+        assert!(ok, "register {name}: {msg}");
+    }
+    call(&mut c, "login", (name, &pw)).await;
+    let (ok, msg): (bool, String) = expect(&mut c, "on_login").await;
+    assert!(ok, "login {name}: {msg}");
+    c
+}
+
+async fn join(c: &mut Client, room: &str) {
+    call(c, "join", (room,)).await;
+    let (joined,): (String,) = expect(c, "on_joined").await;
+    assert_eq!(joined, room);
+}
+
+async fn who(c: &mut Client) -> Vec<String> {
+    call(c, "who", wyrm_client::NO_ARGS).await;
+    let (_, names): (String, Vec<String>) = expect(c, "on_who").await;
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_two_gates_chat_and_a_killed_gate_costs_only_its_connections() {
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = write_config(dir.path(), &nats.url());
+    let server = Wyrm::start(&["serve"], &cfg);
+    let at_server = server.tcp_addr();
+    let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &cfg);
+    let at_gate = gate.tcp_addr();
+
+    // One player on the server's own gate, two on gate 1.
+    let mut ann = player(&at_server, "ann", true).await;
+    let mut bob = player(&at_gate, "bob", true).await;
+    let mut cy = player(&at_gate, "cy", true).await;
+    for c in [&mut ann, &mut bob, &mut cy] {
+        join(c, "tea").await;
+    }
+    assert_eq!(who(&mut ann).await, ["ann", "bob", "cy"]);
+    // A line said on one gate reaches the room on both, once each.
+    call(&mut bob, "say", ("hello from gate 1",)).await;
+    for c in [&mut ann, &mut bob, &mut cy] {
+        let (from, room, text): (String, String, String) = expect(c, "on_chat").await;
+        assert_eq!(
+            (from.as_str(), room.as_str(), text.as_str()),
+            ("bob", "tea", "hello from gate 1")
+        );
+    }
+    call(&mut ann, "say", ("and from the server's",)).await;
+    for c in [&mut bob, &mut cy, &mut ann] {
+        let (from, _, text): (String, String, String) = expect(c, "on_chat").await;
+        assert_eq!(
+            (from.as_str(), text.as_str()),
+            ("ann", "and from the server's")
+        );
+    }
+
+    // Gate 1 dies: its players leave the room once the server stops
+    // hearing it, and log in again through the server's gate.
+    gate.signal("KILL");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while who(&mut ann).await != ["ann"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead gate's players never left"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut bob = player(&at_server, "bob", false).await;
+    join(&mut bob, "tea").await;
+    call(&mut bob, "say", ("back",)).await;
+    let (from, _, text): (String, String, String) = expect(&mut ann, "on_chat").await;
+    assert_eq!((from.as_str(), text.as_str()), ("bob", "back"));
+    drop(server);
+}
