@@ -18,6 +18,8 @@ pub enum Registration {
     Register { client: ClientId, link: Arc<Link> },
     /// A connection ended.
     Unregister { client: ClientId },
+    /// Every connection is to end (the games they reached are gone).
+    ReleaseAll,
 }
 
 struct ClientSlot {
@@ -98,6 +100,11 @@ impl Gate {
             }
             Registration::Unregister { client } => {
                 self.clients.remove(&client);
+            }
+            Registration::ReleaseAll => {
+                for slot in self.clients.values() {
+                    slot.link.close(CloseReason::Released);
+                }
             }
         }
     }

@@ -10,7 +10,9 @@
 //!   own gate's, and frames for many of its clients travel once.
 //! - Every process beats; a gate not heard from for 3 s is gone: its clients
 //!   end as if they had disconnected, and can log in again through another
-//!   gate. A gate waits to hear the server before it takes clients.
+//!   gate. A gate waits to hear the server before it takes clients, and
+//!   ends every connection when the server is not heard for 3 s (its
+//!   players' entities went with it): they log in again once it is back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use tokio::task::JoinHandle;
 use wyrm_dispatcher::{Charge, GameStopped, Upstream};
 use wyrm_fabric::{Address, Beating, Change, Fabric, Outbox, Presence, Role};
 use wyrm_game::msg::{Dispatcher, GateBatch, Gates, HeldBatch, ToGame};
-use wyrm_gate::{self as gate, net, ConnContext, Gate};
+use wyrm_gate::{self as gate, net, ConnContext, Gate, Registration};
 use wyrm_wire::{ClientIds, GateId};
 
 use crate::config::Config;
@@ -182,6 +184,28 @@ impl GateProcess {
         let (out_tx, out_rx) = flume::bounded(GATE_QUEUE);
         let (registrations_tx, registrations) = flume::bounded(4096);
         let mut tasks = vec![tokio::spawn(Gate::new(registrations, out_rx).run())];
+        // The server gone, its players' entities are gone with it: their
+        // connections end, so they come back to a server that knows them.
+        let release = registrations_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(change) = roster.next().await {
+                match change {
+                    Change::Left(p) if p.role == Role::Node => {
+                        tracing::warn!(
+                            gate = id,
+                            "the cluster's server is gone: disconnecting this gate's players"
+                        );
+                        if release.send_async(Registration::ReleaseAll).await.is_err() {
+                            return;
+                        }
+                    }
+                    Change::Joined(p) if p.role == Role::Node => {
+                        tracing::info!(gate = id, "the cluster's server is back")
+                    }
+                    _ => {}
+                }
+            }
+        }));
         let mut downlink = fabric.inbox::<GateBatch>(Address::Gate(id)).await?;
         tasks.push(tokio::spawn(async move {
             while let Some((_, batches)) = downlink.next().await {

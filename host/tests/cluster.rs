@@ -138,3 +138,65 @@ async fn clients_on_two_gates_chat_and_a_killed_gate_costs_only_its_connections(
     assert_eq!((from.as_str(), text.as_str()), ("bob", "back"));
     drop(server);
 }
+
+/// Reads events until the connection ends; fails if it is still open after
+/// `within`.
+async fn wait_closed(c: &mut Client, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match c.next_event_timeout(left).await {
+            Err(e) if e.is_fatal() => return,
+            Ok(None) => panic!("still connected after {within:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_ends_its_gates_players_who_play_on_once_it_is_back() {
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = write_config(dir.path(), &nats.url());
+    let server = Wyrm::start(&["serve"], &cfg);
+    server.tcp_addr();
+    let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &cfg);
+    let at_gate = gate.tcp_addr();
+    let mut dan = player(&at_gate, "dan", true).await;
+    join(&mut dan, "tea").await;
+
+    // Its entities gone with it, the gate lets its players go.
+    server.signal("KILL");
+    wait_closed(&mut dan, WAIT).await;
+    drop(server);
+
+    // The server back on the same data: the gate takes players again.
+    let server = Wyrm::start(&["serve"], &cfg);
+    server.tcp_addr();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut eve = loop {
+        // Until the gate has heard the server again, a new client's
+        // messages find no one.
+        let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut c = Client::connect(Transport::Tcp, &at_gate).await.ok()?;
+            c.wait_player(Duration::from_secs(2)).await.ok()?;
+            Some(c)
+        });
+        if let Ok(Some(c)) = attempt.await {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gate never served again"
+        );
+    };
+    let pw = "eve-secret";
+    call(&mut eve, "register", ("eve", pw)).await;
+    let (ok, msg): (bool, String) = expect(&mut eve, "on_register").await;
+    assert!(ok, "register eve: {msg}");
+    call(&mut eve, "login", ("eve", pw)).await;
+    let (ok, msg): (bool, String) = expect(&mut eve, "on_login").await;
+    assert!(ok, "login eve: {msg}");
+    join(&mut eve, "tea").await;
+    assert_eq!(who(&mut eve).await, ["eve"]);
+}
