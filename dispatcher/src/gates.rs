@@ -39,34 +39,36 @@ impl Gates {
     /// Its charges go with the first part.
     pub fn send(&self, out: HeldBatch) {
         // Not under the lock: a gate that has no room must not keep one
-        // from joining or leaving.
+        // from joining or leaving. With one gate (as in `wyrm serve`)
+        // everything is its own, and nothing is allocated. (Frames for a
+        // gone gate's clients reach it then; it drops them as it drops
+        // frames for any client that left.)
         let gates: Vec<(GateId, flume::Sender<HeldBatch>)> = {
             let by_id = self.by_id.read().unwrap_or_else(|e| e.into_inner());
-            by_id
-                .iter()
-                .enumerate()
-                .filter_map(|(i, g)| Some((GateId(i as u16), g.clone()?)))
-                .collect()
-        };
-        match gates.as_slice() {
-            [] => {}
-            // One gate (as in `wyrm serve`): everything is its own. (Frames
-            // for a gone gate's clients reach it then; it drops them as it
-            // drops frames for any client that left.)
-            [(_, only)] => {
-                let _ = only.send(out);
-            }
-            _ => {
-                let mut held = Some(out.held);
-                for (gate, batch) in split(out.batch, &gates) {
-                    if batch.ops.is_empty() && !batch.tick {
-                        continue;
-                    }
-                    if let Some((_, to)) = gates.iter().find(|(g, _)| *g == gate) {
-                        let held = held.take().unwrap_or_default();
-                        let _ = to.send(HeldBatch { batch, held });
-                    }
+            let mut live = by_id.iter().flatten();
+            match (live.next(), live.next()) {
+                (None, _) => return,
+                (Some(only), None) => {
+                    let only = only.clone();
+                    drop(by_id);
+                    let _ = only.send(out);
+                    return;
                 }
+                _ => by_id
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, g)| Some((GateId(i as u16), g.clone()?)))
+                    .collect(),
+            }
+        };
+        let mut held = Some(out.held);
+        for (gate, batch) in split(out.batch, &gates) {
+            if batch.ops.is_empty() && !batch.tick {
+                continue;
+            }
+            if let Some((_, to)) = gates.iter().find(|(g, _)| *g == gate) {
+                let held = held.take().unwrap_or_default();
+                let _ = to.send(HeldBatch { batch, held });
             }
         }
     }

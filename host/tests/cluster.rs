@@ -60,16 +60,21 @@ async fn player(addr: &str, name: &str, new: bool) -> Client {
         .await
         .expect("connect");
     c.wait_player(WAIT).await.expect("own entity");
+    log_in(&mut c, name, new).await;
+    c
+}
+
+/// Registers `c` as `name` (if `new`), then logs it in.
+async fn log_in(c: &mut Client, name: &str, new: bool) {
     let pw = format!("{name}-secret");
     if new {
-        call(&mut c, "register", (name, &pw)).await;
-        let (ok, msg): (bool, String) = expect(&mut c, "on_register").await;
+        call(c, "register", (name, &pw)).await;
+        let (ok, msg): (bool, String) = expect(c, "on_register").await;
         assert!(ok, "register {name}: {msg}");
     }
-    call(&mut c, "login", (name, &pw)).await;
-    let (ok, msg): (bool, String) = expect(&mut c, "on_login").await;
+    call(c, "login", (name, &pw)).await;
+    let (ok, msg): (bool, String) = expect(c, "on_login").await;
     assert!(ok, "login {name}: {msg}");
-    c
 }
 
 async fn join(c: &mut Client, room: &str) {
@@ -190,13 +195,7 @@ async fn a_killed_server_ends_its_gates_players_who_play_on_once_it_is_back() {
             "the gate never served again"
         );
     };
-    let pw = "eve-secret";
-    call(&mut eve, "register", ("eve", pw)).await;
-    let (ok, msg): (bool, String) = expect(&mut eve, "on_register").await;
-    assert!(ok, "register eve: {msg}");
-    call(&mut eve, "login", ("eve", pw)).await;
-    let (ok, msg): (bool, String) = expect(&mut eve, "on_login").await;
-    assert!(ok, "login eve: {msg}");
+    log_in(&mut eve, "eve", true).await;
     join(&mut eve, "tea").await;
     assert_eq!(who(&mut eve).await, ["eve"]);
 }

@@ -43,6 +43,35 @@ on_both_databases!(
 /// `on_vault_value` args: id, value, log, error.
 type VaultValue = (u64, Option<i64>, Vec<String>, Option<String>);
 
+/// `db`'s database for the data folder `dir`, outside any server.
+fn location(db: Db, dir: &Path) -> wyrm_storage::Location {
+    match db {
+        Db::Sqlite => wyrm_storage::Location::Sqlite {
+            path: dir.join("wyrm.db"),
+            durable: false,
+        },
+        Db::Postgres => wyrm_storage::Location::Postgres {
+            url: wyrm_tests::services::postgres_database(dir),
+        },
+    }
+}
+
+/// Storage on `location`, its answers on a channel.
+fn open_store(
+    location: &wyrm_storage::Location,
+) -> (
+    wyrm_storage::Opened<()>,
+    crossbeam_channel::Receiver<wyrm_storage::Answer<()>>,
+) {
+    let (tx, answers) = crossbeam_channel::unbounded();
+    match wyrm_storage::open::<()>(location, &[], move |a| {
+        let _ = tx.send(a);
+    }) {
+        Ok(o) => (o, answers),
+        Err(e) => panic!("open {location}: {e}"),
+    }
+}
+
 async fn probe_server(dir: &Path, db: Db) -> TestServer {
     let tweak = |cfg: &mut wyrm::Config| db.use_for(cfg, dir);
     match TestServer::try_start(testbed_plugin(), "Probe", &[], tweak, Some(dir)).await {
@@ -359,13 +388,8 @@ async fn an_unreachable_postgres_is_refused_with_its_name_but_not_its_password()
 #[test]
 fn processes_sharing_a_postgres_database_never_get_the_same_ids() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let location = wyrm_storage::Location::Postgres {
-        url: wyrm_tests::services::postgres_database(dir.path()),
-    };
-    let open = || match wyrm_storage::open::<()>(&location, &[], |_| {}) {
-        Ok(o) => o,
-        Err(e) => panic!("open {location}: {e}"),
-    };
+    let location = location(Db::Postgres, dir.path());
+    let open = || open_store(&location).0;
     let (a, b) = (open(), open());
     let mut blocks = vec![a.ids.clone(), b.ids.clone()];
     // Both ask at once, many times over.
@@ -407,16 +431,7 @@ fn processes_sharing_a_postgres_database_never_get_the_same_ids() {
 #[test]
 fn one_failing_operation_fails_only_itself_on_postgres() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let location = wyrm_storage::Location::Postgres {
-        url: wyrm_tests::services::postgres_database(dir.path()),
-    };
-    let (tx, answers) = crossbeam_channel::unbounded();
-    let opened = match wyrm_storage::open::<()>(&location, &[], move |a| {
-        let _ = tx.send(a);
-    }) {
-        Ok(o) => o,
-        Err(e) => panic!("open {location}: {e}"),
-    };
+    let (opened, answers) = open_store(&location(Db::Postgres, dir.path()));
     let reply = |method: &str| wyrm_storage::ReplyTo {
         entity: 1,
         method: method.into(),
@@ -537,22 +552,7 @@ async fn storage_carries_on_when_postgres_comes_back() {
 /// the saves and mail before it, a read the write before it.
 async fn a_batch_of_operations_sees_each_other_in_order(db: Db) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let location = match db {
-        Db::Sqlite => wyrm_storage::Location::Sqlite {
-            path: dir.path().join("batch.db"),
-            durable: false,
-        },
-        Db::Postgres => wyrm_storage::Location::Postgres {
-            url: wyrm_tests::services::postgres_database(dir.path()),
-        },
-    };
-    let (tx, answers) = crossbeam_channel::unbounded();
-    let opened = match wyrm_storage::open::<()>(&location, &[], move |a| {
-        let _ = tx.send(a);
-    }) {
-        Ok(o) => o,
-        Err(e) => panic!("open {location}: {e}"),
-    };
+    let (opened, answers) = open_store(&location(db, dir.path()));
     let row = |id: u64, v: &str| wyrm_storage::EntityRow {
         id,
         type_name: "Thing".into(),
