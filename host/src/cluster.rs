@@ -12,9 +12,11 @@
 //!   end as if they had disconnected, and can log in again through another
 //!   gate. A gate waits to hear the server before it takes clients, and
 //!   ends every connection when the server is not heard for 3 s (its
-//!   players' entities went with it): they log in again once it is back.
+//!   players' entities went with it) and every new one until it is heard
+//!   again: they log in again once it is back.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -138,13 +140,22 @@ impl GateLinks {
     }
 }
 
-/// A gate's way to the games: its outbox on the fabric.
+/// A gate's way to the games: its outbox on the fabric, while the server
+/// is heard. While it is not, what a client says would reach no one (NATS
+/// keeps nothing for a subscriber that is not there), so the connection
+/// ends as it would if the games had stopped, and the client can try again.
 #[derive(Clone)]
-struct FabricUpstream(Outbox<ToGame>);
+struct FabricUpstream {
+    outbox: Outbox<ToGame>,
+    server_heard: Arc<AtomicBool>,
+}
 
 impl Upstream for FabricUpstream {
     async fn to_game(&self, msg: ToGame) -> Result<(), GameStopped> {
-        self.0.send(msg, ()).await.map_err(|_| GameStopped)
+        if !self.server_heard.load(Ordering::Relaxed) {
+            return Err(GameStopped);
+        }
+        self.outbox.send(msg, ()).await.map_err(|_| GameStopped)
     }
 }
 
@@ -187,10 +198,13 @@ impl GateProcess {
         // The server gone, its players' entities are gone with it: their
         // connections end, so they come back to a server that knows them.
         let release = registrations_tx.clone();
+        let server_heard = Arc::new(AtomicBool::new(true));
+        let heard = server_heard.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(change) = roster.next().await {
                 match change {
                     Change::Left(p) if p.role == Role::Node => {
+                        heard.store(false, Ordering::Relaxed);
                         tracing::warn!(
                             gate = id,
                             "the cluster's server is gone: disconnecting this gate's players"
@@ -200,7 +214,8 @@ impl GateProcess {
                         }
                     }
                     Change::Joined(p) if p.role == Role::Node => {
-                        tracing::info!(gate = id, "the cluster's server is back")
+                        heard.store(true, Ordering::Relaxed);
+                        tracing::info!(gate = id, "the cluster's server is back");
                     }
                     _ => {}
                 }
@@ -227,7 +242,10 @@ impl GateProcess {
         });
         let ctx = ConnContext {
             gate: registrations_tx,
-            upstream: FabricUpstream(fabric.outbox(Address::Up(id), UPLINK_QUEUE)),
+            upstream: FabricUpstream {
+                outbox: fabric.outbox(Address::Up(id), UPLINK_QUEUE),
+                server_heard,
+            },
             limits: cfg.conn_limits(),
         };
         let admission =

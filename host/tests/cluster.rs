@@ -170,10 +170,15 @@ async fn a_killed_server_ends_its_gates_players_who_play_on_once_it_is_back() {
     let mut dan = player(&at_gate, "dan", true).await;
     join(&mut dan, "tea").await;
 
-    // Its entities gone with it, the gate lets its players go.
+    // Its entities gone with it, the gate lets its players go, and turns
+    // away newcomers until the server is back (not leaves them waiting).
     server.signal("KILL");
     wait_closed(&mut dan, WAIT).await;
     drop(server);
+    let mut early = Client::connect(Transport::Tcp, &at_gate)
+        .await
+        .expect("the gate still accepts");
+    wait_closed(&mut early, WAIT).await;
 
     // The server back on the same data: the gate takes players again.
     let server = Wyrm::start(&["serve"], &cfg);
