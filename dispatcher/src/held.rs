@@ -72,6 +72,13 @@ pub struct HeldBatch {
     pub held: Vec<Charge>,
 }
 
+impl From<HeldBatch> for (wyrm_wire::GateBatch, Vec<Charge>) {
+    /// The batch, and what it holds until it has been handed on.
+    fn from(out: HeldBatch) -> Self {
+        (out.batch, out.held)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,14 +127,29 @@ impl Fabric {
         K: Send + 'static,
     {
         let (tx, rx) = flume::bounded::<(T, K)>(capacity);
+        self.publish_from(to, rx);
+        Outbox { tx }
+    }
+
+    /// Publishes what arrives on `rx` to `to` in batches, as an
+    /// [`outbox`](Self::outbox) does, for a caller that already has a
+    /// channel of its own kind: each `I` is a message and its ticket.
+    pub fn publish_from<I, T, K>(&self, to: Address, rx: flume::Receiver<I>)
+    where
+        I: Into<(T, K)> + Send + 'static,
+        T: Serialize + Send + 'static,
+        K: Send + 'static,
+    {
         let client = self.client.clone();
         let subject = self.subject(to);
         let max = self.max_payload();
         tokio::spawn(async move {
             while let Ok(first) = rx.recv_async().await {
-                let mut items = vec![first.0];
-                let mut tickets = vec![first.1];
-                while let Ok((item, ticket)) = rx.try_recv() {
+                let (item, ticket) = first.into();
+                let mut items = vec![item];
+                let mut tickets = vec![ticket];
+                while let Ok(next) = rx.try_recv() {
+                    let (item, ticket) = next.into();
                     items.push(item);
                     tickets.push(ticket);
                     if items.len() >= MAX_BATCH {
@@ -149,7 +164,6 @@ impl Fabric {
                 drop(tickets);
             }
         });
-        Outbox { tx }
     }
 
     /// Messages sent to `at`, a batch at a time, decoded. A message that

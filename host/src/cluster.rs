@@ -120,22 +120,15 @@ struct GateLinks {
 
 impl GateLinks {
     /// Gives gate `gate` a way out if it has none: a channel like the
-    /// server's own gate's, drained into an outbox on its subject. The
+    /// server's own gate's, published from on its subject in batches. The
     /// frames' charges are dropped once published.
     fn ensure(&self, gate: GateId) {
         if self.gates.has(gate) {
             return;
         }
-        let outbox: Outbox<GateBatch, Vec<Charge>> =
-            self.fabric.outbox(Address::Gate(gate.0), GATE_QUEUE);
         let (tx, rx) = flume::bounded::<HeldBatch>(GATE_QUEUE);
-        tokio::spawn(async move {
-            while let Ok(out) = rx.recv_async().await {
-                if outbox.send(out.batch, out.held).await.is_err() {
-                    return;
-                }
-            }
-        });
+        self.fabric
+            .publish_from::<_, GateBatch, Vec<Charge>>(Address::Gate(gate.0), rx);
         self.gates.set(gate, Some(tx));
     }
 }
