@@ -126,6 +126,9 @@ pub struct Directory<M> {
     entities: HashMap<EntityId, Place<M>>,
     /// Entities each game runs or is about to (its load), by `GameId`.
     load: Vec<usize>,
+    /// Games that take new entities: all in one process; in a cluster,
+    /// those whose process is there.
+    up: Vec<bool>,
     services: HashMap<String, EntityId>,
 }
 
@@ -135,6 +138,7 @@ impl<M> Directory<M> {
         Self {
             entities: HashMap::new(),
             load: vec![0; games.max(1)],
+            up: vec![true; games.max(1)],
             services: HashMap::new(),
         }
     }
@@ -172,17 +176,27 @@ impl<M> Directory<M> {
         &self.load
     }
 
-    /// The game a new entity goes to.
+    /// Whether `game` takes new entities (its process is there). A game
+    /// that is not is never chosen by load.
+    pub fn set_up(&mut self, game: GameId, up: bool) {
+        if let Some(u) = self.up.get_mut(usize::from(game.0)) {
+            *u = up;
+        }
+    }
+
+    /// The game a new entity goes to: the least loaded of those that are
+    /// up (the first game if none is).
     pub fn place(&self, placement: Placement) -> GameId {
         match placement {
             Placement::Here(g) if usize::from(g.0) < self.load.len() => g,
             _ => {
-                let (best, _) = self
+                let best = self
                     .load
                     .iter()
                     .enumerate()
+                    .filter(|&(i, _)| self.up[i])
                     .min_by_key(|&(i, n)| (*n, i))
-                    .unwrap_or((0, &0));
+                    .map_or(0, |(i, _)| i);
                 GameId(best as u16)
             }
         }

@@ -35,6 +35,8 @@ struct Shared<M> {
     /// Connections wait here for room.
     room: Notify,
     capacity: usize,
+    /// Moves do not wake the reader (a game, which a tick wakes anyway).
+    lazy_moves: bool,
 }
 
 struct State<M> {
@@ -57,7 +59,8 @@ impl<M> Shared<M> {
 
 impl<M: Routed> Shared<M> {
     fn push(&self, msg: M, mut st: MutexGuard<'_, State<M>>) {
-        let wake = st.game_waiting && !matches!(msg.wire(), Some(ToGame::ClientMove { .. }));
+        let wake = st.game_waiting
+            && !(self.lazy_moves && matches!(msg.wire(), Some(ToGame::ClientMove { .. })));
         st.queue.push_back(msg);
         drop(st);
         if wake {
@@ -68,6 +71,19 @@ impl<M: Routed> Shared<M> {
 
 /// Makes an inbox holding up to `capacity` messages from connections.
 pub fn inbox<M: Routed>(capacity: usize) -> (Inbox<M>, InboxSender<M>, InternalSender<M>) {
+    make(capacity, true)
+}
+
+/// Makes an inbox like [`inbox`] whose reader is woken by moves too: one
+/// that relays everything at once to a game in another process.
+pub fn relay_inbox<M: Routed>(capacity: usize) -> (Inbox<M>, InboxSender<M>, InternalSender<M>) {
+    make(capacity, false)
+}
+
+fn make<M: Routed>(
+    capacity: usize,
+    lazy_moves: bool,
+) -> (Inbox<M>, InboxSender<M>, InternalSender<M>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -78,6 +94,7 @@ pub fn inbox<M: Routed>(capacity: usize) -> (Inbox<M>, InboxSender<M>, InternalS
         ready: Condvar::new(),
         room: Notify::new(),
         capacity: capacity.max(1),
+        lazy_moves,
     });
     (
         Inbox {

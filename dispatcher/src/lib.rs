@@ -7,7 +7,10 @@
 //! - [`Dispatcher`], [`GameRoutes`], [`Answers`] (`routes.rs`): the
 //!   dispatcher of one process — the directory behind a lock, with the
 //!   [`Inbox`] of every game (`inbox.rs`), routing what gates, games and
-//!   the server's own threads send.
+//!   the server's own threads send. A game in another process has a
+//!   [`relay_inbox`] here, and its `GameRoutes` send what they would have
+//!   done under the lock as `RouteOp`s over a [`RouteLink`], which the
+//!   dispatcher's process does with [`Dispatcher::apply`].
 //! - [`Held`] and [`Charge`] (`held.rs`): the bytes a message holds against
 //!   the plugin that queued it, wherever it waits, and the [`HeldBatch`] a
 //!   game hands a gate.
@@ -26,8 +29,8 @@ mod routes;
 pub use directory::{Directory, DirectoryError, Placement, Route};
 pub use gates::Gates;
 pub use held::{Charge, Held, HeldBatch, ITEM_BYTES};
-pub use inbox::{inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
-pub use routes::{Answers, Dispatcher, GameRoutes, Upstream};
+pub use inbox::{inbox, relay_inbox, GameStopped, Inbox, InboxSender, InternalSender, Received};
+pub use routes::{Answers, Dispatcher, GameRoutes, RouteLink, Upstream};
 
 use wyrm_wire::{EntityId, ToGame};
 
@@ -41,6 +44,11 @@ pub trait Routed: From<ToGame> + Send + 'static {
     /// to the game loading that entity, which holds everything else for it
     /// until then.
     fn loaded(&self) -> Option<EntityId>;
+    /// The wire message it becomes to leave this process (for a game in
+    /// another), or itself if it cannot (it means something only here).
+    fn into_wire(self) -> Result<ToGame, Self>
+    where
+        Self: Sized;
 }
 
 /// A game's input for the tests: the wire messages, calls and loads.
@@ -84,6 +92,13 @@ mod testing {
             match self {
                 Self::Loaded(id) => Some(*id),
                 _ => None,
+            }
+        }
+        fn into_wire(self) -> Result<ToGame, Self> {
+            match self {
+                Self::Wire(msg) => Ok(msg),
+                Self::Call(call) => Ok(ToGame::EntityCall(call)),
+                other => Err(other),
             }
         }
     }

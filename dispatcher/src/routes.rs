@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wyrm_wire::{ClientId, EntityId, GameId, IdMap, ToGame};
+use wyrm_wire::{ClientId, EntityId, GameId, IdMap, RouteAnswer, RouteOp, ToGame};
 
 use crate::inbox::{GameStopped, InboxSender, InternalSender};
 use crate::{Directory, Placement, Route, Routed};
@@ -196,7 +196,7 @@ impl<M: Routed> Dispatcher<M> {
     /// Where the server's own threads deliver their answers.
     pub fn answers(&self) -> Answers<M> {
         Answers {
-            shared: self.shared.clone(),
+            to: AnswersTo::Dispatcher(self.shared.clone()),
         }
     }
 
@@ -204,10 +204,87 @@ impl<M: Routed> Dispatcher<M> {
     /// does with entities.
     pub fn for_game(&self, game: GameId) -> GameRoutes<M> {
         GameRoutes {
-            shared: self.shared.clone(),
+            link: Link::Local(self.shared.clone()),
             game,
         }
     }
+
+    /// Game `game`, in another process, is there (it takes new entities)
+    /// or not.
+    pub fn set_game_up(&self, game: GameId, up: bool) {
+        self.shared.lock().directory.set_up(game, up);
+    }
+
+    /// Game `game`'s process is gone: it takes nothing new, and the
+    /// entities it ran are forgotten with what was held for them (calls
+    /// to them go to their mailboxes). How many there were.
+    pub fn game_lost(&self, game: GameId) -> usize {
+        let mut r = self.shared.lock();
+        r.directory.set_up(game, false);
+        let lost = r.directory.game_lost(game);
+        for (id, _) in &lost {
+            r.types.remove(id);
+        }
+        lost.len()
+    }
+
+    /// Does what game `game`, in another process, told or asked, as its
+    /// `GameRoutes` would have in this one; the answer, if `op` has one.
+    pub fn apply(&self, game: GameId, op: RouteOp) -> Option<RouteAnswer> {
+        if op == RouteOp::Up {
+            self.set_game_up(game, true);
+            return Some(RouteAnswer::Yes(true));
+        }
+        let r = self.for_game(game);
+        let back = |m: Result<(), M>| m.err().and_then(|m| m.into_wire().ok());
+        Some(match op {
+            RouteOp::Created { id, ty } => {
+                r.created(id, ty);
+                return None;
+            }
+            RouteOp::CreateAnywhere { id, ty, create } => {
+                RouteAnswer::Back(back(r.create_anywhere(id, ty, M::from(create))))
+            }
+            RouteOp::Arriving { id, anywhere } => RouteAnswer::Game(r.arriving(id, anywhere)),
+            RouteOp::Arrived { id, ty } => RouteAnswer::Held(wire_all(r.arrived(id, ty))),
+            RouteOp::Gone { id } => RouteAnswer::Held(wire_all(r.gone(id))),
+            RouteOp::TypeOf { id } => RouteAnswer::Type(r.type_of(id)),
+            RouteOp::GameOf { id } => RouteAnswer::Game(r.game_of(id)),
+            RouteOp::Send { msg } => RouteAnswer::Back(back(r.send(M::from(msg)))),
+            RouteOp::BeginMigration { id, to, then } => {
+                RouteAnswer::Refused(r.begin_migration(id, to, then).err())
+            }
+            RouteOp::MigrationFailed { id } => RouteAnswer::Held(wire_all(r.migration_failed(id))),
+            RouteOp::Ship { to, client, msg } => {
+                r.ship(to, client, M::from(msg));
+                return None;
+            }
+            RouteOp::Bound { client, entity } => {
+                r.bound(client, entity);
+                return None;
+            }
+            RouteOp::ClaimClient { from, to } => RouteAnswer::Client(r.claim_client(from, to)),
+            RouteOp::ClientEntity { client } => RouteAnswer::Entity(r.client_entity(client)),
+            RouteOp::RegisterService { name, id } => {
+                RouteAnswer::Yes(r.register_service(&name, id))
+            }
+            RouteOp::Service { name } => RouteAnswer::Entity(r.service(&name)),
+            RouteOp::Up => return None,
+        })
+    }
+}
+
+/// Held messages, for a game in another process: those that can travel.
+fn wire_all<M: Routed>(held: VecDeque<M>) -> Vec<ToGame> {
+    held.into_iter()
+        .filter_map(|m| match m.into_wire() {
+            Ok(w) => Some(w),
+            Err(m) => {
+                tracing::debug!(entity = ?m.entity(), "a held message that cannot leave this process dropped");
+                None
+            }
+        })
+        .collect()
 }
 
 impl<M: Routed> Shared<M> {
@@ -250,24 +327,49 @@ impl<M: Routed> Upstream for Dispatcher<M> {
 /// Where the server's own threads (storage, password hashing) deliver
 /// answers: to the game that runs the entity, without waiting.
 pub struct Answers<M> {
-    shared: Arc<Shared<M>>,
+    to: AnswersTo<M>,
+}
+
+enum AnswersTo<M> {
+    /// Routed by the dispatcher of this process.
+    Dispatcher(Arc<Shared<M>>),
+    /// Into the inbox of the one game of this process (a game in a
+    /// process of its own, whose threads answer only what it asked).
+    Game(InternalSender<M>),
 }
 
 impl<M> Clone for Answers<M> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            to: match &self.to {
+                AnswersTo::Dispatcher(s) => AnswersTo::Dispatcher(s.clone()),
+                AnswersTo::Game(g) => AnswersTo::Game(g.clone()),
+            },
         }
     }
 }
 
 impl<M: Routed> Answers<M> {
+    /// Answers that go straight into `game`'s inbox: the one game of a
+    /// process with no dispatcher of its own.
+    pub fn to_game(game: InternalSender<M>) -> Self {
+        Self {
+            to: AnswersTo::Game(game),
+        }
+    }
+
     /// Delivers `msg` (a storage reply, a password result, a load). An
     /// answer for an entity no game runs goes to the first game, which
     /// drops it as it drops any call to a missing entity; a game that has
     /// stopped (at shutdown) has no use for it.
     pub fn deliver(&self, msg: M) {
-        let shared = &self.shared;
+        let shared = match &self.to {
+            AnswersTo::Dispatcher(shared) => shared,
+            AnswersTo::Game(game) => {
+                let _ = game.send(msg);
+                return;
+            }
+        };
         let mut r = shared.lock();
         let first = GameId(0);
         // The game that asked for a load is the one it is arriving on.
@@ -314,15 +416,50 @@ impl<M> Routing<M> {
     }
 }
 
-/// What one game tells the dispatcher about its entities. Errors are the
-/// game's bugs (an id it did not own, a load it did not start); they are
-/// logged and change nothing.
+/// What one game tells the dispatcher about its entities: under the lock
+/// of the dispatcher of its process, or, for a game in a process of its
+/// own, as [`RouteOp`]s over a [`RouteLink`]. Errors are the game's bugs
+/// (an id it did not own, a load it did not start); they are logged and
+/// change nothing.
 pub struct GameRoutes<M> {
-    shared: Arc<Shared<M>>,
+    link: Link<M>,
     game: GameId,
 }
 
+enum Link<M> {
+    Local(Arc<Shared<M>>),
+    Remote(Arc<dyn RouteLink>),
+}
+
+/// How a game in a process of its own reaches the dispatcher. Whatever it
+/// sends arrives in the order sent, and the dispatcher does each in turn,
+/// as under its lock.
+pub trait RouteLink: Send + Sync + 'static {
+    /// Sends `op`, which has no answer.
+    fn tell(&self, op: RouteOp);
+    /// Sends `op` and waits for its answer; `None` if none came (the
+    /// dispatcher is gone).
+    fn ask(&self, op: RouteOp) -> Option<RouteAnswer>;
+}
+
+/// An answer that is not the one asked for (or none): logged; the caller
+/// goes on as if the dispatcher knew nothing.
+fn unexpected(asked: &str, answer: Option<RouteAnswer>) {
+    match answer {
+        None => tracing::warn!("dispatcher: no answer to {asked}"),
+        Some(a) => tracing::error!("dispatcher: answered {a:?} to {asked}"),
+    }
+}
+
 impl<M: Routed> GameRoutes<M> {
+    /// The routes of game `game`, in a process of its own, over `link`.
+    pub fn remote(game: GameId, link: Arc<dyn RouteLink>) -> Self {
+        Self {
+            link: Link::Remote(link),
+            game,
+        }
+    }
+
     /// The game this view speaks for.
     pub fn game(&self) -> GameId {
         self.game
@@ -330,7 +467,11 @@ impl<M: Routed> GameRoutes<M> {
 
     /// The game made `id`, of type `ty`: it lives here.
     pub fn created(&self, id: EntityId, ty: u32) {
-        let mut r = self.shared.lock();
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => return link.tell(RouteOp::Created { id, ty }),
+        };
+        let mut r = shared.lock();
         match r.directory.created(id, self.game) {
             Ok(()) => {
                 r.types.insert(id, ty);
@@ -345,7 +486,22 @@ impl<M: Routed> GameRoutes<M> {
     /// `create` comes back: the game makes the entity itself (and says
     /// [`created`](Self::created)).
     pub fn create_anywhere(&self, id: EntityId, ty: u32, create: M) -> Result<(), M> {
-        let mut r = self.shared.lock();
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                let create = create.into_wire()?;
+                return match link.ask(RouteOp::CreateAnywhere { id, ty, create }) {
+                    Some(RouteAnswer::Back(None)) => Ok(()),
+                    Some(RouteAnswer::Back(Some(create))) => Err(M::from(create)),
+                    // Not placed anywhere: nothing to make here either.
+                    other => {
+                        unexpected("create-anywhere", other);
+                        Ok(())
+                    }
+                };
+            }
+        };
+        let mut r = shared.lock();
         let game = r.directory.place(Placement::Anywhere);
         if game == self.game {
             return Err(create);
@@ -356,7 +512,7 @@ impl<M: Routed> GameRoutes<M> {
         }
         r.types.insert(id, ty);
         // A game that stopped is shutting down with the rest.
-        let _ = self.shared.send(game, create);
+        let _ = shared.send(game, create);
         Ok(())
     }
 
@@ -365,7 +521,19 @@ impl<M: Routed> GameRoutes<M> {
     /// it, or `None` if it is live (or arriving) somewhere already: not
     /// loaded again.
     pub fn arriving(&self, id: EntityId, anywhere: bool) -> Option<GameId> {
-        let mut r = self.shared.lock();
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                return match link.ask(RouteOp::Arriving { id, anywhere }) {
+                    Some(RouteAnswer::Game(game)) => game,
+                    other => {
+                        unexpected("arriving", other);
+                        None
+                    }
+                };
+            }
+        };
+        let mut r = shared.lock();
         let placement = if anywhere {
             Placement::Anywhere
         } else {
@@ -378,7 +546,11 @@ impl<M: Routed> GameRoutes<M> {
     /// `id`, of type `ty`, is in: what waited for it, oldest first, for the
     /// game to queue before anything newer.
     pub fn arrived(&self, id: EntityId, ty: u32) -> VecDeque<M> {
-        let mut r = self.shared.lock();
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => return held(link.ask(RouteOp::Arrived { id, ty }), "arrived"),
+        };
+        let mut r = shared.lock();
         match r.directory.arrived(id, self.game) {
             Ok(held) => {
                 r.types.insert(id, ty);
@@ -394,28 +566,54 @@ impl<M: Routed> GameRoutes<M> {
     /// `id` is gone from the game (destroyed, unloaded, a load that
     /// failed): what waited for it, for the game to answer or drop.
     pub fn gone(&self, id: EntityId) -> VecDeque<M> {
-        let mut r = self.shared.lock();
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => return held(link.ask(RouteOp::Gone { id }), "gone"),
+        };
+        let mut r = shared.lock();
         r.types.remove(&id);
         r.directory.gone(id)
     }
 
     /// The type (registry index) of `id`, wherever it lives or arrives.
     pub fn type_of(&self, id: EntityId) -> Option<u32> {
-        self.shared.lock().types.get(&id).copied()
+        match &self.link {
+            Link::Local(shared) => shared.lock().types.get(&id).copied(),
+            Link::Remote(link) => match link.ask(RouteOp::TypeOf { id }) {
+                Some(RouteAnswer::Type(ty)) => ty,
+                other => {
+                    unexpected("type-of", other);
+                    None
+                }
+            },
+        }
     }
 
     /// Whether `id` is live on, or on its way to, some game.
     pub fn exists(&self, id: EntityId) -> bool {
-        self.shared.lock().directory.game_of(id).is_some()
+        self.game_of(id).is_some()
     }
 
     /// Sends `msg` to the game of the entity it is for (it waits there if
     /// the entity is on its way). An entity on no game gives `msg` back.
     pub fn send(&self, msg: M) -> Result<(), M> {
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                let msg = msg.into_wire()?;
+                return match link.ask(RouteOp::Send { msg }) {
+                    Some(RouteAnswer::Back(None)) => Ok(()),
+                    Some(RouteAnswer::Back(Some(msg))) => Err(M::from(msg)),
+                    other => {
+                        unexpected("send", other);
+                        Ok(())
+                    }
+                };
+            }
+        };
         let Some(entity) = msg.entity() else {
             return Err(msg);
         };
-        let shared = &self.shared;
         let mut r = shared.lock();
         if let Some(ToGame::TakeClient { client, .. }) = msg.wire() {
             // A client handed on follows its entity; one that left
@@ -445,7 +643,16 @@ impl<M: Routed> GameRoutes<M> {
 
     /// The game that runs `id` (or will, once it has arrived there).
     pub fn game_of(&self, id: EntityId) -> Option<GameId> {
-        self.shared.lock().directory.game_of(id)
+        match &self.link {
+            Link::Local(shared) => shared.lock().directory.game_of(id),
+            Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
+                Some(RouteAnswer::Game(game)) => game,
+                other => {
+                    unexpected("game-of", other);
+                    None
+                }
+            },
+        }
     }
 
     /// Starts moving `id` from this game to `to`: messages for it are held
@@ -457,7 +664,16 @@ impl<M: Routed> GameRoutes<M> {
         to: GameId,
         then: Option<wyrm_wire::Arrival>,
     ) -> Result<(), String> {
-        let shared = &self.shared;
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                return match link.ask(RouteOp::BeginMigration { id, to, then }) {
+                    Some(RouteAnswer::Refused(None)) => Ok(()),
+                    Some(RouteAnswer::Refused(Some(why))) => Err(why),
+                    _ => Err("the dispatcher did not answer".into()),
+                };
+            }
+        };
         let mut r = shared.lock();
         let from = r
             .directory
@@ -480,7 +696,16 @@ impl<M: Routed> GameRoutes<M> {
     /// live on this game again, and what was held for it comes back, as
     /// from [`arrived`](Self::arrived).
     pub fn migration_failed(&self, id: EntityId) -> VecDeque<M> {
-        match self.shared.lock().directory.migration_failed(id) {
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                return held(
+                    link.ask(RouteOp::MigrationFailed { id }),
+                    "migration-failed",
+                )
+            }
+        };
+        match shared.lock().directory.migration_failed(id) {
             Ok((_, held)) => held,
             Err(e) => {
                 tracing::error!(entity = id, "dispatcher: {e}");
@@ -495,7 +720,18 @@ impl<M: Routed> GameRoutes<M> {
     /// end went to the game it left, which no longer had it) is ended
     /// there, after the entity.
     pub fn ship(&self, to: GameId, client: Option<ClientId>, msg: M) {
-        let shared = &self.shared;
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                match msg.into_wire() {
+                    Ok(msg) => link.tell(RouteOp::Ship { to, client, msg }),
+                    Err(m) => {
+                        tracing::error!(entity = ?m.entity(), "cannot ship a message that cannot leave this process")
+                    }
+                }
+                return;
+            }
+        };
         let mut r = shared.lock();
         let _ = shared.send(to, msg);
         let Some(client) = client else {
@@ -511,18 +747,34 @@ impl<M: Routed> GameRoutes<M> {
 
     /// `client` is bound to `entity` (or to none) on this game.
     pub fn bound(&self, client: ClientId, entity: Option<EntityId>) {
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => return link.tell(RouteOp::Bound { client, entity }),
+        };
         let seat = Seat {
             game: self.game,
             entity,
         };
-        self.shared.lock().seat(client, seat);
+        shared.lock().seat(client, seat);
     }
 
     /// Takes the client bound to `from` (on another game) for `to`, on
     /// this game: the client's messages come here from now on. `None` if
     /// `from` has no client (any more).
     pub fn claim_client(&self, from: EntityId, to: EntityId) -> Option<ClientId> {
-        let mut r = self.shared.lock();
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                return match link.ask(RouteOp::ClaimClient { from, to }) {
+                    Some(RouteAnswer::Client(client)) => client,
+                    other => {
+                        unexpected("claim-client", other);
+                        None
+                    }
+                };
+            }
+        };
+        let mut r = shared.lock();
         let client = *r.bound.get(&from)?;
         let seat = Seat {
             game: self.game,
@@ -534,12 +786,33 @@ impl<M: Routed> GameRoutes<M> {
 
     /// The entity `client` is bound to, on whichever game.
     pub fn client_entity(&self, client: ClientId) -> Option<EntityId> {
-        self.shared.lock().clients.get(&client)?.entity
+        match &self.link {
+            Link::Local(shared) => shared.lock().clients.get(&client)?.entity,
+            Link::Remote(link) => {
+                entity(link.ask(RouteOp::ClientEntity { client }), "client-entity")
+            }
+        }
     }
 
     /// `id` is service `name`; false if another entity is.
     pub fn register_service(&self, name: &str, id: EntityId) -> bool {
-        match self.shared.lock().directory.register_service(name, id) {
+        let shared = match &self.link {
+            Link::Local(shared) => shared,
+            Link::Remote(link) => {
+                let op = RouteOp::RegisterService {
+                    name: name.to_owned(),
+                    id,
+                };
+                return match link.ask(op) {
+                    Some(RouteAnswer::Yes(yes)) => yes,
+                    other => {
+                        unexpected("register-service", other);
+                        false
+                    }
+                };
+            }
+        };
+        match shared.lock().directory.register_service(name, id) {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(entity = id, "dispatcher: {e}");
@@ -550,7 +823,37 @@ impl<M: Routed> GameRoutes<M> {
 
     /// The entity that is service `name`.
     pub fn service(&self, name: &str) -> Option<EntityId> {
-        self.shared.lock().directory.service(name)
+        match &self.link {
+            Link::Local(shared) => shared.lock().directory.service(name),
+            Link::Remote(link) => {
+                let op = RouteOp::Service {
+                    name: name.to_owned(),
+                };
+                entity(link.ask(op), "service")
+            }
+        }
+    }
+}
+
+/// What waited for an entity, from a remote answer.
+fn held<M: From<ToGame>>(answer: Option<RouteAnswer>, asked: &str) -> VecDeque<M> {
+    match answer {
+        Some(RouteAnswer::Held(held)) => held.into_iter().map(M::from).collect(),
+        other => {
+            unexpected(asked, other);
+            VecDeque::new()
+        }
+    }
+}
+
+/// An entity, from a remote answer.
+fn entity(answer: Option<RouteAnswer>, asked: &str) -> Option<EntityId> {
+    match answer {
+        Some(RouteAnswer::Entity(id)) => id,
+        other => {
+            unexpected(asked, other);
+            None
+        }
     }
 }
 
@@ -766,5 +1069,108 @@ mod tests {
             next(&inboxes[1]),
             Some(TestMsg::Wire(ToGame::ClientDisconnected { client: c })) if c == client
         ));
+    }
+
+    /// A game "in another process" whose link is the dispatcher itself:
+    /// what its routes send as data must do what they do under the lock.
+    struct Loopback {
+        d: Dispatcher<TestMsg>,
+        game: GameId,
+    }
+
+    impl crate::RouteLink for Loopback {
+        fn tell(&self, op: RouteOp) {
+            assert!(self.d.apply(self.game, op).is_none(), "told, not asked");
+        }
+        fn ask(&self, op: RouteOp) -> Option<RouteAnswer> {
+            self.d.apply(self.game, op)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remote_games_routes_do_what_a_local_games_do() {
+        let (d, inboxes) = games(2);
+        let link = Arc::new(Loopback {
+            d: d.clone(),
+            game: GameId(1),
+        });
+        let remote = GameRoutes::<TestMsg>::remote(GameId(1), link);
+        let local = d.for_game(GameId(0));
+        // Not up until it says so: new clients go to game 0.
+        d.set_game_up(GameId(1), false);
+        d.set_game_up(GameId(0), true);
+        local.created(1, 0);
+        let a = ClientId::new(GateId(0), 1);
+        d.to_game(ToGame::ClientConnected { client: a })
+            .await
+            .unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        assert_eq!(
+            d.apply(GameId(1), RouteOp::Up),
+            Some(RouteAnswer::Yes(true))
+        );
+        let b = ClientId::new(GateId(0), 2);
+        d.to_game(ToGame::ClientConnected { client: b })
+            .await
+            .unwrap();
+        assert!(next(&inboxes[1]).is_some(), "up: the least loaded");
+
+        remote.created(200, 3);
+        remote.bound(b, Some(200));
+        assert_eq!(local.type_of(200), Some(3));
+        assert_eq!(remote.type_of(1), Some(0));
+        assert_eq!(remote.client_entity(b), Some(200));
+        assert!(remote.register_service("Lobby", 1));
+        assert!(!remote.register_service("Lobby", 200), "taken");
+        assert_eq!(remote.service("Lobby"), Some(1));
+        // A message for an entity on no game comes back to the sender.
+        let back = remote.send(TestMsg::Wire(ToGame::DestroyEntity { entity: 999 }));
+        assert!(matches!(
+            back,
+            Err(TestMsg::Wire(ToGame::DestroyEntity { entity: 999 }))
+        ));
+        // One for an entity elsewhere reaches its game.
+        assert!(remote
+            .send(TestMsg::Call(wyrm_wire::EntityCall {
+                entity: 1,
+                method: "hi".into(),
+                args: Vec::new(),
+                from: Some(200),
+                plugin: Some(0),
+            }))
+            .is_ok());
+        assert!(matches!(next(&inboxes[0]), Some(TestMsg::Call(c)) if c.method == "hi"));
+        // What waits for a loading entity comes back with `arrived`.
+        assert_eq!(remote.arriving(300, false), Some(GameId(1)));
+        d.to_game(call(a, 300, 7)).await.unwrap();
+        let held = remote.arrived(300, 3);
+        assert_eq!(req_id(held.into_iter().next()), Some(7));
+        // The client claimed by game 1 is seated there.
+        local.created(100, 0);
+        local.bound(a, Some(100));
+        assert_eq!(remote.claim_client(100, 200), Some(a));
+        d.to_game(ToGame::ClientMove {
+            client: a,
+            pos: Position::default(),
+            yaw: 0.0,
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            next(&inboxes[1]),
+            Some(TestMsg::Wire(ToGame::ClientMove { .. }))
+        ));
+        // Migration: the marker goes to the game it leaves.
+        remote.begin_migration(300, GameId(0), None).unwrap();
+        assert!(matches!(
+            next(&inboxes[1]),
+            Some(TestMsg::Wire(ToGame::Depart { entity: 300, .. }))
+        ));
+        assert!(remote.migration_failed(300).is_empty());
+        assert_eq!(remote.game_of(300), Some(GameId(1)));
+        // The game's process gone: its entities are forgotten.
+        assert_eq!(d.game_lost(GameId(1)), 2);
+        assert!(!local.exists(200));
+        assert!(local.exists(100));
     }
 }

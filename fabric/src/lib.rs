@@ -2,9 +2,11 @@
 //!
 //! Every role instance has a subject of its own under the cluster's
 //! prefix ([`Address`]): `wyrm.<cluster>.gate.<id>` for what games send a
-//! gate, `wyrm.<cluster>.up.<id>` for what a gate's clients send, and
-//! `wyrm.<cluster>.beat` where every process says, twice a second, that it
-//! is alive ([`Presence`], [`Roster`]).
+//! gate, `wyrm.<cluster>.up.<id>` for what a gate's clients send,
+//! `.game.<id>`, `.routes.<id>` and `.answers.<id>` between the dispatcher
+//! and a game in a process of its own, and `wyrm.<cluster>.beat` where
+//! every process says, twice a second, that it is alive ([`Presence`],
+//! [`Roster`]).
 //!
 //! What travels are the wire messages of `wyrm-wire`, **batched**: an
 //! [`Outbox`] takes messages one at a time from any number of senders and
@@ -47,6 +49,36 @@ pub enum Address {
     Gate(u16),
     /// What gate `n` sends the games (its clients' calls and moves).
     Up(u16),
+    /// What the dispatcher sends game `n`, a game in a process of its own.
+    Game(u16),
+    /// What game `n` tells and asks the dispatcher about its entities.
+    Routes(u16),
+    /// The dispatcher's answers to game `n`'s questions.
+    Answers(u16),
+}
+
+impl Address {
+    /// The subject's kind and number.
+    fn parts(self) -> (&'static str, u16) {
+        match self {
+            Self::Gate(n) => ("gate", n),
+            Self::Up(n) => ("up", n),
+            Self::Game(n) => ("game", n),
+            Self::Routes(n) => ("routes", n),
+            Self::Answers(n) => ("answers", n),
+        }
+    }
+
+    fn from_parts(kind: &str, n: u16) -> Option<Self> {
+        Some(match kind {
+            "gate" => Self::Gate(n),
+            "up" => Self::Up(n),
+            "game" => Self::Game(n),
+            "routes" => Self::Routes(n),
+            "answers" => Self::Answers(n),
+            _ => return None,
+        })
+    }
 }
 
 /// A connection to the fabric of one cluster.
@@ -103,10 +135,8 @@ impl Fabric {
 
     /// The subject of `at`.
     pub fn subject(&self, at: Address) -> String {
-        match at {
-            Address::Gate(n) => format!("{}.gate.{n}", self.prefix),
-            Address::Up(n) => format!("{}.up.{n}", self.prefix),
-        }
+        let (kind, n) = at.parts();
+        format!("{}.{kind}.{n}", self.prefix)
     }
 
     /// The largest message the server takes.
@@ -172,9 +202,14 @@ impl Fabric {
         self.subscribe(self.subject(at)).await
     }
 
-    /// Messages sent to every gate's `Up`, with the gate each came from.
-    pub async fn inbox_of_all_up<T: DeserializeOwned>(&self) -> Result<Inbox<T>, FabricError> {
-        self.subscribe(format!("{}.up.*", self.prefix)).await
+    /// Messages sent to every address of `like`'s kind (every gate's
+    /// `Up`, every game's `Routes`), with the address each came to.
+    pub async fn inbox_of_all<T: DeserializeOwned>(
+        &self,
+        like: Address,
+    ) -> Result<Inbox<T>, FabricError> {
+        let (kind, _) = like.parts();
+        self.subscribe(format!("{}.{kind}.*", self.prefix)).await
     }
 
     async fn subscribe<T: DeserializeOwned>(
@@ -357,12 +392,7 @@ impl<T: DeserializeOwned> Inbox<T> {
 
     fn address(&self, subject: &str) -> Option<Address> {
         let (kind, n) = subject.strip_prefix(&self.prefix)?.split_once('.')?;
-        let n = n.parse().ok()?;
-        match kind {
-            "gate" => Some(Address::Gate(n)),
-            "up" => Some(Address::Up(n)),
-            _ => None,
-        }
+        Address::from_parts(kind, n.parse().ok()?)
     }
 }
 
@@ -395,7 +425,10 @@ pub struct Presence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     Gate,
+    /// The process that runs the dispatcher (`wyrm serve` with `[cluster]`).
     Node,
+    /// A game in a process of its own (`wyrm game`).
+    Game,
 }
 
 /// A change in who is alive.

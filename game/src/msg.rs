@@ -107,6 +107,16 @@ impl wyrm_dispatcher::Routed for GameInput {
             _ => None,
         }
     }
+
+    /// What a charge held stays behind: it counts bytes in this process.
+    fn into_wire(self) -> Result<ToGame, Self> {
+        match self {
+            Self::Wire(msg) => Ok(msg),
+            Self::Call { call, .. } => Ok(ToGame::EntityCall(call)),
+            Self::Ask { ask, .. } => Ok(ToGame::AskAttr(ask)),
+            other => Err(other),
+        }
+    }
 }
 
 impl From<wyrm_storage::Answer<Option<wyrm_dispatcher::Charge>>> for GameInput {

@@ -165,6 +165,11 @@ pub struct ClusterConfig {
     /// This process's gate number: 0 for `wyrm serve` (its own gate), 1 and
     /// up, each different, for `wyrm gate`.
     pub gate: u16,
+    /// Games in processes of their own (`wyrm game`) that the server's
+    /// dispatcher routes to, beside its own `[game] workers`: they are
+    /// numbered after those (`workers` to `workers + games - 1`). They
+    /// share the server's storage, so it must be PostgreSQL.
+    pub games: u16,
 }
 
 impl Default for ClusterConfig {
@@ -173,6 +178,7 @@ impl Default for ClusterConfig {
             nats: None,
             name: "wyrm".into(),
             gate: 0,
+            games: 0,
         }
     }
 }
@@ -370,6 +376,11 @@ impl Config {
         {
             anyhow::bail!(
                 "[cluster] name must be letters, digits, '-' or '_' (it names NATS subjects)"
+            );
+        }
+        if c.games > 0 && (c.nats.is_none() || self.storage.url.is_none()) {
+            anyhow::bail!(
+                "[cluster] games needs [cluster] nats (how games reach the dispatcher) and [storage] url (a PostgreSQL every game shares)"
             );
         }
         if self.storage.url.is_some() && self.storage.path.is_some() {

@@ -18,7 +18,8 @@
 //!   none.
 //! - [`config`]: the TOML config; [`admin`]: the local admin endpoint (hot
 //!   swap) and its client.
-//! - [`cluster`]: gates in other processes (`wyrm gate`) over NATS.
+//! - [`cluster`]: gates and games in other processes (`wyrm gate`, `wyrm
+//!   game`) over NATS, with `wyrm serve` as the node that dispatches.
 //! - [`local`]: a PostgreSQL server of Wyrm's own on this machine, for a
 //!   cluster on one machine, tests and benchmarks.
 //!

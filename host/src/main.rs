@@ -42,6 +42,18 @@ enum Command {
         #[arg(long)]
         kcp: Option<std::net::SocketAddr>,
     },
+    /// Run one game of a cluster in a process of its own: it joins the
+    /// cluster's node (`wyrm serve` with `[cluster] nats` and `[cluster]
+    /// games`), which routes entities and their messages to it, and writes
+    /// to the cluster's gates itself. Storage must be the node's PostgreSQL.
+    Game {
+        /// The cluster's TOML config (the node's own).
+        config: PathBuf,
+        /// This game's number: from the node's `[game] workers` up, one
+        /// for each of its `[cluster] games`.
+        #[arg(long)]
+        id: u16,
+    },
     /// Run a server and hot-swap its Rust plugins whenever their source
     /// changes: edit, save, and connected players keep playing on the new
     /// code with their state.
@@ -115,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             websocket,
             kcp,
         } => run_gate(config, id, [tcp, websocket, kcp]),
+        Command::Game { config, id } => run_game(config, id),
         Command::Swap {
             config,
             plugin,
@@ -240,6 +253,16 @@ fn run_gate(
         }
         wait_for_signal().await;
         gate.shutdown();
+        anyhow::Ok(())
+    })
+}
+
+fn run_game(config: PathBuf, id: u16) -> anyhow::Result<()> {
+    let cfg = wyrm::Config::load(&config)?;
+    runtime_with(cfg.net_threads())?.block_on(async {
+        let game = wyrm::cluster::GameProcess::start(cfg, id).await?;
+        println!("Game {id} is running.");
+        game.run_until(wait_for_signal()).await;
         anyhow::Ok(())
     })
 }

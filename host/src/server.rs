@@ -17,7 +17,7 @@ use wyrm_gate::{self as gate, net, ConnContext, Gate};
 use wyrm_wire::GameId;
 
 /// Messages from connections a game holds before connections wait.
-const GAME_INBOX: usize = 16 * 1024;
+pub(crate) const GAME_INBOX: usize = 16 * 1024;
 /// Batches of output a gate holds before games wait.
 const GATE_INBOX: usize = 256;
 /// Connections starting or ending that the gate holds before they wait.
@@ -47,19 +47,15 @@ pub struct Server {
     migration_pauses: Vec<Arc<game::RecentTimes>>,
     counters: Vec<Arc<game::GameCounters>>,
     admission: net::Admission,
-    /// Heartbeats to the cluster's gates, when it has any.
-    remote_gates: Option<wyrm_fabric::Beating>,
+    /// Heartbeats to the rest of the cluster, when in one.
+    cluster: Option<wyrm_fabric::Beating>,
 }
 
 impl Server {
     /// Builds and loads the plugins, starts the game thread and binds every
     /// configured listener. Must run inside a tokio runtime.
     pub async fn start(cfg: Config) -> anyhow::Result<Self> {
-        let limits = Limits {
-            deadline: Duration::from_millis(cfg.limits.call_deadline_ms),
-            memory_bytes: cfg.limits.memory_mb * 1024 * 1024,
-        };
-        let runtime = Arc::new(PluginRuntime::new(cfg.cache_dir(), limits)?);
+        let runtime = Arc::new(plugin_runtime(&cfg)?);
 
         let workers = cfg.workers();
         let mut inboxes = Vec::new();
@@ -70,11 +66,19 @@ impl Server {
             ends.push((connections, internal));
         }
         let internal_tx: Vec<game::InternalSender> = ends.iter().map(|e| e.1.clone()).collect();
+        // The cluster's games in processes of their own, after these: what
+        // is routed to them is relayed from an inbox here.
+        let mut relays = Vec::new();
+        for i in 0..usize::from(cfg.cluster.games) {
+            let (inbox, connections, internal) = wyrm_dispatcher::relay_inbox(GAME_INBOX);
+            relays.push((GameId((workers + i) as u16), inbox));
+            ends.push((connections, internal));
+        }
         let dispatcher = Dispatcher::new(ends);
         let (gate_tx, gate_rx) = flume::bounded(GATE_INBOX);
         // This process's gate is gate 0; a cluster's other gates join.
         let gates = wyrm_game::msg::Gates::default();
-        gates.set(wyrm_wire::GateId(0), Some(gate_tx));
+        gates.set(wyrm_wire::GateId(0), Some(gate_tx.clone()));
         let (registrations_tx, registrations) = flume::bounded(GATE_REGISTRATIONS);
 
         // Opening databases and building, compiling and loading plugins is
@@ -165,7 +169,7 @@ impl Server {
             migration_pauses,
             counters,
             admission: admission.clone(),
-            remote_gates: None,
+            cluster: None,
         };
 
         let listeners = gate::listen(&cfg.endpoints(), ctx, admission, ids).await?;
@@ -186,12 +190,13 @@ impl Server {
             )));
         }
         if cfg.cluster.nats.is_some() {
-            let remote =
-                crate::cluster::serve_remote_gates(&cfg, server.dispatcher.clone(), gates).await?;
+            let node =
+                crate::cluster::serve_node(&cfg, server.dispatcher.clone(), gates, gate_tx, relays)
+                    .await?;
             // Stopped with the listeners: no client is taken in once
             // shutting down has begun.
-            tasks.extend(remote.tasks);
-            server.remote_gates = Some(remote._beating);
+            tasks.extend(node.tasks);
+            server.cluster = Some(node._beating);
         }
         server.tasks = tasks;
         tracing::info!(
@@ -279,8 +284,18 @@ impl Server {
     }
 }
 
+/// The plugin runtime `[limits]` asks for, caching compiled code in the
+/// cache folder.
+pub(crate) fn plugin_runtime(cfg: &Config) -> anyhow::Result<PluginRuntime> {
+    let limits = Limits {
+        deadline: Duration::from_millis(cfg.limits.call_deadline_ms),
+        memory_bytes: cfg.limits.memory_mb * 1024 * 1024,
+    };
+    PluginRuntime::new(cfg.cache_dir(), limits)
+}
+
 /// Loads every configured plugin (building Rust crates from source first).
-fn load_plugins(
+pub(crate) fn load_plugins(
     runtime: &PluginRuntime,
     cfg: &Config,
 ) -> anyhow::Result<Vec<wyrm_runtime::PluginCode<World>>> {

@@ -1,9 +1,11 @@
-//! Gates in processes of their own: a `wyrm serve` with `[cluster] nats`
-//! and `wyrm gate` processes, real processes over a real `nats-server`.
-//! Clients on different gates chat with each other (calls routed through
-//! the fabric, tag-filtered calls fanned out to every gate); a gate killed
+//! Roles in processes of their own: a `wyrm serve` with `[cluster] nats`
+//! as the node, `wyrm gate` and `wyrm game` processes, real processes over
+//! a real `nats-server` (and a real PostgreSQL the games share). Clients
+//! on different gates chat with each other (calls routed through the
+//! fabric, tag-filtered calls fanned out to every gate); a gate killed
 //! with SIGKILL ends its clients on the server, and they log in again
-//! through another gate.
+//! through another gate; players spread over games in two processes chat
+//! as on one.
 
 mod support;
 
@@ -29,12 +31,26 @@ fn nats() -> LocalNats {
     LocalNats::start().expect("nats-server")
 }
 
-/// The chatroom as a cluster's server, its data in `dir`, on `nats`.
+/// The chatroom as a cluster's node, its data in `dir`, on `nats`.
 fn write_config(dir: &Path, nats: &str) -> PathBuf {
+    write_cluster_config(dir, nats, None)
+}
+
+/// The chatroom as a cluster's node, with one game of its own and, if
+/// `games` gives a number and a PostgreSQL URL, that many in processes of
+/// their own.
+fn write_cluster_config(dir: &Path, nats: &str, games: Option<(u16, &str)>) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cfg = dir.join("wyrm.toml");
+    let (games, storage) = match games {
+        Some((n, url)) => (
+            format!("games = {n}\n"),
+            format!("\n[storage]\nurl = {url:?}\n"),
+        ),
+        None => (String::new(), String::new()),
+    };
     let text = format!(
-        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
+        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n{games}{storage}\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
         data = dir.join("data").display().to_string(),
         pid = std::process::id(),
         src = root.join("examples/chatroom/plugin").display().to_string(),
@@ -203,4 +219,69 @@ async fn a_killed_server_ends_its_gates_players_who_play_on_once_it_is_back() {
     log_in(&mut eve, "eve", true).await;
     join(&mut eve, "tea").await;
     assert_eq!(who(&mut eve).await, ["eve"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_spread_over_games_in_two_processes_chat_as_on_one() {
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    let url = pg.database("chat").expect("a database");
+    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    // Game 1 (the node runs game 0) and a gate, each a process.
+    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
+    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &cfg);
+    let at_gate = gate.tcp_addr();
+
+    // New players go to the least loaded game: game 0 runs the Lobby, so
+    // the first goes to game 1, and they alternate from there. Their
+    // accounts call the Lobby and it calls them, across the processes.
+    let names = ["ann", "bob", "cy", "dee"];
+    let mut players = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let at = if i % 2 == 0 { &at_node } else { &at_gate };
+        players.push(player(at, name, true).await);
+    }
+    // Each process hands out ids from a block of its own reservation:
+    // players on both games means ids from two blocks.
+    let blocks: std::collections::BTreeSet<u64> = players
+        .iter()
+        .map(|c| c.player().expect("own entity") / 10_000)
+        .collect();
+    assert_eq!(blocks.len(), 2, "players on one game only: {blocks:?}");
+    for c in &mut players {
+        join(c, "tea").await;
+    }
+    assert_eq!(who(&mut players[2]).await, names);
+    for (i, speaker) in names.into_iter().enumerate() {
+        let line = format!("hello from {speaker}");
+        call(&mut players[i], "say", (&line,)).await;
+        for c in &mut players {
+            let (from, room, text): (String, String, String) = expect(c, "on_chat").await;
+            assert_eq!((from.as_str(), room.as_str()), (speaker, "tea"));
+            assert_eq!(text, line);
+        }
+    }
+    // Saved in the shared PostgreSQL whichever game ran them: logging in
+    // again after leaving works through either gate.
+    players.remove(0);
+    let mut ann = player(&at_gate, "ann", false).await;
+    join(&mut ann, "tea").await;
+    assert_eq!(who(&mut players[2]).await, names);
+
+    // The node's shutdown reaches its game process, which saves and ends.
+    node.signal("TERM");
+    let mut game = game;
+    let ended = tokio::task::spawn_blocking(move || game.child.wait());
+    let status = tokio::time::timeout(WAIT, ended)
+        .await
+        .expect("the game process did not end with the node")
+        .expect("join")
+        .expect("wait for the game");
+    assert!(status.success(), "the game ended with {status}");
+    drop(pg);
 }

@@ -17,6 +17,7 @@
 mod codec;
 mod ids;
 mod msg;
+mod route;
 
 pub use codec::{decode, encode, encode_into, WireError, VERSION};
 pub use ids::{ClientId, ClientIds, EntityId, GameId, GateId, IdHasher, IdMap};
@@ -24,4 +25,5 @@ pub use msg::{
     Arrival, AttrAsk, EntityCall, GateBatch, Migrant, MigrantTimer, NewEntity, PluginIndex,
     QueuedWork, ReplyTo, ToGame, ToGate,
 };
+pub use route::{RouteAnswer, RouteOp, RouteReply, RouteRequest};
 pub use wyrm_protocol::Position;

@@ -23,6 +23,11 @@ fn new_entities_go_to_the_least_loaded_game_unless_asked_for_here() {
     d.gone(4);
     assert_eq!(d.load(), [0, 2, 2]);
     assert_eq!(d.place(Placement::Anywhere), A);
+    // A game whose process is not there takes nothing new, however idle.
+    d.set_up(A, false);
+    assert_eq!(d.place(Placement::Anywhere), B);
+    d.set_up(A, true);
+    assert_eq!(d.place(Placement::Anywhere), A);
 }
 
 #[test]

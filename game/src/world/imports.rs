@@ -311,8 +311,10 @@ impl GameHost for World {
         self.name_ok("call-entity", "method name", &method)?;
         self.value_ok("call-entity", "arguments", args.len())?;
         if !self.entities.contains_key(&id) {
-            if id >= self.ids.unused_from() {
-                // Never handed out: no mailbox can hold it.
+            // Past every id this process handed out, and live on no game
+            // (another process of a cluster hands out its own blocks):
+            // never handed out, and no mailbox can hold it.
+            if id >= self.ids.unused_from() && !self.routes.exists(id) {
                 let msg =
                     format!("call-entity: no entity {id} (it never existed); {method} dropped");
                 self.refuse("call-entity", msg);

@@ -1,25 +1,23 @@
-//! Gates in other processes: a `wyrm serve` with `[cluster] nats` takes
-//! clients through gates that run as processes of their own (`wyrm gate`,
-//! on this machine or others), over the fabric (NATS, `wyrm-fabric`).
+//! Gates in processes of their own (`wyrm gate`), and the node's side of
+//! them.
 //!
 //! - A gate sends what its clients say on its `up` subject, batched; the
-//!   server routes each message with its dispatcher as if its own gate had
+//!   node routes each message with its dispatcher as if its own gate had
 //!   received it.
 //! - The games' output is split by gate ([`Gates`]); a gate that joins gets
-//!   an outbox on its `gate` subject, fed from a channel like the server's
+//!   an outbox on its `gate` subject, fed from a channel like the node's
 //!   own gate's, and frames for many of its clients travel once.
-//! - Every process beats; a gate not heard from for 3 s is gone: its clients
-//!   end as if they had disconnected, and can log in again through another
-//!   gate. A gate waits to hear the server before it takes clients, and
-//!   ends every connection when the server is not heard for 3 s (its
-//!   players' entities went with it) and every new one until it is heard
-//!   again: they log in again once it is back.
+//! - A gate not heard from for 3 s is gone: its clients end as if they had
+//!   disconnected, and can log in again through another gate. A gate waits
+//!   to hear the node before it takes clients, and ends every connection
+//!   when the node is not heard for 3 s (its players' entities went with
+//!   it) and every new one until it is heard again: they log in again once
+//!   it is back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use wyrm_dispatcher::{Charge, GameStopped, Upstream};
 use wyrm_fabric::{Address, Beating, Change, Fabric, Outbox, Presence, Role};
@@ -27,6 +25,7 @@ use wyrm_game::msg::{Dispatcher, GateBatch, Gates, HeldBatch, ToGame};
 use wyrm_gate::{self as gate, net, ConnContext, Gate, Registration};
 use wyrm_wire::{ClientIds, GateId};
 
+use super::{connect, hear, run_id};
 use crate::config::Config;
 
 /// Batches of output waiting for a remote gate's outbox before games wait.
@@ -34,95 +33,53 @@ const GATE_QUEUE: usize = 256;
 /// Client messages a gate holds for the fabric before its connections wait.
 const UPLINK_QUEUE: usize = 16 * 1024;
 
-/// A number for this run of a process, so that a restart under the same
-/// role and id is told apart.
-fn run_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Connects to `[cluster] nats` as `name`.
-async fn connect(cfg: &Config, name: &str) -> anyhow::Result<Fabric> {
-    let url = cfg
-        .cluster
-        .nats
-        .as_deref()
-        .context("[cluster] nats is not set: the NATS server's URL, nats://host:4222")?;
-    Ok(Fabric::connect(url, &cfg.cluster.name, name).await?)
-}
-
-/// What a server runs for the gates of other processes; its tasks end when
-/// aborted, its heartbeats when dropped.
-pub(crate) struct RemoteGates {
-    pub tasks: Vec<JoinHandle<()>>,
-    pub _beating: Beating,
-}
-
-/// Takes what every remote gate's clients say into `dispatcher`, and sends
-/// the games' output to each gate that joins through `gates`.
-pub(crate) async fn serve_remote_gates(
-    cfg: &Config,
+/// Takes what every remote gate's clients say into `dispatcher`; a gate
+/// heard from gets a way out through `links` if it had none.
+pub(super) async fn take_uplinks(
+    fabric: &Fabric,
     dispatcher: Dispatcher,
-    gates: Gates,
-) -> anyhow::Result<RemoteGates> {
-    let fabric = connect(cfg, &format!("{} server", cfg.server.name)).await?;
-    let mut uplinks = fabric.inbox_of_all_up::<ToGame>().await?;
-    let mut roster = fabric.roster().await?;
-    let beating = fabric.beat(Presence {
-        role: Role::Node,
-        id: 0,
-        run: run_id(),
-    });
-    let links = GateLinks { fabric, gates };
-    let up = {
-        let (links, dispatcher) = (links.clone(), dispatcher.clone());
-        tokio::spawn(async move {
-            while let Some((from, batch)) = uplinks.next().await {
-                let Address::Up(g) = from else { continue };
-                links.ensure(GateId(g));
-                for msg in batch {
-                    if dispatcher.to_game(msg).await.is_err() {
-                        return;
-                    }
+    links: GateLinks,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut uplinks = fabric.inbox_of_all::<ToGame>(Address::Up(0)).await?;
+    Ok(tokio::spawn(async move {
+        while let Some((from, batch)) = uplinks.next().await {
+            let Address::Up(g) = from else { continue };
+            links.ensure(GateId(g));
+            for msg in batch {
+                if dispatcher.to_game(msg).await.is_err() {
+                    return;
                 }
-            }
-        })
-    };
-    let membership = tokio::spawn(async move {
-        while let Some(change) = roster.next().await {
-            match change {
-                Change::Joined(p) if p.role == Role::Gate => {
-                    tracing::info!(gate = p.id, "gate joined");
-                    links.ensure(GateId(p.id));
-                }
-                Change::Left(p) if p.role == Role::Gate => {
-                    let gate = GateId(p.id);
-                    links.gates.set(gate, None);
-                    dispatcher.gate_lost(gate).await;
-                }
-                _ => {}
             }
         }
-    });
-    Ok(RemoteGates {
-        tasks: vec![up, membership],
-        _beating: beating,
-    })
+    }))
 }
 
 /// Ways out to the remote gates.
 #[derive(Clone)]
-struct GateLinks {
+pub(super) struct GateLinks {
     fabric: Fabric,
     gates: Gates,
 }
 
 impl GateLinks {
+    pub(super) fn new(fabric: Fabric, gates: Gates) -> Self {
+        Self { fabric, gates }
+    }
+
+    /// The gates output goes to.
+    pub(super) fn gates(&self) -> Gates {
+        self.gates.clone()
+    }
+
+    /// Gate `gate` is gone: what is addressed to its clients is dropped.
+    pub(super) fn remove(&self, gate: GateId) {
+        self.gates.set(gate, None);
+    }
+
     /// Gives gate `gate` a way out if it has none: a channel like the
     /// server's own gate's, published from on its subject in batches. The
     /// frames' charges are dropped once published.
-    fn ensure(&self, gate: GateId) {
+    pub(super) fn ensure(&self, gate: GateId) {
         if self.gates.has(gate) {
             return;
         }
@@ -177,14 +134,8 @@ impl GateProcess {
         );
         let fabric = connect(&cfg, &format!("{} gate {id}", cfg.server.name)).await?;
         let mut roster = fabric.roster().await?;
-        tracing::info!(gate = id, cluster = %cfg.cluster.name, "waiting to hear the cluster's server");
-        loop {
-            match roster.next().await {
-                Some(Change::Joined(p)) if p.role == Role::Node => break,
-                Some(_) => {}
-                None => anyhow::bail!("the NATS connection closed before the server was heard"),
-            }
-        }
+        tracing::info!(gate = id, cluster = %cfg.cluster.name, "waiting to hear the cluster's node");
+        hear(&mut roster, Role::Node).await?;
         let (out_tx, out_rx) = flume::bounded(GATE_QUEUE);
         let (registrations_tx, registrations) = flume::bounded(4096);
         let mut tasks = vec![tokio::spawn(Gate::new(registrations, out_rx).run())];
