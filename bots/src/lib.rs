@@ -122,7 +122,8 @@ pub fn parse_transport(s: &str) -> Result<Transport, BotsError> {
 /// change them.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The server's `host:port` for the transport.
+    /// The server's `host:port` for the transport; several, separated by
+    /// commas (a cluster's gates), spread the bots over them in turn.
     pub addr: String,
     /// How to connect.
     pub transport: Transport,
@@ -538,10 +539,12 @@ async fn one_bot(config: Config, mut ctx: BotCtx, at: Instant) {
     // after a pause that grows, without counting each try as an error;
     // connecting (or logging in) again after a refusal waits as long.
     let mut pause = Duration::from_millis(250);
+    let gates: Vec<&str> = config.addr.split(',').map(str::trim).collect();
+    let addr = gates[idx % gates.len()];
     while Instant::now() < ctx.end {
         let connect = Client::builder(config.transport)
             .connect_timeout(config.timeout)
-            .connect(&config.addr);
+            .connect(addr);
         let client = match connect.await {
             Ok(c) => c,
             Err(e) if config.reconnect => {

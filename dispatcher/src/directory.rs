@@ -184,6 +184,11 @@ impl<M> Directory<M> {
         }
     }
 
+    /// Whether `game` takes new entities.
+    pub fn is_up(&self, game: GameId) -> bool {
+        self.up.get(usize::from(game.0)).copied().unwrap_or(false)
+    }
+
     /// The game a new entity goes to: the least loaded of those that are
     /// up (the first game if none is).
     pub fn place(&self, placement: Placement) -> GameId {

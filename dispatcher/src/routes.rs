@@ -215,6 +215,12 @@ impl<M: Routed> Dispatcher<M> {
         self.shared.lock().directory.set_up(game, up);
     }
 
+    /// Whether game `game` takes new entities (in a cluster: its process
+    /// said it is ready and has not been lost since).
+    pub fn is_game_up(&self, game: GameId) -> bool {
+        self.shared.lock().directory.is_up(game)
+    }
+
     /// Game `game`'s process is gone: it takes nothing new, and the
     /// entities it ran are forgotten with what was held for them (calls
     /// to them go to their mailboxes). How many there were.
@@ -240,7 +246,7 @@ impl<M: Routed> Dispatcher<M> {
         Some(match op {
             RouteOp::Created { id, ty } => {
                 r.created(id, ty);
-                return None;
+                RouteAnswer::Yes(true)
             }
             RouteOp::CreateAnywhere { id, ty, create } => {
                 RouteAnswer::Back(back(r.create_anywhere(id, ty, M::from(create))))
@@ -469,7 +475,13 @@ impl<M: Routed> GameRoutes<M> {
     pub fn created(&self, id: EntityId, ty: u32) {
         let shared = match &self.link {
             Link::Local(shared) => shared,
-            Link::Remote(link) => return link.tell(RouteOp::Created { id, ty }),
+            Link::Remote(link) => {
+                let answer = link.ask(RouteOp::Created { id, ty });
+                if answer != Some(RouteAnswer::Yes(true)) {
+                    unexpected("created", answer);
+                }
+                return;
+            }
         };
         let mut r = shared.lock();
         match r.directory.created(id, self.game) {

@@ -3,8 +3,8 @@
 //! Every role instance has a subject of its own under the cluster's
 //! prefix ([`Address`]): `wyrm.<cluster>.gate.<id>` for what games send a
 //! gate, `wyrm.<cluster>.up.<id>` for what a gate's clients send,
-//! `.game.<id>`, `.routes.<id>` and `.answers.<id>` between the dispatcher
-//! and a game in a process of its own, and `wyrm.<cluster>.beat` where
+//! `.game.<id>`, `.routes.<id>`, `.answers.<id>`, `.swap.<id>` and
+//! `.votes.<id>` between the node and a game in a process of its own, and `wyrm.<cluster>.beat` where
 //! every process says, twice a second, that it is alive ([`Presence`],
 //! [`Roster`]).
 //!
@@ -55,6 +55,10 @@ pub enum Address {
     Routes(u16),
     /// The dispatcher's answers to game `n`'s questions.
     Answers(u16),
+    /// A hot swap's offer and decision, from the node to game `n`.
+    Swap(u16),
+    /// Game `n`'s vote and report in a hot swap, to the node.
+    Votes(u16),
 }
 
 impl Address {
@@ -66,6 +70,8 @@ impl Address {
             Self::Game(n) => ("game", n),
             Self::Routes(n) => ("routes", n),
             Self::Answers(n) => ("answers", n),
+            Self::Swap(n) => ("swap", n),
+            Self::Votes(n) => ("votes", n),
         }
     }
 
@@ -76,6 +82,8 @@ impl Address {
             "game" => Self::Game(n),
             "routes" => Self::Routes(n),
             "answers" => Self::Answers(n),
+            "swap" => Self::Swap(n),
+            "votes" => Self::Votes(n),
             _ => return None,
         })
     }

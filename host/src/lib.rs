@@ -35,4 +35,4 @@ pub mod swapper;
 pub use config::Config;
 pub use server::Server;
 pub use swapper::Swapper;
-pub use wyrm_game::{SwapOutcome, SwapReport};
+pub use wyrm_game::{GameCounters, SwapOutcome, SwapReport};

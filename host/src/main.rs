@@ -303,7 +303,8 @@ struct BotsArgs {
     /// Number of bots.
     #[arg(short = 'n', long = "bots", default_value_t = 10)]
     n: usize,
-    /// The server's address for the transport (host:port).
+    /// The server's address for the transport (host:port); several,
+    /// separated by commas (a cluster's gates), spread the bots over them.
     #[arg(long)]
     addr: String,
     /// tcp, ws or kcp.

@@ -49,6 +49,8 @@ pub struct Server {
     admission: net::Admission,
     /// Heartbeats to the rest of the cluster, when in one.
     cluster: Option<wyrm_fabric::Beating>,
+    /// Swaps offered to the cluster's games in processes of their own.
+    remote_swaps: Option<Arc<crate::cluster::RemoteSwaps>>,
 }
 
 impl Server {
@@ -170,12 +172,24 @@ impl Server {
             counters,
             admission: admission.clone(),
             cluster: None,
+            remote_swaps: None,
         };
 
         let listeners = gate::listen(&cfg.endpoints(), ctx, admission, ids).await?;
         (server.tcp, server.kcp, server.websocket) =
             (listeners.tcp, listeners.kcp, listeners.websocket);
         tasks.extend(listeners.tasks);
+        if cfg.cluster.nats.is_some() {
+            let node =
+                crate::cluster::serve_node(&cfg, server.dispatcher.clone(), gates, gate_tx, relays)
+                    .await?;
+            // Stopped with the listeners: no client is taken in once
+            // shutting down has begun.
+            tasks.extend(node.tasks);
+            server.cluster = Some(node._beating);
+            server.remote_swaps = Some(node.swaps);
+        }
+        // After the cluster: its swaps reach the remote games too.
         if let Some(addr) = cfg.admin.listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -188,15 +202,6 @@ impl Server {
                 token,
                 server.swapper(),
             )));
-        }
-        if cfg.cluster.nats.is_some() {
-            let node =
-                crate::cluster::serve_node(&cfg, server.dispatcher.clone(), gates, gate_tx, relays)
-                    .await?;
-            // Stopped with the listeners: no client is taken in once
-            // shutting down has begun.
-            tasks.extend(node.tasks);
-            server.cluster = Some(node._beating);
         }
         server.tasks = tasks;
         tracing::info!(
@@ -252,6 +257,7 @@ impl Server {
             games: self.internal_tx.clone(),
             runtime: self.runtime.clone(),
             plugin_names: self.plugin_names.clone(),
+            remote: self.remote_swaps.clone(),
         }
     }
 

@@ -1,9 +1,13 @@
-//! Hot swap across every game of the process: the `Swapper` compiles the
-//! new version once, instantiates it for each game off the game threads,
-//! hands each game its instance and commits only when every game has voted
-//! yes (see `wyrm_game`'s `swap.rs` for a game's side).
+//! Hot swap across every game of the process, and of the cluster: the
+//! `Swapper` compiles the new version once, instantiates it for each game
+//! off the game threads, hands each game its instance (and offers it to
+//! each game in a process of its own, `cluster/swaps.rs`) and commits only
+//! when every game has voted yes (see `wyrm_game`'s `swap.rs` for a game's
+//! side).
 
 use std::sync::Arc;
+
+use crate::cluster::RemoteSwaps;
 
 use wyrm_game::msg::GameInput;
 use wyrm_game::{Ballot, Decision, InternalSender, SwapReport, SwapRequest, World};
@@ -16,6 +20,8 @@ pub struct Swapper {
     pub(crate) games: Arc<[InternalSender]>,
     pub(crate) runtime: Arc<PluginRuntime>,
     pub(crate) plugin_names: Arc<[String]>,
+    /// The cluster's games in processes of their own, if any.
+    pub(crate) remote: Option<Arc<RemoteSwaps>>,
 }
 
 impl Swapper {
@@ -33,9 +39,11 @@ impl Swapper {
         }
         let refused = |reason: String| SwapReport::refused(plugin, "", "", dry_run, reason);
         let (runtime, name, n) = (self.runtime.clone(), plugin.to_owned(), self.games.len());
+        let wasm = Arc::new(wasm);
+        let component = wasm.clone();
         // An instance for every game.
         let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let code = runtime.load_bytes::<World>(&name, &wasm)?;
+            let code = runtime.load_bytes::<World>(&name, &component)?;
             let instances = (0..n)
                 .map(|_| code.instantiate())
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -48,6 +56,11 @@ impl Swapper {
             Err(e) => return refused(format!("loading the new component failed: {e}")),
         };
         let (votes_tx, mut votes) = tokio::sync::mpsc::unbounded_channel();
+        let offered = match &self.remote {
+            Some(remote) => Some(remote.offer(plugin, &wasm, dry_run, votes_tx.clone()).await),
+            None => None,
+        };
+        let voters = n + offered.as_ref().map_or(0, |o| o.games);
         let mut decisions = Vec::new();
         let mut reports = Vec::new();
         for ((game, instance), inbox) in instances.into_iter().enumerate().zip(self.games.iter()) {
@@ -65,7 +78,7 @@ impl Swapper {
                 },
                 decision,
             };
-            if n == 1 {
+            if voters == 1 {
                 // The only game's readiness is the decision: it need not
                 // wait, paused, for this task to say so.
                 let _ = decide.try_send(Decision::Commit);
@@ -73,22 +86,43 @@ impl Swapper {
             decisions.push(decide);
             reports.push(report);
             if inbox.send(GameInput::Swap(Box::new(req))).is_err() {
+                let stopped = Decision::Abort("a game has stopped".into());
                 for d in &decisions {
-                    let _ = d.try_send(Decision::Abort("a game has stopped".into()));
+                    let _ = d.try_send(stopped.clone());
+                }
+                if let (Some(remote), Some(offered)) = (&self.remote, &offered) {
+                    remote.decide(offered, &stopped).await;
+                    remote.forget_swap(offered.swap);
                 }
                 return refused("the game has stopped".into());
             }
         }
         drop(votes_tx);
         // Every game votes once it has copied everything (and waits,
-        // paused); one that cannot says why at once.
+        // paused); one that cannot says why at once. A game in another
+        // process that says nothing in time refuses.
         let mut ready = 0;
         let mut refusal = None;
-        while ready < n {
-            match votes.recv().await {
+        while ready < voters {
+            let vote = match &offered {
+                Some(o) if o.games > 0 => {
+                    match tokio::time::timeout(crate::cluster::REMOTE_WAIT, votes.recv()).await {
+                        Ok(vote) => vote,
+                        Err(_) => {
+                            refusal = Some(format!(
+                                "a game did not vote within {} s",
+                                crate::cluster::REMOTE_WAIT.as_secs()
+                            ));
+                            break;
+                        }
+                    }
+                }
+                _ => votes.recv().await,
+            };
+            match vote {
                 Some((_, Ok(()))) => ready += 1,
                 Some((game, Err(reason))) => {
-                    refusal = Some(if n > 1 {
+                    refusal = Some(if voters > 1 {
                         format!("game {game}: {reason}")
                     } else {
                         reason
@@ -108,12 +142,26 @@ impl Swapper {
         for d in &decisions {
             let _ = d.try_send(decision.clone());
         }
+        if let (Some(remote), Some(offered)) = (&self.remote, &offered) {
+            remote.decide(offered, &decision).await;
+        }
         let mut done = Vec::new();
         for r in reports {
             match r.await {
                 Ok(report) => done.push(report),
                 Err(_) => return refused("a game stopped during the swap".into()),
             }
+        }
+        if let (Some(remote), Some(offered)) = (&self.remote, offered) {
+            for r in offered.reports {
+                match tokio::time::timeout(crate::cluster::REMOTE_WAIT, r).await {
+                    Ok(Ok(report)) => done.push(report),
+                    // It had the decision; the report says what the others
+                    // did.
+                    _ => tracing::error!(plugin, "a game in another process sent no swap report"),
+                }
+            }
+            remote.forget_swap(offered.swap);
         }
         SwapReport::combine(done, refusal)
     }

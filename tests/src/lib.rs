@@ -144,6 +144,18 @@ pub fn workers() -> usize {
     }
 }
 
+/// Whether each test server is a cluster (`WYRM_TEST_CLUSTER=1`): the
+/// server as the node with one game of its own, one game and one gate
+/// more as `wyrm game` and `wyrm gate` roles over a real `nats-server`,
+/// its storage a real PostgreSQL, and clients spread over both gates. CI
+/// runs the suites that must pass on a cluster again this way.
+pub fn cluster() -> bool {
+    match std::env::var("WYRM_TEST_CLUSTER") {
+        Ok(v) => v == "1",
+        Err(_) => false,
+    }
+}
+
 /// The database a test server keeps its game data in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -165,9 +177,13 @@ impl Db {
 
 /// A server running in this process on loopback ports.
 pub struct TestServer {
-    /// The running server.
+    /// The running server (in a cluster, the node).
     pub server: wyrm::Server,
     cfg: Config,
+    /// In a cluster: the game and the gate beside the node.
+    roles: Option<(wyrm::cluster::GameProcess, wyrm::cluster::GateProcess)>,
+    /// Connections made, to spread them over the gates.
+    connections: std::sync::atomic::AtomicUsize,
     _dir: tempfile::TempDir,
 }
 
@@ -242,12 +258,35 @@ impl TestServer {
     ) -> anyhow::Result<Self> {
         init_logs();
         let temp = tempfile::tempdir()?;
-        let mut cfg = Self::config_in(dir.unwrap_or(temp.path()), plugin, boot_entity, services);
+        let dir = dir.unwrap_or(temp.path());
+        let mut cfg = Self::config_in(dir, plugin, boot_entity, services);
         tweak(&mut cfg);
+        if cluster() {
+            static CLUSTERS: std::sync::atomic::AtomicUsize =
+                std::sync::atomic::AtomicUsize::new(0);
+            let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            cfg.cluster.nats = Some(services::nats_url());
+            cfg.cluster.name = format!("t{}n{n}", std::process::id());
+            cfg.cluster.games = 1;
+            cfg.game.workers = Some(1);
+            cfg.storage.path = None;
+            cfg.storage.url = Some(services::postgres_database(dir));
+        }
         let server = wyrm::Server::start(cfg.clone()).await?;
+        let roles = if cluster() {
+            let game = wyrm::cluster::GameProcess::start(cfg.clone(), 1).await?;
+            let mut at_gate = cfg.clone();
+            at_gate.cluster.gate = 1;
+            let gate = wyrm::cluster::GateProcess::start(at_gate).await?;
+            Some((game, gate))
+        } else {
+            None
+        };
         Ok(Self {
             server,
             cfg,
+            roles,
+            connections: Default::default(),
             _dir: temp,
         })
     }
@@ -292,9 +331,37 @@ impl TestServer {
         }
     }
 
-    /// A connected client whose own entity has arrived.
+    /// What every game of the server (of the cluster) counted.
+    pub fn game_counters(&self) -> wyrm::GameCounters {
+        let node = self.server.counters_by_game().iter().map(|c| &**c);
+        let others = self.roles.iter().map(|(game, _)| game.counters());
+        wyrm::GameCounters::sum(node.chain(others))
+    }
+
+    /// The address a transport listens on, on every gate (one but in a
+    /// cluster).
+    pub fn gate_addrs(&self, t: Transport) -> Vec<String> {
+        let mut addrs = vec![self.addr(t)];
+        if let Some((_, gate)) = &self.roles {
+            let a = match t {
+                Transport::WebSocket => gate.websocket,
+                Transport::Tcp => gate.tcp,
+                Transport::Kcp => gate.kcp,
+            };
+            addrs.extend(a.map(|a| a.to_string()));
+        }
+        addrs
+    }
+
+    /// A connected client whose own entity has arrived; in a cluster, on
+    /// each gate in turn.
     pub async fn connect(&self, t: Transport) -> Client {
-        let mut c = match Client::connect(t, &self.addr(t)).await {
+        let addrs = self.gate_addrs(t);
+        let n = self
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let addr = &addrs[n % addrs.len()];
+        let mut c = match Client::connect(t, addr).await {
             Ok(c) => c,
             Err(e) => panic!("connect over {t:?}: {e}"),
         };

@@ -2,7 +2,8 @@
 //! server per test process (`wyrm::local::LocalPostgres` under the system's
 //! temporary folder), started on first use and stopped when the process
 //! exits; a database on it per data folder, so a server restarted on the
-//! same folder finds its data again.
+//! same folder finds its data again. Likewise one `nats-server` per test
+//! process, which clusters share under names of their own.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,28 @@ use std::sync::{Mutex, OnceLock};
 use wyrm::local::LocalPostgres;
 
 static POSTGRES: OnceLock<Mutex<LocalPostgres>> = OnceLock::new();
+static NATS: OnceLock<Mutex<wyrm_fabric::local::LocalNats>> = OnceLock::new();
+
+extern "C" fn stop_nats() {
+    if let Some(nats) = NATS.get() {
+        nats.lock().unwrap_or_else(|e| e.into_inner()).kill();
+    }
+}
+
+/// The URL of this process's `nats-server`, started on first use.
+pub fn nats_url() -> String {
+    setup_cluster();
+    let nats = NATS.get_or_init(|| {
+        let nats = match wyrm_fabric::local::LocalNats::start() {
+            Ok(n) => n,
+            Err(e) => panic!("cannot start nats-server: {e:#}"),
+        };
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(stop_nats) };
+        Mutex::new(nats)
+    });
+    nats.lock().unwrap_or_else(|e| e.into_inner()).url()
+}
 
 /// Makes sure `nats-server` and PostgreSQL are installed, once per process.
 pub fn setup_cluster() {

@@ -52,13 +52,17 @@ fn assert_clean(report: &Report, bots: usize) {
 
 async fn chat_run(transport: Transport) {
     let server = TestServer::chatroom().await;
-    let cfg = Config::new(server.addr(transport), transport, Scenario::Chat)
-        .bots(20)
-        .rate(2.0)
-        // Logins hash passwords (argon2, two per bot); 4 s leaves full
-        // seconds of acting after them even on a busy machine.
-        .duration(Duration::from_secs(4))
-        .strict(true);
+    let cfg = Config::new(
+        server.gate_addrs(transport).join(","),
+        transport,
+        Scenario::Chat,
+    )
+    .bots(20)
+    .rate(2.0)
+    // Logins hash passwords (argon2, two per bot); 4 s leaves full
+    // seconds of acting after them even on a busy machine.
+    .duration(Duration::from_secs(4))
+    .strict(true);
     let report = match wyrm_bots::run(cfg).await {
         Ok(r) => r,
         Err(e) => panic!("chat over {transport:?}: {e}"),
@@ -94,7 +98,8 @@ async fn arena_server() -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_arena_bots_over_tcp_get_their_moves_acknowledged() {
     let server = arena_server().await;
-    let cfg = Config::new(server.addr(Transport::Tcp), Transport::Tcp, Scenario::Arena)
+    let gates = server.gate_addrs(Transport::Tcp).join(",");
+    let cfg = Config::new(gates, Transport::Tcp, Scenario::Arena)
         .bots(10)
         .duration(Duration::from_secs(3))
         .strict(true);

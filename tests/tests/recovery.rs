@@ -68,12 +68,12 @@ async fn a_javascript_plugin_with_20000_entities_is_checkpointed_crashed_and_rev
     assert_eq!(audit(&mut c).await, (SHEEP, 0), "before the crash");
     // A checkpoint begun after the audit, and finished.
     wait_checkpoints(&server, 2).await;
-    let revivals = server.server.game_counters().revivals();
+    let revivals = server.game_counters().revivals();
     call_own(&mut c, "spin", NO_ARGS).await;
     let (_, code, msg) = c.expect_error(WAIT).await.expect("the spin is stopped");
     assert_eq!(code, ErrorCode::PluginFault, "{msg}");
     assert!(msg.contains("deadline"), "{msg}");
-    assert_eq!(server.server.game_counters().revivals(), revivals + 1);
+    assert_eq!(server.game_counters().revivals(), revivals + 1);
     // Every sheep, and the shepherd's list of them, came back.
     assert_eq!(audit(&mut c).await, (SHEEP, 0), "after the revival");
     // And the plugin goes on checkpointing.

@@ -135,7 +135,7 @@ async fn calls_to_a_migrating_entity_arrive_once_each_and_in_order() {
         .expect("send");
     let (shuttle,): (u64,) = expect(&mut a, "on_shuttle").await;
     let probe = b.player().expect("own probe");
-    let before = server.server.game_counters().migrations();
+    let before = server.game_counters().migrations();
     // Stream 0 from a client on the other game, ten calls at a time, each
     // tenth moving the shuttle to the other plane; a report after each ten
     // comes back once the shuttle has arrived (it waits while it moves).
@@ -165,7 +165,7 @@ async fn calls_to_a_migrating_entity_arrive_once_each_and_in_order() {
     // for; one more comes after it.
     b.call(shuttle, "report", (probe,)).await.expect("send");
     let (_, _, hops, _): (Vec<u64>, u64, u64, u64) = expect(&mut b, "on_shuttle_report").await;
-    let moved = server.server.game_counters().migrations() - before;
+    let moved = server.game_counters().migrations() - before;
     assert_eq!(moved, hops, "every move asked for was made");
     // The two probes, the two planes and the shuttle each have private
     // state in the instance of the game they are on, and nowhere else: the
@@ -221,6 +221,24 @@ async fn wait_until(c: &mut Client, what: &str, done: impl Fn(&Client) -> bool) 
             other => panic!("waiting until {what}: {other:?}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_refused_by_the_second_game_changes_none() {
+    let server = two_games(testbed_plugin(), "Probe", &[]).await;
+    let (mut a, mut b) = one_on_each(&server).await;
+    // Only b's game (in a cluster, the game in a process of its own) has
+    // a probe that counted, which the new build refuses.
+    assert_eq!(count(&mut b).await, 1);
+    let report = server
+        .swap(&testbed_plugin_with(&["refuse_counted"]), false)
+        .await;
+    match &report.outcome {
+        SwapOutcome::Refused { reason } => assert!(reason.contains("game 1"), "{reason}"),
+        other => panic!("not refused: {other:?} ({report})"),
+    }
+    assert_eq!(count(&mut a).await, 1, "the first game kept the old code");
+    assert_eq!(count(&mut b).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

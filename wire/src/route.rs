@@ -15,7 +15,10 @@ pub enum RouteOp {
     /// The game is ready: the dispatcher may place entities on it.
     /// Answer: [`RouteAnswer::Yes`].
     Up,
-    /// The game made `id`, of type `ty` (a registry index).
+    /// The game made `id`, of type `ty` (a registry index). Answer:
+    /// [`RouteAnswer::Yes`] once the dispatcher knows, so that nothing the
+    /// game sends about `id` (its frames to clients) can reach anyone
+    /// before the dispatcher can route to it.
     Created { id: EntityId, ty: u32 },
     /// Place new entity `id` by load; `create` is sent to the game chosen
     /// if that is another. Answer: [`RouteAnswer::Back`], `create` if the
@@ -67,16 +70,6 @@ pub enum RouteOp {
     RegisterService { name: String, id: EntityId },
     /// Answer: [`RouteAnswer::Entity`].
     Service { name: String },
-}
-
-impl RouteOp {
-    /// Whether the game waits for an answer to it.
-    pub fn has_answer(&self) -> bool {
-        !matches!(
-            self,
-            Self::Created { .. } | Self::Ship { .. } | Self::Bound { .. }
-        )
-    }
 }
 
 /// A [`RouteOp`] as a game sends it: `ask` numbers those with an answer.

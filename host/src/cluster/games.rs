@@ -184,6 +184,7 @@ pub struct GameProcess {
     internal: game::InternalSender,
     /// Holds the inbox open: with no sender left the game stops.
     _inbox_open: game::InboxSender,
+    counters: Arc<game::GameCounters>,
     /// The game's, then storage's and stats'.
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Fires when the game thread has ended.
@@ -230,7 +231,7 @@ impl GameProcess {
         let gates = GateLinks::new(fabric.clone(), Gates::default());
         gates.ensure(GateId(0));
 
-        let (game, threads) = {
+        let (game, runtime, threads) = {
             let (cfg, answers) = (cfg.clone(), Answers::to_game(internal.clone()));
             let (gates, routes) = (gates.gates(), GameRoutes::remote(game_id, link.clone()));
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -241,7 +242,7 @@ impl GameProcess {
                 // Its own stats file: SQLite, one writer.
                 let stats_path = cfg.server.data_dir.join(format!("stats-game-{id}.db"));
                 let (stats, stats_thread) = game::StatsSink::open(&stats_path)?;
-                let runtime = crate::server::plugin_runtime(&cfg)?;
+                let runtime = Arc::new(crate::server::plugin_runtime(&cfg)?);
                 let plugins = crate::server::load_plugins(&runtime, &cfg)?;
                 let passwords = game::PasswordPool::start(2, answers)
                     .context("cannot start password threads")?;
@@ -261,11 +262,13 @@ impl GameProcess {
                 let limits = game::GuestLimits::new(&cfg.limits, cfg.net.client_queue_bytes);
                 let game = Game::new(plugins, &cfg.game, limits, channels, storage)
                     .with_context(|| format!("starting game {id}"))?;
-                Ok((game, vec![opened.thread, stats_thread]))
+                Ok((game, runtime, vec![opened.thread, stats_thread]))
             })
             .await
             .context("starting the game panicked")??
         };
+        tasks.push(super::swaps::serve_swaps(&fabric, game_id, runtime, internal.clone()).await?);
+        let counters = game.counters();
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let game_thread = std::thread::Builder::new()
             .name(format!("wyrm-game-{id}"))
@@ -307,11 +310,18 @@ impl GameProcess {
             id: game_id,
             internal,
             _inbox_open: inbox_open,
+            counters,
             threads,
             done,
             tasks,
             _beating: beating,
         })
+    }
+
+    /// Checkpoints taken, faulted plugins revived and entities arrived
+    /// from other games, so far.
+    pub fn counters(&self) -> &game::GameCounters {
+        &self.counters
     }
 
     /// Runs until `stop` (then the game serves what it has, saves every
@@ -332,6 +342,17 @@ impl GameProcess {
             }
         })
         .await;
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for GameProcess {
+    /// A game dropped without [`run_until`](Self::run_until) (in tests)
+    /// stops as at a shutdown; its tasks end.
+    fn drop(&mut self) {
+        let _ = self.internal.send(ToGame::Shutdown);
         for t in &self.tasks {
             t.abort();
         }

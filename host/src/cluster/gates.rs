@@ -215,8 +215,12 @@ impl GateProcess {
     }
 
     /// Stops listening and serving; its clients are disconnected.
-    pub fn shutdown(self) {
-        for t in self.tasks {
+    pub fn shutdown(self) {}
+}
+
+impl Drop for GateProcess {
+    fn drop(&mut self) {
+        for t in &self.tasks {
             t.abort();
         }
     }

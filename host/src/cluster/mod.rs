@@ -11,15 +11,20 @@
 //!   sends it what is routed to it on its `game` subject, it tells and asks
 //!   the dispatcher about its entities on its `routes` subject, and sends
 //!   its output to each gate's subject itself.
+//! - A hot swap on the node is one for the cluster (`swaps.rs`): every game
+//!   votes, and all switch or none does.
 //!
 //! Every process beats; one not heard for 3 s is gone, and each role says
 //! what that means for it.
 
 mod games;
 mod gates;
+mod swaps;
 
 pub use games::GameProcess;
 pub use gates::GateProcess;
+pub use swaps::RemoteSwaps;
+pub(crate) use swaps::REMOTE_WAIT;
 
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
@@ -53,6 +58,8 @@ async fn connect(cfg: &Config, name: &str) -> anyhow::Result<Fabric> {
 pub(crate) struct NodeLinks {
     pub tasks: Vec<JoinHandle<()>>,
     pub _beating: Beating,
+    /// Swaps offered to the remote games.
+    pub swaps: std::sync::Arc<RemoteSwaps>,
 }
 
 /// Makes `wyrm serve` the cluster's node: takes what every remote gate's
@@ -69,7 +76,13 @@ pub(crate) async fn serve_node(
 ) -> anyhow::Result<NodeLinks> {
     let fabric = connect(cfg, &format!("{} node", cfg.server.name)).await?;
     let links = gates::GateLinks::new(fabric.clone(), gates);
-    let mut tasks = vec![gates::take_uplinks(&fabric, dispatcher.clone(), links.clone()).await?];
+    let remote_games = relays.iter().map(|(g, _)| *g).collect();
+    let (swaps, swap_task) =
+        RemoteSwaps::start(fabric.clone(), dispatcher.clone(), remote_games).await?;
+    let mut tasks = vec![
+        gates::take_uplinks(&fabric, dispatcher.clone(), links.clone()).await?,
+        swap_task,
+    ];
     tasks.extend(games::serve_games(&fabric, dispatcher.clone(), relays, own_gate).await?);
     let mut roster = fabric.roster().await?;
     let beating = fabric.beat(Presence {
@@ -108,6 +121,7 @@ pub(crate) async fn serve_node(
     Ok(NodeLinks {
         tasks,
         _beating: beating,
+        swaps,
     })
 }
 
