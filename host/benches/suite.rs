@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The benchmarks, by crate, in the order the table lists them.
-const BENCHES: [(&str, &str); 9] = [
+const BENCHES: [(&str, &str); 10] = [
     ("wyrm", "idle_connections"),
     ("wyrm", "scale"),
     ("wyrm", "rpc_throughput"),
@@ -26,6 +26,7 @@ const BENCHES: [(&str, &str); 9] = [
     ("wyrm", "space_tick"),
     ("wyrm", "storage"),
     ("wyrm", "workers"),
+    ("wyrm", "cluster"),
 ];
 
 struct Row {

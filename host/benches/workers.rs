@@ -17,10 +17,10 @@
 
 use std::time::{Duration, Instant};
 
-use wyrm_client::{Client, Event, Transport, NO_ARGS};
+use wyrm_client::{Client, Event, Transport};
 
 mod support;
-use support::{cpu_time, median, ServerProcess};
+use support::{cpu_time, median, migrations, ms, percentile, pings, spread, ServerProcess, PINGS};
 
 const CLIENTS: usize = 64;
 const IN_FLIGHT: usize = 4;
@@ -36,8 +36,6 @@ fn runs() -> usize {
 }
 /// What one call of the heavy method should cost.
 const CALL_WORK: Duration = Duration::from_micros(50);
-const PINGS: usize = 2000;
-const MIGRATIONS: u64 = 1000;
 
 /// Rounds of `Probe.burn` that take about `CALL_WORK`, measured on the
 /// plugin alone.
@@ -141,95 +139,6 @@ fn throughput(
     })
 }
 
-fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// An in-process server with two games; two clients whose probes are on
-/// game 0 and game 1.
-async fn two_games(
-    dir: &std::path::Path,
-    wasm: &std::path::Path,
-) -> anyhow::Result<(wyrm::Server, Client, Client)> {
-    let (server, addr) = support::start_testbed_server_with(dir, wasm, "workers = 2").await?;
-    let (mut on0, mut on1) = (None, None);
-    for _ in 0..8 {
-        let mut c = Client::connect(Transport::Tcp, &addr).await?;
-        let id = c.wait_player(Duration::from_secs(10)).await?;
-        match server.game_of(id) {
-            Some(0) if on0.is_none() => on0 = Some(c),
-            Some(1) if on1.is_none() => on1 = Some(c),
-            _ => {}
-        }
-    }
-    match (on0, on1) {
-        (Some(a), Some(b)) => Ok((server, a, b)),
-        _ => anyhow::bail!("the clients' probes did not spread over both games"),
-    }
-}
-
-/// Round trips of `ping(target)` from `c`.
-async fn pings(c: &mut Client, target: u64) -> anyhow::Result<Vec<Duration>> {
-    let mut out = Vec::with_capacity(PINGS);
-    for k in 0..PINGS as u64 + 100 {
-        let t = Instant::now();
-        c.call_player("ping", (target, k)).await?;
-        c.expect_call("on_bounced", Duration::from_secs(5)).await?;
-        if k >= 100 {
-            out.push(t.elapsed());
-        }
-    }
-    Ok(out)
-}
-
-/// Moves a shuttle between planes on the two games `MIGRATIONS` times,
-/// ten calls and a report between moves; returns the pauses.
-async fn migrations(
-    server: &wyrm::Server,
-    a: &mut Client,
-    b: &mut Client,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut planes = Vec::new();
-    for c in [&mut *a, &mut *b] {
-        c.call_player("make_plane", NO_ARGS).await?;
-        let (_, (plane,)): (_, (u64,)) = c.expect_call_as("plane", Duration::from_secs(5)).await?;
-        planes.push(plane);
-    }
-    a.call_player("make_shuttle", (planes,)).await?;
-    let (_, (shuttle,)): (_, (u64,)) = a
-        .expect_call_as("on_shuttle", Duration::from_secs(5))
-        .await?;
-    let probe = b.wait_player(Duration::from_secs(5)).await?;
-    let before = server.migration_pauses().len();
-    for chunk in 0..MIGRATIONS {
-        for seq in chunk * 10..chunk * 10 + 10 {
-            b.call(shuttle, "take", (0u32, seq)).await?;
-        }
-        b.call(shuttle, "report", (probe,)).await?;
-        b.expect_call("on_shuttle_report", Duration::from_secs(5))
-            .await?;
-    }
-    // The last report may have run before the move its chunk's last call
-    // asked for (it was routed before that call ran); one more comes after
-    // the move, once the shuttle has arrived.
-    b.call(shuttle, "report", (probe,)).await?;
-    b.expect_call("on_shuttle_report", Duration::from_secs(5))
-        .await?;
-    let pauses = server.migration_pauses();
-    anyhow::ensure!(
-        pauses.len() >= before + MIGRATIONS as usize,
-        "{} migrations recorded",
-        pauses.len() - before
-    );
-    Ok(pauses)
-}
-
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
@@ -269,12 +178,14 @@ fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let latency = rt.block_on(async {
-        let (server, mut a, mut b) = two_games(dir.path(), &wasm).await?;
+        let (server, addr) =
+            support::start_testbed_server_with(dir.path(), &wasm, "workers = 2").await?;
+        let (mut a, mut b) = spread(&server, &addr).await?;
         let own = a.wait_player(Duration::from_secs(5)).await?;
         let other = b.wait_player(Duration::from_secs(5)).await?;
         let same = pings(&mut a, own).await?;
         let cross = pings(&mut a, other).await?;
-        let pauses = migrations(&server, &mut a, &mut b).await?;
+        let pauses = migrations(&server, &mut a, &mut b, support::MIGRATIONS as usize).await?;
         server.shutdown().await;
         anyhow::Ok((same, cross, pauses))
     })?;

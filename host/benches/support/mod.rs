@@ -348,3 +348,106 @@ pub fn in_suite() -> bool {
 pub fn suite_row(measure: &str, value: &str, workload: &str) {
     println!("SUITE\t{measure}\t{value}\t{workload}");
 }
+
+/// Round trips each latency measurement takes (after 100 to warm up).
+pub const PINGS: usize = 2000;
+/// Moves of the shuttle in a migration measurement.
+pub const MIGRATIONS: u64 = 1000;
+
+/// The value at fraction `p` of `v` (sorted here).
+pub fn percentile(mut v: Vec<std::time::Duration>, p: f64) -> std::time::Duration {
+    v.sort();
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Two testbed clients at `addr` whose probes are on game 0 and on game 1
+/// of `server` (the node, in a cluster: it knows where every entity is).
+pub async fn spread(
+    server: &wyrm::Server,
+    addr: &str,
+) -> anyhow::Result<(wyrm_client::Client, wyrm_client::Client)> {
+    use wyrm_client::{Client, Transport};
+    let (mut on0, mut on1) = (None, None);
+    for _ in 0..8 {
+        let mut c = Client::connect(Transport::Tcp, addr).await?;
+        let id = c.wait_player(Duration::from_secs(10)).await?;
+        match server.game_of(id) {
+            Some(0) if on0.is_none() => on0 = Some(c),
+            Some(1) if on1.is_none() => on1 = Some(c),
+            _ => {}
+        }
+    }
+    match (on0, on1) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => anyhow::bail!("the clients' probes did not spread over both games"),
+    }
+}
+
+/// Round trips of `ping(target)` from `c`: its probe calls `target`, which
+/// calls the probe back, which tells the client.
+pub async fn pings(
+    c: &mut wyrm_client::Client,
+    target: u64,
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    let mut out = Vec::with_capacity(PINGS);
+    for k in 0..PINGS as u64 + 100 {
+        let t = std::time::Instant::now();
+        c.call_player("ping", (target, k)).await?;
+        c.expect_call("on_bounced", Duration::from_secs(5)).await?;
+        if k >= 100 {
+            out.push(t.elapsed());
+        }
+    }
+    Ok(out)
+}
+
+/// Moves a shuttle between planes on the games of `a`'s and `b`'s probes
+/// [`MIGRATIONS`] times, ten calls and a report between moves; returns the
+/// pauses `server` has recorded (the arrivals on its own games), at least
+/// `recorded` of them.
+pub async fn migrations(
+    server: &wyrm::Server,
+    a: &mut wyrm_client::Client,
+    b: &mut wyrm_client::Client,
+    recorded: usize,
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    use wyrm_client::NO_ARGS;
+    let mut planes = Vec::new();
+    for c in [&mut *a, &mut *b] {
+        c.call_player("make_plane", NO_ARGS).await?;
+        let (_, (plane,)): (_, (u64,)) = c.expect_call_as("plane", Duration::from_secs(5)).await?;
+        planes.push(plane);
+    }
+    a.call_player("make_shuttle", (planes,)).await?;
+    let (_, (shuttle,)): (_, (u64,)) = a
+        .expect_call_as("on_shuttle", Duration::from_secs(5))
+        .await?;
+    let probe = b.wait_player(Duration::from_secs(5)).await?;
+    let before = server.migration_pauses().len();
+    for chunk in 0..MIGRATIONS {
+        for seq in chunk * 10..chunk * 10 + 10 {
+            b.call(shuttle, "take", (0u32, seq)).await?;
+        }
+        b.call(shuttle, "report", (probe,)).await?;
+        b.expect_call("on_shuttle_report", Duration::from_secs(5))
+            .await?;
+    }
+    // The last report may have run before the move its chunk's last call
+    // asked for (it was routed before that call ran); one more comes after
+    // the move, once the shuttle has arrived.
+    b.call(shuttle, "report", (probe,)).await?;
+    b.expect_call("on_shuttle_report", Duration::from_secs(5))
+        .await?;
+    let pauses = server.migration_pauses();
+    anyhow::ensure!(
+        pauses.len() >= before + recorded,
+        "{} migrations recorded",
+        pauses.len() - before
+    );
+    Ok(pauses)
+}
