@@ -37,6 +37,12 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
 }
 
+/// Set, replaces `[cluster] nats` (`wyrm cluster` sets it for the roles
+/// it starts, with the NATS server it started).
+pub const ENV_NATS: &str = "WYRM_NATS";
+/// Set, replaces `[storage]` with this PostgreSQL URL (likewise).
+pub const ENV_STORAGE_URL: &str = "WYRM_STORAGE_URL";
+
 /// `[server]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,6 +176,17 @@ pub struct ClusterConfig {
     /// numbered after those (`workers` to `workers + games - 1`). They
     /// share the server's storage, so it must be PostgreSQL.
     pub games: u16,
+    /// What `wyrm cluster` starts as gates 1, 2, …: where each listens.
+    pub gates: Vec<GateListen>,
+}
+
+/// Where a gate of `[cluster] gates` listens (`wyrm cluster` starts it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateListen {
+    pub tcp: Option<SocketAddr>,
+    pub websocket: Option<SocketAddr>,
+    pub kcp: Option<SocketAddr>,
 }
 
 impl Default for ClusterConfig {
@@ -179,6 +196,7 @@ impl Default for ClusterConfig {
             name: "wyrm".into(),
             gate: 0,
             games: 0,
+            gates: Vec::new(),
         }
     }
 }
@@ -295,6 +313,18 @@ impl Config {
         self.game.workers.unwrap_or_else(|| (cores() / 2).max(1))
     }
 
+    /// Checks that the config can run a cluster's roles: `[cluster] games`
+    /// or `gates` need NATS, and games PostgreSQL.
+    pub fn check_cluster(&self) -> anyhow::Result<()> {
+        let c = &self.cluster;
+        if c.games > 0 && (c.nats.is_none() || self.storage.url.is_none()) {
+            anyhow::bail!(
+                "[cluster] games needs [cluster] nats (how games reach the dispatcher) and [storage] url (a PostgreSQL every game shares); `wyrm cluster` starts both itself"
+            );
+        }
+        Ok(())
+    }
+
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -303,6 +333,14 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         cfg.resolve_paths(base);
+        // What `wyrm cluster` started for the roles it runs.
+        if let Ok(url) = std::env::var(ENV_NATS) {
+            cfg.cluster.nats = Some(url);
+        }
+        if let Ok(url) = std::env::var(ENV_STORAGE_URL) {
+            cfg.storage.path = None;
+            cfg.storage.url = Some(url);
+        }
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         Ok(cfg)
@@ -376,11 +414,6 @@ impl Config {
         {
             anyhow::bail!(
                 "[cluster] name must be letters, digits, '-' or '_' (it names NATS subjects)"
-            );
-        }
-        if c.games > 0 && (c.nats.is_none() || self.storage.url.is_none()) {
-            anyhow::bail!(
-                "[cluster] games needs [cluster] nats (how games reach the dispatcher) and [storage] url (a PostgreSQL every game shares)"
             );
         }
         if self.storage.url.is_some() && self.storage.path.is_some() {

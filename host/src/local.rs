@@ -65,6 +65,9 @@ pub struct LocalPostgres {
 impl LocalPostgres {
     /// Starts a server on `dir` (made if absent) on a free port.
     pub fn start(dir: &Path, durable: bool) -> anyhow::Result<Self> {
+        // The server may run as another user, from another folder.
+        let dir = &std::path::absolute(dir)
+            .with_context(|| format!("cannot make {} absolute", dir.display()))?;
         let bin = postgres_bin()?;
         let user = postgres_user()?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;

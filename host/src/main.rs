@@ -54,6 +54,14 @@ enum Command {
         #[arg(long)]
         id: u16,
     },
+    /// Run a whole cluster on this machine: the node (`serve`), `[cluster]
+    /// games` game processes and `[cluster] gates` gate processes, with a
+    /// nats-server and a PostgreSQL of their own unless the config names
+    /// them (`[cluster] nats`, `[storage] url`). Ctrl-C stops them all.
+    Cluster {
+        /// The cluster's TOML config.
+        config: PathBuf,
+    },
     /// Run a server and hot-swap its Rust plugins whenever their source
     /// changes: edit, save, and connected players keep playing on the new
     /// code with their state.
@@ -128,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             kcp,
         } => run_gate(config, id, [tcp, websocket, kcp]),
         Command::Game { config, id } => run_game(config, id),
+        Command::Cluster { config } => run_cluster(config),
         Command::Swap {
             config,
             plugin,
@@ -255,6 +264,20 @@ fn run_gate(
         gate.shutdown();
         anyhow::Ok(())
     })
+}
+
+fn run_cluster(config: PathBuf) -> anyhow::Result<()> {
+    let launched = wyrm::cluster::Launched::start(&config)?;
+    println!("The cluster is running. Ctrl-C stops it.");
+    let stopper = launched.stopper();
+    let signals = runtime_with(1)?;
+    std::thread::spawn(move || {
+        signals.block_on(wait_for_signal());
+        stopper.stop();
+    });
+    let gone = launched.wait();
+    launched.stop(gone);
+    Ok(())
 }
 
 fn run_game(config: PathBuf, id: u16) -> anyhow::Result<()> {

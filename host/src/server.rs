@@ -57,6 +57,7 @@ impl Server {
     /// Builds and loads the plugins, starts the game thread and binds every
     /// configured listener. Must run inside a tokio runtime.
     pub async fn start(cfg: Config) -> anyhow::Result<Self> {
+        cfg.check_cluster()?;
         let runtime = Arc::new(plugin_runtime(&cfg)?);
 
         let workers = cfg.workers();

@@ -207,6 +207,7 @@ impl GameProcess {
             cfg.cluster.games,
             last.saturating_sub(1)
         );
+        cfg.check_cluster()?;
         let game_id = GameId(id);
         let fabric = connect(&cfg, &format!("{} game {id}", cfg.server.name)).await?;
         let mut roster = fabric.roster().await?;

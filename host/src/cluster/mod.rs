@@ -14,15 +14,19 @@
 //! - A hot swap on the node is one for the cluster (`swaps.rs`): every game
 //!   votes, and all switch or none does.
 //!
+//! `wyrm cluster` starts all of them on this machine (`launch.rs`).
+//!
 //! Every process beats; one not heard for 3 s is gone, and each role says
 //! what that means for it.
 
 mod games;
 mod gates;
+mod launch;
 mod swaps;
 
 pub use games::GameProcess;
 pub use gates::GateProcess;
+pub use launch::Launched;
 pub use swaps::RemoteSwaps;
 pub(crate) use swaps::REMOTE_WAIT;
 
