@@ -285,3 +285,54 @@ async fn players_spread_over_games_in_two_processes_chat_as_on_one() {
     assert!(status.success(), "the game ended with {status}");
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_command_runs_a_whole_cluster_and_stops_it() {
+    nats(); // installs nats-server and PostgreSQL if missing
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cfg = dir.path().join("cluster.toml");
+    let text = format!(
+        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nname = \"one{pid}\"\ngames = 1\ngates = [{{ tcp = \"127.0.0.1:0\" }}]\n\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
+        data = dir.path().join("data").display().to_string(),
+        pid = std::process::id(),
+        src = root.join("examples/chatroom/plugin").display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    // It starts NATS and PostgreSQL itself, then the node, game 1 and
+    // gate 1, and says where each gate listens.
+    let cluster = Wyrm::start(&["cluster"], &cfg);
+    let addr = |line: String| line.rsplit(' ').next().expect("address").to_string();
+    let at_node = addr(cluster.wait_line("[node] TCP clients:", Duration::from_secs(600)));
+    let at_gate = addr(cluster.wait_line("[gate 1] TCP clients:", Duration::from_secs(600)));
+    cluster.wait_line("The cluster is running", WAIT);
+    let mut ann = player(&at_node, "ann", true).await;
+    let mut bob = player(&at_gate, "bob", true).await;
+    for c in [&mut ann, &mut bob] {
+        join(c, "tea").await;
+    }
+    call(&mut ann, "say", ("hello, cluster",)).await;
+    for c in [&mut ann, &mut bob] {
+        let (from, _, text): (String, String, String) = expect(c, "on_chat").await;
+        assert_eq!((from.as_str(), text.as_str()), ("ann", "hello, cluster"));
+    }
+    // Ctrl-C: every role saves and ends, then the services; nothing of it
+    // (roles, PostgreSQL on its data folder) is left running.
+    cluster.signal("INT");
+    let mut cluster = cluster;
+    let status = tokio::task::spawn_blocking(move || cluster.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "wyrm cluster ended with {status}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &dir.path().display().to_string()])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "roles left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    wait_closed(&mut ann, WAIT).await;
+}
