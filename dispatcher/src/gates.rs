@@ -96,7 +96,8 @@ fn split<T>(batch: GateBatch, gates: &[(GateId, T)]) -> Vec<(GateId, GateBatch)>
             ToGate::Bind { client, .. }
             | ToGate::Send { client, .. }
             | ToGate::View { client, .. }
-            | ToGate::SetTag { client, .. } => {
+            | ToGate::SetTag { client, .. }
+            | ToGate::Release { client } => {
                 // A client of a gate that is gone is gone too.
                 if let Some(i) = slot(&mut per, client) {
                     per[i].1.ops.push(op);

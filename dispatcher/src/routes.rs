@@ -223,15 +223,29 @@ impl<M: Routed> Dispatcher<M> {
 
     /// Game `game`'s process is gone: it takes nothing new, and the
     /// entities it ran are forgotten with what was held for them (calls
-    /// to them go to their mailboxes). How many there were.
-    pub fn game_lost(&self, game: GameId) -> usize {
+    /// to them go to their mailboxes). How many there were, and the
+    /// clients that were playing on it, whose connections are to end.
+    pub fn game_lost(&self, game: GameId) -> (usize, Vec<ClientId>) {
         let mut r = self.shared.lock();
         r.directory.set_up(game, false);
         let lost = r.directory.game_lost(game);
         for (id, _) in &lost {
             r.types.remove(id);
         }
-        lost.len()
+        let clients: Vec<ClientId> = r
+            .clients
+            .iter()
+            .filter(|(_, seat)| seat.game == game)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in &clients {
+            if let Some(seat) = r.clients.remove(c) {
+                if let Some(e) = seat.entity {
+                    r.bound.remove(&e);
+                }
+            }
+        }
+        (lost.len(), clients)
     }
 
     /// Does what game `game`, in another process, told or asked, as its
@@ -1180,8 +1194,11 @@ mod tests {
         ));
         assert!(remote.migration_failed(300).is_empty());
         assert_eq!(remote.game_of(300), Some(GameId(1)));
-        // The game's process gone: its entities are forgotten.
-        assert_eq!(d.game_lost(GameId(1)), 2);
+        // The game's process gone: its entities are forgotten, and the
+        // clients playing there (b, and a since its claim) are let go.
+        let (entities, mut clients) = d.game_lost(GameId(1));
+        clients.sort_by_key(|c| format!("{c}"));
+        assert_eq!((entities, clients), (2, vec![a, b]));
         assert!(!local.exists(200));
         assert!(local.exists(100));
     }

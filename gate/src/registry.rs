@@ -157,6 +157,11 @@ impl Gate {
                     args,
                     plugin,
                 } => self.call_own(&method, &args, |c| c.plugin == plugin),
+                ToGate::Release { client } => {
+                    if let Some(c) = self.clients.get(&client) {
+                        c.link.close(CloseReason::Released);
+                    }
+                }
             }
         }
         if batch.tick {

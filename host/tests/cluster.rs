@@ -336,3 +336,43 @@ async fn one_command_runs_a_whole_cluster_and_stops_it() {
     );
     wait_closed(&mut ann, WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_games_players_are_let_go_and_play_on_the_game_left() {
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    let url = pg.database("chat").expect("a database");
+    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
+    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    // Game 0 runs the Lobby: ann's account goes to game 1, bob's to 0.
+    let mut ann = player(&at_node, "ann", true).await;
+    let mut bob = player(&at_node, "bob", true).await;
+    assert_ne!(
+        ann.player().expect("ann's entity") / 10_000,
+        bob.player().expect("bob's entity") / 10_000,
+        "ann and bob on the same game"
+    );
+    for c in [&mut ann, &mut bob] {
+        join(c, "tea").await;
+    }
+
+    // Game 1 dies: once the node stops hearing it, ann (who played there)
+    // is let go; bob plays on.
+    game.signal("KILL");
+    wait_closed(&mut ann, WAIT).await;
+    // Her registration was acknowledged: she logs in again, on game 0 now,
+    // and is in the first room and nowhere else.
+    let mut ann = player(&at_node, "ann", false).await;
+    call(&mut bob, "say", ("still here",)).await;
+    let (from, _, text): (String, String, String) = expect(&mut bob, "on_chat").await;
+    assert_eq!((from.as_str(), text.as_str()), ("bob", "still here"));
+    assert_eq!(who(&mut bob).await, ["bob"], "her old avatar left the room");
+    join(&mut ann, "tea").await;
+    assert_eq!(who(&mut bob).await, ["ann", "bob"]);
+    drop(pg);
+}

@@ -168,6 +168,7 @@ mod tests {
                     args: Bytes::new(),
                     plugin: 3,
                 },
+                ToGate::Release { client },
             ],
         };
         (to_game, batch)

@@ -264,6 +264,9 @@ pub enum ToGate {
         args: Bytes,
         plugin: PluginIndex,
     },
+    /// End the client's connection: the game that ran its entity is gone
+    /// (its process died), so it must log in again to play on.
+    Release { client: ClientId },
     /// Call `method` on every client bound to an entity of plugin `plugin`.
     Broadcast {
         method: String,

@@ -111,12 +111,24 @@ pub(crate) async fn serve_node(
                     tracing::info!(game = p.id, "game joined")
                 }
                 Change::Left(p) if p.role == Role::Game => {
-                    let lost = dispatcher.game_lost(GameId(p.id));
+                    let (entities, clients) = dispatcher.game_lost(GameId(p.id));
                     tracing::warn!(
                         game = p.id,
-                        entities = lost,
-                        "game lost: its entities are forgotten until loaded again"
+                        entities,
+                        clients = clients.len(),
+                        "game lost: its players are let go, to log in again on the games left; its entities are forgotten until loaded again"
                     );
+                    let release = wyrm_wire::GateBatch {
+                        ops: clients
+                            .into_iter()
+                            .map(|client| wyrm_wire::ToGate::Release { client })
+                            .collect(),
+                        tick: false,
+                    };
+                    links.gates().send(HeldBatch {
+                        batch: release,
+                        held: Vec::new(),
+                    });
                 }
                 _ => {}
             }

@@ -391,13 +391,49 @@ impl Lobby {
         let why = match ok {
             None => BUSY,
             Some(false) => WRONG_LOGIN,
-            Some(true) if ctx.get_attr::<EntityId>(path!["online", &name])?.is_some() => {
-                "already online"
+            Some(true) => match ctx.get_attr::<EntityId>(path!["online", &name])? {
+                // Online, or left behind by a game that died (in a
+                // cluster): asked, then `online_checked`.
+                Some(there) => {
+                    return ctx.entity_exists(there, "online_checked", (name, account, there));
+                }
+                None => {
+                    ctx.set_attr(path!["online", &name], account)?;
+                    return ctx.call(account, "logged_in", (name,));
+                }
+            },
+        };
+        ctx.call_client_of(account, "on_login", (false, why))?;
+        Ok(())
+    }
+
+    /// `entity_exists` continuation: whether the entity online as `name`
+    /// still exists. If it does, the login is refused; if it is gone (its
+    /// game's process died), it is forgotten and the login goes on.
+    fn online_checked(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        exists: Option<bool>,
+        context: (String, EntityId, EntityId),
+    ) -> Result<(), Error> {
+        let (name, account, there) = context;
+        let why = match (error, exists) {
+            (Some(_), _) => BUSY,
+            (None, Some(false)) => {
+                if ctx.get_attr::<EntityId>(path!["online", &name])? != Some(there) {
+                    "already online" // someone else took the name meanwhile
+                } else {
+                    let rooms: BTreeMap<String, BTreeMap<String, EntityId>> =
+                        ctx.get_attr(path!["members"])?.unwrap_or_default();
+                    for room in rooms.keys() {
+                        Self::leave_room(ctx, &name, room, there)?;
+                    }
+                    ctx.set_attr(path!["online", &name], account)?;
+                    return ctx.call(account, "logged_in", (name,));
+                }
             }
-            Some(true) => {
-                ctx.set_attr(path!["online", &name], account)?;
-                return ctx.call(account, "logged_in", (name,));
-            }
+            (None, _) => "already online",
         };
         ctx.call_client_of(account, "on_login", (false, why))?;
         Ok(())
