@@ -376,3 +376,59 @@ async fn a_killed_games_players_are_let_go_and_play_on_the_game_left() {
     assert_eq!(who(&mut bob).await, ["ann", "bob"]);
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_nats_server_costs_every_role_a_pause_not_its_players() {
+    let mut nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    let url = pg.database("chat").expect("a database");
+    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
+    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &cfg);
+    let at_gate = gate.tcp_addr();
+    // ann on game 1 through gate 1, bob on game 0 through the node's gate:
+    // everything between them crosses NATS.
+    let mut ann = player(&at_gate, "ann", true).await;
+    let mut bob = player(&at_node, "bob", true).await;
+    for c in [&mut ann, &mut bob] {
+        join(c, "tea").await;
+    }
+
+    // NATS goes away and comes back on its port at once: every role
+    // reconnects by itself, and no one is taken for gone. (What is sent
+    // before the role it is for has reconnected is lost: NATS keeps
+    // nothing for a subscriber that is not there. So each player asks
+    // until an answer comes, and goes on from there.)
+    nats.kill();
+    nats.restart().expect("nats-server again");
+    for c in [&mut ann, &mut bob] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            call(c, "who", wyrm_client::NO_ARGS).await;
+            let answer = c.expect_call("on_who", Duration::from_secs(1)).await;
+            if answer.is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no answer after the NATS restart"
+            );
+        }
+    }
+    for (i, speaker) in ["ann", "bob"].into_iter().enumerate() {
+        let line = format!("{speaker} after the restart");
+        let c = if i == 0 { &mut ann } else { &mut bob };
+        call(c, "say", (&line,)).await;
+        for c in [&mut ann, &mut bob] {
+            let (from, _, text): (String, String, String) = expect(c, "on_chat").await;
+            assert_eq!((from.as_str(), text.as_str()), (speaker, line.as_str()));
+        }
+    }
+    assert_eq!(who(&mut ann).await, ["ann", "bob"]);
+    drop(pg);
+}
