@@ -215,6 +215,24 @@ impl<M: Routed> Dispatcher<M> {
         self.shared.lock().directory.set_up(game, up);
     }
 
+    /// Game `game`, in another process, runs `entities` (id, type) and is
+    /// ready: what it reports after this dispatcher restarted. The ones
+    /// another game reported first stay there, and are returned.
+    pub fn rejoin(&self, game: GameId, entities: Vec<(EntityId, u32)>) -> Vec<EntityId> {
+        let mut r = self.shared.lock();
+        let mut taken = Vec::new();
+        for (id, ty) in entities {
+            match r.directory.created(id, game) {
+                Ok(()) => {
+                    r.types.insert(id, ty);
+                }
+                Err(_) => taken.push(id),
+            }
+        }
+        r.directory.set_up(game, true);
+        taken
+    }
+
     /// Whether game `game` takes new entities (in a cluster: its process
     /// said it is ready and has not been lost since).
     pub fn is_game_up(&self, game: GameId) -> bool {
@@ -251,10 +269,16 @@ impl<M: Routed> Dispatcher<M> {
     /// Does what game `game`, in another process, told or asked, as its
     /// `GameRoutes` would have in this one; the answer, if `op` has one.
     pub fn apply(&self, game: GameId, op: RouteOp) -> Option<RouteAnswer> {
-        if op == RouteOp::Up {
-            self.set_game_up(game, true);
-            return Some(RouteAnswer::Yes(true));
-        }
+        let op = match op {
+            RouteOp::Up => {
+                self.set_game_up(game, true);
+                return Some(RouteAnswer::Yes(true));
+            }
+            RouteOp::Rejoin { entities } => {
+                return Some(RouteAnswer::Taken(self.rejoin(game, entities)));
+            }
+            op => op,
+        };
         let r = self.for_game(game);
         let back = |m: Result<(), M>| m.err().and_then(|m| m.into_wire().ok());
         Some(match op {
@@ -289,7 +313,7 @@ impl<M: Routed> Dispatcher<M> {
                 RouteAnswer::Yes(r.register_service(&name, id))
             }
             RouteOp::Service { name } => RouteAnswer::Entity(r.service(&name)),
-            RouteOp::Up => return None,
+            RouteOp::Up | RouteOp::Rejoin { .. } => return None,
         })
     }
 }
@@ -843,6 +867,23 @@ impl<M: Routed> GameRoutes<M> {
             Err(e) => {
                 tracing::error!(entity = id, "dispatcher: {e}");
                 false
+            }
+        }
+    }
+
+    /// The dispatcher restarted: this game runs `entities` (id, type) and
+    /// is ready. The ones another game reported first are returned, for
+    /// this game to drop. (A game in the dispatcher's own process restarts
+    /// with it: nothing to do.)
+    pub fn rejoin(&self, entities: Vec<(EntityId, u32)>) -> Vec<EntityId> {
+        let Link::Remote(link) = &self.link else {
+            return Vec::new();
+        };
+        match link.ask(RouteOp::Rejoin { entities }) {
+            Some(RouteAnswer::Taken(taken)) => taken,
+            other => {
+                unexpected("rejoin", other);
+                Vec::new()
             }
         }
     }

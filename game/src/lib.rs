@@ -405,6 +405,8 @@ impl Game {
         match msg {
             GameInput::Wire(msg) => self.handle_wire(msg),
             GameInput::Swap(req) => self.swap(*req),
+            GameInput::Node { back: false } => self.world().node_lost(),
+            GameInput::Node { back: true } => self.world().rejoin(),
             routed => self.world().take(routed),
         }
     }

@@ -53,6 +53,10 @@ pub enum GameInput {
     /// Replace a plugin with a new version (hot swap) on this game, if
     /// every game can.
     Swap(Box<crate::SwapRequest>),
+    /// In a cluster, the node (its dispatcher, its gates' links) is gone
+    /// (`false`: every client was let go with it) or back (`true`: report
+    /// every entity to its new dispatcher).
+    Node { back: bool },
 }
 
 impl GameInput {

@@ -432,3 +432,56 @@ async fn a_restarted_nats_server_costs_every_role_a_pause_not_its_players() {
     assert_eq!(who(&mut ann).await, ["ann", "bob"]);
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_rejoins_a_restarted_node_and_takes_players_again() {
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    let url = pg.database("chat").expect("a database");
+    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
+    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    let mut ann = player(&at_node, "ann", true).await;
+    join(&mut ann, "tea").await;
+
+    // The node dies with its dispatcher and gate: ann is gone with it.
+    node.signal("KILL");
+    wait_closed(&mut ann, WAIT).await;
+    drop(node);
+    // A new node on the same config: game 1 hears it, reports what it
+    // runs and takes new players again, beside the node's own game.
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut players = Vec::new();
+    let mut blocks = std::collections::BTreeSet::new();
+    // Until game 1 has rejoined, new players all go to game 0.
+    while blocks.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "game 1 never took a player again"
+        );
+        let name = format!("p{}", players.len());
+        let c = player(&at_node, &name, true).await;
+        blocks.insert(c.player().expect("own entity") / 10_000);
+        players.push((name, c));
+    }
+    let mut ann = player(&at_node, "ann", false).await;
+    join(&mut ann, "tea").await;
+    for (_, c) in &mut players {
+        join(c, "tea").await;
+    }
+    call(&mut ann, "say", ("back on both games",)).await;
+    for (_, c) in &mut players {
+        let (from, _, text): (String, String, String) = expect(c, "on_chat").await;
+        assert_eq!(
+            (from.as_str(), text.as_str()),
+            ("ann", "back on both games")
+        );
+    }
+    drop(pg);
+}

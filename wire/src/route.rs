@@ -15,6 +15,9 @@ pub enum RouteOp {
     /// The game is ready: the dispatcher may place entities on it.
     /// Answer: [`RouteAnswer::Yes`].
     Up,
+    /// The game is ready again after the dispatcher restarted, and runs
+    /// these entities (id, type). Answer: [`RouteAnswer::Taken`].
+    Rejoin { entities: Vec<(EntityId, u32)> },
     /// The game made `id`, of type `ty` (a registry index). Answer:
     /// [`RouteAnswer::Yes`] once the dispatcher knows, so that nothing the
     /// game sends about `id` (its frames to clients) can reach anyone
@@ -100,4 +103,6 @@ pub enum RouteAnswer {
     Client(Option<ClientId>),
     Entity(Option<EntityId>),
     Yes(bool),
+    /// Entities another game reported first: the asker drops its copies.
+    Taken(Vec<EntityId>),
 }

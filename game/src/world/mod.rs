@@ -365,6 +365,51 @@ impl World {
         }
     }
 
+    /// The node of the cluster is gone, and every client with it (its
+    /// gates let them go): each is disconnected here, as if it had left.
+    pub(crate) fn node_lost(&mut self) {
+        tracing::warn!(
+            clients = self.clients.len(),
+            "the cluster's node is gone: this game's players are disconnected"
+        );
+        self.let_clients_go();
+    }
+
+    fn let_clients_go(&mut self) {
+        let clients: Vec<ClientId> = self.clients.keys().copied().collect();
+        for client in clients {
+            self.disconnect_client(client);
+        }
+    }
+
+    /// The node is back (its dispatcher restarted): every entity here is
+    /// reported to it; one another game reported first stays there, and
+    /// this game's copy is forgotten (not saved: the other is the one that
+    /// lives on).
+    pub(crate) fn rejoin(&mut self) {
+        // Any that connected through the old node in its last moments.
+        self.let_clients_go();
+        let live = self
+            .entities
+            .iter()
+            .map(|(id, e)| (*id, e.ty as u32))
+            .collect();
+        for id in self.routes.rejoin(live) {
+            tracing::warn!(
+                entity = id,
+                "another game runs this entity since the node restarted: dropped here"
+            );
+            self.end_space(id);
+            self.leave_space_now(id);
+            if let Some(e) = self.entities.remove(&id) {
+                self.uncount_entity(e.counted as usize);
+            }
+            self.handoffs.remove(&id);
+            self.timers.cancel_entity(id);
+            self.storage.dirty.remove(&id);
+        }
+    }
+
     /// Checks a client's call and queues it, or answers with an error.
     pub(super) fn client_call(
         &mut self,

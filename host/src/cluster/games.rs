@@ -22,7 +22,7 @@
 //!   them go to their mailboxes, and a load brings them back elsewhere).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -121,6 +121,9 @@ struct FabricRouteLink {
     out: flume::Sender<(RouteRequest, ())>,
     waiting: Arc<Mutex<HashMap<u64, flume::Sender<RouteAnswer>>>>,
     next: AtomicU64,
+    /// The node is heard: while it is not, nothing is sent and no question
+    /// waits for an answer that cannot come.
+    node_heard: AtomicBool,
 }
 
 impl FabricRouteLink {
@@ -145,18 +148,26 @@ impl FabricRouteLink {
             out,
             waiting,
             next: AtomicU64::new(1),
+            node_heard: AtomicBool::new(true),
         })
     }
 }
 
 impl RouteLink for FabricRouteLink {
     fn tell(&self, op: RouteOp) {
+        if !self.node_heard.load(Ordering::Relaxed) {
+            return;
+        }
         if self.out.send((RouteRequest { ask: None, op }, ())).is_err() {
             tracing::error!("the fabric is gone: a route update was lost");
         }
     }
 
     fn ask(&self, op: RouteOp) -> Option<RouteAnswer> {
+        // Rejoining is what it asks once the node is back.
+        if !self.node_heard.load(Ordering::Relaxed) && !matches!(op, RouteOp::Rejoin { .. }) {
+            return None;
+        }
         let ask = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = flume::bounded(1);
         let lock = || self.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -285,16 +296,25 @@ impl GameProcess {
             id,
             run: run_id(),
         });
+        let (node_link, to_game) = (link.clone(), internal.clone());
         tasks.push(tokio::spawn(async move {
             while let Some(change) = roster.next().await {
                 match change {
                     Change::Joined(p) if p.role == Role::Gate => gates.ensure(GateId(p.id)),
                     Change::Left(p) if p.role == Role::Gate => gates.remove(GateId(p.id)),
+                    // Its players went with it; once it is back (a new
+                    // dispatcher), the game reports what it runs.
                     Change::Left(p) if p.role == Role::Node => {
-                        tracing::warn!(game = id, "the cluster's node is gone")
+                        tracing::warn!(game = id, "the cluster's node is gone");
+                        node_link.node_heard.store(false, Ordering::Relaxed);
+                        let _ = to_game.send(GameInput::Node { back: false });
                     }
-                    Change::Joined(p) if p.role == Role::Node => {
-                        tracing::info!(game = id, "the cluster's node is back")
+                    Change::Joined(p)
+                        if p.role == Role::Node
+                            && !node_link.node_heard.swap(true, Ordering::Relaxed) =>
+                    {
+                        tracing::info!(game = id, "the cluster's node is back: rejoining");
+                        let _ = to_game.send(GameInput::Node { back: true });
                     }
                     _ => {}
                 }
