@@ -40,6 +40,24 @@ fn write_config(dir: &Path, nats: &str) -> PathBuf {
 /// `games` gives a number and a PostgreSQL URL, that many in processes of
 /// their own.
 fn write_cluster_config(dir: &Path, nats: &str, games: Option<(u16, &str)>) -> PathBuf {
+    let plugin = (
+        "chatroom",
+        "examples/chatroom/plugin",
+        "Account",
+        "[\"Lobby\"]",
+    );
+    write_config_of(dir, nats, games, plugin)
+}
+
+/// Like [`write_cluster_config`], for `plugin`: its name, its source (from
+/// the repository's root), its boot entity and its services (TOML).
+fn write_config_of(
+    dir: &Path,
+    nats: &str,
+    games: Option<(u16, &str)>,
+    plugin: (&str, &str, &str, &str),
+) -> PathBuf {
+    let (name, source, boot, services) = plugin;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cfg = dir.join("wyrm.toml");
     let (games, storage) = match games {
@@ -50,10 +68,10 @@ fn write_cluster_config(dir: &Path, nats: &str, games: Option<(u16, &str)>) -> P
         None => (String::new(), String::new()),
     };
     let text = format!(
-        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n{games}{storage}\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
+        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\nboot_entity = {boot:?}\nservices = {services}\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n{games}{storage}\n[[plugin]]\nname = {name:?}\nsource = {src:?}\n",
         data = dir.join("data").display().to_string(),
         pid = std::process::id(),
-        src = root.join("examples/chatroom/plugin").display().to_string(),
+        src = root.join(source).display().to_string(),
     );
     std::fs::write(&cfg, text).expect("write config");
     cfg
@@ -483,5 +501,48 @@ async fn a_game_rejoins_a_restarted_node_and_takes_players_again() {
             ("ann", "back on both games")
         );
     }
+    drop(pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_game_had_saved_is_served_again_on_the_game_left() {
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    let url = pg.database("vaults").expect("a database");
+    let testbed = ("testbed", "plugins/testbed", "Probe", "[]");
+    let cfg = write_config_of(dir.path(), &nats.url(), Some((1, &url)), testbed);
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
+    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    // Probes go to the least loaded game: the first to game 0, the next
+    // to game 1.
+    let mut on0 = Client::connect(Transport::Tcp, &at_node)
+        .await
+        .expect("connect");
+    let id0 = on0.wait_player(WAIT).await.expect("own probe");
+    let mut on1 = Client::connect(Transport::Tcp, &at_node)
+        .await
+        .expect("connect");
+    let id1 = on1.wait_player(WAIT).await.expect("own probe");
+    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+    // A vault made on game 1, its value saved (acknowledged).
+    call(&mut on1, "vault_new", (1i64,)).await;
+    let (vault,): (u64,) = expect(&mut on1, "on_vault").await;
+    call(&mut on1, "vault_set", (vault, 42i64)).await;
+    let (_, value, error): (u64, i64, Option<String>) = expect(&mut on1, "on_vault_saved").await;
+    assert_eq!((value, error), (42, None));
+
+    // Game 1 dies. Its player is let go; the vault comes back on game 0
+    // when asked for, with what was acknowledged.
+    game.signal("KILL");
+    wait_closed(&mut on1, WAIT).await;
+    call(&mut on0, "vault_get", (vault,)).await;
+    let (id, value, _, error): (u64, Option<i64>, Vec<String>, Option<String>) =
+        expect(&mut on0, "on_vault_value").await;
+    assert_eq!((id, error), (vault, None));
+    assert_eq!(value, Some(42), "the acknowledged value");
     drop(pg);
 }
