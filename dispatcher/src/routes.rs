@@ -294,7 +294,13 @@ impl<M: Routed> Dispatcher<M> {
             RouteOp::Gone { id } => RouteAnswer::Held(wire_all(r.gone(id))),
             RouteOp::TypeOf { id } => RouteAnswer::Type(r.type_of(id)),
             RouteOp::GameOf { id } => RouteAnswer::Game(r.game_of(id)),
-            RouteOp::Send { msg } => RouteAnswer::Back(back(r.send(M::from(msg)))),
+            RouteOp::Send { msg } => {
+                if let Some(msg) = back(r.send(M::from(msg))) {
+                    // Behind everything routed to the sender so far.
+                    let _ = self.shared.send(game, ToGame::Returned(Box::new(msg)));
+                }
+                return None;
+            }
             RouteOp::BeginMigration { id, to, then } => {
                 RouteAnswer::Refused(r.begin_migration(id, to, then).err())
             }
@@ -645,20 +651,18 @@ impl<M: Routed> GameRoutes<M> {
     }
 
     /// Sends `msg` to the game of the entity it is for (it waits there if
-    /// the entity is on its way). An entity on no game gives `msg` back.
+    /// the entity is on its way). An entity on no game gives `msg` back
+    /// (to a game in another process, later: see [`RouteOp::Send`]).
     pub fn send(&self, msg: M) -> Result<(), M> {
         let shared = match &self.link {
             Link::Local(shared) => shared,
+            // Not waited for: a message for an entity on no game comes
+            // back to this game later, as `ToGame::Returned`.
             Link::Remote(link) => {
-                let msg = msg.into_wire()?;
-                return match link.ask(RouteOp::Send { msg }) {
-                    Some(RouteAnswer::Back(None)) => Ok(()),
-                    Some(RouteAnswer::Back(Some(msg))) => Err(M::from(msg)),
-                    other => {
-                        unexpected("send", other);
-                        Ok(())
-                    }
-                };
+                link.tell(RouteOp::Send {
+                    msg: msg.into_wire()?,
+                });
+                return Ok(());
             }
         };
         let Some(entity) = msg.entity() else {
@@ -1191,10 +1195,11 @@ mod tests {
         assert!(!remote.register_service("Lobby", 200), "taken");
         assert_eq!(remote.service("Lobby"), Some(1));
         // A message for an entity on no game comes back to the sender.
-        let back = remote.send(TestMsg::Wire(ToGame::DestroyEntity { entity: 999 }));
+        let gone = TestMsg::Wire(ToGame::DestroyEntity { entity: 999 });
+        assert!(remote.send(gone).is_ok());
         assert!(matches!(
-            back,
-            Err(TestMsg::Wire(ToGame::DestroyEntity { entity: 999 }))
+            next(&inboxes[1]),
+            Some(TestMsg::Wire(ToGame::Returned(m))) if *m == ToGame::DestroyEntity { entity: 999 }
         ));
         // One for an entity elsewhere reaches its game.
         assert!(remote

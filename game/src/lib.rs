@@ -428,6 +428,7 @@ impl Game {
                 held_at_us,
             } => self.depart(entity, to, then, held_at_us),
             ToGame::Arrive(m) => self.arrive(*m),
+            ToGame::Returned(msg) => self.world().undeliverable(GameInput::from(*msg)),
             // Taken by `run` before it gets here.
             ToGame::Shutdown => {}
             routed => self.world().take(GameInput::from(routed)),

@@ -81,6 +81,10 @@ pub enum ToGame {
     /// dispatcher placed it, and holds its messages until it is in):
     /// `reply` gets the answer.
     LoadEntity { entity: EntityId, reply: ReplyTo },
+    /// What this game (in a process of its own) sent for an entity that
+    /// is on no game, back for it to handle as it would have at once in
+    /// one process: into the entity's mailbox, or answered as missing.
+    Returned(Box<ToGame>),
     /// Stop: serve what came before, save every persistent entity, end.
     Shutdown,
 }

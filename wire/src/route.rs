@@ -42,8 +42,8 @@ pub enum RouteOp {
     TypeOf { id: EntityId },
     /// Answer: [`RouteAnswer::Game`].
     GameOf { id: EntityId },
-    /// Send `msg` to its entity's game. Answer: [`RouteAnswer::Back`],
-    /// `msg` if the entity is on no game (the caller handles it).
+    /// Send `msg` to its entity's game; if that entity is on no game, it
+    /// comes back to the sender as [`ToGame::Returned`].
     Send { msg: ToGame },
     /// Start moving `id` from the game to `to`. Answer:
     /// [`RouteAnswer::Refused`].

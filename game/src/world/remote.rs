@@ -84,7 +84,7 @@ impl World {
     }
 
     /// What was addressed to an entity on no game.
-    fn undeliverable(&mut self, msg: GameInput) {
+    pub(crate) fn undeliverable(&mut self, msg: GameInput) {
         match msg {
             // Kept for it, if it is saved, until it is loaded.
             GameInput::Call { call, charge } => {
