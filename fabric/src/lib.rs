@@ -22,6 +22,7 @@
 //! goes away; messages published meanwhile wait in the client's buffer.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -100,13 +101,60 @@ pub struct Fabric {
 /// (its default limit is 1 MiB).
 const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
+/// How a process proves itself to the NATS server and checks the server:
+/// all optional, for a NATS server that asks. (A user and password go in
+/// the URL: `nats://user:pass@host:4222`.)
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// A NATS credentials file (`.creds`: the user's JWT and NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// Speak TLS, trusting the server's certificate if these CA
+    /// certificates (PEM) sign it. A `tls://` URL asks for TLS too, then
+    /// trusting the system's roots.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for a server that verifies
+    /// its clients.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
 impl Fabric {
     /// Connects to the NATS server at `url` as `name` (shown by the server)
     /// for cluster `cluster`. Waits for the first connection; after it,
     /// reconnects by itself whenever the server goes away.
     pub async fn connect(url: &str, cluster: &str, name: &str) -> Result<Self, FabricError> {
+        Self::connect_with(url, cluster, name, &Security::default()).await
+    }
+
+    /// [`connect`](Self::connect), with credentials and TLS.
+    pub async fn connect_with(
+        url: &str,
+        cluster: &str,
+        name: &str,
+        security: &Security,
+    ) -> Result<Self, FabricError> {
+        let refused = |reason: String| FabricError::Connect {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(creds) = &security.credentials {
+            options = options.credentials_file(creds).await.map_err(|e| {
+                refused(format!(
+                    "cannot read the credentials file {}: {e}",
+                    creds.display()
+                ))
+            })?;
+        }
+        if let Some(ca) = &security.ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &security.client_cert {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
         let url_for_logs = url.to_owned();
-        let client = async_nats::ConnectOptions::new()
+        let client = options
             .name(name)
             // Batches, not frames: a few thousand cover any burst a
             // subscriber's task falls behind by.
@@ -131,10 +179,7 @@ impl Fabric {
             })
             .connect(url)
             .await
-            .map_err(|e| FabricError::Connect {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| refused(e.to_string()))?;
         Ok(Self {
             client,
             prefix: format!("wyrm.{cluster}"),

@@ -34,6 +34,8 @@ pub fn nats_server_bin() -> anyhow::Result<PathBuf> {
 /// A `nats-server` child process on 127.0.0.1.
 pub struct LocalNats {
     bin: PathBuf,
+    /// Options beyond the address and port (TLS, say).
+    extra: Vec<String>,
     /// Its port, once it has one (it picks a free one the first time).
     port: Option<u16>,
     child: Option<Child>,
@@ -43,8 +45,15 @@ impl LocalNats {
     /// Starts one on a port it picks itself (so two started at once never
     /// share one) and waits until it takes connections.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more options for `nats-server` (its
+    /// `--tls…` ones, say).
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let mut nats = Self {
             bin: nats_server_bin()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             port: None,
             child: None,
         };
@@ -72,6 +81,7 @@ impl LocalNats {
         let port = self.port.map_or("-1".to_owned(), |p| p.to_string());
         let mut child = Command::new(&self.bin)
             .args(["-a", "127.0.0.1", "-p", &port])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

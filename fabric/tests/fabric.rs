@@ -138,3 +138,111 @@ async fn a_restarted_nats_server_costs_a_pause_not_the_connection() {
     }
     assert!(heard, "nothing got through after NATS restarted");
 }
+
+/// A CA and a certificate it signs for 127.0.0.1, made with `openssl`.
+fn certificates(dir: &std::path::Path, ca: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_pem,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=wyrm test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[tokio::test]
+async fn tls_to_nats_trusts_the_given_ca_and_refuses_another() {
+    nats(); // installs nats-server
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "other");
+    certificates(dir.path(), "ca");
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let server = LocalNats::start_with(&[
+        "--tls",
+        "--tlscert",
+        &path("server.pem"),
+        "--tlskey",
+        &path("server.key"),
+    ])
+    .expect("nats-server with TLS");
+    let trusting = |ca: &str| wyrm_fabric::Security {
+        ca: Some(dir.path().join(ca)),
+        ..Default::default()
+    };
+    let a = Fabric::connect_with(&server.url(), "tls", "a", &trusting("ca.pem"))
+        .await
+        .expect("TLS with the server's CA");
+    let mut inbox = a.inbox::<String>(Address::Up(1)).await.expect("subscribe");
+    let outbox = a.outbox::<String, ()>(Address::Up(1), 8);
+    outbox.send("over TLS".into(), ()).await.expect("send");
+    let (_, got) = tokio::time::timeout(Duration::from_secs(5), inbox.next())
+        .await
+        .expect("in time")
+        .expect("a batch");
+    assert_eq!(got, ["over TLS"]);
+    // A server whose certificate another CA signed is not trusted; nor is
+    // one without TLS when TLS is asked for.
+    let wrong = Fabric::connect_with(&server.url(), "tls", "b", &trusting("other.pem")).await;
+    assert!(wrong.is_err(), "a certificate of another CA was trusted");
+    let plain = nats();
+    let no_tls = Fabric::connect_with(&plain.url(), "tls", "c", &trusting("ca.pem")).await;
+    assert!(
+        no_tls.is_err(),
+        "TLS was asked for and a plain server taken"
+    );
+}

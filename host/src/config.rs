@@ -163,8 +163,18 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// The NATS server (`nats://host:4222`); unset, the server is alone.
+    /// The NATS server (`nats://host:4222`, or `nats://user:pass@host:4222`);
+    /// unset, the server is alone.
     pub nats: Option<String>,
+    /// A NATS credentials file (`.creds`), for a NATS server that asks.
+    pub nats_credentials: Option<PathBuf>,
+    /// Speak TLS to NATS, trusting a server certificate these CA
+    /// certificates (PEM) sign (a `tls://` URL trusts the system's roots).
+    pub nats_ca: Option<PathBuf>,
+    /// A client certificate and key (PEM) for a NATS server that verifies
+    /// its clients: both or neither.
+    pub nats_cert: Option<PathBuf>,
+    pub nats_key: Option<PathBuf>,
     /// The cluster's name: its subjects on NATS start `wyrm.<name>.`, so
     /// clusters can share a NATS server.
     pub name: String,
@@ -193,6 +203,10 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             nats: None,
+            nats_credentials: None,
+            nats_ca: None,
+            nats_cert: None,
+            nats_key: None,
             name: "wyrm".into(),
             gate: 0,
             games: 0,
@@ -369,6 +383,28 @@ impl Config {
         for p in &mut self.plugins {
             fix(&mut p.source);
         }
+        let c = &mut self.cluster;
+        for p in [
+            &mut c.nats_credentials,
+            &mut c.nats_ca,
+            &mut c.nats_cert,
+            &mut c.nats_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    /// How the roles prove themselves to NATS and check it.
+    pub fn nats_security(&self) -> wyrm_fabric::Security {
+        let c = &self.cluster;
+        wyrm_fabric::Security {
+            credentials: c.nats_credentials.clone(),
+            ca: c.nats_ca.clone(),
+            client_cert: c.nats_cert.clone().zip(c.nats_key.clone()),
+        }
     }
 
     /// Checks what serde cannot.
@@ -415,6 +451,9 @@ impl Config {
             anyhow::bail!(
                 "[cluster] name must be letters, digits, '-' or '_' (it names NATS subjects)"
             );
+        }
+        if c.nats_cert.is_some() != c.nats_key.is_some() {
+            anyhow::bail!("[cluster] nats_cert and nats_key go together: set both or neither");
         }
         if self.storage.url.is_some() && self.storage.path.is_some() {
             anyhow::bail!(

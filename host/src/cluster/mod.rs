@@ -54,7 +54,8 @@ async fn connect(cfg: &Config, name: &str) -> anyhow::Result<Fabric> {
         .nats
         .as_deref()
         .context("[cluster] nats is not set: the NATS server's URL, nats://host:4222")?;
-    Ok(Fabric::connect(url, &cfg.cluster.name, name).await?)
+    let security = cfg.nats_security();
+    Ok(Fabric::connect_with(url, &cfg.cluster.name, name, &security).await?)
 }
 
 /// What the node runs for the rest of the cluster; its tasks end when
