@@ -77,6 +77,55 @@ fn write_config_of(
     cfg
 }
 
+/// A node with game 0, and game 1 as a process of its own, on a
+/// `nats-server` and a PostgreSQL of their own, running `plugin` (as in
+/// [`write_config_of`]). Fields drop in order: the processes first.
+struct TwoGames {
+    node: Wyrm,
+    game: Wyrm,
+    at_node: String,
+    cfg: PathBuf,
+    nats: LocalNats,
+    _pg: wyrm::local::LocalPostgres,
+    _dir: tempfile::TempDir,
+}
+
+impl TwoGames {
+    fn start(plugin: (&str, &str, &str, &str)) -> Self {
+        let nats = nats();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+            .expect("a throwaway PostgreSQL");
+        let url = pg.database("game").expect("a database");
+        let cfg = write_config_of(dir.path(), &nats.url(), Some((1, &url)), plugin);
+        let node = Wyrm::start(&["serve"], &cfg);
+        let at_node = node.tcp_addr();
+        let game = Wyrm::start(&["game", "--id", "1"], &cfg);
+        game.wait_line("Game 1 is running", Duration::from_secs(600));
+        Self {
+            node,
+            game,
+            at_node,
+            cfg,
+            nats,
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+
+    /// The chatroom on two games.
+    fn chatroom() -> Self {
+        Self::start(CHATROOM)
+    }
+}
+
+const CHATROOM: (&str, &str, &str, &str) = (
+    "chatroom",
+    "examples/chatroom/plugin",
+    "Account",
+    "[\"Lobby\"]",
+);
+
 async fn call(c: &mut Client, method: &str, args: impl serde::Serialize) {
     c.call_player(method, args).await.expect("send");
 }
@@ -241,17 +290,9 @@ async fn a_killed_server_ends_its_gates_players_who_play_on_once_it_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_spread_over_games_in_two_processes_chat_as_on_one() {
-    let nats = nats();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
-        .expect("a throwaway PostgreSQL");
-    let url = pg.database("chat").expect("a database");
-    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
     // Game 1 (the node runs game 0) and a gate, each a process.
-    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
-    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    let c = TwoGames::chatroom();
+    let (node, at_node, cfg, game) = (c.node, c.at_node, c.cfg, c.game);
     let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &cfg);
     let at_gate = gate.tcp_addr();
 
@@ -301,7 +342,6 @@ async fn players_spread_over_games_in_two_processes_chat_as_on_one() {
         .expect("join")
         .expect("wait for the game");
     assert!(status.success(), "the game ended with {status}");
-    drop(pg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,16 +397,8 @@ async fn one_command_runs_a_whole_cluster_and_stops_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_games_players_are_let_go_and_play_on_the_game_left() {
-    let nats = nats();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
-        .expect("a throwaway PostgreSQL");
-    let url = pg.database("chat").expect("a database");
-    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
-    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
-    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    let c = TwoGames::chatroom();
+    let (at_node, game) = (c.at_node.clone(), &c.game);
     // Game 0 runs the Lobby: ann's account goes to game 1, bob's to 0.
     let mut ann = player(&at_node, "ann", true).await;
     let mut bob = player(&at_node, "bob", true).await;
@@ -392,22 +424,13 @@ async fn a_killed_games_players_are_let_go_and_play_on_the_game_left() {
     assert_eq!(who(&mut bob).await, ["bob"], "her old avatar left the room");
     join(&mut ann, "tea").await;
     assert_eq!(who(&mut bob).await, ["ann", "bob"]);
-    drop(pg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_nats_server_costs_every_role_a_pause_not_its_players() {
-    let mut nats = nats();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
-        .expect("a throwaway PostgreSQL");
-    let url = pg.database("chat").expect("a database");
-    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
-    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
-    game.wait_line("Game 1 is running", Duration::from_secs(600));
-    let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &cfg);
+    let mut c = TwoGames::chatroom();
+    let at_node = c.at_node.clone();
+    let gate = Wyrm::start(&["gate", "--id", "1", "--tcp", "127.0.0.1:0"], &c.cfg);
     let at_gate = gate.tcp_addr();
     // ann on game 1 through gate 1, bob on game 0 through the node's gate:
     // everything between them crosses NATS.
@@ -422,8 +445,8 @@ async fn a_restarted_nats_server_costs_every_role_a_pause_not_its_players() {
     // before the role it is for has reconnected is lost: NATS keeps
     // nothing for a subscriber that is not there. So each player asks
     // until an answer comes, and goes on from there.)
-    nats.kill();
-    nats.restart().expect("nats-server again");
+    c.nats.kill();
+    c.nats.restart().expect("nats-server again");
     for c in [&mut ann, &mut bob] {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -448,32 +471,21 @@ async fn a_restarted_nats_server_costs_every_role_a_pause_not_its_players() {
         }
     }
     assert_eq!(who(&mut ann).await, ["ann", "bob"]);
-    drop(pg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_rejoins_a_restarted_node_and_takes_players_again() {
-    let nats = nats();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
-        .expect("a throwaway PostgreSQL");
-    let url = pg.database("chat").expect("a database");
-    let cfg = write_cluster_config(dir.path(), &nats.url(), Some((1, &url)));
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
-    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
-    game.wait_line("Game 1 is running", Duration::from_secs(600));
-    let mut ann = player(&at_node, "ann", true).await;
+    let mut c = TwoGames::chatroom();
+    let mut ann = player(&c.at_node, "ann", true).await;
     join(&mut ann, "tea").await;
 
     // The node dies with its dispatcher and gate: ann is gone with it.
-    node.signal("KILL");
+    c.node.signal("KILL");
     wait_closed(&mut ann, WAIT).await;
-    drop(node);
     // A new node on the same config: game 1 hears it, reports what it
     // runs and takes new players again, beside the node's own game.
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
+    c.node = Wyrm::start(&["serve"], &c.cfg);
+    let at_node = c.node.tcp_addr();
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut players = Vec::new();
     let mut blocks = std::collections::BTreeSet::new();
@@ -501,29 +513,19 @@ async fn a_game_rejoins_a_restarted_node_and_takes_players_again() {
             ("ann", "back on both games")
         );
     }
-    drop(pg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_killed_game_had_saved_is_served_again_on_the_game_left() {
-    let nats = nats();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
-        .expect("a throwaway PostgreSQL");
-    let url = pg.database("vaults").expect("a database");
-    let testbed = ("testbed", "plugins/testbed", "Probe", "[]");
-    let cfg = write_config_of(dir.path(), &nats.url(), Some((1, &url)), testbed);
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
-    let game = Wyrm::start(&["game", "--id", "1"], &cfg);
-    game.wait_line("Game 1 is running", Duration::from_secs(600));
+    let c = TwoGames::start(("testbed", "plugins/testbed", "Probe", "[]"));
+    let (at_node, game) = (&c.at_node, &c.game);
     // Probes go to the least loaded game: the first to game 0, the next
     // to game 1.
-    let mut on0 = Client::connect(Transport::Tcp, &at_node)
+    let mut on0 = Client::connect(Transport::Tcp, at_node)
         .await
         .expect("connect");
     let id0 = on0.wait_player(WAIT).await.expect("own probe");
-    let mut on1 = Client::connect(Transport::Tcp, &at_node)
+    let mut on1 = Client::connect(Transport::Tcp, at_node)
         .await
         .expect("connect");
     let id1 = on1.wait_player(WAIT).await.expect("own probe");
@@ -544,5 +546,4 @@ async fn what_a_killed_game_had_saved_is_served_again_on_the_game_left() {
         expect(&mut on0, "on_vault_value").await;
     assert_eq!((id, error), (vault, None));
     assert_eq!(value, Some(42), "the acknowledged value");
-    drop(pg);
 }
