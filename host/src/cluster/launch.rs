@@ -226,9 +226,27 @@ impl Launched {
                 }
             }
         }
+        self.roles.clear();
         if let Some(mut pg) = self.postgres.take() {
             pg.shutdown();
         }
         drop(self.nats.take());
+    }
+}
+
+impl Drop for Launched {
+    /// A cluster that did not start whole (or was not stopped) leaves no
+    /// role running: each is ended at once, before the services go.
+    fn drop(&mut self) {
+        // Not one that ended already: its id may be another process's now.
+        while let Ok(event) = self.events.try_recv() {
+            if let Event::Ended(name, _) = event {
+                self.roles.retain(|(n, _)| *n != name);
+            }
+        }
+        for (_, pid) in &self.roles {
+            // SAFETY: kill(2) on the id of a child of ours.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
     }
 }
