@@ -239,16 +239,28 @@ impl<M: Routed> Dispatcher<M> {
         self.shared.lock().directory.is_up(game)
     }
 
-    /// Game `game`'s process is gone: it takes nothing new, and the
-    /// entities it ran are forgotten with what was held for them (calls
-    /// to them go to their mailboxes). How many there were, and the
-    /// clients that were playing on it, whose connections are to end.
+    /// Game `game`'s process is gone: it takes nothing new, and each
+    /// entity it ran is loaded again on the games left, from its last
+    /// save, with what was held for it still held (one never saved is
+    /// simply gone then). How many there were, and the clients that were
+    /// playing on it, whose connections are to end.
     pub fn game_lost(&self, game: GameId) -> (usize, Vec<ClientId>) {
-        let mut r = self.shared.lock();
+        let shared = &self.shared;
+        let mut r = shared.lock();
         r.directory.set_up(game, false);
         let lost = r.directory.game_lost(game);
-        for (id, _) in &lost {
-            r.types.remove(id);
+        let count = lost.len();
+        for (id, held) in lost {
+            r.types.remove(&id);
+            let to = r.directory.place(Placement::Anywhere);
+            if to == game || r.directory.arriving(id, to).is_err() {
+                continue;
+            }
+            for m in held {
+                // Held again: it is arriving.
+                let _ = r.directory.route(id, m);
+            }
+            let _ = shared.send(to, ToGame::Reload { entity: id });
         }
         let clients: Vec<ClientId> = r
             .clients
@@ -263,7 +275,7 @@ impl<M: Routed> Dispatcher<M> {
                 }
             }
         }
-        (lost.len(), clients)
+        (count, clients)
     }
 
     /// Does what game `game`, in another process, told or asked, as its
@@ -274,6 +286,8 @@ impl<M: Routed> Dispatcher<M> {
                 self.set_game_up(game, true);
                 return Some(RouteAnswer::Yes(true));
             }
+            // Everything before it is done: it is answered in order.
+            RouteOp::Settle => return Some(RouteAnswer::Yes(true)),
             RouteOp::Rejoin { entities } => {
                 return Some(RouteAnswer::Taken(self.rejoin(game, entities)));
             }
@@ -319,7 +333,7 @@ impl<M: Routed> Dispatcher<M> {
                 RouteAnswer::Yes(r.register_service(&name, id))
             }
             RouteOp::Service { name } => RouteAnswer::Entity(r.service(&name)),
-            RouteOp::Up | RouteOp::Rejoin { .. } => return None,
+            RouteOp::Up | RouteOp::Settle | RouteOp::Rejoin { .. } => return None,
         })
     }
 }
@@ -490,6 +504,9 @@ pub trait RouteLink: Send + Sync + 'static {
     /// Sends `op` and waits for its answer; `None` if none came (the
     /// dispatcher is gone).
     fn ask(&self, op: RouteOp) -> Option<RouteAnswer>;
+    /// Waits until the dispatcher has done everything told so far, if
+    /// anything was told since the last time.
+    fn settle(&self) {}
 }
 
 /// An answer that is not the one asked for (or none): logged; the caller
@@ -892,6 +909,16 @@ impl<M: Routed> GameRoutes<M> {
         }
     }
 
+    /// Waits until the dispatcher has done what this game told it (for a
+    /// game in another process; in one, it is done already): called before
+    /// the game's frames go out, so that what a client does about them
+    /// cannot reach another game before what this game sent it first.
+    pub fn settle(&self) {
+        if let Link::Remote(link) = &self.link {
+            link.settle();
+        }
+    }
+
     /// The entity that is service `name`.
     pub fn service(&self, name: &str) -> Option<EntityId> {
         match &self.link {
@@ -1240,12 +1267,22 @@ mod tests {
         ));
         assert!(remote.migration_failed(300).is_empty());
         assert_eq!(remote.game_of(300), Some(GameId(1)));
-        // The game's process gone: its entities are forgotten, and the
-        // clients playing there (b, and a since its claim) are let go.
+        // The game's process gone: its entities are loaded again on game 0
+        // (what is sent to them waits for that), and the clients playing
+        // there (b, and a since its claim) are let go.
+        while next(&inboxes[0]).is_some() {}
         let (entities, mut clients) = d.game_lost(GameId(1));
         clients.sort_by_key(|c| format!("{c}"));
         assert_eq!((entities, clients), (2, vec![a, b]));
-        assert!(!local.exists(200));
-        assert!(local.exists(100));
+        let mut reloads = Vec::new();
+        while let Some(TestMsg::Wire(ToGame::Reload { entity })) = next(&inboxes[0]) {
+            reloads.push(entity);
+        }
+        reloads.sort();
+        assert_eq!(reloads, [200, 300]);
+        assert_eq!(local.game_of(200), Some(GameId(0)));
+        d.to_game(call(b, 200, 9)).await.unwrap();
+        assert!(next(&inboxes[0]).is_none(), "held while it loads again");
+        assert_eq!(req_id(local.arrived(200, 3).into_iter().next()), Some(9));
     }
 }

@@ -360,6 +360,9 @@ impl Game {
     /// answer reaches clients after it.
     fn send_output(&mut self, tick: bool) {
         let (ops, held) = self.world().take_output();
+        if !ops.is_empty() {
+            self.world().settle_routes();
+        }
         if !ops.is_empty() || tick {
             // The gate outlives the game except at shutdown, when output
             // no longer matters.
@@ -429,6 +432,7 @@ impl Game {
             } => self.depart(entity, to, then, held_at_us),
             ToGame::Arrive(m) => self.arrive(*m),
             ToGame::Returned(msg) => self.world().undeliverable(GameInput::from(*msg)),
+            ToGame::Reload { entity } => self.world().reload(entity),
             // Taken by `run` before it gets here.
             ToGame::Shutdown => {}
             routed => self.world().take(GameInput::from(routed)),

@@ -516,7 +516,7 @@ async fn a_game_rejoins_a_restarted_node_and_takes_players_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_a_killed_game_had_saved_is_served_again_on_the_game_left() {
+async fn what_a_killed_game_had_saved_comes_back_by_itself_on_the_game_left() {
     let c = TwoGames::start(("testbed", "plugins/testbed", "Probe", "[]"));
     let (at_node, game) = (&c.at_node, &c.game);
     // Probes go to the least loaded game: the first to game 0, the next
@@ -537,11 +537,12 @@ async fn what_a_killed_game_had_saved_is_served_again_on_the_game_left() {
     let (_, value, error): (u64, i64, Option<String>) = expect(&mut on1, "on_vault_saved").await;
     assert_eq!((value, error), (42, None));
 
-    // Game 1 dies. Its player is let go; the vault comes back on game 0
-    // when asked for, with what was acknowledged.
+    // Game 1 dies. Its player is let go; the vault comes back by itself on
+    // game 0, with what was acknowledged: a call to it (which loads
+    // nothing) is answered.
     game.signal("KILL");
     wait_closed(&mut on1, WAIT).await;
-    call(&mut on0, "vault_get", (vault,)).await;
+    call(&mut on0, "vault_ask", (vault,)).await;
     let (id, value, _, error): (u64, Option<i64>, Vec<String>, Option<String>) =
         expect(&mut on0, "on_vault_value").await;
     assert_eq!((id, error), (vault, None));

@@ -15,6 +15,10 @@ pub enum RouteOp {
     /// The game is ready: the dispatcher may place entities on it.
     /// Answer: [`RouteAnswer::Yes`].
     Up,
+    /// Answer: [`RouteAnswer::Yes`], once everything sent before is done:
+    /// the game asks before its frames go out, so that what a client does
+    /// about them cannot overtake what the game sent other games first.
+    Settle,
     /// The game is ready again after the dispatcher restarted, and runs
     /// these entities (id, type). Answer: [`RouteAnswer::Taken`].
     Rejoin { entities: Vec<(EntityId, u32)> },

@@ -365,6 +365,12 @@ impl World {
         }
     }
 
+    /// Waits until the dispatcher has done what this game told it, before
+    /// frames go out (see `GameRoutes::settle`).
+    pub(crate) fn settle_routes(&self) {
+        self.routes.settle();
+    }
+
     /// The node of the cluster is gone, and every client with it (its
     /// gates let them go): each is disconnected here, as if it had left.
     pub(crate) fn node_lost(&mut self) {

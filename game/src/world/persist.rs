@@ -33,6 +33,9 @@ struct Loading {
     /// What each reply counts against the plugin that asked, until it has
     /// run.
     charges: Vec<Option<wyrm_dispatcher::Charge>>,
+    /// Loaded again after its game died: one that was never saved is
+    /// simply gone, not a failure to report.
+    reload: bool,
 }
 
 /// The storage form of a WIT `reply-to`.
@@ -152,6 +155,7 @@ impl World {
             replies,
             calls,
             charges,
+            reload,
         } = self.storage.loading.remove(&id).unwrap_or_default();
         let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
         let err = outcome.as_ref().err().map(String::as_str);
@@ -159,7 +163,11 @@ impl World {
         let held = match &outcome {
             Ok(ty) => self.routes.arrived(id, *ty as u32),
             Err(e) => {
-                tracing::warn!(entity = id, "load failed: {e}");
+                if reload && replies.is_empty() {
+                    tracing::debug!(entity = id, "not loaded again after its game died: {e}");
+                } else {
+                    tracing::warn!(entity = id, "load failed: {e}");
+                }
                 self.routes.gone(id)
             }
         };
@@ -262,6 +270,18 @@ impl World {
                 });
                 self.push_reply(msg, charge);
             }
+        }
+    }
+
+    /// Loads `id` on this game, for no one: the game that ran it died and
+    /// the dispatcher placed it here (it holds its messages already).
+    pub(crate) fn reload(&mut self, id: EntityId) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.storage.loading.entry(id) {
+            e.insert(Loading {
+                reload: true,
+                ..Loading::default()
+            });
+            self.storage.store.send(Op::Load { id });
         }
     }
 

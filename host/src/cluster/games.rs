@@ -124,6 +124,8 @@ struct FabricRouteLink {
     /// The node is heard: while it is not, nothing is sent and no question
     /// waits for an answer that cannot come.
     node_heard: AtomicBool,
+    /// Something was told since the last [`settle`](RouteLink::settle).
+    told: AtomicBool,
 }
 
 impl FabricRouteLink {
@@ -149,6 +151,7 @@ impl FabricRouteLink {
             waiting,
             next: AtomicU64::new(1),
             node_heard: AtomicBool::new(true),
+            told: AtomicBool::new(false),
         })
     }
 }
@@ -158,8 +161,17 @@ impl RouteLink for FabricRouteLink {
         if !self.node_heard.load(Ordering::Relaxed) {
             return;
         }
+        self.told.store(true, Ordering::Relaxed);
         if self.out.send((RouteRequest { ask: None, op }, ())).is_err() {
             tracing::error!("the fabric is gone: a route update was lost");
+        }
+    }
+
+    fn settle(&self) {
+        if self.told.swap(false, Ordering::Relaxed) {
+            // An answer in order is the proof; none (the node gone) has
+            // nothing to wait for.
+            let _ = self.ask(RouteOp::Settle);
         }
     }
 
@@ -229,19 +241,30 @@ impl GameProcess {
         let (inbox, inbox_open, internal) = game::inbox(crate::server::GAME_INBOX);
         let mut tasks = Vec::new();
         let mut from_dispatcher = fabric.inbox::<ToGame>(Address::Game(id)).await?;
-        let feed = internal.clone();
+        // Gate 0 is the node's; the others join and leave, and a client
+        // of one not heard yet brings its link with it.
+        let gates = GateLinks::new(fabric.clone(), Gates::default());
+        gates.ensure(GateId(0));
+        let (feed, links) = (internal.clone(), gates.clone());
         tasks.push(tokio::spawn(async move {
             while let Some((_, batch)) = from_dispatcher.next().await {
                 for msg in batch {
+                    let client = match &msg {
+                        ToGame::ClientConnected { client } | ToGame::TakeClient { client, .. } => {
+                            Some(*client)
+                        }
+                        ToGame::Arrive(m) => m.client,
+                        _ => None,
+                    };
+                    if let Some(client) = client {
+                        links.ensure(client.gate());
+                    }
                     if feed.send(GameInput::from(msg)).is_err() {
                         return;
                     }
                 }
             }
         }));
-        // Gate 0 is the node's; the others join and leave.
-        let gates = GateLinks::new(fabric.clone(), Gates::default());
-        gates.ensure(GateId(0));
 
         let (game, runtime, threads) = {
             let (cfg, answers) = (cfg.clone(), Answers::to_game(internal.clone()));

@@ -249,6 +249,14 @@ impl Probe {
         ctx.call(id, "unload", ())
     }
 
+    /// Asks a Vault for its value without loading it: `on_vault_value(id,
+    /// value, log, error)` comes once it is live (the call waits in its
+    /// mailbox until then).
+    #[own_client]
+    fn vault_ask(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
+        ctx.call(id, "report", (ctx.id(),))
+    }
+
     /// Loads a Vault (if needed) and answers `on_vault_value(id, value, log,
     /// error)`.
     #[own_client]
