@@ -405,14 +405,7 @@ impl World {
                 entity = id,
                 "another game runs this entity since the node restarted: dropped here"
             );
-            self.end_space(id);
-            self.leave_space_now(id);
-            if let Some(e) = self.entities.remove(&id) {
-                self.uncount_entity(e.counted as usize);
-            }
-            self.handoffs.remove(&id);
-            self.timers.cancel_entity(id);
-            self.storage.dirty.remove(&id);
+            self.take_out(id);
         }
     }
 
@@ -597,10 +590,7 @@ impl World {
         // A persistent entity is saved as it leaves (and stays saved, to be
         // loaded again).
         let row = self.row(id);
-        self.end_space(id);
-        self.leave_space_now(id);
-        let e = self.entities.remove(&id)?;
-        self.uncount_entity(e.counted as usize);
+        let e = self.take_out(id)?;
         if let Some(client) = e.client {
             self.clients.remove(&client);
             self.routes.bound(client, None);
@@ -611,11 +601,8 @@ impl World {
                 plugin: 0,
             });
         }
-        self.handoffs.remove(&id);
-        self.timers.cancel_entity(id);
         let held = self.routes.gone(id);
         self.take_routed(held);
-        self.storage.dirty.remove(&id);
         if let Some(row) = row {
             self.storage.store.send(Op::Save {
                 rows: vec![row],
@@ -623,6 +610,20 @@ impl World {
             });
         }
         Some(r)
+    }
+
+    /// Takes `id` out of this game's own state — its space, its count, its
+    /// timers, its hand-offs, its pending save — and returns it; what the
+    /// rest of the server knows of it is the caller's to settle.
+    fn take_out(&mut self, id: EntityId) -> Option<Entity> {
+        self.end_space(id);
+        self.leave_space_now(id);
+        let e = self.entities.remove(&id)?;
+        self.uncount_entity(e.counted as usize);
+        self.handoffs.remove(&id);
+        self.timers.cancel_entity(id);
+        self.storage.dirty.remove(&id);
+        Some(e)
     }
 
     /// Fires due timers into the work queue, at most `max`: the rest stay

@@ -17,9 +17,9 @@
 //!   game's storage and password threads answer straight into its inbox.
 //! - A game waits to hear the node before it starts, and says when it is
 //!   ready (`RouteOp::Up`): only then does the dispatcher place entities
-//!   on it. A game not
-//!   heard for 3 s is lost: the dispatcher forgets its entities (calls to
-//!   them go to their mailboxes, and a load brings them back elsewhere).
+//!   on it. A game not heard for 3 s is lost: its players are let go, and
+//!   its entities are loaded again on the games left from their last save
+//!   (`Dispatcher::game_lost`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
