@@ -509,6 +509,28 @@ pub trait RouteLink: Send + Sync + 'static {
     fn settle(&self) {}
 }
 
+/// Asks `op` over `link` and takes the answer `pick` expects. Another
+/// answer, or none, is logged and gives `None`: the caller goes on as if
+/// the dispatcher knew nothing.
+fn ask<T>(
+    link: &Arc<dyn RouteLink>,
+    op: RouteOp,
+    asked: &str,
+    pick: impl FnOnce(RouteAnswer) -> Result<T, RouteAnswer>,
+) -> Option<T> {
+    match link.ask(op).map(pick) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(other)) => {
+            unexpected(asked, Some(other));
+            None
+        }
+        None => {
+            unexpected(asked, None);
+            None
+        }
+    }
+}
+
 /// An answer that is not the one asked for (or none): logged; the caller
 /// goes on as if the dispatcher knew nothing.
 fn unexpected(asked: &str, answer: Option<RouteAnswer>) {
@@ -597,13 +619,12 @@ impl<M: Routed> GameRoutes<M> {
         let shared = match &self.link {
             Link::Local(shared) => shared,
             Link::Remote(link) => {
-                return match link.ask(RouteOp::Arriving { id, anywhere }) {
-                    Some(RouteAnswer::Game(game)) => game,
-                    other => {
-                        unexpected("arriving", other);
-                        None
-                    }
-                };
+                let op = RouteOp::Arriving { id, anywhere };
+                return ask(link, op, "arriving", |a| match a {
+                    RouteAnswer::Game(game) => Ok(game),
+                    a => Err(a),
+                })
+                .flatten();
             }
         };
         let mut r = shared.lock();
@@ -621,7 +642,7 @@ impl<M: Routed> GameRoutes<M> {
     pub fn arrived(&self, id: EntityId, ty: u32) -> VecDeque<M> {
         let shared = match &self.link {
             Link::Local(shared) => shared,
-            Link::Remote(link) => return held(link.ask(RouteOp::Arrived { id, ty }), "arrived"),
+            Link::Remote(link) => return held(link, RouteOp::Arrived { id, ty }, "arrived"),
         };
         let mut r = shared.lock();
         match r.directory.arrived(id, self.game) {
@@ -641,7 +662,7 @@ impl<M: Routed> GameRoutes<M> {
     pub fn gone(&self, id: EntityId) -> VecDeque<M> {
         let shared = match &self.link {
             Link::Local(shared) => shared,
-            Link::Remote(link) => return held(link.ask(RouteOp::Gone { id }), "gone"),
+            Link::Remote(link) => return held(link, RouteOp::Gone { id }, "gone"),
         };
         let mut r = shared.lock();
         r.types.remove(&id);
@@ -652,13 +673,11 @@ impl<M: Routed> GameRoutes<M> {
     pub fn type_of(&self, id: EntityId) -> Option<u32> {
         match &self.link {
             Link::Local(shared) => shared.lock().types.get(&id).copied(),
-            Link::Remote(link) => match link.ask(RouteOp::TypeOf { id }) {
-                Some(RouteAnswer::Type(ty)) => ty,
-                other => {
-                    unexpected("type-of", other);
-                    None
-                }
-            },
+            Link::Remote(link) => ask(link, RouteOp::TypeOf { id }, "type-of", |a| match a {
+                RouteAnswer::Type(ty) => Ok(ty),
+                a => Err(a),
+            })
+            .flatten(),
         }
     }
 
@@ -716,13 +735,11 @@ impl<M: Routed> GameRoutes<M> {
     pub fn game_of(&self, id: EntityId) -> Option<GameId> {
         match &self.link {
             Link::Local(shared) => shared.lock().directory.game_of(id),
-            Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
-                Some(RouteAnswer::Game(game)) => game,
-                other => {
-                    unexpected("game-of", other);
-                    None
-                }
-            },
+            Link::Remote(link) => ask(link, RouteOp::GameOf { id }, "game-of", |a| match a {
+                RouteAnswer::Game(game) => Ok(game),
+                a => Err(a),
+            })
+            .flatten(),
         }
     }
 
@@ -770,10 +787,7 @@ impl<M: Routed> GameRoutes<M> {
         let shared = match &self.link {
             Link::Local(shared) => shared,
             Link::Remote(link) => {
-                return held(
-                    link.ask(RouteOp::MigrationFailed { id }),
-                    "migration-failed",
-                )
+                return held(link, RouteOp::MigrationFailed { id }, "migration-failed")
             }
         };
         match shared.lock().directory.migration_failed(id) {
@@ -836,13 +850,12 @@ impl<M: Routed> GameRoutes<M> {
         let shared = match &self.link {
             Link::Local(shared) => shared,
             Link::Remote(link) => {
-                return match link.ask(RouteOp::ClaimClient { from, to }) {
-                    Some(RouteAnswer::Client(client)) => client,
-                    other => {
-                        unexpected("claim-client", other);
-                        None
-                    }
-                };
+                let op = RouteOp::ClaimClient { from, to };
+                return ask(link, op, "claim-client", |a| match a {
+                    RouteAnswer::Client(client) => Ok(client),
+                    a => Err(a),
+                })
+                .flatten();
             }
         };
         let mut r = shared.lock();
@@ -859,9 +872,7 @@ impl<M: Routed> GameRoutes<M> {
     pub fn client_entity(&self, client: ClientId) -> Option<EntityId> {
         match &self.link {
             Link::Local(shared) => shared.lock().clients.get(&client)?.entity,
-            Link::Remote(link) => {
-                entity(link.ask(RouteOp::ClientEntity { client }), "client-entity")
-            }
+            Link::Remote(link) => entity(link, RouteOp::ClientEntity { client }, "client-entity"),
         }
     }
 
@@ -874,13 +885,11 @@ impl<M: Routed> GameRoutes<M> {
                     name: name.to_owned(),
                     id,
                 };
-                return match link.ask(op) {
-                    Some(RouteAnswer::Yes(yes)) => yes,
-                    other => {
-                        unexpected("register-service", other);
-                        false
-                    }
-                };
+                return ask(link, op, "register-service", |a| match a {
+                    RouteAnswer::Yes(yes) => Ok(yes),
+                    a => Err(a),
+                })
+                .unwrap_or(false);
             }
         };
         match shared.lock().directory.register_service(name, id) {
@@ -900,13 +909,11 @@ impl<M: Routed> GameRoutes<M> {
         let Link::Remote(link) = &self.link else {
             return Vec::new();
         };
-        match link.ask(RouteOp::Rejoin { entities }) {
-            Some(RouteAnswer::Taken(taken)) => taken,
-            other => {
-                unexpected("rejoin", other);
-                Vec::new()
-            }
-        }
+        ask(link, RouteOp::Rejoin { entities }, "rejoin", |a| match a {
+            RouteAnswer::Taken(taken) => Ok(taken),
+            a => Err(a),
+        })
+        .unwrap_or_default()
     }
 
     /// Waits until the dispatcher has done what this game told it (for a
@@ -927,32 +934,28 @@ impl<M: Routed> GameRoutes<M> {
                 let op = RouteOp::Service {
                     name: name.to_owned(),
                 };
-                entity(link.ask(op), "service")
+                entity(link, op, "service")
             }
         }
     }
 }
 
-/// What waited for an entity, from a remote answer.
-fn held<M: From<ToGame>>(answer: Option<RouteAnswer>, asked: &str) -> VecDeque<M> {
-    match answer {
-        Some(RouteAnswer::Held(held)) => held.into_iter().map(M::from).collect(),
-        other => {
-            unexpected(asked, other);
-            VecDeque::new()
-        }
-    }
+/// What waited for an entity, asked over `link`.
+fn held<M: From<ToGame>>(link: &Arc<dyn RouteLink>, op: RouteOp, asked: &str) -> VecDeque<M> {
+    let held = ask(link, op, asked, |a| match a {
+        RouteAnswer::Held(held) => Ok(held),
+        a => Err(a),
+    });
+    held.unwrap_or_default().into_iter().map(M::from).collect()
 }
 
-/// An entity, from a remote answer.
-fn entity(answer: Option<RouteAnswer>, asked: &str) -> Option<EntityId> {
-    match answer {
-        Some(RouteAnswer::Entity(id)) => id,
-        other => {
-            unexpected(asked, other);
-            None
-        }
-    }
+/// An entity, asked over `link`.
+fn entity(link: &Arc<dyn RouteLink>, op: RouteOp, asked: &str) -> Option<EntityId> {
+    ask(link, op, asked, |a| match a {
+        RouteAnswer::Entity(id) => Ok(id),
+        a => Err(a),
+    })
+    .flatten()
 }
 
 #[cfg(test)]
