@@ -285,6 +285,7 @@ export function decodeServer(bytes, positions) {
     }
     case 0x86: f = { type: "pong", nonce: u64("nonce") }; break;
     case 0x88: f = { type: "positions", entries: positions.apply(rest()) }; break;
+    case 0x8a: f = { type: "viewReset" }; break;
     case 0x89: {
       const method = str("method");
       f = { type: "callOwn", method, args: msgpackDecode(rest()) };
@@ -294,6 +295,7 @@ export function decodeServer(bytes, positions) {
   }
   if (pos !== bytes.length) throw new Error("trailing bytes after frame");
   if (f.type === "destroy") positions.forget(f.entity);
+  if (f.type === "viewReset") positions.clear();
   return f;
 }
 
@@ -379,6 +381,12 @@ export class PositionTable {
       out.push({ entity: s.entity, x: s.qx * step, y: s.qy * step, z: s.qz * step, yaw: (s.qyaw * 2 * Math.PI) / YAW_STEPS });
     }
     return out;
+  }
+
+  // Forgets every slot (a ViewReset: the view starts over).
+  clear() {
+    this.slots = [];
+    this.slotOf = new Map();
   }
 
   // Forgets `entity` (destroyed in this connection's view): its slot is free.
@@ -487,6 +495,9 @@ export class WyrmClient {
         break;
       case "destroy":
         this.entities.delete(f.entity);
+        break;
+      case "viewReset":
+        this.entities.clear();
         break;
       case "positions":
         for (const p of f.entries) {

@@ -52,6 +52,12 @@ pub enum Event {
     },
     /// Answer to [`Client::ping`](crate::Client::ping).
     Pong { nonce: u64 },
+    /// The server starts this client's view over: every entity and
+    /// position it had is forgotten (already done to the local view), and
+    /// `Created` events follow, the client's own entity first. Sent when
+    /// the entity came back on another game after the one that ran it
+    /// died; the connection and the session go on.
+    ViewReset,
     /// Where entities this client sees are now (those that moved since the
     /// server's last tick, or one that just came into view); already applied
     /// to the local view.
@@ -179,6 +185,7 @@ impl fmt::Display for Event {
                 message,
             } => write!(f, "Error(req {req_id} {code:?}/{code_num}: {message})"),
             Event::Pong { nonce } => write!(f, "Pong({nonce})"),
+            Event::ViewReset => f.write_str("ViewReset"),
             Event::Positions(p) => write!(f, "Positions({} entities)", p.len()),
             Event::Closed => f.write_str("Closed"),
         }

@@ -817,6 +817,12 @@ impl Client {
             ServerFrame::Call { .. } | ServerFrame::CallOwn { .. } => {
                 return Err(ClientError::Protocol("a call that was not read".into()))
             }
+            ServerFrame::ViewReset => {
+                self.entities.clear();
+                self.positions = PositionTable::new();
+                self.player = None;
+                Event::ViewReset
+            }
             ServerFrame::Attr {
                 entity,
                 op,

@@ -241,9 +241,12 @@ impl<M: Routed> Dispatcher<M> {
 
     /// Game `game`'s process is gone: it takes nothing new, and each
     /// entity it ran is loaded again on the games left, from its last
-    /// save, with what was held for it still held (one never saved is
-    /// simply gone then). How many there were, and the clients that were
-    /// playing on it, whose connections are to end.
+    /// save and checkpoint, with what was held for it still held (one
+    /// never saved is simply gone then). A client bound to one of them
+    /// stays connected and is seated with it, to be bound again where it
+    /// comes back. How many entities there were, and the clients that
+    /// played on it with no entity to come back to, whose connections are
+    /// to end.
     pub fn game_lost(&self, game: GameId) -> (usize, Vec<ClientId>) {
         let shared = &self.shared;
         let mut r = shared.lock();
@@ -260,7 +263,17 @@ impl<M: Routed> Dispatcher<M> {
                 // Held again: it is arriving.
                 let _ = r.directory.route(id, m);
             }
-            let _ = shared.send(to, ToGame::Reload { entity: id });
+            let client = r.bound.get(&id).copied();
+            if let Some(c) = client {
+                r.seat(
+                    c,
+                    Seat {
+                        game: to,
+                        entity: Some(id),
+                    },
+                );
+            }
+            let _ = shared.send(to, ToGame::Reload { entity: id, client });
         }
         let clients: Vec<ClientId> = r
             .clients
@@ -1271,19 +1284,31 @@ mod tests {
         assert!(remote.migration_failed(300).is_empty());
         assert_eq!(remote.game_of(300), Some(GameId(1)));
         // The game's process gone: its entities are loaded again on game 0
-        // (what is sent to them waits for that), and the clients playing
-        // there (b, and a since its claim) are let go.
+        // (what is sent to them waits for that); a, bound to 200 since its
+        // claim, goes with it, and b (whose entity that no longer is) is
+        // let go.
         while next(&inboxes[0]).is_some() {}
-        let (entities, mut clients) = d.game_lost(GameId(1));
-        clients.sort_by_key(|c| format!("{c}"));
-        assert_eq!((entities, clients), (2, vec![a, b]));
+        let (entities, clients) = d.game_lost(GameId(1));
+        assert_eq!((entities, clients), (2, vec![b]));
         let mut reloads = Vec::new();
-        while let Some(TestMsg::Wire(ToGame::Reload { entity })) = next(&inboxes[0]) {
-            reloads.push(entity);
+        while let Some(TestMsg::Wire(ToGame::Reload { entity, client })) = next(&inboxes[0]) {
+            reloads.push((entity, client));
         }
-        reloads.sort();
-        assert_eq!(reloads, [200, 300]);
+        reloads.sort_by_key(|(e, _)| *e);
+        assert_eq!(reloads, [(200, Some(a)), (300, None)]);
         assert_eq!(local.game_of(200), Some(GameId(0)));
+        assert_eq!(local.client_entity(a), Some(200), "seated with it");
+        d.to_game(ToGame::ClientMove {
+            client: a,
+            pos: Position::default(),
+            yaw: 0.0,
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            next(&inboxes[0]),
+            Some(TestMsg::Wire(ToGame::ClientMove { .. }))
+        ));
         d.to_game(call(b, 200, 9)).await.unwrap();
         assert!(next(&inboxes[0]).is_none(), "held while it loads again");
         assert_eq!(req_id(local.arrived(200, 3).into_iter().next()), Some(9));

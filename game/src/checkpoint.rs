@@ -244,6 +244,7 @@ impl Game {
             elapsed = ?run.started.elapsed(),
             "checkpoint"
         );
+        self.world().store_checkpoint(&run.version, &run.states);
         self.checkpoints[p] = Some(Checkpoint {
             version: run.version,
             states: run.states,

@@ -170,6 +170,10 @@ pub struct GameStorage {
     pub services: std::collections::HashMap<String, wyrm_storage::LoadedEntity>,
     /// How often changed persistent entities are saved.
     pub save_every: Duration,
+    /// Write checkpoints of persistent entities' private state to storage
+    /// too: a game in a process of its own, whose entities are loaded
+    /// again elsewhere (with that state) if the process dies.
+    pub recoverable: bool,
 }
 
 impl Game {
@@ -217,8 +221,9 @@ impl Game {
             ids,
             mut services,
             save_every,
+            recoverable,
         } = storage;
-        let persistence = world::Persistence::new(store, stats);
+        let persistence = world::Persistence::new(store, stats, recoverable);
         let spaces = space::Spaces::new(cfg.position_resolution()?, cfg.space_resolutions()?);
         // The first game runs the services; the others find them through
         // the dispatcher.
@@ -410,6 +415,12 @@ impl Game {
             GameInput::Swap(req) => self.swap(*req),
             GameInput::Node { back: false } => self.world().node_lost(),
             GameInput::Node { back: true } => self.world().rejoin(),
+            GameInput::Loaded { id, mut result } => {
+                if let Ok(loaded) = result.as_mut() {
+                    self.restore_state(loaded);
+                }
+                self.world().finish_load(id, *result);
+            }
             routed => self.world().take(routed),
         }
     }
@@ -432,7 +443,7 @@ impl Game {
             } => self.depart(entity, to, then, held_at_us),
             ToGame::Arrive(m) => self.arrive(*m),
             ToGame::Returned(msg) => self.world().undeliverable(GameInput::from(*msg)),
-            ToGame::Reload { entity } => self.world().reload(entity),
+            ToGame::Reload { entity, client } => self.world().reload(entity, client),
             // Taken by `run` before it gets here.
             ToGame::Shutdown => {}
             routed => self.world().take(GameInput::from(routed)),

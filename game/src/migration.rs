@@ -119,6 +119,54 @@ impl Game {
         Ok(())
     }
 
+    /// Imports the checkpointed private state storage read for an entity
+    /// loaded again after its game died into this game's instance of its
+    /// plugin. One that cannot take it comes back with fresh state, logged.
+    pub(super) fn restore_state(&mut self, loaded: &mut wyrm_storage::LoadedEntity) {
+        let id = loaded.row.id;
+        let Some(saved) = loaded.state.take() else {
+            return;
+        };
+        if !self.world_ref().reloading(id) {
+            return;
+        }
+        let Some(ty) = self.world_ref().types.find(&loaded.row.type_name) else {
+            return; // refused as it is put in, with its reason
+        };
+        let t = self.world_ref().types.get(ty);
+        let (plugin, kind, type_name) = (t.plugin, t.kind, t.name.clone());
+        if self.plugins[plugin].down.is_some() {
+            tracing::warn!(
+                entity = id,
+                "its plugin is down: it comes back with fresh private state"
+            );
+            return;
+        }
+        let states = [EntityState {
+            entity: EntityRef { id, kind },
+            type_name,
+            data: saved.state,
+        }];
+        let imported =
+            self.plugins[plugin]
+                .instance
+                .import(&mut self.world, &saved.version, &states);
+        let why = match imported {
+            Ok(Ok(())) => {
+                if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
+                    swap.touch(id);
+                }
+                return;
+            }
+            Ok(Err(e)) => format!("its plugin refused its checkpointed state: {e}"),
+            Err(fault) => {
+                self.recover(plugin, &fault);
+                format!("its plugin faulted importing its checkpointed state: {fault}")
+            }
+        };
+        tracing::warn!(entity = id, "{why}; it comes back with fresh private state");
+    }
+
     /// Sends a migrant this game cannot take back where it came from, with
     /// its private state.
     fn bounce(&mut self, mut m: Migrant, why: String) {

@@ -118,6 +118,7 @@ impl Server {
                         // Services run on the first game.
                         services: services.take().unwrap_or_default(),
                         save_every: Duration::from_millis(cfg.storage.save_interval_ms),
+                        recoverable: false,
                     };
                     let channels = GameChannels {
                         inbox,

@@ -68,7 +68,7 @@ fn write_config_of(
         None => (String::new(), String::new()),
     };
     let text = format!(
-        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\nboot_entity = {boot:?}\nservices = {services}\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n{games}{storage}\n[[plugin]]\nname = {name:?}\nsource = {src:?}\n",
+        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\ncheckpoint_interval_ms = 200\nboot_entity = {boot:?}\nservices = {services}\n\n[cluster]\nnats = {nats:?}\nname = \"test{pid}\"\n{games}{storage}\n[[plugin]]\nname = {name:?}\nsource = {src:?}\n",
         data = dir.join("data").display().to_string(),
         pid = std::process::id(),
         src = root.join(source).display().to_string(),
@@ -86,6 +86,8 @@ struct TwoGames {
     at_node: String,
     cfg: PathBuf,
     nats: LocalNats,
+    /// The games' database.
+    url: String,
     _pg: wyrm::local::LocalPostgres,
     _dir: tempfile::TempDir,
 }
@@ -108,6 +110,7 @@ impl TwoGames {
             at_node,
             cfg,
             nats,
+            url,
             _pg: pg,
             _dir: dir,
         }
@@ -351,7 +354,7 @@ async fn one_command_runs_a_whole_cluster_and_stops_it() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cfg = dir.path().join("cluster.toml");
     let text = format!(
-        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nname = \"one{pid}\"\ngames = 1\ngates = [{{ tcp = \"127.0.0.1:0\" }}]\n\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
+        "[server]\ndata_dir = {data:?}\n\n[net]\ntcp = \"127.0.0.1:0\"\n\n[game]\nworkers = 1\ncheckpoint_interval_ms = 200\nboot_entity = \"Account\"\nservices = [\"Lobby\"]\n\n[cluster]\nname = \"one{pid}\"\ngames = 1\ngates = [{{ tcp = \"127.0.0.1:0\" }}]\n\n[[plugin]]\nname = \"chatroom\"\nsource = {src:?}\n",
         data = dir.path().join("data").display().to_string(),
         pid = std::process::id(),
         src = root.join("examples/chatroom/plugin").display().to_string(),
@@ -547,4 +550,92 @@ async fn what_a_killed_game_had_saved_comes_back_by_itself_on_the_game_left() {
         expect(&mut on0, "on_vault_value").await;
     assert_eq!((id, error), (vault, None));
     assert_eq!(value, Some(42), "the acknowledged value");
+}
+
+/// Waits until the private state checkpointed to `url` for `id` holds
+/// `count` (polling storage as a recovery would read it).
+async fn wait_checkpointed(url: &str, id: u64, count: u64) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opened = wyrm_storage::open::<()>(
+        &wyrm_storage::Location::Postgres { url: url.into() },
+        &[],
+        move |a| {
+            if let wyrm_storage::Answer::Loaded { result, .. } = a {
+                let _ = tx.send(result);
+            }
+        },
+    )
+    .expect("open the games' database");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        opened.store.send(wyrm_storage::Op::Recover { id });
+        let loaded = rx.recv_timeout(WAIT).expect("storage answers");
+        let held = loaded.ok().and_then(|l| l.state).and_then(|s| {
+            let v = rmpv::decode::read_value(&mut s.state.as_slice()).ok()?;
+            v.as_map()?
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("count"))
+                .and_then(|(_, v)| v.as_u64())
+        });
+        if held == Some(count) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of entity {id} with count {count} (last: {held:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_games_saved_player_comes_back_with_its_state_and_its_client_still_on() {
+    let c = TwoGames::start(("testbed", "plugins/testbed", "Probe", "[]"));
+    let (at_node, game) = (&c.at_node, &c.game);
+    let mut on0 = Client::connect(Transport::Tcp, at_node)
+        .await
+        .expect("connect");
+    let id0 = on0.wait_player(WAIT).await.expect("own probe");
+    let mut on1 = Client::connect(Transport::Tcp, at_node)
+        .await
+        .expect("connect");
+    let id1 = on1.wait_player(WAIT).await.expect("own probe");
+    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+    // The player on game 1 takes a saved Keeper and counts to 3 in its
+    // private state; a checkpoint holds the 3.
+    call(&mut on1, "keeper_take", ()).await;
+    let (error,): (Option<String>,) = expect(&mut on1, "on_keeper_saved").await;
+    assert_eq!(error, None);
+    let keeper = on1.player().expect("bound to the keeper");
+    assert_ne!(keeper, id1);
+    for n in 1..=3u64 {
+        call(&mut on1, "bump", ()).await;
+        let (count,): (u64,) = expect(&mut on1, "on_count").await;
+        assert_eq!(count, n);
+    }
+    wait_checkpointed(&c.url, keeper, 3).await;
+
+    // Game 1 dies. The keeper comes back on game 0 with its count, and its
+    // player, still connected, is bound to it again: its view starts over
+    // with the keeper as its own, and it counts on from 3.
+    game.signal("KILL");
+    loop {
+        match on1.next_event_timeout(WAIT).await {
+            Ok(Some(wyrm_client::Event::ViewReset)) => break,
+            Ok(Some(wyrm_client::Event::Closed) | None) | Err(_) => {
+                panic!("no view reset: the connection ended or went quiet")
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    let own = on1.wait_player(WAIT).await.expect("bound again");
+    assert_eq!(own, keeper);
+    call(&mut on1, "bump", ()).await;
+    let (count,): (u64,) = expect(&mut on1, "on_count").await;
+    assert_eq!(count, 4, "its private state came back from the checkpoint");
+    // The probe on game 1 had nothing saved: gone, and its game's player
+    // on game 0 is untouched.
+    call(&mut on0, "keepers_ask", (keeper, keeper)).await;
+    let (id, count): (u64, u64) = expect(&mut on0, "on_keeper").await;
+    assert_eq!((id, count), (keeper, 4));
 }

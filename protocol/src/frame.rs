@@ -18,6 +18,7 @@ mod ty {
     pub const S_PONG: u8 = 0x86;
     pub const S_POSITIONS: u8 = crate::positions::POSITIONS_TYPE;
     pub const S_CALL_OWN: u8 = 0x89;
+    pub const S_VIEW_RESET: u8 = 0x8a;
 }
 
 /// A frame a client sends.
@@ -107,6 +108,10 @@ pub enum ServerFrame {
     /// bound to when the frame arrives): how broadcasts and tag-filtered
     /// calls reach each client with the same bytes.
     CallOwn { method: String, args: Vec<u8> },
+    /// Forget every entity and position slot: the view starts over with
+    /// the frames that follow (the client's entity came back on another
+    /// game after the one that ran it died).
+    ViewReset,
 }
 
 /// Why a request failed. Numeric values are part of the protocol.
@@ -345,6 +350,7 @@ impl ServerFrame {
                 put_str(out, method);
                 out.extend_from_slice(args);
             }
+            Self::ViewReset => out.push(ty::S_VIEW_RESET),
         }
     }
 
@@ -409,6 +415,7 @@ impl ServerFrame {
                 method: r.str("method")?,
                 args: r.rest().to_vec(),
             },
+            ty::S_VIEW_RESET => Self::ViewReset,
             other => return Err(DecodeError::UnknownType(other)),
         };
         expect_end(&r)?;
@@ -524,6 +531,8 @@ mod tests {
         round_trip_server(ServerFrame::Positions {
             body: vec![0xfb, 0x80, 0x01],
         });
+        round_trip_server(ServerFrame::ViewReset);
+        assert_eq!(ServerFrame::ViewReset.to_bytes(), [0x8a]);
         let m = ClientFrame::Move {
             pos: Position {
                 x: 1.0,

@@ -19,7 +19,7 @@
 
 use crossbeam_channel::Sender;
 
-use crate::{EntityRow, IdBlock, LoadedEntity, Op, Reply, ReplyTo};
+use crate::{EntityRow, IdBlock, LoadedEntity, Op, Reply, ReplyTo, SavedState};
 use wyrm_wire::EntityId;
 
 /// An error from a database, as each backend's driver gives it.
@@ -43,6 +43,16 @@ pub(crate) trait Backend {
     fn save(&mut self, rows: &[&EntityRow], now_ms: i64) -> DbResult<()>;
     /// Each id's row and mailbox, in the order of `ids`.
     fn load(&mut self, ids: &[EntityId]) -> DbResult<Vec<Option<LoadedEntity>>>;
+    /// Upserts checkpointed private states, all exported by `version`.
+    fn save_states(
+        &mut self,
+        version: &str,
+        states: &[(EntityId, Vec<u8>)],
+        now_ms: i64,
+    ) -> DbResult<()>;
+    /// Each id's checkpointed private state, in the order of `ids`.
+    fn states(&mut self, ids: &[EntityId]) -> DbResult<Vec<Option<SavedState>>>;
+    fn drop_states(&mut self, ids: &[EntityId]) -> DbResult<()>;
     fn exists(&mut self, id: EntityId) -> DbResult<bool>;
     /// The saved ids of a type, ascending.
     fn saved_ids(&mut self, type_name: &str) -> DbResult<Vec<EntityId>>;
@@ -174,16 +184,20 @@ fn pass<B: Backend>(
 /// Runs the loads, or the saves, at the head of `ops` as one read or one
 /// write, and returns their answers (none if `ops` starts with neither).
 fn together<B: Backend>(db: &mut B, ops: &[Op]) -> DbResult<Vec<Option<Done>>> {
-    let loads: Vec<EntityId> = ops
+    // (id, whether its private state is wanted too)
+    let loads: Vec<(EntityId, bool)> = ops
         .iter()
         .map_while(|op| match op {
-            Op::Load { id } => Some(*id),
+            Op::Load { id } => Some((*id, false)),
+            Op::Recover { id } => Some((*id, true)),
             _ => None,
         })
         .collect();
     if !loads.is_empty() {
-        let found = db.load(&loads)?;
-        return Ok(loads
+        let ids: Vec<EntityId> = loads.iter().map(|(id, _)| *id).collect();
+        let mut found = db.load(&ids)?;
+        with_states(db, &loads, &mut found)?;
+        return Ok(ids
             .into_iter()
             .zip(found)
             .map(|(id, l)| Some(loaded(id, l)))
@@ -202,6 +216,27 @@ fn together<B: Backend>(db: &mut B, ops: &[Op]) -> DbResult<Vec<Option<Done>>> {
     let rows: Vec<&EntityRow> = saves.iter().flat_map(|(rows, _)| rows.iter()).collect();
     db.save(&rows, now_ms())?;
     Ok(saves.into_iter().map(|(rows, r)| saved(rows, r)).collect())
+}
+
+/// Reads the private states of the loads that want them into `found`.
+fn with_states<B: Backend>(
+    db: &mut B,
+    loads: &[(EntityId, bool)],
+    found: &mut [Option<LoadedEntity>],
+) -> DbResult<()> {
+    let wanted: Vec<usize> = (0..loads.len())
+        .filter(|&i| loads[i].1 && found[i].is_some())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<EntityId> = wanted.iter().map(|&i| loads[i].0).collect();
+    for (i, state) in wanted.into_iter().zip(db.states(&ids)?) {
+        if let Some(l) = &mut found[i] {
+            l.state = state;
+        }
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -227,9 +262,19 @@ fn apply<B: Backend>(db: &mut B, op: &Op) -> DbResult<Option<Done>> {
             db.save(&rows_ref, now_ms())?;
             saved(rows, r.as_ref())
         }
-        Op::Load { id } => {
-            let found = db.load(&[*id])?.pop().flatten();
-            Some(loaded(*id, found))
+        Op::Load { id } | Op::Recover { id } => {
+            let recover = matches!(op, Op::Recover { .. });
+            let mut found = db.load(&[*id])?;
+            with_states(db, &[(*id, recover)], &mut found)?;
+            Some(loaded(*id, found.pop().flatten()))
+        }
+        Op::SaveStates { version, states } => {
+            db.save_states(version, states, now_ms())?;
+            None
+        }
+        Op::DropStates { ids } => {
+            db.drop_states(ids)?;
+            None
         }
         Op::Exists { id, reply: r } => {
             let found = db.exists(*id)?;
@@ -319,12 +364,17 @@ fn error_answer(op: &Op, msg: &str) -> Option<Done> {
         | Op::KvGet { reply, .. }
         | Op::KvGetOrPut { reply, .. }
         | Op::KvRange { reply, .. } => reply,
-        Op::Load { id } => return Some(Done::Loaded(*id, Err(msg.to_owned()))),
+        Op::Load { id } | Op::Recover { id } => {
+            return Some(Done::Loaded(*id, Err(msg.to_owned())))
+        }
         // Its caller sees the channel close, and asks again.
         Op::ReserveIds { .. } => return None,
-        Op::Mail { .. } | Op::MailDone { .. } | Op::Service { .. } | Op::Flush { .. } => {
-            return None
-        }
+        Op::Mail { .. }
+        | Op::MailDone { .. }
+        | Op::Service { .. }
+        | Op::Flush { .. }
+        | Op::SaveStates { .. }
+        | Op::DropStates { .. } => return None,
     };
     Some(Done::Reply(reply(r, Some(msg), nil)))
 }

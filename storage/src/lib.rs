@@ -85,6 +85,17 @@ pub struct LoadedEntity {
     pub row: EntityRow,
     /// Mailbox calls in the order they were made: (sequence, method, args).
     pub mailbox: Vec<(i64, String, Vec<u8>)>,
+    /// Its private state as last checkpointed, for [`Op::Recover`] (never
+    /// read for [`Op::Load`]).
+    pub state: Option<SavedState>,
+}
+
+/// An entity's private state as a checkpoint wrote it: what its plugin's
+/// state hook exported, and the plugin version that exported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedState {
+    pub version: String,
+    pub state: Vec<u8>,
 }
 
 /// A request to the storage thread.
@@ -98,6 +109,22 @@ pub enum Op {
     /// Read an entity and its mailbox; answers with [`Answer::Loaded`].
     Load {
         id: EntityId,
+    },
+    /// [`Op::Load`] with the entity's last checkpointed private state:
+    /// how an entity whose game died comes back.
+    Recover {
+        id: EntityId,
+    },
+    /// Private states of a checkpoint (plugin `version`'s), each replacing
+    /// the entity's last: what [`Op::Recover`] reads back.
+    SaveStates {
+        version: String,
+        states: Vec<(EntityId, Vec<u8>)>,
+    },
+    /// Forget these entities' checkpointed states (they were destroyed:
+    /// a later load must not take a state of an earlier life).
+    DropStates {
+        ids: Vec<EntityId>,
     },
     /// Whether an entity is saved.
     Exists {
@@ -170,7 +197,8 @@ pub struct Reply {
 pub enum Answer<T> {
     /// A reply, with the ticket its operation came with.
     Reply { reply: Reply, ticket: T },
-    /// A saved entity read back (or why it could not be), for [`Op::Load`].
+    /// A saved entity read back (or why it could not be), for [`Op::Load`]
+    /// and [`Op::Recover`].
     Loaded {
         id: EntityId,
         result: Result<LoadedEntity, String>,

@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use crate::batch::{Backend, DbResult};
-use crate::{EntityRow, IdBlock, LoadedEntity, OpenError, ID_BLOCK, SCHEMA_VERSION};
+use crate::{EntityRow, IdBlock, LoadedEntity, OpenError, SavedState, ID_BLOCK, SCHEMA_VERSION};
 use wyrm_wire::EntityId;
 
 const SCHEMA: &str = "
@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS wyrm_mailbox (
     args BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS wyrm_mailbox_by_entity ON wyrm_mailbox (entity, seq);
+CREATE TABLE IF NOT EXISTS wyrm_states (
+    id BIGINT PRIMARY KEY,
+    version TEXT NOT NULL,
+    state BYTEA NOT NULL,
+    saved_at BIGINT NOT NULL
+);
 ";
 
 /// Any number; every Wyrm process takes this advisory lock while it makes
@@ -324,6 +330,7 @@ impl Backend for Postgres {
                     LoadedEntity {
                         row,
                         mailbox: Vec::new(),
+                        state: None,
                     },
                 ))
             })
@@ -336,6 +343,63 @@ impl Backend for Postgres {
             }
         }
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
+    fn save_states(
+        &mut self,
+        version: &str,
+        states: &[(EntityId, Vec<u8>)],
+        now_ms: i64,
+    ) -> DbResult<()> {
+        // One statement for all (an upsert may not touch a row twice: the
+        // last state of an id given twice is kept, as in `save`).
+        let mut last = std::collections::HashMap::with_capacity(states.len());
+        for (i, (id, _)) in states.iter().enumerate() {
+            last.insert(*id, i);
+        }
+        let mut ids = Vec::with_capacity(last.len());
+        let mut data = Vec::with_capacity(last.len());
+        for (i, (id, state)) in states.iter().enumerate() {
+            if last.get(id) == Some(&i) {
+                ids.push(*id as i64);
+                data.push(state.as_slice());
+            }
+        }
+        self.execute(
+            "INSERT INTO wyrm_states (id, version, state, saved_at)
+             SELECT u.id, $2, u.state, $4
+             FROM UNNEST($1::BIGINT[], $3::BYTEA[]) AS u (id, state)
+             ON CONFLICT (id) DO UPDATE
+             SET version = excluded.version, state = excluded.state, saved_at = excluded.saved_at",
+            &[&ids, &version, &data, &now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn states(&mut self, ids: &[EntityId]) -> DbResult<Vec<Option<SavedState>>> {
+        let keys: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+        let rows = self.query(
+            "SELECT id, version, state FROM wyrm_states WHERE id = ANY($1)",
+            &[&keys],
+        )?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for r in rows {
+            let id = r.try_get::<_, i64>(0)? as u64;
+            found.insert(
+                id,
+                SavedState {
+                    version: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                },
+            );
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
+    fn drop_states(&mut self, ids: &[EntityId]) -> DbResult<()> {
+        let keys: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+        self.execute("DELETE FROM wyrm_states WHERE id = ANY($1)", &[&keys])?;
+        Ok(())
     }
 
     fn exists(&mut self, id: EntityId) -> DbResult<bool> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::batch::{Backend, DbResult};
-use crate::{EntityRow, IdBlock, LoadedEntity, OpenError, ID_BLOCK};
+use crate::{EntityRow, IdBlock, LoadedEntity, OpenError, SavedState, ID_BLOCK};
 use wyrm_wire::EntityId;
 
 /// The schema this version writes; a database with a higher one is refused.
@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS mailbox (
     args BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mailbox_by_entity ON mailbox (entity, seq);
+CREATE TABLE IF NOT EXISTS states (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    state BLOB NOT NULL,
+    saved_at INTEGER NOT NULL
+);
 ";
 
 /// The game database: a connection, and the lock file held while it is open.
@@ -188,7 +194,11 @@ impl Sqlite {
         let mailbox = stmt
             .query_map([id as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Some(LoadedEntity { row, mailbox }))
+        Ok(Some(LoadedEntity {
+            row,
+            mailbox,
+            state: None,
+        }))
     }
 }
 
@@ -238,6 +248,50 @@ impl Backend for Sqlite {
             .iter()
             .map(|&id| self.load_one(id))
             .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn save_states(
+        &mut self,
+        version: &str,
+        states: &[(EntityId, Vec<u8>)],
+        now_ms: i64,
+    ) -> DbResult<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO states (id, version, state, saved_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, state = excluded.state, saved_at = excluded.saved_at",
+        )?;
+        for (id, state) in states {
+            stmt.execute(params![*id as i64, version, state, now_ms])?;
+        }
+        Ok(())
+    }
+
+    fn states(&mut self, ids: &[EntityId]) -> DbResult<Vec<Option<SavedState>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT version, state FROM states WHERE id = ?1")?;
+        Ok(ids
+            .iter()
+            .map(|&id| {
+                stmt.query_row([id as i64], |r| {
+                    Ok(SavedState {
+                        version: r.get(0)?,
+                        state: r.get(1)?,
+                    })
+                })
+                .optional()
+            })
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn drop_states(&mut self, ids: &[EntityId]) -> DbResult<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM states WHERE id = ?1")?;
+        for &id in ids {
+            stmt.execute([id as i64])?;
+        }
+        Ok(())
     }
 
     fn exists(&mut self, id: EntityId) -> DbResult<bool> {

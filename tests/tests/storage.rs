@@ -38,6 +38,7 @@ on_both_databases!(
     key_value_store_get_put_get_or_put_and_range,
     the_chatroom_keeps_accounts_and_room_history_across_a_restart,
     a_batch_of_operations_sees_each_other_in_order,
+    checkpointed_states_come_back_only_for_a_recovery_and_go_with_a_destroy,
 );
 
 /// `on_vault_value` args: id, value, log, error.
@@ -627,6 +628,69 @@ async fn a_batch_of_operations_sees_each_other_in_order(db: Db) {
             "3: no saved entity 3",
             "got [nil, 1, nil]",
             "2: b2 mail [\"hello\"]",
+        ]
+    );
+}
+
+/// A checkpoint's private states are read back by `Recover` (the latest
+/// of each entity, with the version that wrote it), never by `Load`, and
+/// dropped states are gone; an entity never saved has none to recover.
+async fn checkpointed_states_come_back_only_for_a_recovery_and_go_with_a_destroy(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (opened, answers) = open_store(&location(db, dir.path()));
+    use wyrm_storage::{Op, SavedState};
+    let row = |id: u64| wyrm_storage::EntityRow {
+        id,
+        type_name: "Thing".into(),
+        attrs: vec![0x80],
+    };
+    let ops = [
+        Op::Save {
+            rows: vec![row(1), row(2)],
+            reply: None,
+        },
+        Op::SaveStates {
+            version: "0.1.0".into(),
+            states: vec![(1, b"one".to_vec()), (2, b"two".to_vec())],
+        },
+        Op::SaveStates {
+            version: "0.2.0".into(),
+            states: vec![(1, b"uno".to_vec()), (3, b"tres".to_vec())],
+        },
+        Op::Recover { id: 1 },
+        Op::Load { id: 1 },
+        Op::Recover { id: 2 },
+        Op::Recover { id: 3 },
+        Op::DropStates { ids: vec![2] },
+        Op::Recover { id: 2 },
+    ];
+    for op in ops {
+        opened.store.send(op);
+    }
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        match answers.recv_timeout(Duration::from_secs(30)) {
+            Ok(wyrm_storage::Answer::Loaded { id, result }) => {
+                seen.push((id, result.map(|l| l.state)));
+            }
+            Ok(other) => panic!("unexpected answer {other:?}"),
+            Err(e) => panic!("no answer after {seen:?}: {e}"),
+        }
+    }
+    let state = |v: &str, s: &[u8]| {
+        Ok(Some(SavedState {
+            version: v.into(),
+            state: s.to_vec(),
+        }))
+    };
+    assert_eq!(
+        seen,
+        [
+            (1, state("0.2.0", b"uno")),
+            (1, Ok(None)),
+            (2, state("0.1.0", b"two")),
+            (3, Err("no saved entity 3".into())),
+            (2, Ok(None)),
         ]
     );
 }

@@ -81,10 +81,15 @@ pub enum ToGame {
     /// dispatcher placed it, and holds its messages until it is in):
     /// `reply` gets the answer.
     LoadEntity { entity: EntityId, reply: ReplyTo },
-    /// Load saved entity `entity` here: the game that ran it died (the
-    /// dispatcher placed it here and holds its messages until it is in).
-    /// One that was never saved is simply gone.
-    Reload { entity: EntityId },
+    /// Load saved entity `entity` here, with its last checkpointed private
+    /// state: the game that ran it died (the dispatcher placed it here and
+    /// holds its messages until it is in). `client`, still connected, was
+    /// bound to it there: bind it again once it is in, or let it go if it
+    /// cannot come back (one never saved is simply gone).
+    Reload {
+        entity: EntityId,
+        client: Option<ClientId>,
+    },
     /// What this game (in a process of its own) sent for an entity that
     /// is on no game, back for it to handle as it would have at once in
     /// one process: into the entity's mailbox, or answered as missing.

@@ -196,6 +196,7 @@ impl World {
         if dirty {
             self.storage.dirty.insert(id);
         }
+        self.storage.forget_written(id);
         if let Some(p) = handoff {
             self.handoffs.insert(id, p as usize);
         }

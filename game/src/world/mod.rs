@@ -608,6 +608,7 @@ impl World {
                 rows: vec![row],
                 reply: None,
             });
+            self.storage.drop_state(id);
         }
         Some(r)
     }

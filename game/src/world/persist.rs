@@ -11,16 +11,41 @@ pub(crate) struct Persistence {
     /// Entities being loaded: who waits for them, and calls made to them
     /// meanwhile.
     loading: HashMap<EntityId, Loading>,
+    /// In a game whose entities are recovered elsewhere if its process
+    /// dies: a digest of the private state last written to storage for
+    /// each of its persistent entities, so an unchanged one is not written
+    /// again.
+    written: Option<HashMap<EntityId, u64>>,
 }
 
 impl Persistence {
-    /// What the world saves through `store`, and emits to `stats`.
-    pub(crate) fn new(store: Store, stats: StatsSink) -> Self {
+    /// What the world saves through `store`, and emits to `stats`;
+    /// `recoverable` also writes the persistent entities' checkpointed
+    /// private states there.
+    pub(crate) fn new(store: Store, stats: StatsSink, recoverable: bool) -> Self {
         Self {
             store,
             stats,
             dirty: HashSet::new(),
             loading: HashMap::new(),
+            written: recoverable.then(HashMap::new),
+        }
+    }
+
+    /// `id`'s state was written elsewhere, or is gone: whatever this game
+    /// wrote for it is not what storage holds.
+    pub(super) fn forget_written(&mut self, id: EntityId) {
+        if let Some(w) = &mut self.written {
+            w.remove(&id);
+        }
+    }
+
+    /// `id`, persistent, was destroyed: its checkpointed state goes too, so
+    /// a later load cannot take a state of this life.
+    pub(super) fn drop_state(&mut self, id: EntityId) {
+        if let Some(w) = &mut self.written {
+            w.remove(&id);
+            self.store.send(Op::DropStates { ids: vec![id] });
         }
     }
 }
@@ -36,6 +61,18 @@ struct Loading {
     /// Loaded again after its game died: one that was never saved is
     /// simply gone, not a failure to report.
     reload: bool,
+    /// The client that was bound to it there, still connected.
+    client: Option<ClientId>,
+}
+
+/// A digest of a private state and the version that exported it: equal
+/// digests mean (but for a 64-bit collision) equal states.
+fn digest(version: &str, state: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    version.hash(&mut h);
+    state.hash(&mut h);
+    h.finish()
 }
 
 /// The storage form of a WIT `reply-to`.
@@ -74,6 +111,40 @@ impl World {
         }
     }
 
+    /// Writes a checkpoint of one plugin (`version`'s private states) to
+    /// storage, in a game whose entities are recovered elsewhere if its
+    /// process dies: the states of its persistent entities that changed
+    /// since they were last written.
+    pub(crate) fn store_checkpoint(&mut self, version: &str, states: &HashMap<EntityId, Vec<u8>>) {
+        let Some(mut written) = self.storage.written.take() else {
+            return;
+        };
+        // Those that left since (a migration takes its state along).
+        written.retain(|id, _| self.entities.contains_key(id));
+        let mut changed = Vec::new();
+        for (&id, state) in states {
+            let persistent = self
+                .entities
+                .get(&id)
+                .is_some_and(|e| self.types.get(e.ty).persistent());
+            if !persistent {
+                continue;
+            }
+            let digest = digest(version, state);
+            if written.insert(id, digest) != Some(digest) {
+                changed.push((id, state.clone()));
+            }
+        }
+        self.storage.written = Some(written);
+        if !changed.is_empty() {
+            tracing::debug!(states = changed.len(), "checkpoint written to storage");
+            self.storage.store.send(Op::SaveStates {
+                version: version.to_owned(),
+                states: changed,
+            });
+        }
+    }
+
     /// Saves every persistent entity and waits until it is on disk: the
     /// graceful shutdown.
     pub(crate) fn save_all_and_flush(&mut self) {
@@ -106,7 +177,7 @@ impl World {
         loaded: LoadedEntity,
         calls: Vec<Call>,
     ) -> Result<TypeIndex, String> {
-        let LoadedEntity { row, mailbox } = loaded;
+        let LoadedEntity { row, mailbox, .. } = loaded;
         let ty = self.types.find(&row.type_name).ok_or_else(|| {
             format!(
                 "saved entity {} is of type {}, which no plugin declares",
@@ -156,6 +227,7 @@ impl World {
             calls,
             charges,
             reload,
+            client,
         } = self.storage.loading.remove(&id).unwrap_or_default();
         let outcome = result.and_then(|loaded| self.insert_loaded(loaded, calls));
         let err = outcome.as_ref().err().map(String::as_str);
@@ -172,6 +244,12 @@ impl World {
             }
         };
         self.take_routed(held);
+        if let Some(client) = client {
+            match outcome {
+                Ok(_) => self.rebind(client, id),
+                Err(_) => self.output(ToGate::Release { client }),
+            }
+        }
         let charges = charges.into_iter().chain(std::iter::repeat_with(|| None));
         for (r, charge) in replies.into_iter().zip(charges) {
             let msg = storage::reply(&r, err, |out| {
@@ -273,16 +351,24 @@ impl World {
         }
     }
 
-    /// Loads `id` on this game, for no one: the game that ran it died and
-    /// the dispatcher placed it here (it holds its messages already).
-    pub(crate) fn reload(&mut self, id: EntityId) {
+    /// Loads `id` on this game with its last checkpointed private state:
+    /// the game that ran it died and the dispatcher placed it here (it
+    /// holds its messages already). `client` was bound to it there.
+    pub(crate) fn reload(&mut self, id: EntityId, client: Option<ClientId>) {
         if let std::collections::hash_map::Entry::Vacant(e) = self.storage.loading.entry(id) {
             e.insert(Loading {
                 reload: true,
+                client,
                 ..Loading::default()
             });
-            self.storage.store.send(Op::Load { id });
+            self.storage.store.send(Op::Recover { id });
         }
+    }
+
+    /// Whether `id` is being loaded again after its game died, and not
+    /// here yet: what storage read for it brings its private state.
+    pub(crate) fn reloading(&self, id: EntityId) -> bool {
+        self.storage.loading.get(&id).is_some_and(|l| l.reload) && !self.entities.contains_key(&id)
     }
 
     /// Loads `id` on this game (the dispatcher holds its messages already)

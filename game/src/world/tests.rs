@@ -62,7 +62,7 @@ fn harness() -> Harness {
         types,
         spaces,
         passwords,
-        Persistence::new(opened.store, stats),
+        Persistence::new(opened.store, stats, false),
         dispatcher.for_game(GameId(0)),
         ids,
         GuestLimits::default(),

@@ -89,6 +89,14 @@ impl World {
     }
 
     /// Tells a client that is leaving `id` to forget everything it saw.
+    /// Binds `client` again to `id`, which came back here after the game
+    /// that ran it died: the client's view starts over, since what it was
+    /// shown came from a game that is gone and cannot take it back.
+    pub(super) fn rebind(&mut self, client: ClientId, id: EntityId) {
+        self.send(client, &ServerFrame::ViewReset);
+        self.bind(client, id);
+    }
+
     pub(super) fn hide_view(&mut self, client: ClientId, id: EntityId) {
         self.hide_surroundings(client, id);
         self.send(client, &ServerFrame::Destroy { entity: id });

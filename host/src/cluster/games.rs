@@ -254,6 +254,7 @@ impl GameProcess {
                             Some(*client)
                         }
                         ToGame::Arrive(m) => m.client,
+                        ToGame::Reload { client, .. } => *client,
                         _ => None,
                     };
                     if let Some(client) = client {
@@ -287,6 +288,8 @@ impl GameProcess {
                     stats,
                     services: Default::default(),
                     save_every: Duration::from_millis(cfg.storage.save_interval_ms),
+                    // Its entities come back on the games left if it dies.
+                    recoverable: true,
                 };
                 let channels = GameChannels {
                     inbox,

@@ -117,7 +117,7 @@ pub(crate) async fn serve_node(
                         game = p.id,
                         entities,
                         clients = clients.len(),
-                        "game lost: its players are let go, to log in again on the games left; its entities are forgotten until loaded again"
+                        "game lost: its entities are loaded again on the games left, with their players; players whose entity cannot come back are let go, to log in again"
                     );
                     let release = wyrm_wire::GateBatch {
                         ops: clients

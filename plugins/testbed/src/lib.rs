@@ -329,6 +329,48 @@ impl Probe {
         Ok(())
     }
 
+    /// Creates `n` Keepers here, each counting from `count` (in private
+    /// state); answers `on_keepers(first_id, last_id)` (ids are
+    /// consecutive). They are saved at the save interval, their state at
+    /// the next checkpoint.
+    #[own_client]
+    fn keepers(&mut self, ctx: &mut Ctx, n: u32, count: u64) -> Result<(), Error> {
+        let mut range = None;
+        for _ in 0..n {
+            let id = ctx.create_entity("Keeper", wyrm_sdk::attrs! { "name" => "keeper" })?;
+            ctx.call(id, "set", (count,))?;
+            range = Some((range.map_or(id, |(first, _)| first), id));
+        }
+        let (first, last) = range.unwrap_or((0, 0));
+        ctx.call_client("on_keepers", (first, last))?;
+        Ok(())
+    }
+
+    /// Creates a Keeper here, saves it and hands it this probe's client,
+    /// which gets `on_keeper_saved(error)` once it is on disk.
+    #[own_client]
+    fn keeper_take(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        let id = ctx.create_entity("Keeper", wyrm_sdk::attrs! { "name" => "mine" })?;
+        ctx.give_client_to(ctx.id(), id)?;
+        ctx.call(id, "save", ())
+    }
+
+    /// Asks Keepers `first..=last` for their counts: `on_keeper(id,
+    /// count)` for each, as it answers.
+    #[own_client]
+    fn keepers_ask(&mut self, ctx: &mut Ctx, first: EntityId, last: EntityId) -> Result<(), Error> {
+        for id in first..=last {
+            ctx.call(id, "report", (ctx.id(),))?;
+        }
+        Ok(())
+    }
+
+    /// A Keeper's answer.
+    fn keeper_said(&mut self, ctx: &mut Ctx, id: EntityId, count: u64) -> Result<(), Error> {
+        ctx.call_client("on_keeper", (id, count))?;
+        Ok(())
+    }
+
     /// Touches Blob `id` (it changes its private state).
     #[own_client]
     fn touch_blob(&mut self, ctx: &mut Ctx, id: EntityId) -> Result<(), Error> {
@@ -588,6 +630,53 @@ impl Vault {
     /// Leaves the world (saved as it goes, to be loaded again).
     fn unload(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
         ctx.destroy_entity(ctx.id())
+    }
+}
+
+/// A saved entity with a count in its private state: what comes back, and
+/// how far, when the game that ran it dies (its count from the last
+/// checkpoint, its client bound again).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Keeper {
+    count: u64,
+}
+
+#[wyrm_sdk::entity(attrs(name = "persistent|all_clients"))]
+impl Keeper {
+    /// Starts the count at `count`.
+    fn set(&mut self, count: u64) {
+        self.count = count;
+    }
+
+    /// Counts one more; its client gets `on_count(count)`.
+    #[own_client]
+    fn bump(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        self.count += 1;
+        ctx.call_client("on_count", (self.count,))?;
+        Ok(())
+    }
+
+    /// Saves it now; its client gets `on_keeper_saved(error)`.
+    fn save(&mut self, ctx: &mut Ctx) -> Result<(), Error> {
+        ctx.save_now("saved", ())
+    }
+
+    /// Storage's answer to `save_now`.
+    fn saved(
+        &mut self,
+        ctx: &mut Ctx,
+        error: Option<String>,
+        _id: EntityId,
+        _context: (),
+    ) -> Result<(), Error> {
+        ctx.call_client("on_keeper_saved", (error,))?;
+        Ok(())
+    }
+
+    /// Tells `probe` its count.
+    #[all_clients]
+    fn report(&mut self, ctx: &mut Ctx, probe: EntityId) -> Result<(), Error> {
+        ctx.call(probe, "keeper_said", (ctx.id(), self.count))
     }
 }
 
@@ -1084,5 +1173,5 @@ impl Shuttle {
 wyrm_sdk::plugin!(
     name = "testbed",
     version = VERSION,
-    entities = [Probe, Blob, Vault, Plane, Walker, Swarm, Mover, Churn, Drifter, Shuttle]
+    entities = [Probe, Blob, Vault, Keeper, Plane, Walker, Swarm, Mover, Churn, Drifter, Shuttle]
 );
