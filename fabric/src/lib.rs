@@ -95,6 +95,8 @@ impl Address {
 pub struct Fabric {
     client: async_nats::Client,
     prefix: String,
+    /// How long a process may go unheard before it is taken for gone.
+    gone_after: Duration,
 }
 
 /// Largest NATS message an outbox publishes when the server does not say
@@ -183,7 +185,23 @@ impl Fabric {
         Ok(Self {
             client,
             prefix: format!("wyrm.{cluster}"),
+            gone_after: GONE_AFTER,
         })
+    }
+
+    /// Takes a process that was not heard for `gone_after` for gone (by
+    /// default [`GONE_AFTER`]), and beats six times as often: a shorter
+    /// time finds a dead process sooner, and takes one whose beats are late
+    /// (a NATS server restarting, a machine that stalls) for gone sooner
+    /// too. Every process of a cluster should use the same.
+    pub fn with_gone_after(mut self, gone_after: Duration) -> Self {
+        self.gone_after = gone_after;
+        self
+    }
+
+    /// How often this process beats.
+    fn beat_every(&self) -> Duration {
+        self.gone_after / 6
     }
 
     /// The subject of `at`.
@@ -285,8 +303,9 @@ impl Fabric {
         })
     }
 
-    /// Publishes what `presence` says every [`BEAT`], until the returned
-    /// [`Beating`] is dropped.
+    /// Publishes what `presence` says six times per time a process may go
+    /// unheard ([`BEAT`] by default), until the returned [`Beating`] is
+    /// dropped.
     pub fn beat(&self, presence: Presence) -> Beating {
         let client = self.client.clone();
         let subject = format!("{}.beat", self.prefix);
@@ -297,8 +316,9 @@ impl Fabric {
                 Bytes::new()
             }
         };
+        let beat = self.beat_every();
         let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(BEAT);
+            let mut every = tokio::time::interval(beat);
             loop {
                 every.tick().await;
                 if client
@@ -321,6 +341,7 @@ impl Fabric {
         Ok(Roster {
             sub,
             seen: HashMap::new(),
+            gone_after: self.gone_after,
         })
     }
 
@@ -459,10 +480,11 @@ impl Drop for Beating {
     }
 }
 
-/// How often a process says it is alive.
+/// How often a process says it is alive, by default.
 pub const BEAT: Duration = Duration::from_millis(500);
 
-/// A process is taken for gone after this long without a heartbeat.
+/// A process is taken for gone after this long without a heartbeat, by
+/// default ([`Fabric::with_gone_after`]).
 pub const GONE_AFTER: Duration = Duration::from_secs(3);
 
 /// What a heartbeat says: which role instance, and which run of it (a
@@ -489,7 +511,8 @@ pub enum Role {
 pub enum Change {
     /// A run of a role instance was heard from for the first time.
     Joined(Presence),
-    /// A run was not heard from for [`GONE_AFTER`], or another run of the
+    /// A run was not heard from for [`GONE_AFTER`] (or the fabric's own
+    /// setting), or another run of the
     /// same instance started.
     Left(Presence),
 }
@@ -498,12 +521,13 @@ pub enum Change {
 pub struct Roster {
     sub: Inbox<Presence>,
     seen: HashMap<(Role, u16), (Presence, Instant)>,
+    gone_after: Duration,
 }
 
 impl Roster {
     /// The next change; `None` once the connection is closed for good.
     pub async fn next(&mut self) -> Option<Change> {
-        let mut check = tokio::time::interval(BEAT);
+        let mut check = tokio::time::interval(self.gone_after / 12);
         loop {
             if let Some(gone) = self.overdue() {
                 return Some(Change::Left(gone));
@@ -536,7 +560,7 @@ impl Roster {
         let key = self
             .seen
             .iter()
-            .find(|(_, (_, at))| now.duration_since(*at) > GONE_AFTER)
+            .find(|(_, (_, at))| now.duration_since(*at) > self.gone_after)
             .map(|(k, _)| *k)?;
         self.seen.remove(&key).map(|(p, _)| p)
     }

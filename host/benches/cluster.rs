@@ -64,29 +64,7 @@ async fn measure(
     let (server, addr) = support::start_testbed_server_with(dir, wasm, &extra).await?;
     let game = match cluster {
         None => None,
-        Some(_) => {
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wyrm"))
-                .args(["game", "--id", "1"])
-                .arg(dir.join("wyrm.toml"))
-                .env("WYRM_LOG", "warn")
-                .stdout(std::process::Stdio::piped())
-                .spawn()?;
-            // Ready once it says so: the node places on it from then on.
-            let stdout = child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-            let ready = tokio::task::spawn_blocking(move || {
-                use std::io::BufRead;
-                std::io::BufReader::new(stdout)
-                    .lines()
-                    .map_while(Result::ok)
-                    .any(|l| l.contains("is running"))
-            })
-            .await?;
-            anyhow::ensure!(ready, "wyrm game ended before it was running");
-            Some(child)
-        }
+        Some(_) => Some(support::start_game(dir, 1).await?),
     };
     let (mut a, mut b) = spread(&server, &addr).await?;
     let own = a.wait_player(Duration::from_secs(5)).await?;

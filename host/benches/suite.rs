@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The benchmarks, by crate, in the order the table lists them.
-const BENCHES: [(&str, &str); 10] = [
+const BENCHES: [(&str, &str); 11] = [
     ("wyrm", "idle_connections"),
     ("wyrm", "scale"),
     ("wyrm", "rpc_throughput"),
@@ -27,6 +27,7 @@ const BENCHES: [(&str, &str); 10] = [
     ("wyrm", "storage"),
     ("wyrm", "workers"),
     ("wyrm", "cluster"),
+    ("wyrm", "recovery"),
 ];
 
 struct Row {

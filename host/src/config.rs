@@ -188,6 +188,13 @@ pub struct ClusterConfig {
     pub games: u16,
     /// What `wyrm cluster` starts as gates 1, 2, …: where each listens.
     pub gates: Vec<GateListen>,
+    /// A process not heard for this long is taken for gone (a game: its
+    /// entities are loaded again on the games left; a gate: its clients
+    /// end); every process beats six times as often. Shorter finds a dead
+    /// process sooner but takes a stalled one (a NATS restart, a machine
+    /// that stops for a moment) for dead sooner too. The same in every
+    /// process of a cluster.
+    pub lost_after_ms: u64,
 }
 
 /// Where a gate of `[cluster] gates` listens (`wyrm cluster` starts it).
@@ -211,6 +218,7 @@ impl Default for ClusterConfig {
             gate: 0,
             games: 0,
             gates: Vec::new(),
+            lost_after_ms: 3000,
         }
     }
 }
@@ -331,6 +339,7 @@ impl Config {
     /// or `gates` need NATS, and games PostgreSQL.
     pub fn check_cluster(&self) -> anyhow::Result<()> {
         let c = &self.cluster;
+
         if c.games > 0 && (c.nats.is_none() || self.storage.url.is_none()) {
             anyhow::bail!(
                 "[cluster] games needs [cluster] nats (how games reach the dispatcher) and [storage] url (a PostgreSQL every game shares); `wyrm cluster` starts both itself"
@@ -409,6 +418,13 @@ impl Config {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        let c = &self.cluster;
+        if !(300..=60_000).contains(&c.lost_after_ms) {
+            anyhow::bail!(
+                "[cluster] lost_after_ms must be between 300 and 60000 (it is {}): how long a process may go unheard before it is taken for gone",
+                c.lost_after_ms
+            );
+        }
         let n = &self.net;
         if n.websocket.is_none() && n.tcp.is_none() && n.kcp.is_none() {
             anyhow::bail!("[net] sets no listener: set at least one of websocket, tcp, kcp");

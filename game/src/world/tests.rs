@@ -29,6 +29,15 @@ fn walker(name: &str, aoi: Option<AoiDecl>) -> EntityType {
 }
 
 fn harness() -> Harness {
+    harness_with(false, |_| {})
+}
+
+/// [`harness`], whose checkpoints go to storage if `recoverable`, with
+/// storage's answers to `answer`.
+fn harness_with(
+    recoverable: bool,
+    answer: impl FnMut(wyrm_storage::Answer<Option<wyrm_dispatcher::Charge>>) + Send + 'static,
+) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let (inbox, connections, internal) = wyrm_dispatcher::inbox::<GameInput>(64);
     let dispatcher = crate::msg::Dispatcher::new(vec![(connections, internal)]);
@@ -36,7 +45,7 @@ fn harness() -> Harness {
         path: dir.path().join("game.db"),
         durable: false,
     };
-    let opened = wyrm_storage::open(&location, &[], |_| {}).expect("storage opens");
+    let opened = wyrm_storage::open(&location, &[], answer).expect("storage opens");
     let (stats, _) = crate::StatsSink::open(&dir.path().join("stats.db")).expect("stats open");
     let ids = EntityIds::new(opened.ids.clone(), opened.store.clone());
     let passwords = PasswordPool::start(1, dispatcher.answers()).expect("password pool");
@@ -53,6 +62,15 @@ fn harness() -> Harness {
                     events: true,
                 }),
             ),
+            EntityType {
+                name: "Vault".into(),
+                attrs: vec![AttrDecl {
+                    name: "value".into(),
+                    flags: AttrFlags::PERSISTENT,
+                }],
+                methods: Vec::new(),
+                aoi: None,
+            },
         ],
     };
     let mut types = TypeRegistry::default();
@@ -62,7 +80,7 @@ fn harness() -> Harness {
         types,
         spaces,
         passwords,
-        Persistence::new(opened.store, stats, false),
+        Persistence::new(opened.store, stats, recoverable),
         dispatcher.for_game(GameId(0)),
         ids,
         GuestLimits::default(),
@@ -230,4 +248,52 @@ fn an_entity_asked_about_answers_for_its_own_plugin_only() {
         };
         assert!(a[0].is_str() && a[1].is_nil(), "{refused}");
     }
+}
+
+#[test]
+fn a_recoverable_games_checkpoint_writes_the_changed_states_of_persistent_entities() {
+    let (tx, answers) = std::sync::mpsc::channel();
+    let mut h = harness_with(true, move |a| {
+        if let wyrm_storage::Answer::Loaded { id, result } = a {
+            let _ = tx.send((id, result.map(|l| l.state.map(|s| s.state))));
+        }
+    });
+    let w = &mut h.world;
+    w.enter_plugin(0);
+    let vault = w
+        .create_entity("Vault", &[0x80], Locality::Here)
+        .expect("vault");
+    let walker = w
+        .create_entity("Walker", &[], Locality::Here)
+        .expect("walker");
+    w.leave_plugin();
+    w.save_dirty();
+    // What storage holds for `id` now (behind everything sent before).
+    let stored = |w: &mut World, id: EntityId| {
+        w.storage.store.send(Op::Recover { id });
+        let (got, state) = answers
+            .recv_timeout(Duration::from_secs(10))
+            .expect("storage answers");
+        assert_eq!(got, id);
+        state
+    };
+    let states = |v: &[u8], wk: &[u8]| HashMap::from([(vault, v.to_vec()), (walker, wk.to_vec())]);
+
+    w.store_checkpoint("1", &states(b"a", b"w"));
+    assert_eq!(stored(w, vault), Ok(Some(b"a".to_vec())));
+    // Not persistent: never saved, nothing to come back.
+    assert!(stored(w, walker).is_err());
+    // Unchanged: not written again (storage forgot it meanwhile, and
+    // still has nothing); changed, or from another version: written.
+    w.storage.store.send(Op::DropStates { ids: vec![vault] });
+    w.store_checkpoint("1", &states(b"a", b"w"));
+    assert_eq!(stored(w, vault), Ok(None));
+    w.store_checkpoint("1", &states(b"b", b"w"));
+    assert_eq!(stored(w, vault), Ok(Some(b"b".to_vec())));
+    w.storage.store.send(Op::DropStates { ids: vec![vault] });
+    w.store_checkpoint("2", &states(b"b", b"w"));
+    assert_eq!(stored(w, vault), Ok(Some(b"b".to_vec())));
+    // Destroyed: its state goes with it.
+    w.remove_entity(vault);
+    assert_eq!(stored(w, vault), Ok(None));
 }

@@ -196,7 +196,8 @@ pub async fn start_testbed_server(
     start_testbed_server_with(dir, wasm, "").await
 }
 
-/// [`start_testbed_server`] with more `[game]` settings.
+/// [`start_testbed_server`] with more `[game]` settings (and sections after
+/// them); checkpoints stay off unless these set their interval.
 pub async fn start_testbed_server_with(
     dir: &Path,
     wasm: &Path,
@@ -207,10 +208,15 @@ pub async fn start_testbed_server_with(
         &cfg_path,
         format!(
             "[net]\ntcp = \"127.0.0.1:0\"\nclient_rate = 1000000\nclient_queue_bytes = 16777216\n{BENCH_CONNECTIONS}\n\n\
-             [game]\nboot_entity = \"Probe\"\ncheckpoint_interval_ms = 0\n{game_extra}\n\n\
+             [game]\nboot_entity = \"Probe\"\n{checkpoints}{game_extra}\n\n\
              [limits]\ncall_deadline_ms = 10000\nmemory_mb = 1024\n\n\
              [[plugin]]\nname = \"testbed\"\nsource = {:?}\n",
-            wasm.display().to_string()
+            wasm.display().to_string(),
+            checkpoints = if game_extra.contains("checkpoint_interval_ms") {
+                ""
+            } else {
+                "checkpoint_interval_ms = 0\n"
+            },
         ),
     )?;
     let server = wyrm::Server::start(wyrm::Config::load(&cfg_path)?).await?;
@@ -219,6 +225,32 @@ pub async fn start_testbed_server_with(
         .ok_or_else(|| anyhow::anyhow!("no tcp listener"))?
         .to_string();
     Ok((server, addr))
+}
+
+/// Starts game `id` of the cluster whose config is `dir/wyrm.toml` as a
+/// `wyrm game` process, and returns once it is running (the node places
+/// entities on it from then on).
+pub async fn start_game(dir: &Path, id: u16) -> anyhow::Result<std::process::Child> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wyrm"))
+        .args(["game", "--id", &id.to_string()])
+        .arg(dir.join("wyrm.toml"))
+        .env("WYRM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let ready = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("is running"))
+    })
+    .await?;
+    anyhow::ensure!(ready, "wyrm game ended before it was running");
+    Ok(child)
 }
 
 /// Resident memory of process `pid`, in KiB.

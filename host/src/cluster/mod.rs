@@ -55,7 +55,12 @@ async fn connect(cfg: &Config, name: &str) -> anyhow::Result<Fabric> {
         .as_deref()
         .context("[cluster] nats is not set: the NATS server's URL, nats://host:4222")?;
     let security = cfg.nats_security();
-    Ok(Fabric::connect_with(url, &cfg.cluster.name, name, &security).await?)
+    let gone_after = std::time::Duration::from_millis(cfg.cluster.lost_after_ms);
+    Ok(
+        Fabric::connect_with(url, &cfg.cluster.name, name, &security)
+            .await?
+            .with_gone_after(gone_after),
+    )
 }
 
 /// What the node runs for the rest of the cluster; its tasks end when
