@@ -160,6 +160,21 @@ test("rebinding moves an entity out of its old slot; Destroy frees its slot", ()
   assert.throws(() => decodeServer(hex("88 00 31 02"), new PositionTable()), /holds no entity/);
 });
 
+test("ViewReset (8a) forgets every slot", () => {
+  const t = new PositionTable();
+  const w = new Writer(0);
+  w.bind(0, 1, q(0, 0, 0, 0));
+  w.bind(3, 2, q(1, 0, 0, 0));
+  decodeServer(w.frame(), t);
+  assert.deepEqual(decodeServer(hex("8a"), t), { type: "viewReset" });
+  assert.equal(t.slotOf.size, 0);
+  assert.ok(!t.slots[0] && !t.slots[3]);
+  // An update of a slot from before the reset is malformed now.
+  const w2 = new Writer(0);
+  w2.update(0, q(0, 0, 0, 0), q(1, 0, 0, 0));
+  assert.throws(() => decodeServer(w2.frame(), t), /holds no entity/);
+});
+
 test("large skips, extreme values, an empty frame", () => {
   const t = new PositionTable();
   const w = new Writer(0);
