@@ -112,7 +112,10 @@ async fn measure(
 async fn wait_recoverable(url: &str, id: u64) -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let opened = wyrm_storage::open::<()>(
-        &wyrm_storage::Location::Postgres { url: url.into() },
+        &wyrm_storage::Location::Postgres {
+            url: url.into(),
+            ca: None,
+        },
         &[],
         move |a| {
             if let wyrm_storage::Answer::Loaded { result, .. } = a {

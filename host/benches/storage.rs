@@ -202,7 +202,7 @@ fn main() -> anyhow::Result<()> {
                 durable,
             })?);
             let url = pg.database(&format!("bench{run}"))?;
-            post.push(measure(&Location::Postgres { url })?);
+            post.push(measure(&Location::Postgres { url, ca: None })?);
             if !durable {
                 raw.push(raw_sqlite()?);
             }

@@ -136,6 +136,11 @@ pub struct StorageConfig {
     /// (`postgres://user:password@host:5432/dbname`): what a cluster's
     /// processes share.
     pub url: Option<String>,
+    /// CA certificates (PEM) to trust for PostgreSQL's TLS: with it (or
+    /// `sslmode=require` in `url`, then trusting the system's roots) the
+    /// connection is TLS or nothing, and the server's certificate must
+    /// match the URL's host.
+    pub ca: Option<PathBuf>,
     /// The stats database; `<data_dir>/stats.db` when unset.
     pub stats_path: Option<PathBuf>,
     /// How often changed persistent attributes are saved.
@@ -151,6 +156,7 @@ impl Default for StorageConfig {
         Self {
             path: None,
             url: None,
+            ca: None,
             stats_path: None,
             save_interval_ms: 1000,
             durable: false,
@@ -292,7 +298,10 @@ impl Config {
     /// Where the game database is.
     pub fn storage_location(&self) -> wyrm_storage::Location {
         match &self.storage.url {
-            Some(url) => wyrm_storage::Location::Postgres { url: url.clone() },
+            Some(url) => wyrm_storage::Location::Postgres {
+                url: url.clone(),
+                ca: self.storage.ca.clone(),
+            },
             None => wyrm_storage::Location::Sqlite {
                 path: self.database_path(),
                 durable: self.storage.durable,
@@ -384,6 +393,9 @@ impl Config {
             fix(p);
         }
         if let Some(p) = &mut self.storage.stats_path {
+            fix(p);
+        }
+        if let Some(p) = &mut self.storage.ca {
             fix(p);
         }
         if let Some(w) = &mut self.net.web_root {

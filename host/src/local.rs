@@ -183,6 +183,27 @@ impl LocalPostgres {
         Ok(self.url(name))
     }
 
+    /// Serves TLS from now on with certificate `cert` and key `key` (PEM),
+    /// copied into its folder for the server's user (it restarts to take
+    /// them); clients may still connect without TLS.
+    pub fn enable_tls(&mut self, cert: &Path, key: &Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = self.dir.join(name);
+            std::fs::copy(from, &to)
+                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+            // PostgreSQL refuses a key others may read.
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = self.user {
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid))?;
+            }
+        }
+        self.options
+            .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        self.kill()?;
+        self.restart()
+    }
+
     /// Stops the server at once, as a crash would (`pg_ctl stop -m
     /// immediate`); [`restart`](Self::restart) brings it back on its port.
     pub fn kill(&mut self) -> anyhow::Result<()> {

@@ -557,7 +557,10 @@ async fn what_a_killed_game_had_saved_comes_back_by_itself_on_the_game_left() {
 async fn wait_checkpointed(url: &str, id: u64, count: u64) {
     let (tx, rx) = std::sync::mpsc::channel();
     let opened = wyrm_storage::open::<()>(
-        &wyrm_storage::Location::Postgres { url: url.into() },
+        &wyrm_storage::Location::Postgres {
+            url: url.into(),
+            ca: None,
+        },
         &[],
         move |a| {
             if let wyrm_storage::Answer::Loaded { result, .. } = a {

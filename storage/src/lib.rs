@@ -49,8 +49,11 @@ pub enum Location {
     /// commit to the disk itself.
     Sqlite { path: PathBuf, durable: bool },
     /// A PostgreSQL database (`postgres://user:password@host:port/db`),
-    /// which every process of a cluster shares.
-    Postgres { url: String },
+    /// which every process of a cluster shares. TLS is used, and required,
+    /// when the URL says `sslmode=require` or `ca` names the CA
+    /// certificates (PEM) to trust (else the system's roots are trusted);
+    /// the server's certificate must match the URL's host.
+    Postgres { url: String, ca: Option<PathBuf> },
 }
 
 impl std::fmt::Display for Location {
@@ -58,7 +61,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite { path, .. } => write!(f, "{}", path.display()),
-            Self::Postgres { url } => f.write_str(&postgres::describe(url)),
+            Self::Postgres { url, .. } => f.write_str(&postgres::describe(url)),
         }
     }
 }
@@ -333,9 +336,14 @@ pub fn open<T: Send + 'static>(
                 rx,
                 answer,
             ),
-            Location::Postgres { url } => {
-                serve(postgres::open(url), &at, &services, ready_tx, rx, answer)
-            }
+            Location::Postgres { url, ca } => serve(
+                postgres::open(url, ca.as_deref()),
+                &at,
+                &services,
+                ready_tx,
+                rx,
+                answer,
+            ),
         })
         .map_err(|source| OpenError::Io {
             path: PathBuf::from(location.to_string()),

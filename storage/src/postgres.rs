@@ -7,10 +7,17 @@
 //! connection that broke (a PostgreSQL restart) at the next batch.
 //!
 //! Tables are prefixed `wyrm_`, so a database may hold others too.
+//!
+//! TLS (rustls) is used when the URL asks for it (`sslmode=require`) or a
+//! CA is given, and then required: a server that does not speak it, or
+//! whose certificate the roots do not sign for the URL's host, is refused.
+//! Without either, the connection is plain, as libpq's default `prefer`
+//! would be with a server that has no TLS.
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
@@ -84,8 +91,40 @@ pub(crate) fn describe(url: &str) -> String {
     }
 }
 
-/// Connects to the database at `url` and makes (or checks) its schema.
-pub(crate) fn open(url: &str) -> Result<Postgres, OpenError> {
+/// The TLS connector for a connection that requires TLS: `ca`'s
+/// certificates as roots, or the system's.
+fn tls(ca: Option<&std::path::Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read the CA certificates {}: {e}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "{} holds no CA certificate (PEM) to trust",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    // The process's crypto provider: ring, the only one built in (as for
+    // async-nats).
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Connects to the database at `url` (over TLS when it or `ca` asks; see
+/// the module docs) and makes (or checks) its schema.
+pub(crate) fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, OpenError> {
     let db = describe(url);
     let err = |reason: String| OpenError::Postgres {
         db: db.clone(),
@@ -102,13 +141,15 @@ pub(crate) fn open(url: &str) -> Result<Postgres, OpenError> {
         .enable_all()
         .build()
         .map_err(|e| err(format!("cannot start its runtime: {e}")))?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if ca.is_some() || config.get_ssl_mode() == SslMode::Require {
+        config.ssl_mode(SslMode::Require);
+        Manager::from_config(config, tls(ca).map_err(&err)?, manager_config)
+    } else {
+        Manager::from_config(config, NoTls, manager_config)
+    };
     let pool = Pool::builder(manager)
         .max_size(POOL_SIZE)
         .runtime(Runtime::Tokio1)
@@ -118,7 +159,7 @@ pub(crate) fn open(url: &str) -> Result<Postgres, OpenError> {
         .map_err(|e| err(e.to_string()))?;
     let found = rt
         .block_on(async {
-            let mut client = pool.get().await.map_err(|e| e.to_string())?;
+            let mut client = pool.get().await.map_err(|e| with_causes(&e))?;
             let tx = client.transaction().await.map_err(|e| e.to_string())?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
                 .await
@@ -153,6 +194,23 @@ pub(crate) fn open(url: &str) -> Result<Postgres, OpenError> {
 
 /// A driver error as a [`DbError`] whose message says what the server
 /// said (`tokio_postgres::Error` displays a server's error as "db error").
+/// An error with what caused it ("error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer"), since the cause is what says what to
+/// do.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn pg(e: tokio_postgres::Error) -> crate::batch::DbError {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()).into(),

@@ -53,6 +53,7 @@ fn location(db: Db, dir: &Path) -> wyrm_storage::Location {
         },
         Db::Postgres => wyrm_storage::Location::Postgres {
             url: wyrm_tests::services::postgres_database(dir),
+            ca: None,
         },
     }
 }
@@ -693,4 +694,69 @@ async fn checkpointed_states_come_back_only_for_a_recovery_and_go_with_a_destroy
             (2, Ok(None)),
         ]
     );
+}
+
+/// PostgreSQL over TLS: with the CA that signed the server's certificate
+/// storage opens and works; with another CA, or the system's roots
+/// (`sslmode=require`), it is refused; a server without TLS is refused
+/// when TLS is asked for, and a plain URL stays plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_trusts_the_given_ca_and_refuses_the_rest() {
+    use wyrm_storage::{Location, Op};
+    wyrm_tests::services::setup_cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    wyrm_tests::services::certificates(dir.path(), "other");
+    wyrm_tests::services::certificates(dir.path(), "ca");
+    let mut pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    pg.enable_tls(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    )
+    .expect("TLS on");
+    let url = pg.database("tls").expect("a database");
+    let at = |url: &str, ca: Option<&str>| Location::Postgres {
+        url: url.into(),
+        ca: ca.map(|c| dir.path().join(c)),
+    };
+
+    let (opened, answers) = open_store(&at(&url, Some("ca.pem")));
+    opened.store.send(Op::Save {
+        rows: vec![wyrm_storage::EntityRow {
+            id: 7,
+            type_name: "Thing".into(),
+            attrs: vec![0x80],
+        }],
+        reply: None,
+    });
+    opened.store.send(Op::Load { id: 7 });
+    match answers.recv_timeout(Duration::from_secs(30)) {
+        Ok(wyrm_storage::Answer::Loaded {
+            id: 7,
+            result: Ok(l),
+        }) => {
+            assert_eq!(l.row.type_name, "Thing")
+        }
+        other => panic!("no load over TLS: {other:?}"),
+    }
+    let refused = |location: Location| match wyrm_storage::open::<()>(&location, &[], |_| {}) {
+        Ok(_) => panic!("{location} opened"),
+        Err(e) => e.to_string(),
+    };
+    let e = refused(at(&url, Some("other.pem")));
+    assert!(
+        e.contains("certificate") || e.contains("Certificate"),
+        "{e}"
+    );
+    let e = refused(at(&format!("{url}?sslmode=require"), None));
+    assert!(
+        e.contains("certificate") || e.contains("Certificate"),
+        "{e}"
+    );
+    // A server that does not speak TLS, asked for it.
+    let plain = wyrm_tests::services::postgres_database(&dir.path().join("plain"));
+    let e = refused(at(&plain, Some("ca.pem")));
+    assert!(e.contains("TLS") || e.contains("SSL"), "{e}");
+    // Not asked: as before.
+    drop(open_store(&at(&plain, None)));
 }
