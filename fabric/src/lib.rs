@@ -200,7 +200,7 @@ impl Fabric {
     }
 
     /// How often this process beats.
-    fn beat_every(&self) -> Duration {
+    pub fn beat_every(&self) -> Duration {
         self.gone_after / 6
     }
 

@@ -642,3 +642,66 @@ async fn a_killed_games_saved_player_comes_back_with_its_state_and_its_client_st
     let (id, count): (u64, u64) = expect(&mut on0, "on_keeper").await;
     assert_eq!((id, count), (keeper, 4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_as_a_running_game_is_refused_and_the_game_plays_on() {
+    let c = TwoGames::start(("testbed", "plugins/testbed", "Probe", "[]"));
+    let mut on0 = Client::connect(Transport::Tcp, &c.at_node)
+        .await
+        .expect("connect");
+    let id0 = on0.wait_player(WAIT).await.expect("own probe");
+    let mut on1 = Client::connect(Transport::Tcp, &c.at_node)
+        .await
+        .expect("connect");
+    let id1 = on1.wait_player(WAIT).await.expect("own probe");
+    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+
+    // Another `wyrm game --id 1` (on another machine: a data folder of its
+    // own) hears the running one and gives up before it beats: the node
+    // never takes the running one for restarted.
+    let text = std::fs::read_to_string(&c.cfg).expect("config");
+    let data = c.cfg.with_file_name("data");
+    let other = c.cfg.with_file_name("data-elsewhere");
+    let text = text.replace(
+        &format!("{:?}", data.display().to_string()),
+        &format!("{:?}", other.display().to_string()),
+    );
+    assert!(text.contains("data-elsewhere"), "{text}");
+    let cfg = c.cfg.with_file_name("elsewhere.toml");
+    std::fs::write(&cfg, text).expect("write config");
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_wyrm"))
+        .args(["game", "--id", "1"])
+        .arg(&cfg)
+        .env("WYRM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a second game 1");
+    let pid = second.id();
+    // One that ran on would never end: it is killed at the deadline.
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep(WAIT * 4).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let out = tokio::task::spawn_blocking(move || second.wait_with_output())
+        .await
+        .expect("joined")
+        .expect("its output");
+    watchdog.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second game 1 ran: {stderr}");
+    assert!(
+        stderr.contains("another process is running as Game 1"),
+        "{stderr}"
+    );
+    // The running game 1 still serves its player.
+    call(&mut on1, "vault_new", (5i64,)).await;
+    let (vault,): (u64,) = expect(&mut on1, "on_vault").await;
+    assert_eq!(vault / 10_000, id1 / 10_000, "made on game 1");
+    call(&mut on0, "vault_ask", (vault,)).await;
+    let (id, value, _, error): (u64, Option<i64>, Vec<String>, Option<String>) =
+        expect(&mut on0, "on_vault_value").await;
+    assert_eq!((id, value, error), (vault, Some(5), None));
+}

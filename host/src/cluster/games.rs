@@ -234,6 +234,7 @@ impl GameProcess {
         let game_id = GameId(id);
         let fabric = connect(&cfg, &format!("{} game {id}", cfg.server.name)).await?;
         let mut roster = fabric.roster().await?;
+        let listening_since = tokio::time::Instant::now();
         tracing::info!(game = id, cluster = %cfg.cluster.name, "waiting to hear the cluster's node");
         hear(&mut roster, Role::Node).await?;
 
@@ -317,6 +318,16 @@ impl GameProcess {
             .context("cannot start the game thread")?;
         let mut threads = threads;
         threads.insert(0, game_thread);
+        let beat = fabric.beat_every();
+        let seen = gates.clone();
+        super::ensure_alone(&mut roster, (Role::Game, id), listening_since, beat, |c| {
+            if let Change::Joined(p) = c {
+                if p.role == Role::Gate {
+                    seen.ensure(GateId(p.id));
+                }
+            }
+        })
+        .await?;
         let beating = fabric.beat(Presence {
             role: Role::Game,
             id,

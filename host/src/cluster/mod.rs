@@ -158,6 +158,32 @@ async fn hear(roster: &mut wyrm_fabric::Roster, role: Role) -> anyhow::Result<()
     }
 }
 
+/// Fails if another run of `role` `id` is heard beating within two beats
+/// of `since` (when `roster` began to listen): two processes in one place
+/// would each take the other's work. Called before this process beats,
+/// so that the node does not take the running one for a restarted one
+/// and its work for lost. What else the roster says meanwhile goes to
+/// `other`.
+async fn ensure_alone(
+    roster: &mut wyrm_fabric::Roster,
+    (role, id): (Role, u16),
+    since: tokio::time::Instant,
+    beat: std::time::Duration,
+    mut other: impl FnMut(Change),
+) -> anyhow::Result<()> {
+    let until = since + beat * 2;
+    loop {
+        match tokio::time::timeout_at(until, roster.next()).await {
+            Err(_) => return Ok(()),
+            Ok(None) => anyhow::bail!("the NATS connection closed"),
+            Ok(Some(Change::Joined(p))) if p.role == role && p.id == id => anyhow::bail!(
+                "another process is running as {role:?} {id} (its heartbeat is heard): stop it first, or give this one another --id"
+            ),
+            Ok(Some(change)) => other(change),
+        }
+    }
+}
+
 /// Reads `inbox` on a thread of its own until it closes, handing each
 /// message to `forward` as it comes (moves too: a relay's inbox wakes it
 /// for every message); stops when `forward` says so.
