@@ -164,6 +164,11 @@ pub(crate) fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, 
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
                 .await
                 .map_err(|e| e.to_string())?;
+            // Quiet: "relation already exists, skipping" on every start
+            // is no news (tokio-postgres logs notices at INFO).
+            tx.batch_execute("SET LOCAL client_min_messages = warning")
+                .await
+                .map_err(|e| e.to_string())?;
             tx.batch_execute(SCHEMA).await.map_err(|e| e.to_string())?;
             let found: Option<i64> = tx
                 .query_opt(
