@@ -184,7 +184,12 @@ impl<M> Directory<M> {
         }
     }
 
-    /// Whether `game` takes new entities.
+    /// Whether any game takes new entities.
+    pub fn any_up(&self) -> bool {
+        self.up.iter().any(|&u| u)
+    }
+
+    /// Whether game `game` takes new entities.
     pub fn is_up(&self, game: GameId) -> bool {
         self.up.get(usize::from(game.0)).copied().unwrap_or(false)
     }

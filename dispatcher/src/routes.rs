@@ -45,6 +45,8 @@ impl<M> Clone for Dispatcher<M> {
 struct Shared<M> {
     routing: Mutex<Routing<M>>,
     internal: Vec<InternalSender<M>>,
+    /// Woken when a game comes up: a new client waits for one.
+    came_up: tokio::sync::Notify,
 }
 
 struct Routing<M> {
@@ -111,6 +113,7 @@ impl<M: Routed> Dispatcher<M> {
                     bound: IdMap::default(),
                 }),
                 internal,
+                came_up: tokio::sync::Notify::new(),
             }),
             connections: Arc::new(connections),
         }
@@ -124,6 +127,9 @@ impl<M: Routed> Dispatcher<M> {
                 g.send(ToGame::Shutdown).await?;
             }
             return Ok(());
+        }
+        if matches!(msg, ToGame::ClientConnected { .. }) {
+            self.wait_for_a_game().await;
         }
         // With one game there is nothing to look up.
         let headed = if self.connections.len() == 1 {
@@ -170,6 +176,23 @@ impl<M: Routed> Dispatcher<M> {
         }
     }
 
+    /// Returns once a game is up: at once, but on a cluster's node whose
+    /// games are all in processes of their own (or all lost) before one
+    /// of them is.
+    async fn wait_for_a_game(&self) {
+        loop {
+            let came_up = self.shared.came_up.notified();
+            tokio::pin!(came_up);
+            // Registered before the look, so a game coming up between the
+            // two is not missed.
+            came_up.as_mut().enable();
+            if self.shared.lock().directory.any_up() {
+                return;
+            }
+            came_up.await;
+        }
+    }
+
     /// Gate `gate` is gone (its process died): each of its clients ends as
     /// if it had disconnected.
     pub async fn gate_lost(&self, gate: wyrm_wire::GateId) {
@@ -213,6 +236,9 @@ impl<M: Routed> Dispatcher<M> {
     /// or not.
     pub fn set_game_up(&self, game: GameId, up: bool) {
         self.shared.lock().directory.set_up(game, up);
+        if up {
+            self.shared.came_up.notify_waiters();
+        }
     }
 
     /// Game `game`, in another process, runs `entities` (id, type) and is
@@ -230,6 +256,8 @@ impl<M: Routed> Dispatcher<M> {
             }
         }
         r.directory.set_up(game, true);
+        drop(r);
+        self.shared.came_up.notify_waiters();
         taken
     }
 

@@ -504,8 +504,13 @@ impl Config {
         if !(1..=1000).contains(&self.game.space_tick_hz) {
             anyhow::bail!("[game] space_tick_hz must be between 1 and 1000");
         }
-        if self.game.workers.is_some_and(|n| !(1..=256).contains(&n)) {
+        if self.game.workers.is_some_and(|n| n > 256) {
             anyhow::bail!("[game] workers must be between 1 and 256");
+        }
+        if self.game.workers == Some(0) && self.cluster.games == 0 {
+            anyhow::bail!(
+                "[game] workers = 0 leaves no game to run: it is for a cluster's node that only dispatches (and is gate 0), with [cluster] games = 1 or more in processes of their own"
+            );
         }
         self.game.position_resolution()?;
         self.game.space_resolutions()?;

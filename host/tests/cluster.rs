@@ -705,3 +705,54 @@ async fn a_second_process_as_a_running_game_is_refused_and_the_game_plays_on() {
         expect(&mut on0, "on_vault_value").await;
     assert_eq!((id, value, error), (vault, Some(5), None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_only_dispatches_runs_the_chatroom_on_two_game_processes() {
+    // `[game] workers = 0`: the node is the dispatcher and gate 0; games
+    // 0 (which runs the Lobby) and 1 are processes of their own.
+    let nats = nats();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+        .expect("a throwaway PostgreSQL");
+    let url = pg.database("game").expect("a database");
+    let cfg = write_config_of(dir.path(), &nats.url(), Some((2, &url)), CHATROOM);
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, text.replace("workers = 1", "workers = 0")).expect("config");
+    let node = Wyrm::start(&["serve"], &cfg);
+    let at_node = node.tcp_addr();
+    // A player who comes before any game is up waits for one.
+    let mut early = Client::connect(Transport::Tcp, &at_node)
+        .await
+        .expect("connect");
+    let games: Vec<Wyrm> = (0..2)
+        .map(|id| Wyrm::start(&["game", "--id", &id.to_string()], &cfg))
+        .collect();
+    for (id, g) in games.iter().enumerate() {
+        g.wait_line(&format!("Game {id} is running"), Duration::from_secs(600));
+    }
+    early
+        .wait_player(Duration::from_secs(60))
+        .await
+        .expect("its account, once a game was up");
+    log_in(&mut early, "ann", true).await;
+
+    let mut players = vec![early];
+    for name in ["bob", "cy"] {
+        players.push(player(&at_node, name, true).await);
+    }
+    let blocks: std::collections::BTreeSet<u64> = players
+        .iter()
+        .map(|c| c.player().expect("own entity") / 10_000)
+        .collect();
+    assert_eq!(blocks.len(), 2, "players on one game only: {blocks:?}");
+    for c in &mut players {
+        join(c, "tea").await;
+    }
+    assert_eq!(who(&mut players[0]).await, ["ann", "bob", "cy"]);
+    call(&mut players[2], "say", ("hello",)).await;
+    for c in &mut players {
+        let (from, _, text): (String, String, String) = expect(c, "on_chat").await;
+        assert_eq!((from.as_str(), text.as_str()), ("cy", "hello"));
+    }
+    drop(games);
+}

@@ -273,9 +273,13 @@ impl GameProcess {
             let (gates, routes) = (gates.gates(), GameRoutes::remote(game_id, link.clone()));
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let storage_answers = answers.clone();
-                let opened = wyrm_storage::open(&cfg.storage_location(), &[], move |answer| {
-                    storage_answers.deliver(GameInput::from(answer))
-                })?;
+                // Game 0 runs the services (on a node without games of
+                // its own, this is it): it loads those saved before.
+                let services = if id == 0 { &cfg.game.services[..] } else { &[] };
+                let opened =
+                    wyrm_storage::open(&cfg.storage_location(), services, move |answer| {
+                        storage_answers.deliver(GameInput::from(answer))
+                    })?;
                 // Its own stats file: SQLite, one writer.
                 let stats_path = cfg.server.data_dir.join(format!("stats-game-{id}.db"));
                 let (stats, stats_thread) = game::StatsSink::open(&stats_path)?;
@@ -287,7 +291,7 @@ impl GameProcess {
                     ids: game::EntityIds::new(opened.ids.clone(), opened.store.clone()),
                     store: opened.store.clone(),
                     stats,
-                    services: Default::default(),
+                    services: opened.services,
                     save_every: Duration::from_millis(cfg.storage.save_interval_ms),
                     // Its entities come back on the games left if it dies.
                     recoverable: true,
