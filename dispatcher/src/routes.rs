@@ -548,6 +548,9 @@ pub trait RouteLink: Send + Sync + 'static {
     /// Waits until the dispatcher has done everything told so far, if
     /// anything was told since the last time.
     fn settle(&self) {}
+    /// The dispatcher (a new one, after the last was lost) has taken this
+    /// game's report of what it runs: messages held meanwhile may go.
+    fn rejoined(&self) {}
 }
 
 /// Asks `op` over `link` and takes the answer `pick` expects. Another
@@ -950,11 +953,14 @@ impl<M: Routed> GameRoutes<M> {
         let Link::Remote(link) = &self.link else {
             return Vec::new();
         };
-        ask(link, RouteOp::Rejoin { entities }, "rejoin", |a| match a {
+        let taken = ask(link, RouteOp::Rejoin { entities }, "rejoin", |a| match a {
             RouteAnswer::Taken(taken) => Ok(taken),
             a => Err(a),
-        })
-        .unwrap_or_default()
+        });
+        if taken.is_some() {
+            link.rejoined();
+        }
+        taken.unwrap_or_default()
     }
 
     /// Waits until the dispatcher has done what this game told it (for a

@@ -706,30 +706,83 @@ async fn a_second_process_as_a_running_game_is_refused_and_the_game_plays_on() {
     assert_eq!((id, value, error), (vault, Some(5), None));
 }
 
+/// Waits for a line containing `needle` from any of `processes`.
+fn wait_any_line(processes: &[Wyrm], needle: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        for p in processes {
+            if let Ok(line) = p.lines.recv_timeout(Duration::from_millis(10)) {
+                if line.contains(needle) {
+                    return;
+                }
+            }
+        }
+    }
+    panic!("no line containing {needle:?} within {timeout:?}");
+}
+
+/// A node that only dispatches (`[game] workers = 0`, and gate 0), with
+/// games 0 and 1 as processes of their own, running `plugin` (as in
+/// [`write_config_of`]), with `extra` in `[cluster]`. The node is started;
+/// the games are started by [`start_games`](Self::start_games). Fields
+/// drop in order: the processes first.
+struct GamesOnly {
+    node: Wyrm,
+    games: Vec<Wyrm>,
+    at_node: String,
+    cfg: PathBuf,
+    _nats: LocalNats,
+    _pg: wyrm::local::LocalPostgres,
+    _dir: tempfile::TempDir,
+}
+
+impl GamesOnly {
+    fn start(plugin: (&str, &str, &str, &str), extra: &str) -> Self {
+        let nats = nats();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
+            .expect("a throwaway PostgreSQL");
+        let url = pg.database("game").expect("a database");
+        let cfg = write_config_of(dir.path(), &nats.url(), Some((2, &url)), plugin);
+        let text = std::fs::read_to_string(&cfg).expect("config");
+        let text = text
+            .replace("workers = 1", "workers = 0")
+            .replace("[cluster]\n", &format!("[cluster]\n{extra}\n"));
+        std::fs::write(&cfg, text).expect("config");
+        let node = Wyrm::start(&["serve"], &cfg);
+        let at_node = node.tcp_addr();
+        Self {
+            node,
+            games: Vec::new(),
+            at_node,
+            cfg,
+            _nats: nats,
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+
+    /// Starts games 0 and 1 and waits until both run.
+    fn start_games(&mut self) {
+        self.games = (0..2)
+            .map(|id| Wyrm::start(&["game", "--id", &id.to_string()], &self.cfg))
+            .collect();
+        for (id, g) in self.games.iter().enumerate() {
+            g.wait_line(&format!("Game {id} is running"), Duration::from_secs(600));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_only_dispatches_runs_the_chatroom_on_two_game_processes() {
     // `[game] workers = 0`: the node is the dispatcher and gate 0; games
     // 0 (which runs the Lobby) and 1 are processes of their own.
-    let nats = nats();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
-        .expect("a throwaway PostgreSQL");
-    let url = pg.database("game").expect("a database");
-    let cfg = write_config_of(dir.path(), &nats.url(), Some((2, &url)), CHATROOM);
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    std::fs::write(&cfg, text.replace("workers = 1", "workers = 0")).expect("config");
-    let node = Wyrm::start(&["serve"], &cfg);
-    let at_node = node.tcp_addr();
+    let mut c = GamesOnly::start(CHATROOM, "");
     // A player who comes before any game is up waits for one.
-    let mut early = Client::connect(Transport::Tcp, &at_node)
+    let mut early = Client::connect(Transport::Tcp, &c.at_node)
         .await
         .expect("connect");
-    let games: Vec<Wyrm> = (0..2)
-        .map(|id| Wyrm::start(&["game", "--id", &id.to_string()], &cfg))
-        .collect();
-    for (id, g) in games.iter().enumerate() {
-        g.wait_line(&format!("Game {id} is running"), Duration::from_secs(600));
-    }
+    c.start_games();
     early
         .wait_player(Duration::from_secs(60))
         .await
@@ -738,7 +791,7 @@ async fn a_node_that_only_dispatches_runs_the_chatroom_on_two_game_processes() {
 
     let mut players = vec![early];
     for name in ["bob", "cy"] {
-        players.push(player(&at_node, name, true).await);
+        players.push(player(&c.at_node, name, true).await);
     }
     let blocks: std::collections::BTreeSet<u64> = players
         .iter()
@@ -754,5 +807,67 @@ async fn a_node_that_only_dispatches_runs_the_chatroom_on_two_game_processes() {
         let (from, _, text): (String, String, String) = expect(c, "on_chat").await;
         assert_eq!((from.as_str(), text.as_str()), ("cy", "hello"));
     }
-    drop(games);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_while_the_node_is_dead_is_delivered_once_a_new_one_is_up() {
+    let mut c = GamesOnly::start(
+        ("testbed", "plugins/testbed", "Probe", "[]"),
+        "lost_after_ms = 1000",
+    );
+    c.start_games();
+    // A Keeper on each game.
+    let mut keepers = Vec::new();
+    let mut clients = Vec::new();
+    while keepers.len() < 2 {
+        let mut cl = Client::connect(Transport::Tcp, &c.at_node)
+            .await
+            .expect("connect");
+        cl.wait_player(WAIT).await.expect("own probe");
+        call(&mut cl, "keepers", (1u32, 0u64)).await;
+        let (first, _): (u64, u64) = expect(&mut cl, "on_keepers").await;
+        if keepers.iter().all(|k: &u64| k / 10_000 != first / 10_000) {
+            keepers.push(first);
+        }
+        clients.push(cl);
+    }
+    let (a, b) = (keepers[0], keepers[1]);
+    // a bumps b from a timer that fires after the node is dead (and, as a
+    // rule, after its game has noticed).
+    clients[0]
+        .call(a, "bump_later", (b, 2000u32))
+        .await
+        .expect("send");
+    c.node.signal("KILL");
+    wait_closed(&mut clients[0], WAIT).await;
+    wait_any_line(&c.games, "bumping another keeper", WAIT);
+
+    // A new node: once both games have rejoined it, b has had its bump —
+    // once.
+    c.node = Wyrm::start(&["serve"], &c.cfg);
+    let at_node = c.node.tcp_addr();
+    let mut cl = Client::connect(Transport::Tcp, &at_node)
+        .await
+        .expect("connect");
+    cl.wait_player(WAIT).await.expect("own probe");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // Unanswered while b's game has not rejoined yet (the new node
+        // does not know b): asked again.
+        call(&mut cl, "keepers_ask", (b, b)).await;
+        let said = cl
+            .expect_call_as::<(u64, u64)>("on_keeper", Duration::from_secs(1))
+            .await;
+        if let Ok((_, (id, count))) = said {
+            assert_eq!(id, b);
+            if count == 1 {
+                break;
+            }
+            assert_eq!(count, 0, "bumped more than once");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bump sent while the node was dead never arrived"
+        );
+    }
 }

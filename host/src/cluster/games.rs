@@ -21,7 +21,7 @@
 //!   its entities are loaded again on the games left from their last save
 //!   (`Dispatcher::game_lost`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,6 +126,46 @@ struct FabricRouteLink {
     node_heard: AtomicBool,
     /// Something was told since the last [`settle`](RouteLink::settle).
     told: AtomicBool,
+    /// Messages for entities on other games (`RouteOp::Send`) the node may
+    /// not have passed on: those told since its last answer (lost with it,
+    /// if it dies now) and, while it is away and until this game has
+    /// rejoined a new one, every one told. Sent again, in order, once the
+    /// game has rejoined: at least once (one the old node passed on just
+    /// before it died arrives twice).
+    unsure: Mutex<VecDeque<RouteOp>>,
+    /// The node was lost and the game has not rejoined a new one yet:
+    /// messages wait in `unsure`.
+    holding: AtomicBool,
+}
+
+/// Most messages a game holds for a node that is away; past it the
+/// oldest are dropped, with a log line.
+const UNSURE_MAX: usize = 65_536;
+
+/// Messages kept unsure of before the game asks the node to confirm them
+/// (otherwise it does before each round's frames go out).
+const SETTLE_EVERY: usize = 4096;
+
+impl FabricRouteLink {
+    /// The node is gone: nothing is sent, messages are held.
+    fn node_lost(&self) {
+        self.holding.store(true, Ordering::Relaxed);
+        self.node_heard.store(false, Ordering::Relaxed);
+    }
+
+    /// Keeps `op` (a `Send`) until the node is known to have it; how many
+    /// are kept now.
+    fn keep(&self, op: RouteOp) -> usize {
+        let mut unsure = self.unsure.lock().unwrap_or_else(|e| e.into_inner());
+        if unsure.len() >= UNSURE_MAX {
+            unsure.pop_front();
+            tracing::error!(
+                "more than {UNSURE_MAX} messages held for the cluster's node: the oldest is dropped"
+            );
+        }
+        unsure.push_back(op);
+        unsure.len()
+    }
 }
 
 impl FabricRouteLink {
@@ -152,26 +192,60 @@ impl FabricRouteLink {
             next: AtomicU64::new(1),
             node_heard: AtomicBool::new(true),
             told: AtomicBool::new(false),
+            unsure: Mutex::new(VecDeque::new()),
+            holding: AtomicBool::new(false),
         })
     }
 }
 
 impl RouteLink for FabricRouteLink {
     fn tell(&self, op: RouteOp) {
-        if !self.node_heard.load(Ordering::Relaxed) {
+        let send = matches!(op, RouteOp::Send { .. });
+        if send && self.holding.load(Ordering::Relaxed) {
+            self.keep(op);
             return;
         }
+        if !self.node_heard.load(Ordering::Relaxed) {
+            // The rest is what the game reports when it rejoins.
+            return;
+        }
+        let kept = send.then(|| self.keep(op.clone()));
         self.told.store(true, Ordering::Relaxed);
         if self.out.send((RouteRequest { ask: None, op }, ())).is_err() {
             tracing::error!("the fabric is gone: a route update was lost");
+        }
+        // A game that sends much and shows clients little settles now and
+        // then all the same, so what it keeps stays small.
+        if kept.is_some_and(|n| n >= SETTLE_EVERY) {
+            self.settle();
         }
     }
 
     fn settle(&self) {
         if self.told.swap(false, Ordering::Relaxed) {
             // An answer in order is the proof; none (the node gone) has
-            // nothing to wait for.
-            let _ = self.ask(RouteOp::Settle);
+            // nothing to wait for. (Told from this thread only: nothing
+            // was told while it waited.)
+            if self.ask(RouteOp::Settle).is_some() && !self.holding.load(Ordering::Relaxed) {
+                self.unsure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+            }
+        }
+    }
+
+    fn rejoined(&self) {
+        let held = std::mem::take(&mut *self.unsure.lock().unwrap_or_else(|e| e.into_inner()));
+        self.holding.store(false, Ordering::Relaxed);
+        if !held.is_empty() {
+            tracing::info!(
+                messages = held.len(),
+                "sending again what the lost node may not have passed on"
+            );
+        }
+        for op in held {
+            self.tell(op);
         }
     }
 
@@ -347,7 +421,7 @@ impl GameProcess {
                     // dispatcher), the game reports what it runs.
                     Change::Left(p) if p.role == Role::Node => {
                         tracing::warn!(game = id, "the cluster's node is gone");
-                        node_link.node_heard.store(false, Ordering::Relaxed);
+                        node_link.node_lost();
                         let _ = to_game.send(GameInput::Node { back: false });
                     }
                     Change::Joined(p)

@@ -21,27 +21,34 @@ impl Drop for Wyrm {
     }
 }
 
+/// Prints each line of `from` (as the test's output) and sends it on.
+fn forward(from: impl std::io::Read, tag: &str, to: mpsc::Sender<String>) {
+    // Read to the end even once no one listens, so the process never
+    // blocks on a full pipe.
+    for line in BufReader::new(from).lines().map_while(Result::ok) {
+        println!("{tag}: {line}");
+        let _ = to.send(line);
+    }
+}
+
 impl Wyrm {
-    /// Runs `wyrm <args>`, collecting its standard output line by line.
+    /// Runs `wyrm <args>`, collecting its standard output and its log
+    /// (standard error, warnings and up) line by line.
     pub fn start(args: &[&str], config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wyrm"))
             .args(args)
             .arg(config)
             .env("WYRM_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start wyrm");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("wyrm: {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let err_tx = tx.clone();
+        std::thread::spawn(move || forward(stdout, "wyrm", tx));
+        std::thread::spawn(move || forward(stderr, "wyrm log", err_tx));
         Self { child, lines }
     }
 

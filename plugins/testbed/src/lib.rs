@@ -678,6 +678,21 @@ impl Keeper {
     fn report(&mut self, ctx: &mut Ctx, probe: EntityId) -> Result<(), Error> {
         ctx.call(probe, "keeper_said", (ctx.id(), self.count))
     }
+
+    /// Bumps Keeper `to` in `delay_ms` (a timer: the message leaves when
+    /// it fires, whatever else is happening then).
+    #[all_clients]
+    fn bump_later(&mut self, ctx: &mut Ctx, to: EntityId, delay_ms: u32) -> Result<(), Error> {
+        ctx.set_timer(delay_ms, "bump_other", (to,))?;
+        Ok(())
+    }
+
+    /// Timer target of `bump_later`; says so in the log (at warn, which
+    /// tests read).
+    fn bump_other(&mut self, ctx: &mut Ctx, to: EntityId) -> Result<(), Error> {
+        ctx.log(LogLevel::Warn, "bumping another keeper");
+        ctx.call(to, "bump", ())
+    }
 }
 
 /// An entity with about 100 bytes of private state and nothing else, shaped
