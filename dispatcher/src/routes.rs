@@ -327,8 +327,9 @@ impl<M: Routed> Dispatcher<M> {
                 self.set_game_up(game, true);
                 return Some(RouteAnswer::Yes(true));
             }
-            // Everything before it is done: it is answered in order.
-            RouteOp::Settle => return Some(RouteAnswer::Yes(true)),
+            // Everything before it is done: it is answered in order. (A
+            // cluster's node answers it itself, with its run.)
+            RouteOp::Settle => return Some(RouteAnswer::Settled(0)),
             RouteOp::Rejoin { entities } => {
                 return Some(RouteAnswer::Taken(self.rejoin(game, entities)));
             }
@@ -728,6 +729,20 @@ impl<M: Routed> GameRoutes<M> {
     /// Whether `id` is live on, or on its way to, some game.
     pub fn exists(&self, id: EntityId) -> bool {
         self.game_of(id).is_some()
+    }
+
+    /// Whether `id` may be live on some game: [`exists`](Self::exists),
+    /// but for a game in another process whose dispatcher cannot be asked
+    /// (the node is away), yes — a message sent to it is held until a
+    /// node is back, and comes back if it is for no entity.
+    pub fn may_exist(&self, id: EntityId) -> bool {
+        match &self.link {
+            Link::Local(shared) => shared.lock().directory.game_of(id).is_some(),
+            Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
+                Some(RouteAnswer::Game(game)) => game.is_some(),
+                _ => true,
+            },
+        }
     }
 
     /// Sends `msg` to the game of the entity it is for (it waits there if

@@ -481,11 +481,11 @@ impl Drop for Beating {
 }
 
 /// How often a process says it is alive, by default.
-pub const BEAT: Duration = Duration::from_millis(500);
+pub const BEAT: Duration = Duration::from_millis(250);
 
 /// A process is taken for gone after this long without a heartbeat, by
 /// default ([`Fabric::with_gone_after`]).
-pub const GONE_AFTER: Duration = Duration::from_secs(3);
+pub const GONE_AFTER: Duration = Duration::from_millis(1500);
 
 /// What a heartbeat says: which role instance, and which run of it (a
 /// process that restarted under the same id is another run).

@@ -224,7 +224,7 @@ impl Default for ClusterConfig {
             gate: 0,
             games: 0,
             gates: Vec::new(),
-            lost_after_ms: 3000,
+            lost_after_ms: 1500,
         }
     }
 }

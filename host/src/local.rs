@@ -75,20 +75,23 @@ impl LocalPostgres {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))
                 .with_context(|| format!("cannot give {} to the postgres user", dir.display()))?;
         }
-        let port = free_port()?;
         let dir_str = dir
             .to_str()
             .with_context(|| format!("{} is not UTF-8", dir.display()))?;
-        let mut options = format!("-p {port} -k {dir_str} -c listen_addresses=127.0.0.1");
-        if !durable {
-            options.push_str(" -c fsync=off -c full_page_writes=off");
-        }
+        let options = |port: u16| {
+            let mut options = format!("-p {port} -k {dir_str} -c listen_addresses=127.0.0.1");
+            if !durable {
+                options.push_str(" -c fsync=off -c full_page_writes=off");
+            }
+            options
+        };
+        let port = free_port()?;
         let mut pg = Self {
             bin,
             dir: dir.to_path_buf(),
             port,
             user,
-            options,
+            options: options(port),
             remove_on_drop: false,
             stopped: true,
         };
@@ -106,8 +109,19 @@ impl LocalPostgres {
             ];
             pg.run("initdb", &args)?;
         }
-        pg.restart()?;
-        tracing::info!(port, dir = %dir.display(), "local PostgreSQL started");
+        // The free port may be taken by someone else before the server
+        // binds it (tests start several at once): then another.
+        let mut tries = 0;
+        while let Err(e) = pg.restart() {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            tries += 1;
+            if tries == 5 || !log.contains("already in use") {
+                return Err(e);
+            }
+            pg.port = free_port()?;
+            pg.options = options(pg.port);
+        }
+        tracing::info!(port = pg.port, dir = %dir.display(), "local PostgreSQL started");
         Ok(pg)
     }
 

@@ -109,4 +109,7 @@ pub enum RouteAnswer {
     Yes(bool),
     /// Entities another game reported first: the asker drops its copies.
     Taken(Vec<EntityId>),
+    /// Everything told before the `Settle` is done, by the node of this
+    /// run (a game tells one node's confirmation from another's).
+    Settled(u64),
 }

@@ -314,7 +314,7 @@ impl GameHost for World {
             // Past every id this process handed out, and live on no game
             // (another process of a cluster hands out its own blocks):
             // never handed out, and no mailbox can hold it.
-            if id >= self.ids.unused_from() && !self.routes.exists(id) {
+            if id >= self.ids.unused_from() && !self.routes.may_exist(id) {
                 let msg =
                     format!("call-entity: no entity {id} (it never existed); {method} dropped");
                 self.refuse("call-entity", msg);

@@ -17,9 +17,9 @@
 //!   game's storage and password threads answer straight into its inbox.
 //! - A game waits to hear the node before it starts, and says when it is
 //!   ready (`RouteOp::Up`): only then does the dispatcher place entities
-//!   on it. A game not heard for 3 s is lost: its players are let go, and
-//!   its entities are loaded again on the games left from their last save
-//!   (`Dispatcher::game_lost`).
+//!   on it. A game not heard for `[cluster] lost_after_ms` is lost: its
+//!   entities are loaded again on the games left from their last save and
+//!   checkpoint, with their players (`Dispatcher::game_lost`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +57,7 @@ pub(super) async fn serve_games(
     dispatcher: Dispatcher,
     relays: Vec<(GameId, Inbox)>,
     own_gate: flume::Sender<HeldBatch>,
+    run: u64,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for (game, inbox) in relays {
@@ -84,7 +85,13 @@ pub(super) async fn serve_games(
         while let Some((from, batch)) = requests.next().await {
             let Address::Routes(g) = from else { continue };
             for RouteRequest { ask, op } in batch {
-                let answer = dispatcher.apply(GameId(g), op);
+                let answer = match op {
+                    // Answered in order, with this node's run: a game
+                    // whose messages went to a node that died before it
+                    // confirmed them sends them again.
+                    RouteOp::Settle => Some(RouteAnswer::Settled(run)),
+                    op => dispatcher.apply(GameId(g), op),
+                };
                 let (Some(ask), Some(answer)) = (ask, answer) else {
                     continue;
                 };
@@ -136,6 +143,8 @@ struct FabricRouteLink {
     /// The node was lost and the game has not rejoined a new one yet:
     /// messages wait in `unsure`.
     holding: AtomicBool,
+    /// The run of the node that answered the last `Settle`.
+    node_run: AtomicU64,
 }
 
 /// Most messages a game holds for a node that is away; past it the
@@ -194,6 +203,7 @@ impl FabricRouteLink {
             told: AtomicBool::new(false),
             unsure: Mutex::new(VecDeque::new()),
             holding: AtomicBool::new(false),
+            node_run: AtomicU64::new(0),
         })
     }
 }
@@ -224,13 +234,18 @@ impl RouteLink for FabricRouteLink {
     fn settle(&self) {
         if self.told.swap(false, Ordering::Relaxed) {
             // An answer in order is the proof; none (the node gone) has
-            // nothing to wait for. (Told from this thread only: nothing
-            // was told while it waited.)
-            if self.ask(RouteOp::Settle).is_some() && !self.holding.load(Ordering::Relaxed) {
-                self.unsure
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
+            // nothing to wait for. What was kept is confirmed only by the
+            // node that confirmed last time: a new one may have started
+            // after the old one took (and lost) them. (Told from this
+            // thread only: nothing was told while it waited.)
+            if let Some(RouteAnswer::Settled(run)) = self.ask(RouteOp::Settle) {
+                let same = self.node_run.swap(run, Ordering::Relaxed) == run;
+                if same && !self.holding.load(Ordering::Relaxed) {
+                    self.unsure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clear();
+                }
             }
         }
     }

@@ -7,10 +7,11 @@
 //! - The games' output is split by gate ([`Gates`]); a gate that joins gets
 //!   an outbox on its `gate` subject, fed from a channel like the node's
 //!   own gate's, and frames for many of its clients travel once.
-//! - A gate not heard from for 3 s is gone: its clients end as if they had
+//! - A gate not heard from for `[cluster] lost_after_ms` is gone: its
+//!   clients end as if they had
 //!   disconnected, and can log in again through another gate. A gate waits
 //!   to hear the node before it takes clients, and ends every connection
-//!   when the node is not heard for 3 s (its players' entities went with
+//!   when the node is not heard for as long (its players' entities went with
 //!   it) and every new one until it is heard again: they log in again once
 //!   it is back.
 

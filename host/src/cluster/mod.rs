@@ -16,7 +16,8 @@
 //!
 //! `wyrm cluster` starts all of them on this machine (`launch.rs`).
 //!
-//! Every process beats; one not heard for 3 s is gone, and each role says
+//! Every process beats; one not heard for `[cluster] lost_after_ms` (1.5 s
+//! by default) is gone, and each role says
 //! what that means for it.
 
 mod games;
@@ -93,12 +94,13 @@ pub(crate) async fn serve_node(
         gates::take_uplinks(&fabric, dispatcher.clone(), links.clone()).await?,
         swap_task,
     ];
-    tasks.extend(games::serve_games(&fabric, dispatcher.clone(), relays, own_gate).await?);
+    let run = run_id();
+    tasks.extend(games::serve_games(&fabric, dispatcher.clone(), relays, own_gate, run).await?);
     let mut roster = fabric.roster().await?;
     let beating = fabric.beat(Presence {
         role: Role::Node,
         id: 0,
-        run: run_id(),
+        run,
     });
     tasks.push(tokio::spawn(async move {
         while let Some(change) = roster.next().await {
