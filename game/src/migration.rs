@@ -89,34 +89,11 @@ impl Game {
     /// Imports the private state `m` carries into this game's instance of
     /// its plugin.
     fn import_migrant(&mut self, m: &mut Migrant, ty: TypeIndex) -> Result<(), String> {
-        let t = self.world_ref().types.get(ty);
-        let (plugin, kind, type_name) = (t.plugin, t.kind, t.name.clone());
-        if let Some(down) = &self.plugins[plugin].down {
-            return Err(format!("its plugin is down here ({})", down.reason));
-        }
-        let mut states = [EntityState {
-            entity: EntityRef { id: m.id, kind },
-            type_name,
-            data: std::mem::take(&mut m.state),
-        }];
-        let imported = self.plugins[plugin]
-            .instance
-            .import(&mut self.world, &m.version, &states);
+        let data = std::mem::take(&mut m.state);
+        let (data, imported) = self.import_state(m.id, ty, &m.version, data);
         // Kept with the migrant, in case it goes back.
-        m.state = std::mem::take(&mut states[0].data);
-        match imported {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("its plugin refused to import it: {e}")),
-            Err(fault) => {
-                self.recover(plugin, &fault);
-                return Err(format!("its plugin faulted importing it: {fault}"));
-            }
-        }
-        if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
-            // Copy it before the switch.
-            swap.touch(m.id);
-        }
-        Ok(())
+        m.state = data;
+        imported
     }
 
     /// Imports the checkpointed private state storage read for an entity
@@ -133,38 +110,53 @@ impl Game {
         let Some(ty) = self.world_ref().types.find(&loaded.row.type_name) else {
             return; // refused as it is put in, with its reason
         };
+        if let (_, Err(why)) = self.import_state(id, ty, &saved.version, saved.state) {
+            tracing::warn!(entity = id, "{why}; it comes back with fresh private state");
+        }
+    }
+
+    /// Imports entity `id`'s private state `data` (exported by `version`)
+    /// into this game's instance of the plugin of its type `ty`, and hands
+    /// `data` back with why it could not, if it could not.
+    fn import_state(
+        &mut self,
+        id: EntityId,
+        ty: TypeIndex,
+        version: &str,
+        data: Vec<u8>,
+    ) -> (Vec<u8>, Result<(), String>) {
         let t = self.world_ref().types.get(ty);
         let (plugin, kind, type_name) = (t.plugin, t.kind, t.name.clone());
-        if self.plugins[plugin].down.is_some() {
-            tracing::warn!(
-                entity = id,
-                "its plugin is down: it comes back with fresh private state"
+        if let Some(down) = &self.plugins[plugin].down {
+            return (
+                data,
+                Err(format!("its plugin is down here ({})", down.reason)),
             );
-            return;
         }
-        let states = [EntityState {
+        let mut states = [EntityState {
             entity: EntityRef { id, kind },
             type_name,
-            data: saved.state,
+            data,
         }];
-        let imported =
-            self.plugins[plugin]
-                .instance
-                .import(&mut self.world, &saved.version, &states);
-        let why = match imported {
+        let imported = self.plugins[plugin]
+            .instance
+            .import(&mut self.world, version, &states);
+        let data = std::mem::take(&mut states[0].data);
+        let result = match imported {
             Ok(Ok(())) => {
                 if let Some(swap) = self.swapping.as_mut().filter(|s| s.plugin() == plugin) {
+                    // Copy it before the switch.
                     swap.touch(id);
                 }
-                return;
+                Ok(())
             }
-            Ok(Err(e)) => format!("its plugin refused its checkpointed state: {e}"),
+            Ok(Err(e)) => Err(format!("its plugin refused to import it: {e}")),
             Err(fault) => {
                 self.recover(plugin, &fault);
-                format!("its plugin faulted importing its checkpointed state: {fault}")
+                Err(format!("its plugin faulted importing it: {fault}"))
             }
         };
-        tracing::warn!(entity = id, "{why}; it comes back with fresh private state");
+        (data, result)
     }
 
     /// Sends a migrant this game cannot take back where it came from, with

@@ -104,14 +104,7 @@ fn print(name: &str, runs: &[Run]) -> (f64, f64, f64, f64) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new(root.join("scripts/setup-cluster"))
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "scripts/setup-cluster failed");
-    let wasm = wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &Default::default())?;
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average before: {}", load.trim());
+    let wasm = support::cluster_testbed()?;
     let dir = tempfile::tempdir()?;
     let parts = ClusterParts {
         nats: wyrm_fabric::local::LocalNats::start()?,

@@ -524,15 +524,7 @@ async fn what_a_killed_game_had_saved_comes_back_by_itself_on_the_game_left() {
     let (at_node, game) = (&c.at_node, &c.game);
     // Probes go to the least loaded game: the first to game 0, the next
     // to game 1.
-    let mut on0 = Client::connect(Transport::Tcp, at_node)
-        .await
-        .expect("connect");
-    let id0 = on0.wait_player(WAIT).await.expect("own probe");
-    let mut on1 = Client::connect(Transport::Tcp, at_node)
-        .await
-        .expect("connect");
-    let id1 = on1.wait_player(WAIT).await.expect("own probe");
-    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+    let (mut on0, _, mut on1, _) = probes_on_both_games(at_node).await;
     // A vault made on game 1, its value saved (acknowledged).
     call(&mut on1, "vault_new", (1i64,)).await;
     let (vault,): (u64,) = expect(&mut on1, "on_vault").await;
@@ -550,6 +542,22 @@ async fn what_a_killed_game_had_saved_comes_back_by_itself_on_the_game_left() {
         expect(&mut on0, "on_vault_value").await;
     assert_eq!((id, error), (vault, None));
     assert_eq!(value, Some(42), "the acknowledged value");
+}
+
+/// Two testbed clients at `addr` and their probes: new entities go to
+/// the least loaded game, so the first is on game 0 and the second on
+/// game 1.
+async fn probes_on_both_games(addr: &str) -> (Client, u64, Client, u64) {
+    let mut on0 = Client::connect(Transport::Tcp, addr)
+        .await
+        .expect("connect");
+    let id0 = on0.wait_player(WAIT).await.expect("own probe");
+    let mut on1 = Client::connect(Transport::Tcp, addr)
+        .await
+        .expect("connect");
+    let id1 = on1.wait_player(WAIT).await.expect("own probe");
+    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+    (on0, id0, on1, id1)
 }
 
 /// Waits until the private state checkpointed to `url` for `id` holds
@@ -595,15 +603,7 @@ async fn wait_checkpointed(url: &str, id: u64, count: u64) {
 async fn a_killed_games_saved_player_comes_back_with_its_state_and_its_client_still_on() {
     let c = TwoGames::start(("testbed", "plugins/testbed", "Probe", "[]"));
     let (at_node, game) = (&c.at_node, &c.game);
-    let mut on0 = Client::connect(Transport::Tcp, at_node)
-        .await
-        .expect("connect");
-    let id0 = on0.wait_player(WAIT).await.expect("own probe");
-    let mut on1 = Client::connect(Transport::Tcp, at_node)
-        .await
-        .expect("connect");
-    let id1 = on1.wait_player(WAIT).await.expect("own probe");
-    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+    let (mut on0, _, mut on1, id1) = probes_on_both_games(at_node).await;
     // The player on game 1 takes a saved Keeper and counts to 3 in its
     // private state; a checkpoint holds the 3.
     call(&mut on1, "keeper_take", ()).await;
@@ -646,15 +646,7 @@ async fn a_killed_games_saved_player_comes_back_with_its_state_and_its_client_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_as_a_running_game_is_refused_and_the_game_plays_on() {
     let c = TwoGames::start(("testbed", "plugins/testbed", "Probe", "[]"));
-    let mut on0 = Client::connect(Transport::Tcp, &c.at_node)
-        .await
-        .expect("connect");
-    let id0 = on0.wait_player(WAIT).await.expect("own probe");
-    let mut on1 = Client::connect(Transport::Tcp, &c.at_node)
-        .await
-        .expect("connect");
-    let id1 = on1.wait_player(WAIT).await.expect("own probe");
-    assert_ne!(id0 / 10_000, id1 / 10_000, "both probes on one game");
+    let (mut on0, _, mut on1, id1) = probes_on_both_games(&c.at_node).await;
 
     // Another `wyrm game --id 1` (on another machine: a data folder of its
     // own) hears the running one and gives up before it beats: the node

@@ -52,6 +52,7 @@ pub(crate) trait Backend {
     ) -> DbResult<()>;
     /// Each id's checkpointed private state, in the order of `ids`.
     fn states(&mut self, ids: &[EntityId]) -> DbResult<Vec<Option<SavedState>>>;
+    /// Removes these ids' checkpointed private states.
     fn drop_states(&mut self, ids: &[EntityId]) -> DbResult<()>;
     fn exists(&mut self, id: EntityId) -> DbResult<bool>;
     /// The saved ids of a type, ascending.

@@ -705,8 +705,8 @@ async fn postgres_over_tls_trusts_the_given_ca_and_refuses_the_rest() {
     use wyrm_storage::{Location, Op};
     wyrm_tests::services::setup_cluster();
     let dir = tempfile::tempdir().expect("temp dir");
-    wyrm_tests::services::certificates(dir.path(), "other");
-    wyrm_tests::services::certificates(dir.path(), "ca");
+    wyrm_fabric::local::test_certificates(dir.path(), "other").expect("certificates");
+    wyrm_fabric::local::test_certificates(dir.path(), "ca").expect("certificates");
     let mut pg = wyrm::local::LocalPostgres::temporary(&dir.path().join("pg"), false)
         .expect("a throwaway PostgreSQL");
     pg.enable_tls(

@@ -227,6 +227,22 @@ pub async fn start_testbed_server_with(
     Ok((server, addr))
 }
 
+/// Installs what a cluster needs (`scripts/setup-cluster`: nats-server,
+/// PostgreSQL), builds the testbed plugin and prints the load average:
+/// where a cluster benchmark starts. Returns the plugin's component.
+pub fn cluster_testbed() -> anyhow::Result<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(root.join("scripts/setup-cluster"))
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "scripts/setup-cluster failed");
+    let wasm =
+        wyrm_toolchains::build_plugin(&root.join("plugins/testbed"), &BuildOptions::default())?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before: {}", load.trim());
+    Ok(wasm)
+}
+
 /// Starts game `id` of the cluster whose config is `dir/wyrm.toml` as a
 /// `wyrm game` process, and returns once it is running (the node places
 /// entities on it from then on).

@@ -145,6 +145,9 @@ struct FabricRouteLink {
     holding: AtomicBool,
     /// The run of the node that answered the last `Settle`.
     node_run: AtomicU64,
+    /// Messages dropped from `unsure` for want of room (logged now and
+    /// then).
+    dropped: AtomicU64,
 }
 
 /// Most messages a game holds for a node that is away; past it the
@@ -168,9 +171,13 @@ impl FabricRouteLink {
         let mut unsure = self.unsure.lock().unwrap_or_else(|e| e.into_inner());
         if unsure.len() >= UNSURE_MAX {
             unsure.pop_front();
-            tracing::error!(
-                "more than {UNSURE_MAX} messages held for the cluster's node: the oldest is dropped"
-            );
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(10_000) {
+                tracing::error!(
+                    dropped = dropped + 1,
+                    "more than {UNSURE_MAX} messages held for the cluster's node: the oldest are dropped"
+                );
+            }
         }
         unsure.push_back(op);
         unsure.len()
@@ -204,6 +211,7 @@ impl FabricRouteLink {
             unsure: Mutex::new(VecDeque::new()),
             holding: AtomicBool::new(false),
             node_run: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         })
     }
 }
