@@ -159,10 +159,15 @@ const UNSURE_MAX: usize = 65_536;
 const SETTLE_EVERY: usize = 4096;
 
 impl FabricRouteLink {
-    /// The node is gone: nothing is sent, messages are held.
+    /// The node is gone: nothing is sent, messages are held, and a
+    /// question waiting for its answer stops waiting now.
     fn node_lost(&self) {
         self.holding.store(true, Ordering::Relaxed);
         self.node_heard.store(false, Ordering::Relaxed);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Keeps `op` (a `Send`) until the node is known to have it; how many
