@@ -731,16 +731,16 @@ impl<M: Routed> GameRoutes<M> {
         self.game_of(id).is_some()
     }
 
-    /// Whether `id` may be live on some game: [`exists`](Self::exists),
-    /// but for a game in another process whose dispatcher cannot be asked
-    /// (the node is away), yes — a message sent to it is held until a
-    /// node is back, and comes back if it is for no entity.
-    pub fn may_exist(&self, id: EntityId) -> bool {
+    /// [`exists`](Self::exists), or `None` for a game in another process
+    /// whose dispatcher cannot be asked now (the node is away): a message
+    /// sent to `id` then is held until a node is back, and comes back if
+    /// it is for no entity.
+    pub fn exists_if_known(&self, id: EntityId) -> Option<bool> {
         match &self.link {
-            Link::Local(shared) => shared.lock().directory.game_of(id).is_some(),
+            Link::Local(shared) => Some(shared.lock().directory.game_of(id).is_some()),
             Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
-                Some(RouteAnswer::Game(game)) => game.is_some(),
-                _ => true,
+                Some(RouteAnswer::Game(game)) => Some(game.is_some()),
+                _ => None,
             },
         }
     }

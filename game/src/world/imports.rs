@@ -250,6 +250,9 @@ impl World {
     }
 }
 
+/// Most ids of other processes' blocks a game remembers were handed out.
+const HANDED_OUT_KEPT: usize = 65_536;
+
 impl GameHost for World {
     fn enter_plugin(&mut self, plugin: usize) {
         self.calling = Some(plugin);
@@ -314,11 +317,27 @@ impl GameHost for World {
             // Past every id this process handed out, and live on no game
             // (another process of a cluster hands out its own blocks):
             // never handed out, and no mailbox can hold it.
-            if id >= self.ids.unused_from() && !self.routes.may_exist(id) {
-                let msg =
-                    format!("call-entity: no entity {id} (it never existed); {method} dropped");
-                self.refuse("call-entity", msg);
-                return Ok(());
+            if id >= self.ids.unused_from() && !self.handed_out.contains(&id) {
+                match self.routes.exists_if_known(id) {
+                    Some(false) => {
+                        let msg = format!(
+                            "call-entity: no entity {id} (it never existed); {method} dropped"
+                        );
+                        self.refuse("call-entity", msg);
+                        return Ok(());
+                    }
+                    // Once handed out, always: not asked again (the set
+                    // is kept small, at the cost of asking again now and
+                    // then).
+                    Some(true) => {
+                        if self.handed_out.len() >= HANDED_OUT_KEPT {
+                            self.handed_out.clear();
+                        }
+                        self.handed_out.insert(id);
+                    }
+                    // The node is away: sent, and held until one is back.
+                    None => {}
+                }
             }
             // To the game that runs it, which checks it as this one would,
             // or into its mailbox.

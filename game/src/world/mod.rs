@@ -162,6 +162,9 @@ pub struct World {
     pub(super) types: TypeRegistry,
     entities: IdMap<Entity>,
     ids: std::sync::Arc<super::EntityIds>,
+    /// Ids past this process's own that the dispatcher said were handed
+    /// out (by another process of a cluster): asked once, not per call.
+    handed_out: HashSet<EntityId>,
     /// What the dispatcher is told of this world's entities, and where
     /// services are found.
     routes: crate::msg::GameRoutes,
@@ -213,6 +216,7 @@ impl World {
             types,
             entities: IdMap::default(),
             ids,
+            handed_out: HashSet::new(),
             routes,
             clients: IdMap::default(),
             timers: Timers::of_game(game),
