@@ -736,13 +736,7 @@ impl<M: Routed> GameRoutes<M> {
     /// sent to `id` then is held until a node is back, and comes back if
     /// it is for no entity.
     pub fn exists_if_known(&self, id: EntityId) -> Option<bool> {
-        match &self.link {
-            Link::Local(shared) => Some(shared.lock().directory.game_of(id).is_some()),
-            Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
-                Some(RouteAnswer::Game(game)) => Some(game.is_some()),
-                _ => None,
-            },
-        }
+        self.game_of_answered(id).map(|game| game.is_some())
     }
 
     /// Sends `msg` to the game of the entity it is for (it waits there if
@@ -792,13 +786,25 @@ impl<M: Routed> GameRoutes<M> {
 
     /// The game that runs `id` (or will, once it has arrived there).
     pub fn game_of(&self, id: EntityId) -> Option<GameId> {
+        self.game_of_answered(id).unwrap_or_else(|| {
+            unexpected("game-of", None);
+            None
+        })
+    }
+
+    /// [`game_of`](Self::game_of), or `None` if the dispatcher (in another
+    /// process) did not answer it.
+    fn game_of_answered(&self, id: EntityId) -> Option<Option<GameId>> {
         match &self.link {
-            Link::Local(shared) => shared.lock().directory.game_of(id),
-            Link::Remote(link) => ask(link, RouteOp::GameOf { id }, "game-of", |a| match a {
-                RouteAnswer::Game(game) => Ok(game),
-                a => Err(a),
-            })
-            .flatten(),
+            Link::Local(shared) => Some(shared.lock().directory.game_of(id)),
+            Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
+                Some(RouteAnswer::Game(game)) => Some(game),
+                None => None,
+                other => {
+                    unexpected("game-of", other);
+                    None
+                }
+            },
         }
     }
 

@@ -129,6 +129,17 @@ const CHATROOM: (&str, &str, &str, &str) = (
     "[\"Lobby\"]",
 );
 
+/// Asserts that `players`' entities are on two games: each process hands
+/// out ids from a block of its own reservation, so players on both games
+/// have ids from two blocks.
+fn assert_on_both_games(players: &[Client]) {
+    let blocks: std::collections::BTreeSet<u64> = players
+        .iter()
+        .map(|c| c.player().expect("own entity") / wyrm_storage::ID_BLOCK)
+        .collect();
+    assert_eq!(blocks.len(), 2, "players on one game only: {blocks:?}");
+}
+
 async fn call(c: &mut Client, method: &str, args: impl serde::Serialize) {
     c.call_player(method, args).await.expect("send");
 }
@@ -308,13 +319,7 @@ async fn players_spread_over_games_in_two_processes_chat_as_on_one() {
         let at = if i % 2 == 0 { &at_node } else { &at_gate };
         players.push(player(at, name, true).await);
     }
-    // Each process hands out ids from a block of its own reservation:
-    // players on both games means ids from two blocks.
-    let blocks: std::collections::BTreeSet<u64> = players
-        .iter()
-        .map(|c| c.player().expect("own entity") / 10_000)
-        .collect();
-    assert_eq!(blocks.len(), 2, "players on one game only: {blocks:?}");
+    assert_on_both_games(&players);
     for c in &mut players {
         join(c, "tea").await;
     }
@@ -785,11 +790,7 @@ async fn a_node_that_only_dispatches_runs_the_chatroom_on_two_game_processes() {
     for name in ["bob", "cy"] {
         players.push(player(&c.at_node, name, true).await);
     }
-    let blocks: std::collections::BTreeSet<u64> = players
-        .iter()
-        .map(|c| c.player().expect("own entity") / 10_000)
-        .collect();
-    assert_eq!(blocks.len(), 2, "players on one game only: {blocks:?}");
+    assert_on_both_games(&players);
     for c in &mut players {
         join(c, "tea").await;
     }

@@ -92,6 +92,8 @@ impl World {
             .filter_map(queued_work)
             .collect();
         let dirty = self.storage.dirty.remove(&id);
+        // Its state goes with it; the game it goes to writes it from now on.
+        self.storage.forget_written(id);
         let handoff = self.handoffs.remove(&id).map(|p| p as PluginIndex);
         self.entities.remove(&id);
         self.uncount_entity(counted as usize);
@@ -196,7 +198,6 @@ impl World {
         if dirty {
             self.storage.dirty.insert(id);
         }
-        self.storage.forget_written(id);
         if let Some(p) = handoff {
             self.handoffs.insert(id, p as usize);
         }

@@ -618,7 +618,8 @@ impl World {
     }
 
     /// Takes `id` out of this game's own state — its space, its count, its
-    /// timers, its hand-offs, its pending save — and returns it; what the
+    /// timers, its hand-offs, its pending save and what it knows it wrote
+    /// of its private state — and returns it; what the
     /// rest of the server knows of it is the caller's to settle.
     fn take_out(&mut self, id: EntityId) -> Option<Entity> {
         self.end_space(id);
@@ -628,6 +629,7 @@ impl World {
         self.handoffs.remove(&id);
         self.timers.cancel_entity(id);
         self.storage.dirty.remove(&id);
+        self.storage.forget_written(id);
         Some(e)
     }
 

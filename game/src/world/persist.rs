@@ -32,8 +32,8 @@ impl Persistence {
         }
     }
 
-    /// `id`'s state was written elsewhere, or is gone: whatever this game
-    /// wrote for it is not what storage holds.
+    /// `id` left this game (destroyed, or gone to another): what this game
+    /// wrote of its state is no longer its to compare with.
     pub(super) fn forget_written(&mut self, id: EntityId) {
         if let Some(w) = &mut self.written {
             w.remove(&id);
@@ -43,8 +43,7 @@ impl Persistence {
     /// `id`, persistent, was destroyed: its checkpointed state goes too, so
     /// a later load cannot take a state of this life.
     pub(super) fn drop_state(&mut self, id: EntityId) {
-        if let Some(w) = &mut self.written {
-            w.remove(&id);
+        if self.written.is_some() {
             self.store.send(Op::DropStates { ids: vec![id] });
         }
     }
@@ -119,8 +118,6 @@ impl World {
         let Some(mut written) = self.storage.written.take() else {
             return;
         };
-        // Those that left since (a migration takes its state along).
-        written.retain(|id, _| self.entities.contains_key(id));
         let mut changed = Vec::new();
         for (&id, state) in states {
             let persistent = self
