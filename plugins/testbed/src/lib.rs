@@ -680,11 +680,18 @@ impl Keeper {
     }
 
     /// Bumps Keeper `to` in `delay_ms` (a timer: the message leaves when
-    /// it fires, whatever else is happening then).
+    /// it fires, whatever else is happening then); tells `probe` its count
+    /// once the timer is armed.
     #[all_clients]
-    fn bump_later(&mut self, ctx: &mut Ctx, to: EntityId, delay_ms: u32) -> Result<(), Error> {
+    fn bump_later(
+        &mut self,
+        ctx: &mut Ctx,
+        to: EntityId,
+        delay_ms: u32,
+        probe: EntityId,
+    ) -> Result<(), Error> {
         ctx.set_timer(delay_ms, "bump_other", (to,))?;
-        Ok(())
+        ctx.call(probe, "keeper_said", (ctx.id(), self.count))
     }
 
     /// Timer target of `bump_later`; says so in the log (at warn, which
