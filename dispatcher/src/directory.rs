@@ -39,7 +39,12 @@
 //!
 //! Nothing here is durable: the games hold the truth (which entities they
 //! run), and a directory is rebuilt from what they report
-//! ([`Directory::rebuild`]). A cluster shards the directory by entity id
+//! ([`Directory::rebuild`], or game by game with [`Directory::reported`]).
+//! While games are yet to report ([`Directory::await_reports`]), an id no
+//! game has reported may be one of theirs: a message for it is held, not
+//! taken for absent, and goes to the game that reports the id, before
+//! anything newer; what is left when the last game has reported (or the
+//! caller stops waiting) comes back to be mailed. A cluster shards the directory by entity id
 //! (each message goes to the shard of its target, so one shard orders all
 //! of an entity's messages) and services by name; placement uses the
 //! loads games report to every shard.
@@ -69,6 +74,10 @@ pub enum Route<M> {
     /// the entity is saved, storage keeps it for its next load) or drops it.
     Absent(M),
 }
+
+/// Most messages held for ids no game has reported yet; past it, a message
+/// for such an id is absent, as when no game is awaited.
+pub const UNREPORTED_MAX: usize = 65_536;
 
 /// Why a directory refused a change. Each is a bug in the caller or a race
 /// it must handle: the directory is left as it was.
@@ -130,6 +139,27 @@ pub struct Directory<M> {
     /// those whose process is there.
     up: Vec<bool>,
     services: HashMap<String, EntityId>,
+    /// Games yet to report what they run, and what waits for ids none has
+    /// reported yet (see the crate docs); `None` when no game is awaited.
+    unreported: Option<Unreported<M>>,
+}
+
+#[derive(Debug)]
+struct Unreported<M> {
+    games: Vec<GameId>,
+    held: HashMap<EntityId, VecDeque<M>>,
+    /// Messages in `held`.
+    count: usize,
+}
+
+impl<M> Unreported<M> {
+    /// Everything held, each id's oldest first.
+    fn into_messages(self) -> Vec<(EntityId, M)> {
+        self.held
+            .into_iter()
+            .flat_map(|(id, held)| held.into_iter().map(move |m| (id, m)))
+            .collect()
+    }
 }
 
 impl<M> Directory<M> {
@@ -140,6 +170,7 @@ impl<M> Directory<M> {
             load: vec![0; games.max(1)],
             up: vec![true; games.max(1)],
             services: HashMap::new(),
+            unreported: None,
         }
     }
 
@@ -192,6 +223,72 @@ impl<M> Directory<M> {
     /// Whether game `game` takes new entities.
     pub fn is_up(&self, game: GameId) -> bool {
         self.up.get(usize::from(game.0)).copied().unwrap_or(false)
+    }
+
+    /// Waits for each of `games` to report what it runs (the dispatcher
+    /// restarted while they ran): until each has said it is done
+    /// ([`reports_done`](Self::reports_done)) or the caller
+    /// [stops waiting](Self::stop_awaiting), a message for an id no game
+    /// has is held for it (up to [`UNREPORTED_MAX`]).
+    pub fn await_reports(&mut self, games: impl IntoIterator<Item = GameId>) {
+        let games: Vec<GameId> = games.into_iter().collect();
+        if !games.is_empty() {
+            self.unreported = Some(Unreported {
+                games,
+                held: HashMap::new(),
+                count: 0,
+            });
+        }
+    }
+
+    /// Whether some game is yet to report what it runs: an id unknown now
+    /// may still be one of its.
+    pub fn awaits_reports(&self) -> bool {
+        self.unreported.is_some()
+    }
+
+    /// `game` reports it runs `id`: live there, as if it had just
+    /// [`created`](Self::created) it, and what was held for the id while
+    /// no game had reported it comes back, oldest first, for `game` to
+    /// queue before anything newer.
+    pub fn reported(&mut self, id: EntityId, game: GameId) -> Result<VecDeque<M>, DirectoryError> {
+        self.created(id, game)?;
+        Ok(self.take_unreported(id))
+    }
+
+    /// `game` has reported everything it runs (or is gone, and never
+    /// will). Once no game is awaited, what is still held for ids none
+    /// reported comes back, for the caller to mail (or drop).
+    pub fn reports_done(&mut self, game: GameId) -> Vec<(EntityId, M)> {
+        let Some(u) = &mut self.unreported else {
+            return Vec::new();
+        };
+        u.games.retain(|&g| g != game);
+        if u.games.is_empty() {
+            self.stop_awaiting()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Waits no longer for games to report (those left are taken for
+    /// gone): what is held for ids none reported comes back, for the
+    /// caller to mail (or drop).
+    pub fn stop_awaiting(&mut self) -> Vec<(EntityId, M)> {
+        self.unreported
+            .take()
+            .map(Unreported::into_messages)
+            .unwrap_or_default()
+    }
+
+    /// What was held for `id` while no game had reported it.
+    fn take_unreported(&mut self, id: EntityId) -> VecDeque<M> {
+        let Some(u) = &mut self.unreported else {
+            return VecDeque::new();
+        };
+        let held = u.held.remove(&id).unwrap_or_default();
+        u.count -= held.len();
+        held
     }
 
     /// The game a new entity goes to: the least loaded of those that are
@@ -251,13 +348,8 @@ impl<M> Directory<M> {
         if let Some(p) = self.entities.get(&id) {
             return Err(DirectoryError::AlreadyThere { id, game: p.game() });
         }
-        self.entities.insert(
-            id,
-            Place::Arriving {
-                game,
-                held: VecDeque::new(),
-            },
-        );
+        let held = self.take_unreported(id);
+        self.entities.insert(id, Place::Arriving { game, held });
         self.load[usize::from(game.0)] += 1;
         Ok(())
     }
@@ -311,7 +403,14 @@ impl<M> Directory<M> {
                 held.push_back(msg);
                 Route::Held
             }
-            None => Route::Absent(msg),
+            None => match &mut self.unreported {
+                Some(u) if u.count < UNREPORTED_MAX => {
+                    u.held.entry(id).or_default().push_back(msg);
+                    u.count += 1;
+                    Route::Held
+                }
+                _ => Route::Absent(msg),
+            },
         }
     }
 

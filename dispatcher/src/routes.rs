@@ -242,23 +242,52 @@ impl<M: Routed> Dispatcher<M> {
     }
 
     /// Game `game`, in another process, runs `entities` (id, type) and is
-    /// ready: what it reports after this dispatcher restarted. The ones
+    /// ready: what it reports after this dispatcher restarted. What waited
+    /// for those ids meanwhile goes to it, before anything newer. The ones
     /// another game reported first stay there, and are returned.
     pub fn rejoin(&self, game: GameId, entities: Vec<(EntityId, u32)>) -> Vec<EntityId> {
-        let mut r = self.shared.lock();
+        let shared = &self.shared;
+        let mut r = shared.lock();
         let mut taken = Vec::new();
         for (id, ty) in entities {
-            match r.directory.created(id, game) {
-                Ok(()) => {
+            match r.directory.reported(id, game) {
+                Ok(held) => {
                     r.types.insert(id, ty);
+                    for m in held {
+                        let _ = shared.send(game, m);
+                    }
                 }
                 Err(_) => taken.push(id),
             }
         }
         r.directory.set_up(game, true);
+        shared.reports_done(&mut r, game);
         drop(r);
-        self.shared.came_up.notify_waiters();
+        shared.came_up.notify_waiters();
         taken
+    }
+
+    /// This dispatcher (new, in a cluster's restarted node) waits for
+    /// `games`, which may be running already, to report what they run: a
+    /// message for an id none has reported yet is held until one does,
+    /// until each of them has [rejoined](Self::rejoin) (or said it is up,
+    /// fresh, or was lost), or until [`stop_awaiting`](Self::stop_awaiting).
+    pub fn await_reports(&self, games: impl IntoIterator<Item = GameId>) {
+        self.shared.lock().directory.await_reports(games);
+    }
+
+    /// Waits no longer for games to report (those that have not are taken
+    /// for gone): what was held for ids none reported is mailed.
+    pub fn stop_awaiting(&self) {
+        let mut r = self.shared.lock();
+        let left = r.directory.stop_awaiting();
+        if !left.is_empty() {
+            tracing::warn!(
+                messages = left.len(),
+                "games did not report in time after the node restarted: messages for entities none reported are mailed"
+            );
+        }
+        self.shared.unreported(&mut r, left);
     }
 
     /// Whether game `game` takes new entities (in a cluster: its process
@@ -279,6 +308,8 @@ impl<M: Routed> Dispatcher<M> {
         let shared = &self.shared;
         let mut r = shared.lock();
         r.directory.set_up(game, false);
+        // It will not report now.
+        shared.reports_done(&mut r, game);
         let lost = r.directory.game_lost(game);
         let count = lost.len();
         for (id, held) in lost {
@@ -324,6 +355,8 @@ impl<M: Routed> Dispatcher<M> {
     pub fn apply(&self, game: GameId, op: RouteOp) -> Option<RouteAnswer> {
         let op = match op {
             RouteOp::Up => {
+                // Fresh: it has nothing to report.
+                self.shared.reports_done(&mut self.shared.lock(), game);
                 self.set_game_up(game, true);
                 return Some(RouteAnswer::Yes(true));
             }
@@ -349,7 +382,13 @@ impl<M: Routed> Dispatcher<M> {
             RouteOp::Arrived { id, ty } => RouteAnswer::Held(wire_all(r.arrived(id, ty))),
             RouteOp::Gone { id } => RouteAnswer::Held(wire_all(r.gone(id))),
             RouteOp::TypeOf { id } => RouteAnswer::Type(r.type_of(id)),
-            RouteOp::GameOf { id } => RouteAnswer::Game(r.game_of(id)),
+            RouteOp::GameOf { id } => {
+                let r = self.shared.lock();
+                match r.directory.game_of(id) {
+                    None if r.directory.awaits_reports() => RouteAnswer::NotYet,
+                    game => RouteAnswer::Game(game),
+                }
+            }
             RouteOp::Send { msg } => {
                 if let Some(msg) = back(r.send(M::from(msg))) {
                     // Behind everything routed to the sender so far.
@@ -398,6 +437,32 @@ impl<M: Routed> Shared<M> {
         // Every change under the lock is one step; a panic elsewhere cannot
         // leave it half-made.
         self.routing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `game` has reported what it runs, or never will: once no game is
+    /// awaited, what no game claimed is let go ([`unreported`](Self::unreported)).
+    fn reports_done(&self, r: &mut Routing<M>, game: GameId) {
+        let left = r.directory.reports_done(game);
+        self.unreported(r, left);
+    }
+
+    /// Messages held for ids no game reported (after a restart), now that
+    /// none will: a client's call goes to its own game, which answers
+    /// that there is no such entity; anything else to a game that is up,
+    /// which mails it, as one that came back to its sender.
+    fn unreported(&self, r: &mut Routing<M>, messages: Vec<(EntityId, M)>) {
+        for (_, m) in messages {
+            let _ = match m.wire() {
+                Some(ToGame::ClientCall { client, .. }) => self.send(r.client_game(*client), m),
+                _ => {
+                    let g = r.directory.place(Placement::Anywhere);
+                    match m.into_wire() {
+                        Ok(w) => self.send(g, ToGame::Returned(Box::new(w))),
+                        Err(m) => self.send(g, m),
+                    }
+                }
+            };
+        }
     }
 
     /// Into game `g`'s inbox, without waiting. Game ids come from the
@@ -786,20 +851,19 @@ impl<M: Routed> GameRoutes<M> {
 
     /// The game that runs `id` (or will, once it has arrived there).
     pub fn game_of(&self, id: EntityId) -> Option<GameId> {
-        self.game_of_answered(id).unwrap_or_else(|| {
-            unexpected("game-of", None);
-            None
-        })
+        self.game_of_answered(id).flatten()
     }
 
     /// [`game_of`](Self::game_of), or `None` if the dispatcher (in another
-    /// process) did not answer it.
+    /// process) did not answer it or cannot say yet.
     fn game_of_answered(&self, id: EntityId) -> Option<Option<GameId>> {
         match &self.link {
             Link::Local(shared) => Some(shared.lock().directory.game_of(id)),
             Link::Remote(link) => match link.ask(RouteOp::GameOf { id }) {
                 Some(RouteAnswer::Game(game)) => Some(game),
-                None => None,
+                // A dispatcher that restarted and waits for games to
+                // report cannot say yet.
+                None | Some(RouteAnswer::NotYet) => None,
                 other => {
                     unexpected("game-of", other);
                     None
@@ -1367,5 +1431,97 @@ mod tests {
         d.to_game(call(b, 200, 9)).await.unwrap();
         assert!(next(&inboxes[0]).is_none(), "held while it loads again");
         assert_eq!(req_id(local.arrived(200, 3).into_iter().next()), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_restarted_dispatcher_holds_what_is_for_games_yet_to_rejoin() {
+        let (d, inboxes) = games(3);
+        let remote = |g: u16| {
+            let link = Arc::new(Loopback {
+                d: d.clone(),
+                game: GameId(g),
+            });
+            GameRoutes::<TestMsg>::remote(GameId(g), link)
+        };
+        let (one, two) = (remote(1), remote(2));
+        d.set_game_up(GameId(1), false);
+        d.set_game_up(GameId(2), false);
+        d.await_reports([GameId(1), GameId(2)]);
+        let rejoin = |g: u16, ids: &[EntityId]| {
+            let entities = ids.iter().map(|&id| (id, 0)).collect();
+            d.apply(GameId(g), RouteOp::Rejoin { entities })
+        };
+        let hi = |entity: EntityId, method: &str| {
+            TestMsg::Call(wyrm_wire::EntityCall {
+                entity,
+                method: method.into(),
+                args: Vec::new(),
+                from: None,
+                plugin: None,
+            })
+        };
+        assert_eq!(rejoin(1, &[10]), Some(RouteAnswer::Taken(Vec::new())));
+        // Game 1 sends again what it held for 20, on game 2, which has
+        // not rejoined; a client calls it too.
+        assert!(one.send(hi(20, "first")).is_ok());
+        let a = ClientId::new(GateId(0), 1);
+        d.to_game(ToGame::ClientConnected { client: a })
+            .await
+            .unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        d.to_game(call(a, 20, 5)).await.unwrap();
+        assert!(one.send(hi(20, "second")).is_ok());
+        assert_eq!(
+            d.apply(GameId(1), RouteOp::GameOf { id: 20 }),
+            Some(RouteAnswer::NotYet)
+        );
+        assert_eq!(one.exists_if_known(20), None, "cannot say yet");
+        assert!(inboxes.iter().all(|i| next(i).is_none()), "all held");
+        // Game 2 rejoins with it: all three, in order, before anything
+        // newer.
+        assert_eq!(rejoin(2, &[20]), Some(RouteAnswer::Taken(Vec::new())));
+        assert!(one.send(hi(20, "third")).is_ok());
+        assert!(matches!(next(&inboxes[2]), Some(TestMsg::Call(c)) if c.method == "first"));
+        assert_eq!(req_id(next(&inboxes[2])), Some(5));
+        assert!(matches!(next(&inboxes[2]), Some(TestMsg::Call(c)) if c.method == "second"));
+        assert!(matches!(next(&inboxes[2]), Some(TestMsg::Call(c)) if c.method == "third"));
+        // Every game has rejoined: an unknown id is no one's now.
+        assert_eq!(one.exists_if_known(99), Some(false));
+        assert!(two.send(hi(99, "nobody")).is_ok());
+        assert!(matches!(
+            next(&inboxes[2]),
+            Some(TestMsg::Wire(ToGame::Returned(_)))
+        ));
+
+        // Another restart, and game 2 never rejoins: once the node stops
+        // waiting, a call comes back to be mailed (on a game that is up)
+        // and a client's call goes to its own game, which answers it.
+        let (d, inboxes) = games(3);
+        d.set_game_up(GameId(1), false);
+        d.set_game_up(GameId(2), false);
+        d.await_reports([GameId(1), GameId(2)]);
+        assert_eq!(
+            d.apply(
+                GameId(1),
+                RouteOp::Rejoin {
+                    entities: Vec::new()
+                }
+            ),
+            Some(RouteAnswer::Taken(Vec::new()))
+        );
+        d.for_game(GameId(0)).send(hi(20, "late")).ok();
+        d.to_game(ToGame::ClientConnected { client: a })
+            .await
+            .unwrap();
+        assert!(next(&inboxes[0]).is_some());
+        d.to_game(call(a, 20, 6)).await.unwrap();
+        assert!(inboxes.iter().all(|i| next(i).is_none()), "all held");
+        d.stop_awaiting();
+        let returned = next(&inboxes[0]);
+        assert!(
+            matches!(&returned, Some(TestMsg::Wire(ToGame::Returned(m))) if matches!(&**m, ToGame::EntityCall(c) if c.method == "late")),
+            "{returned:?}"
+        );
+        assert_eq!(req_id(next(&inboxes[0])), Some(6));
     }
 }

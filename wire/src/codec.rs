@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// The version of the wire vocabulary. Any change to a message's shape
 /// (a field, a variant, an order) makes a new version.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// Why bytes did not decode into a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

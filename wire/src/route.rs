@@ -112,4 +112,7 @@ pub enum RouteAnswer {
     /// Everything told before the `Settle` is done, by the node of this
     /// run (a game tells one node's confirmation from another's).
     Settled(u64),
+    /// The dispatcher cannot say yet: it restarted, and some game has not
+    /// reported what it runs.
+    NotYet,
 }

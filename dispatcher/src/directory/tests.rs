@@ -152,6 +152,60 @@ fn a_lost_game_gives_back_its_entities_and_what_waited_for_them() {
     assert!(d.is_live(1));
 }
 
+#[test]
+fn after_a_restart_messages_for_unreported_ids_wait_for_the_game_that_reports_them() {
+    let mut d = Directory::new(3);
+    d.await_reports([B, C]);
+    assert!(d.awaits_reports());
+    assert_eq!(d.reported(1, B), Ok(VecDeque::new()));
+    assert_eq!(d.route(1, "to 1"), Route::Deliver(B, "to 1"));
+    // C has not reported: any of these may be its.
+    for (id, m) in [(2, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        assert_eq!(d.route(id, m), Route::Held);
+    }
+    assert!(d.reports_done(B).is_empty(), "C is still awaited");
+    assert_eq!(d.reported(2, C), Ok(VecDeque::from(["a", "b"])));
+    assert_eq!(
+        d.reported(1, C),
+        Err(DirectoryError::AlreadyThere { id: 1, game: B }),
+        "the first report stands"
+    );
+    assert_eq!(d.route(2, "e"), Route::Deliver(C, "e"));
+    // Loaded meanwhile: what waited goes with the load.
+    d.arriving(3, A).expect("arriving");
+    assert_eq!(d.arrived(3, A), Ok(VecDeque::from(["c"])));
+    // The last report: what no game claimed comes back, to be mailed.
+    assert_eq!(d.reports_done(C), [(4, "d")]);
+    assert!(!d.awaits_reports());
+    assert_eq!(d.route(5, "f"), Route::Absent("f"));
+    assert_eq!(d.load(), [1, 1, 1]);
+}
+
+#[test]
+fn unreported_ids_are_waited_for_until_the_caller_stops_and_up_to_a_limit() {
+    let mut d = Directory::new(2);
+    d.await_reports([B]);
+    for n in 0..UNREPORTED_MAX {
+        assert_eq!(d.route(n as EntityId % 7, n), Route::Held);
+    }
+    assert_eq!(
+        d.route(9, UNREPORTED_MAX),
+        Route::Absent(UNREPORTED_MAX),
+        "full"
+    );
+    // What a report takes makes room.
+    let held = d.reported(0, B).expect("reported");
+    assert!(held.iter().all(|n| n % 7 == 0) && !held.is_empty());
+    assert_eq!(d.route(9, 1), Route::Held);
+    let mut left = d.stop_awaiting();
+    assert_eq!(left.len(), UNREPORTED_MAX - held.len() + 1);
+    // Each id's messages in the order they came.
+    left.retain(|(id, _)| *id == 3);
+    assert!(left.windows(2).all(|w| w[0].1 < w[1].1));
+    assert!(!d.awaits_reports());
+    assert_eq!(d.route(3, 0), Route::Absent(0));
+}
+
 // ---- the delivery protocol, simulated ---------------------------------
 
 /// What sits in a simulated game's inbox.

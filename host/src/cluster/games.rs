@@ -60,6 +60,10 @@ pub(super) async fn serve_games(
     run: u64,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
+    // Each may be running already (this node restarted): until it has
+    // reported what it runs, a message for an id no game has reported
+    // waits, rather than going to a mailbox.
+    dispatcher.await_reports(relays.iter().map(|(g, _)| *g));
     for (game, inbox) in relays {
         // Not up until it is heard: nothing new is placed on it.
         dispatcher.set_game_up(game, false);
@@ -294,6 +298,12 @@ impl RouteLink for FabricRouteLink {
         let answer = rx.recv_timeout(ASK_TIMEOUT).ok();
         if answer.is_none() {
             lock().remove(&ask);
+            // Lost with the node, if it went meanwhile: nothing to say.
+            if self.node_heard.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    "the cluster's node did not answer within {ASK_TIMEOUT:?}: going on as if it knew nothing"
+                );
+            }
         }
         answer
     }

@@ -102,6 +102,13 @@ pub(crate) async fn serve_node(
         id: 0,
         run,
     });
+    // A game that has not reported within `lost_after_ms` of hearing this
+    // node is not running: no message waits for it longer.
+    let (waiting, lost_after) = (dispatcher.clone(), cfg.cluster.lost_after_ms);
+    tasks.push(tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(lost_after)).await;
+        waiting.stop_awaiting();
+    }));
     tasks.push(tokio::spawn(async move {
         while let Some(change) = roster.next().await {
             match change {
