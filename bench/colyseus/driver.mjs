@@ -20,7 +20,9 @@ import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
-import { WyrmClient } from "./wyrm-client.mjs";
+import WebSocket from "ws";
+
+import { connect } from "../../client-ts/src/index.js";
 
 // ---------------------------------------------------------------------------
 // Options
@@ -174,14 +176,15 @@ function sawOwnX(bot, x, now) {
 function counting() { return stats.phase === "measure" || stats.phase === "grace"; }
 
 async function joinWyrm(bot) {
-  const c = await WyrmClient.connect(opts.url);
+  const c = await connect(opts.url, { WebSocket });
   bot.conn = c;
-  c.ws.on("message", (data) => { if (counting()) { bot.bytesIn += data.length; bot.statesIn++; } });
-  c.onPositions = (entries) => {
+  // One WebSocket message per frame.
+  c.on("received", (frame) => { if (counting()) { bot.bytesIn += frame.length; bot.statesIn++; } });
+  c.on("positions", (entries) => {
     const now = performance.now();
     for (const e of entries) if (e.entity === c.me) { sawOwnX(bot, e.x, now); break; }
-  };
-  c.onClose = () => { bot.closed = true; };
+  });
+  c.on("close", () => { bot.closed = true; });
   bot.send = (m) => c.move(m.x, m.y, 0, 0);
   bot.leave = () => c.close();
 }

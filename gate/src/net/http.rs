@@ -155,7 +155,49 @@ fn parse_head(head: &[u8]) -> Option<Request> {
     })
 }
 
-/// Answers a plain HTTP request from `web_root`, then closes.
+/// Where every server serves the JavaScript client SDK (`client-ts/src`),
+/// whatever its web root holds: a page imports `/wyrm/index.js`.
+pub const SDK_PATH: &str = "/wyrm/";
+
+/// The SDK's modules, built into the server so that its pages work with no
+/// build step and always speak this server's protocol.
+const SDK: &[(&str, &str)] = &[
+    ("index.js", include_str!("../../../client-ts/src/index.js")),
+    (
+        "client.js",
+        include_str!("../../../client-ts/src/client.js"),
+    ),
+    (
+        "transport.js",
+        include_str!("../../../client-ts/src/transport.js"),
+    ),
+    (
+        "frames.js",
+        include_str!("../../../client-ts/src/frames.js"),
+    ),
+    (
+        "positions.js",
+        include_str!("../../../client-ts/src/positions.js"),
+    ),
+    ("attrs.js", include_str!("../../../client-ts/src/attrs.js")),
+    (
+        "msgpack.js",
+        include_str!("../../../client-ts/src/msgpack.js"),
+    ),
+    (
+        "errors.js",
+        include_str!("../../../client-ts/src/errors.js"),
+    ),
+];
+
+/// The SDK module at URL path `path`, if it names one.
+fn sdk_module(path: &str) -> Option<&'static str> {
+    let name = path.split(['?', '#']).next()?.strip_prefix(SDK_PATH)?;
+    SDK.iter().find(|(n, _)| *n == name).map(|(_, body)| *body)
+}
+
+/// Answers a plain HTTP request from `web_root` (or the SDK, under
+/// [`SDK_PATH`]), then closes.
 pub async fn serve_file(
     stream: &mut TcpStream,
     req: &Request,
@@ -170,6 +212,10 @@ pub async fn serve_file(
             req,
         )
         .await;
+    }
+    if let Some(module) = sdk_module(&req.path) {
+        let ctype = "text/javascript; charset=utf-8";
+        return respond(stream, "200 OK", ctype, module.as_bytes(), req).await;
     }
     let Some(file) = web_root.and_then(|root| resolve(root, &req.path)) else {
         return respond(stream, "404 Not Found", "text/plain", b"not found\n", req).await;
@@ -241,6 +287,26 @@ mod tests {
             resolve(root, "/a/b.js?x=1"),
             Some(PathBuf::from("/srv/web/a/b.js"))
         );
+    }
+
+    #[test]
+    fn the_sdk_is_served_under_its_path_only() {
+        let index = sdk_module("/wyrm/index.js").expect("index.js");
+        assert!(index.contains("export { connect"));
+        assert!(sdk_module("/wyrm/client.js?v=1").is_some());
+        assert_eq!(sdk_module("/wyrm/../Cargo.toml"), None);
+        assert_eq!(sdk_module("/wyrm/"), None);
+        assert_eq!(sdk_module("/index.js"), None);
+        // Every module the SDK imports is served.
+        for (_, body) in SDK {
+            for import in body.split("from \"./").skip(1) {
+                let name = import.split('"').next().unwrap_or_default();
+                assert!(
+                    SDK.iter().any(|(n, _)| *n == name),
+                    "{name} is imported but not served"
+                );
+            }
+        }
     }
 
     #[test]

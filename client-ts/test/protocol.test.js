@@ -1,19 +1,26 @@
-// Tests of wyrm-client.mjs's protocol 3 parts: the Positions decoder (the
+// Tests of the SDK's codec without a server: the Positions decoder (the
 // examples in docs/protocol.md §4 and protocol/src/positions.rs, malformed
 // bodies, and random frames from an encoder that mirrors the Rust
-// `PositionsWriter`), Hello, CallOwn, and a connection against a stand-in
-// server.
+// `PositionsWriter`), MessagePack, attribute changes, the other frames,
+// and a connection against a stand-in WebSocket server.
 //
-//   node --test bench/colyseus/wyrm-client.test.mjs
+//   node --test client-ts/test/
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { WebSocketServer } from "ws";
+import WebSocket, { WebSocketServer } from "ws";
 
 import {
-  PositionTable, WyrmClient, decodeServer, encodeHello, msgpackEncode,
-} from "./wyrm-client.mjs";
+  PositionTable, ProtocolError, WyrmError, ConnectionClosedError, ErrorCode, applyAttr, connect, decodeServer,
+  encodeCall, encodeHello, msgpack,
+} from "../src/index.js";
 
+// Maps decode without a prototype: this makes them plain to compare.
+const plain = (v) => {
+  if (Array.isArray(v)) return v.map(plain);
+  if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+};
 const hex = (s) => Uint8Array.from(s.trim().split(/\s+/), (b) => parseInt(b, 16));
 const TAU = 2 * Math.PI;
 
@@ -321,10 +328,84 @@ test("random binds, updates, rebinds and Destroys decode as written", () => {
 });
 
 test("CallOwn decodes to a method and its arguments", () => {
-  const args = msgpackEncode(["ann", "lobby", "hi"]);
+  const args = msgpack.encode(["ann", "lobby", "hi"]);
   const bytes = Uint8Array.from([0x89, 7, 0, ...new TextEncoder().encode("on_chat"), ...args]);
   assert.deepEqual(decodeServer(bytes, new PositionTable()), { type: "callOwn", method: "on_chat", args: ["ann", "lobby", "hi"] });
   assert.throws(() => decodeServer(Uint8Array.from([0x89, 7, 0, 0x61]), new PositionTable()), /truncated/);
+});
+
+// ---------------------------------------------------------------------------
+// MessagePack, attributes, the other frames
+// ---------------------------------------------------------------------------
+
+test("MessagePack round-trips every kind of value, in the shortest form", () => {
+  const values = [
+    null, true, false, 0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER,
+    -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, Number.MIN_SAFE_INTEGER,
+    2n ** 64n - 1n, -(2n ** 63n), 0.5, -1.25, 1e300, "", "a", "x".repeat(31), "x".repeat(32), "é".repeat(200),
+    "y".repeat(70000), new Uint8Array([1, 2, 3]), new Uint8Array(300), [], [1, [2, [3]]], Array.from({ length: 20 }, (_, i) => i),
+    { a: 1, b: { c: [null, "d"] } }, { ext: 5, data: new Uint8Array([1, 2, 3, 4]) }, { ext: -1, data: new Uint8Array(3) },
+  ];
+  for (const v of values) {
+    const back = msgpack.decode(msgpack.encode(v));
+    assert.deepEqual(plain(back), v);
+  }
+  const sizes = [[0, 1], [127, 1], [128, 2], [-32, 1], [-33, 2], [256, 3], [65536, 5], [2 ** 32, 9], [0.5, 9], ["a", 2]];
+  for (const [v, n] of sizes) assert.equal(msgpack.encode(v).length, n, `${v}`);
+  // A Map keeps its keys as they are.
+  assert.deepEqual([...msgpack.encode(new Map([[1, "a"]]))], [0x81, 0x01, 0xa1, 0x61]);
+  assert.throws(() => msgpack.decode(hex("92 01")), /truncated/);
+  assert.throws(() => msgpack.decode(hex("01 02")), /trailing/);
+  assert.throws(() => msgpack.decode(hex("c1")), /unused marker/);
+  assert.throws(() => msgpack.decode(hex("dd ff ff ff ff")), /truncated/, "a count past the input");
+  assert.throws(() => msgpack.decode(new Uint8Array(600).fill(0x91)), /deeper/);
+  assert.throws(() => msgpack.decode(hex("a2 c3 28")), TypeError, "invalid UTF-8");
+});
+
+test("attribute changes follow the server's rules", () => {
+  let t = applyAttr(Object.create(null), "set", ["a", "b"], 1);
+  assert.deepEqual(plain(t), { a: { b: 1 } });
+  t = applyAttr(t, "append", ["list"], "x");
+  t = applyAttr(t, "append", ["list"], "y");
+  assert.deepEqual(t.list, ["x", "y"]);
+  t = applyAttr(t, "set", ["list", 1], "z");
+  assert.deepEqual(t.list, ["x", "z"]);
+  assert.throws(() => applyAttr(t, "set", ["list", 2], "w"), /past the end/);
+  t = applyAttr(t, "delete", ["list", 0], undefined);
+  assert.deepEqual(t.list, ["z"]);
+  // Deleting what is not there changes nothing.
+  assert.equal(applyAttr(t, "delete", ["nope", "deeper"], undefined), t);
+  t = applyAttr(t, "delete", ["a"], undefined);
+  assert.deepEqual(Object.keys(t), ["list"]);
+  assert.throws(() => applyAttr(t, "append", ["list", 0], 1), /non-list/);
+  assert.deepEqual(applyAttr(t, "set", [], [1]), [1]);
+});
+
+test("Call, Hello and the frames a server sends decode as docs/protocol.md §8 shows", () => {
+  // say("hello") on entity 42, req_id 1.
+  assert.deepEqual([...encodeCall(1, 42, "say", ["hello"])], [...hex("01 01 00 00 00 2a 00 00 00 00 00 00 00 03 00 73 61 79 91 a5 68 65 6c 6c 6f")]);
+  const t = new PositionTable();
+  assert.deepEqual(decodeServer(hex("80 03 00 00 00 01 00"), t), { type: "welcome", version: 3, maxFrame: 65536 });
+  const create = decodeServer(hex("82 2a 00 00 00 00 00 00 00 06 00 41 76 61 74 61 72 01 81 a4 6e 61 6d 65 a3 61 6e 6e"), t);
+  assert.deepEqual(plain(create), { type: "create", entity: 42, typeName: "Avatar", own: true, attrs: { name: "ann" } });
+  assert.deepEqual(decodeServer(hex("85 2a 00 00 00 00 00 00 00 00 91 a4 72 6f 6f 6d a5 6c 6f 62 62 79"), t),
+    { type: "attr", entity: 42, op: "set", path: ["room"], value: "lobby" });
+  assert.deepEqual(decodeServer(hex("85 2a 00 00 00 00 00 00 00 01 92 a4 72 6f 6f 6d 03"), t),
+    { type: "attr", entity: 42, op: "delete", path: ["room", 3], value: undefined });
+  assert.deepEqual(decodeServer(hex("81 01 00 00 00 04 00 0d 00 6e 6f 20 6d 65 74 68 6f 64 20 73 79 61"), t),
+    { type: "error", reqId: 1, code: 4, codeName: "NO_SUCH_METHOD", message: "no method sya" });
+  assert.deepEqual(decodeServer(hex("86 07 00 00 00 00 00 00 00"), t), { type: "pong", nonce: 7n });
+  assert.deepEqual(decodeServer(hex("f0 01 02"), t), { type: "unknown", code: 0xf0 }, "an unknown type is skipped");
+  // Malformed: each is refused with a ProtocolError.
+  for (const [bytes, re] of [
+    ["80 03 00 00", /truncated at max_frame/],
+    ["83 2a 00 00 00 00 00 00 00 00", /trailing/],
+    ["84 2a 00 00 00 00 00 00 00 01 00 61 01", /not an array/],
+    ["85 2a 00 00 00 00 00 00 00 03 90", /bad attr op/],
+    ["85 2a 00 00 00 00 00 00 00 00 a1 61 01", /path is not an array/],
+    ["89 02 00 ff fe 90", /UTF-8/],
+    ["82 2a 00 00 00 00 00 00 00 01 00 41 01 c1", /MessagePack/],
+  ]) assert.throws(() => decodeServer(hex(bytes), t), (e) => e instanceof ProtocolError && re.test(e.message), bytes);
 });
 
 // ---------------------------------------------------------------------------
@@ -344,15 +425,19 @@ function create(entity, type, own) {
   b[12 + t.length] = 0x80; // no attributes
   return b;
 }
-function errorFrame(code, message) {
+function errorFrame(code, message, reqId = 0) {
   const m = new TextEncoder().encode(message);
   const b = new Uint8Array(1 + 4 + 2 + 2 + m.length);
   const dv = new DataView(b.buffer);
   b[0] = 0x81;
+  dv.setUint32(1, reqId, true);
   dv.setUint16(5, code, true);
   dv.setUint16(7, m.length, true);
   b.set(m, 9);
   return b;
+}
+function callOwn(method, args) {
+  return Uint8Array.from([0x89, method.length, 0, ...new TextEncoder().encode(method), ...msgpack.encode(args)]);
 }
 
 /** A WebSocket server that runs `script(socket, firstFrame)` per connection. */
@@ -366,42 +451,68 @@ async function server(script) {
   return { url: `ws://127.0.0.1:${wss.address().port}/ws`, close };
 }
 
-test("a connection says Hello first, applies Positions and CallOwn", { timeout: 10000 }, async () => {
+test("a connection says Hello first, keeps its view and answers requests", { timeout: 10000 }, async () => {
   let first = null;
   const srv = await server((s, hello) => {
     first = hello;
     s.send(welcome(3));
     s.send(create(42, "Player", true));
     s.send(create(300, "Player", false));
-    // The rest once the client has its hooks in place (it pings).
-    s.once("message", () => {
-      for (const f of [hex("88 fb 83 2a 80 05 7f 8b ac 02 20 40 80 04"),
-        Uint8Array.from([0x89, 3, 0, 0x68, 0x69, 0x74, 0x91, 5]), // CallOwn hit [5]
-        hex("83 2c 01 00 00 00 00 00 00"), // Destroy 300
-        hex("88 fb 91 ac 02 20")]) s.send(f); // slot 1 again: 300 back at (0.5, 0)
+    s.on("message", (data) => {
+      const f = new Uint8Array(data);
+      if (f[0] === 0x02) {
+        // A ping: the places, a call, a Destroy, a place again, the pong.
+        for (const out of [hex("88 fb 83 2a 80 05 7f 8b ac 02 20 40 80 04"), callOwn("hit", [5]),
+          hex("83 2c 01 00 00 00 00 00 00"), hex("88 fb 91 ac 02 20"), Uint8Array.from([0x86, ...f.subarray(1)])]) s.send(out);
+      } else if (f[0] === 0x01) {
+        // A call: "login" is answered on_login, "bad" refused with its req_id.
+        const reqId = new DataView(f.buffer, f.byteOffset).getUint32(1, true);
+        const method = new TextDecoder().decode(f.subarray(15, 15 + f[13]));
+        if (method === "login") s.send(callOwn("on_login", [true, ""]));
+        else s.send(errorFrame(6, "no such name", reqId));
+      }
     });
   });
-  const c = await WyrmClient.connect(srv.url).catch(async (e) => { await srv.close(); throw e; });
+  const c = await connect(srv.url, { WebSocket }).catch(async (e) => { await srv.close(); throw e; });
   try {
-    const seen = [], calls = [];
-    let timer;
-    const done = new Promise((resolve, reject) => {
-      c.onPositions = (entries) => { seen.push(entries); if (seen.length === 2) resolve(); };
-      timer = setTimeout(() => reject(new Error(`no second Positions; errors: ${c.errors.join("; ")}`)), 5000);
-    });
-    c.onFrame = (f) => { if (f.type === "call") calls.push(f); };
-    c.ping(1);
-    await done.finally(() => clearTimeout(timer));
+    const places = [], calls = [];
+    c.on("positions", (entries) => places.push(entries));
+    c.on("call", (call) => calls.push(call));
+    const rtt = await c.ping();
+    assert.ok(rtt >= 0);
     assert.deepEqual([...first], [0x04, 0x03, 0x00]);
-    assert.equal(c.version, 3);
     assert.equal(c.me, 42);
-    assert.deepEqual(c.errors, []);
-    assert.deepEqual(seen[0].find((e) => e.entity === c.me), { entity: 42, x: 10, y: -2, z: 0, yaw: 0 });
-    assert.deepEqual(calls, [{ type: "call", entity: 42, method: "hit", args: [5] }]);
-    assert.deepEqual(seen[1], [{ entity: 300, x: 0.5, y: 0, z: 0, yaw: 0 }]);
-    assert.deepEqual({ ...c.entities.get(42), attrs: null }, { type: "Player", attrs: null, x: 10, y: -2, z: 0, yaw: 0 });
+    assert.equal(c.maxFrame, 65536);
+    assert.deepEqual(places[0].find((e) => e.entity === c.me), { entity: 42, x: 10, y: -2, z: 0, yaw: 0 });
+    assert.deepEqual(calls, [{ entity: 42, method: "hit", args: [5], own: true }]);
+    assert.deepEqual(places[1], [{ entity: 300, x: 0.5, y: 0, z: 0, yaw: 0 }]);
+    const me = c.entities.get(42);
+    assert.deepEqual({ ...me, attrs: null }, { id: 42, type: "Player", own: true, attrs: null, x: 10, y: -2, z: 0, yaw: 0, placed: true });
+    assert.deepEqual(await c.request("login", ["ann"], "on_login"), [true, ""]);
+    const errors = [];
+    c.on("error", (e) => errors.push(e));
+    await assert.rejects(c.request("bad", [], "on_bad"), (e) => e instanceof WyrmError && e.code === ErrorCode.CALL_FAILED && e.detail === "no such name");
+    assert.equal(errors.length, 1, "an error event too");
   } finally {
     await c.close();
+    await srv.close();
+  }
+});
+
+test("what waits is told when the connection closes", { timeout: 10000 }, async () => {
+  const srv = await server((s) => {
+    s.send(welcome(3));
+    s.send(create(1, "Player", true));
+    s.on("message", () => s.terminate());
+  });
+  const c = await connect(srv.url, { WebSocket });
+  try {
+    const closed = new Promise((resolve) => c.on("close", resolve));
+    await assert.rejects(c.request("login", [], "on_login"), ConnectionClosedError);
+    assert.ok((await closed) instanceof ConnectionClosedError, "closed by the peer, not cleanly");
+    assert.equal(c.open, false);
+    assert.throws(() => c.call("again"), ConnectionClosedError);
+  } finally {
     await srv.close();
   }
 });
@@ -409,7 +520,7 @@ test("a connection says Hello first, applies Positions and CallOwn", { timeout: 
 test("a server of another version is given up on, clearly", { timeout: 10000 }, async () => {
   const srv = await server((s) => { s.send(welcome(2)); s.send(hex("87 00 00")); });
   try {
-    await assert.rejects(WyrmClient.connect(srv.url), /server speaks protocol 2, this client speaks 3/);
+    await assert.rejects(connect(srv.url, { WebSocket }), /the server speaks protocol 2; this client speaks 3/);
   } finally {
     await srv.close();
   }
@@ -422,8 +533,13 @@ test("UNSUPPORTED_VERSION is reported with its message", { timeout: 10000 }, asy
     s.close();
   });
   try {
-    await assert.rejects(WyrmClient.connect(srv.url), /refused protocol 3: this server speaks protocol 3; the client said 7/);
+    await assert.rejects(connect(srv.url, { WebSocket }), /refused protocol 3: this server speaks protocol 3; the client said 7/);
   } finally {
     await srv.close();
   }
+});
+
+test("an address that is not ws://, wss:// or tcp:// is refused", async () => {
+  await assert.rejects(connect("http://127.0.0.1:1/"), /must start with ws:\/\/, wss:\/\/ or tcp:\/\//);
+  await assert.rejects(connect("tcp://nohost"), /tcp:\/\/host:port/);
 });

@@ -1,0 +1,83 @@
+// The SDK against a real Wyrm server running the chatroom example, over TCP
+// and WebSocket. The server is started by the Rust test that runs this
+// (tests/tests/client_ts.rs), which passes its addresses:
+//
+//   WYRM_CHAT_TCP=tcp://127.0.0.1:PORT WYRM_CHAT_WS=ws://127.0.0.1:PORT/ws node --test client-ts/live/
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import WebSocket from "ws";
+
+import { ConnectionClosedError, ErrorCode, WyrmError, connect } from "../src/index.js";
+
+const addresses = { tcp: process.env.WYRM_CHAT_TCP, ws: process.env.WYRM_CHAT_WS };
+if (!addresses.tcp || !addresses.ws) {
+  throw new Error("WYRM_CHAT_TCP and WYRM_CHAT_WS are not set: run these through `cargo test -p wyrm-tests --test client_ts`");
+}
+
+/** @param {"tcp" | "ws"} transport */
+const open = (transport) => connect(/** @type {string} */ (addresses[transport]), { WebSocket });
+
+/** A logged-in chatter called `name`. */
+async function chatter(transport, name) {
+  const c = await open(transport);
+  assert.equal(c.entities.get(c.me)?.type, "Account");
+  assert.deepEqual(await c.request("register", [name, "pw-" + name], "on_register"), [true, ""]);
+  const history = c.expect("on_history");
+  assert.deepEqual(await c.request("login", [name, "pw-" + name], "on_login"), [true, ""]);
+  const me = c.entities.get(c.me);
+  assert.equal(me?.type, "Avatar");
+  assert.equal(me.attrs.name, name);
+  assert.equal((await history)[0], "lobby");
+  return c;
+}
+
+for (const transport of /** @type {const} */ (["tcp", "ws"])) {
+  test(`chat over ${transport}: log in, talk, change rooms, see attributes follow`, { timeout: 30_000 }, async () => {
+    const tag = `${transport}${process.pid % 10_000}`;
+    const ann = await chatter(transport, `ann${tag}`);
+    const bob = await chatter(transport, `bob${tag}`);
+    try {
+      // A line said reaches both.
+      const heard = bob.expect("on_chat");
+      const own = ann.expect("on_chat");
+      ann.call("say", ["hello"]);
+      assert.deepEqual(await heard, [`ann${tag}`, "lobby", "hello"]);
+      assert.deepEqual(await own, [`ann${tag}`, "lobby", "hello"]);
+      // who
+      const [room, names] = await bob.request("who", [], "on_who");
+      assert.equal(room, "lobby");
+      assert.ok(names.includes(`ann${tag}`) && names.includes(`bob${tag}`), String(names));
+      // A move to another room: the room attribute follows, and what is
+      // said in the lobby no longer reaches ann.
+      const roomChanged = new Promise((resolve) => {
+        const stop = ann.on("attr", (view, change) => {
+          if (view.id === ann.me && change.path[0] === "room") { stop(); resolve(change.value); }
+        });
+      });
+      assert.deepEqual(await ann.request("join", [`side${tag}`], "on_joined"), [`side${tag}`]);
+      assert.equal(await roomChanged, `side${tag}`);
+      assert.equal(ann.entities.get(ann.me).attrs.room, `side${tag}`);
+      const later = ann.expect("on_chat", { timeoutMs: 20_000 });
+      bob.call("say", ["only the lobby hears this"]);
+      await bob.expect("on_chat");
+      ann.call("say", ["from the side room"]);
+      assert.deepEqual(await later, [`ann${tag}`, `side${tag}`, "from the side room"]);
+      // The server's refusals are typed errors with the call's code.
+      await assert.rejects(ann.request("no_such_method", [], "on_never"), (e) => e instanceof WyrmError && e.code === ErrorCode.NO_SUCH_METHOD);
+      await assert.rejects(ann.request("say", [], "on_chat", { entity: 2 ** 40 }), (e) => e instanceof WyrmError && e.codeName === "NO_SUCH_ENTITY");
+      // A refusal the game expects comes as its reply.
+      const other = await open(transport);
+      const [ok, why] = await other.request("login", [`ann${tag}`, "wrong"], "on_login");
+      assert.equal(ok, false);
+      assert.match(String(why), /password|name/i);
+      await other.close();
+      assert.ok((await ann.ping()) >= 0);
+    } finally {
+      await ann.close();
+      await bob.close();
+    }
+    assert.equal(ann.open, false);
+    assert.throws(() => ann.call("say", ["gone"]), ConnectionClosedError);
+  });
+}
