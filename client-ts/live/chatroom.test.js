@@ -1,22 +1,29 @@
 // The SDK against a real Wyrm server running the chatroom example, over TCP
-// and WebSocket. The server is started by the Rust test that runs this
-// (tests/tests/client_ts.rs), which passes its addresses:
+// and WebSocket, plain and over TLS (the server's development certificate,
+// trusted through its authority). The server is started by the Rust test
+// that runs this (tests/tests/client_ts.rs), which passes its addresses:
 //
-//   WYRM_CHAT_TCP=tcp://127.0.0.1:PORT WYRM_CHAT_WS=ws://127.0.0.1:PORT/ws node --test client-ts/live/
+//   WYRM_CHAT_TCP=tcp://127.0.0.1:PORT WYRM_CHAT_WS=ws://127.0.0.1:PORT/ws \
+//   WYRM_CHAT_TLS=tls://127.0.0.1:PORT WYRM_CHAT_WSS=wss://127.0.0.1:PORT/ws \
+//   WYRM_CHAT_CA=path/to/dev-ca.pem node --test client-ts/live/
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import WebSocket from "ws";
 
 import { ConnectionClosedError, ErrorCode, WyrmError, connect } from "../src/index.js";
 
-const addresses = { tcp: process.env.WYRM_CHAT_TCP, ws: process.env.WYRM_CHAT_WS };
-if (!addresses.tcp || !addresses.ws) {
-  throw new Error("WYRM_CHAT_TCP and WYRM_CHAT_WS are not set: run these through `cargo test -p wyrm-tests --test client_ts`");
-}
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run these through \`cargo test -p wyrm-tests --test client_ts\``);
+  return v;
+};
+const addresses = { tcp: env("WYRM_CHAT_TCP"), ws: env("WYRM_CHAT_WS"), tls: env("WYRM_CHAT_TLS"), wss: env("WYRM_CHAT_WSS") };
+const ca = readFileSync(env("WYRM_CHAT_CA"), "utf8");
 
-/** @param {"tcp" | "ws"} transport */
-const open = (transport) => connect(/** @type {string} */ (addresses[transport]), { WebSocket });
+/** @param {"tcp" | "ws" | "tls" | "wss"} transport */
+const open = (transport) => connect(addresses[transport], { WebSocket, tls: { ca } });
 
 /** A logged-in chatter called `name`. */
 async function chatter(transport, name) {
@@ -32,7 +39,7 @@ async function chatter(transport, name) {
   return c;
 }
 
-for (const transport of /** @type {const} */ (["tcp", "ws"])) {
+for (const transport of /** @type {const} */ (["tcp", "ws", "tls", "wss"])) {
   test(`chat over ${transport}: log in, talk, change rooms, see attributes follow`, { timeout: 30_000 }, async () => {
     const tag = `${transport}${process.pid % 10_000}`;
     const ann = await chatter(transport, `ann${tag}`);
@@ -81,3 +88,12 @@ for (const transport of /** @type {const} */ (["tcp", "ws"])) {
     assert.throws(() => ann.call("say", ["gone"]), ConnectionClosedError);
   });
 }
+
+test("a server whose certificate is not trusted is refused, over tls:// and wss://", { timeout: 30_000 }, async () => {
+  for (const transport of /** @type {const} */ (["tls", "wss"])) {
+    await assert.rejects(connect(addresses[transport], { WebSocket }), (e) => {
+      assert.ok(e instanceof ConnectionClosedError && /certificate/i.test(e.message), `${transport}: ${e}`);
+      return true;
+    });
+  }
+});

@@ -60,6 +60,7 @@ import { openTransport } from "./transport.js";
  * @property {TransportOptions["WebSocket"]} [WebSocket] the WebSocket class (default: the global one; in Node 20, pass `ws`'s)
  * @property {number} [maxFrame] the largest frame accepted from the server (default 16 MiB)
  * @property {number} [keepAliveMs] on TCP, a Ping after this long without sending (default 10 s; the server drops a client silent for 30 s)
+ * @property {TransportOptions["tls"]} [tls] in Node, for `tls://` and `wss://`: `{ ca }` to trust an authority the system does not (a development certificate)
  */
 
 /**
@@ -75,7 +76,7 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /**
  * Connects to a Wyrm server and resolves once it has welcomed the client and
  * given it its own entity. `url` is `ws://host:port/ws` (or `wss://`) in a
- * browser or Node, or `tcp://host:port` in Node.
+ * browser or Node, or `tcp://host:port` (or `tls://`) in Node.
  * @param {string} url
  * @param {ConnectOptions} [options]
  * @returns {Promise<Client>}
@@ -133,7 +134,7 @@ export class Client {
     transport.onFrame = (bytes) => this.receive(bytes);
     transport.onClose = (why) => this.closed(why);
     this.send(encodeHello(PROTOCOL_VERSION));
-    if (url.startsWith("tcp:")) {
+    if (url.startsWith("tcp:") || url.startsWith("tls:")) {
       const every = options.keepAliveMs ?? 10_000;
       this.keepAlive = setInterval(() => {
         if (Date.now() - this.lastSend >= every) this.send(encodePing(0));

@@ -17,7 +17,7 @@ import { ConnectionClosedError, ProtocolError } from "./errors.js";
 /**
  * A WebSocket class with the browser's API: the global one, or Node's `ws`
  * package (`import WebSocket from "ws"`).
- * @typedef {new (url: string) => WebSocketLike} WebSocketClass
+ * @typedef {new (url: string, protocols?: string | string[], options?: object) => WebSocketLike} WebSocketClass
  */
 
 /**
@@ -36,13 +36,20 @@ import { ConnectionClosedError, ProtocolError } from "./errors.js";
  * @typedef {object} TransportOptions
  * @property {WebSocketClass} [WebSocket] the WebSocket class to use (default: the global one)
  * @property {number} [maxFrame] the largest frame accepted from the server, in bytes (default 16 MiB)
+ * @property {TlsOptions} [tls] in Node, for `tls://` and `wss://`: whom to trust (a browser trusts what the system does)
+ */
+
+/**
+ * @typedef {object} TlsOptions
+ * @property {string} [ca] PEM text of the authorities to trust, instead of the system's
+ * @property {string} [servername] the name the server's certificate must be for (default: the address's host)
  */
 
 const DEFAULT_MAX_FRAME = 16 << 20;
 
 /**
  * Opens a transport to `url`: `ws://host:port/ws`, `wss://…`, or (Node)
- * `tcp://host:port`. Resolves once it is open.
+ * `tcp://host:port`, `tls://host:port`. Resolves once it is open.
  * @param {string} url
  * @param {TransportOptions} [options]
  * @returns {Promise<Transport>}
@@ -50,8 +57,8 @@ const DEFAULT_MAX_FRAME = 16 << 20;
 export function openTransport(url, options = {}) {
   const scheme = url.slice(0, url.indexOf(":"));
   if (scheme === "ws" || scheme === "wss") return openWebSocket(url, options);
-  if (scheme === "tcp") return openTcp(url, options);
-  return Promise.reject(new TypeError(`cannot connect to ${url}: the address must start with ws://, wss:// or tcp://`));
+  if (scheme === "tcp" || scheme === "tls") return openTcp(url, options);
+  return Promise.reject(new TypeError(`cannot connect to ${url}: the address must start with ws://, wss://, tcp:// or tls://`));
 }
 
 /**
@@ -67,8 +74,13 @@ function openWebSocket(url, options) {
     );
   }
   return new Promise((resolve, reject) => {
-    const ws = new WS(url);
+    // Node's `ws` takes TLS options third; a browser is not given any.
+    const ws = options.tls ? new WS(url, undefined, { ...options.tls }) : new WS(url);
     ws.binaryType = "arraybuffer";
+    // Node's `ws` hands out its own buffers as they are, where an
+    // ArrayBuffer would be a copy of each message; a browser ignores a
+    // type it does not know and keeps "arraybuffer".
+    ws.binaryType = "nodebuffer";
     let open = false;
     let closed = false;
     /** @type {Transport} */
@@ -110,9 +122,11 @@ function openWebSocket(url, options) {
         t.close();
       }
     };
-    // A browser says nothing useful in an error event; the close says the rest.
-    ws.onerror = () => {
-      if (!open) end(new ConnectionClosedError(`cannot connect to ${url}`));
+    // A browser says nothing useful in an error event (Node's `ws` says
+    // why); the close says the rest.
+    ws.onerror = (ev) => {
+      const why = ev && typeof ev.message === "string" && ev.message ? `: ${ev.message}` : "";
+      if (!open) end(new ConnectionClosedError(`cannot connect to ${url}${why}`));
     };
     ws.onclose = (ev) => {
       const clean = ev.code === 1000 || ev.code === 1005;
@@ -128,10 +142,14 @@ function openWebSocket(url, options) {
  */
 async function openTcp(url, options) {
   const { host, port } = hostPort(url);
+  const secure = url.startsWith("tls:");
   const net = await import("node:net");
+  const tls = secure ? await import("node:tls") : null;
   const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port });
+    const socket = tls
+      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...options.tls })
+      : net.connect({ host, port });
     socket.setNoDelay(true);
     let open = false;
     let closed = false;
@@ -162,7 +180,7 @@ async function openTcp(url, options) {
       if (!open) reject(why ?? new ConnectionClosedError(`${url} closed before it opened`));
       else t.onClose(why);
     };
-    socket.once("connect", () => {
+    socket.once(secure ? "secureConnect" : "connect", () => {
       open = true;
       resolve(t);
     });
@@ -206,7 +224,7 @@ function concat(chunks, total) {
 }
 
 /**
- * @param {string} url `tcp://host:port`
+ * @param {string} url `tcp://host:port` or `tls://host:port`
  * @returns {{ host: string, port: number }}
  */
 function hostPort(url) {
@@ -215,7 +233,7 @@ function hostPort(url) {
   const port = Number(rest.slice(colon + 1));
   const host = rest.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
   if (colon < 0 || !host || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    throw new TypeError(`cannot connect to ${url}: expected tcp://host:port`);
+    throw new TypeError(`cannot connect to ${url}: expected ${url.slice(0, 3)}://host:port`);
   }
   return { host, port };
 }

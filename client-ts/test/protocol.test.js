@@ -539,7 +539,7 @@ test("UNSUPPORTED_VERSION is reported with its message", { timeout: 10000 }, asy
   }
 });
 
-test("an address that is not ws://, wss:// or tcp:// is refused", async () => {
-  await assert.rejects(connect("http://127.0.0.1:1/"), /must start with ws:\/\/, wss:\/\/ or tcp:\/\//);
+test("an address that is not ws://, wss://, tcp:// or tls:// is refused", async () => {
+  await assert.rejects(connect("http://127.0.0.1:1/"), /must start with ws:\/\/, wss:\/\/, tcp:\/\/ or tls:\/\//);
   await assert.rejects(connect("tcp://nohost"), /tcp:\/\/host:port/);
 });

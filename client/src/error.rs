@@ -22,6 +22,10 @@ pub enum ClientError {
         addr: String,
         reason: String,
     },
+    /// The TLS settings cannot be used (no CA certificate, a bad server
+    /// name).
+    #[error("TLS settings: {reason}")]
+    Tls { reason: String },
     /// No `Welcome` arrived within the connect timeout.
     #[error("connecting over {transport:?} to {addr} timed out after {after:?}")]
     ConnectTimeout {

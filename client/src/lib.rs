@@ -100,6 +100,61 @@ pub struct ClientBuilder {
     transport: Transport,
     max_frame: usize,
     connect_timeout: Duration,
+    tls: Option<ClientTls>,
+}
+
+/// TLS for a connection (TCP, or WebSocket as `wss://`): the authorities
+/// whose certificates the server may present, and the name it must
+/// present one for.
+#[derive(Clone)]
+pub struct ClientTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the certificate authorities in `ca_pem` (PEM) only, for a
+    /// server that must present a certificate for `server_name` (a DNS
+    /// name or an IP address).
+    pub fn with_ca_pem(ca_pem: &[u8], server_name: &str) -> Result<Self, ClientError> {
+        use rustls::pki_types::pem::PemObject as _;
+        let bad = |reason: String| ClientError::Tls { reason };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| bad(format!("a CA certificate that is not PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("a CA certificate rustls cannot use: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("no CA certificate in the PEM given".into()));
+        }
+        let server_name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| bad(format!("{server_name:?} is not a server name: {e}")))?;
+        // The process's crypto provider: ring, the only one built in.
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+            server_name,
+        })
+    }
+
+    pub(crate) async fn handshake(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        self.connector.connect(self.server_name.clone(), tcp).await
+    }
 }
 
 impl ClientBuilder {
@@ -110,7 +165,15 @@ impl ClientBuilder {
             transport,
             max_frame: 16 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
+    }
+
+    /// Connects over TLS (TCP, or WebSocket as `wss://`), trusting what
+    /// `tls` says. KCP has no TLS.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The largest frame accepted from the server. On stream transports a
@@ -142,7 +205,7 @@ impl ClientBuilder {
     }
 
     async fn connect_inner(self, addr: &str) -> Result<Client, ClientError> {
-        let conn = Conn::open(self.transport, addr, self.max_frame).await?;
+        let conn = Conn::open(self.transport, addr, self.max_frame, self.tls.as_ref()).await?;
         let mut client = Client {
             transport: self.transport,
             conn,

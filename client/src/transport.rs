@@ -16,7 +16,7 @@ use tokio_tungstenite::{
 };
 use wyrm_protocol::{write_prefixed, FrameDecoder, FrameError};
 
-use crate::{ClientError, Transport};
+use crate::{ClientError, ClientTls, Transport};
 
 /// How long the KCP handshake may take, repeats included.
 const KCP_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -31,7 +31,7 @@ pub(crate) enum Conn {
         io: Box<dyn StreamIo>,
         decoder: FrameDecoder,
     },
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocketStream<Box<dyn StreamIo>>>),
     /// Closed by this side; the socket is dropped.
     Gone,
 }
@@ -68,35 +68,47 @@ impl Conn {
         transport: Transport,
         addr: &str,
         max_frame: usize,
+        tls: Option<&ClientTls>,
     ) -> Result<Conn, ClientError> {
+        // TCP (plain or under TLS) for the stream transports but KCP.
+        let stream = || async {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| connect_error(transport, addr, e))?;
+            // Small frames should leave at once; errors here only cost latency.
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn StreamIo> = match tls {
+                None => Box::new(tcp),
+                Some(tls) => Box::new(tls.handshake(tcp).await.map_err(|e| {
+                    connect_error(transport, addr, format!("TLS handshake failed: {e}"))
+                })?),
+            };
+            Ok::<_, ClientError>(io)
+        };
         match transport {
-            Transport::Tcp => {
-                let tcp = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| connect_error(transport, addr, e))?;
-                // Small frames should leave at once; errors here only cost latency.
-                let _ = tcp.set_nodelay(true);
-                Ok(Conn::Stream {
-                    io: Box::new(tcp),
-                    decoder: FrameDecoder::new(max_frame),
-                })
-            }
+            Transport::Tcp => Ok(Conn::Stream {
+                io: stream().await?,
+                decoder: FrameDecoder::new(max_frame),
+            }),
             Transport::WebSocket => {
-                let tcp = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| connect_error(transport, addr, e))?;
-                let _ = tcp.set_nodelay(true);
+                let io = stream().await?;
                 let config = WebSocketConfig::default()
                     .read_buffer_size(16 * 1024)
                     .max_message_size(Some(max_frame))
                     .max_frame_size(Some(max_frame));
-                let url = format!("ws://{addr}/ws");
+                let scheme = if tls.is_some() { "wss" } else { "ws" };
+                let url = format!("{scheme}://{addr}/ws");
                 let (ws, _response) =
-                    tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(config))
+                    tokio_tungstenite::client_async_with_config(url.as_str(), io, Some(config))
                         .await
                         .map_err(|e| connect_error(transport, addr, e))?;
                 Ok(Conn::Ws(Box::new(ws)))
             }
+            Transport::Kcp if tls.is_some() => Err(connect_error(
+                transport,
+                addr,
+                "TLS over KCP is not supported: use TCP or WebSocket for TLS",
+            )),
             Transport::Kcp => {
                 let peer = tokio::net::lookup_host(addr)
                     .await

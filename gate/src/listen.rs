@@ -21,7 +21,13 @@ pub struct Endpoints {
     pub tcp: Option<SocketAddr>,
     pub kcp: Option<SocketAddr>,
     pub websocket: Option<SocketAddr>,
-    /// Served as static files on the WebSocket port.
+    /// Raw TCP framing over TLS.
+    pub tcp_tls: Option<SocketAddr>,
+    /// WebSocket over TLS (`wss://`), beside the page over HTTPS.
+    pub websocket_tls: Option<SocketAddr>,
+    /// The certificate of the TLS listeners (required if either is set).
+    pub tls: Option<Arc<net::Tls>>,
+    /// Served as static files on the WebSocket ports.
     pub web_root: Option<PathBuf>,
 }
 
@@ -41,6 +47,8 @@ pub struct Listeners {
     pub tcp: Option<SocketAddr>,
     pub kcp: Option<SocketAddr>,
     pub websocket: Option<SocketAddr>,
+    pub tcp_tls: Option<SocketAddr>,
+    pub websocket_tls: Option<SocketAddr>,
     /// One per transport; they run until aborted.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -118,6 +126,7 @@ pub async fn listen<U: Upstream>(
             .map_err(failed("WebSocket", addr))?;
         out.websocket = Some(listener.local_addr().map_err(failed("WebSocket", addr))?);
         let web_root: Option<Arc<std::path::Path>> = at.web_root.clone().map(Into::into);
+        let (ctx, ids, admission) = (ctx.clone(), ids.clone(), admission.clone());
         out.tasks.push(tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -153,6 +162,105 @@ pub async fn listen<U: Upstream>(
                     }
                     Err(e) => accept_failed("websocket", e).await,
                 }
+            }
+        }));
+    }
+    let tls_for = |transport| {
+        at.tls.clone().ok_or_else(|| ListenError {
+            transport,
+            addr: at
+                .tcp_tls
+                .or(at.websocket_tls)
+                .unwrap_or(([0, 0, 0, 0], 0).into()),
+            source: std::io::Error::other("no TLS certificate is configured"),
+        })
+    };
+    if let Some(addr) = at.tcp_tls {
+        let tls = tls_for("TLS TCP")?;
+        let listener = net::listen_tcp(addr)
+            .await
+            .map_err(failed("TLS TCP", addr))?;
+        out.tcp_tls = Some(listener.local_addr().map_err(failed("TLS TCP", addr))?);
+        let (ctx, ids, admission) = (ctx.clone(), ids.clone(), admission.clone());
+        out.tasks.push(tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed("tcp-tls", e).await;
+                        continue;
+                    }
+                };
+                let admitted = admission.admit(peer, "tcp-tls");
+                let (ctx, ids, tls) = (ctx.clone(), ids.clone(), tls.clone());
+                // The handshake on the connection's own task: a slow one
+                // holds up no other.
+                tokio::spawn(async move {
+                    let l = ctx.limits;
+                    let Ok(stream) = tls.accept(stream, l.frame_timeout).await else {
+                        return;
+                    };
+                    match admitted {
+                        Ok(ticket) => {
+                            let (conn, link) =
+                                net::tls_tcp_conn(stream, l.max_frame, l.queue_bytes);
+                            serve_connection(conn, link, ids.next(), ctx, ticket).await;
+                        }
+                        Err(refused) => net::refuse_tcp(stream, refusal_frame(refused)).await,
+                    }
+                });
+            }
+        }));
+    }
+    if let Some(addr) = at.websocket_tls {
+        let tls = tls_for("TLS WebSocket")?;
+        let listener = net::listen_websocket(addr)
+            .await
+            .map_err(failed("TLS WebSocket", addr))?;
+        out.websocket_tls = Some(
+            listener
+                .local_addr()
+                .map_err(failed("TLS WebSocket", addr))?,
+        );
+        let web_root: Option<Arc<std::path::Path>> = at.web_root.clone().map(Into::into);
+        out.tasks.push(tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed("wss", e).await;
+                        continue;
+                    }
+                };
+                let admitted = admission.admit(peer, "wss");
+                let (ctx, ids, tls, web_root) =
+                    (ctx.clone(), ids.clone(), tls.clone(), web_root.clone());
+                tokio::spawn(async move {
+                    let l = ctx.limits;
+                    let Ok(stream) = tls.accept(stream, l.frame_timeout).await else {
+                        return;
+                    };
+                    let ticket = match admitted {
+                        Ok(ticket) => ticket,
+                        Err(refused) => return net::refuse_http(stream, refused).await,
+                    };
+                    let root = web_root.as_deref();
+                    match net::accept_https(
+                        stream,
+                        root,
+                        l.max_frame,
+                        l.queue_bytes,
+                        l.frame_timeout,
+                    )
+                    .await
+                    {
+                        Ok(Some((conn, link))) => {
+                            serve_connection(conn, link, ids.next(), ctx, ticket).await
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!("https connection failed: {e}"),
+                    }
+                });
             }
         }));
     }

@@ -4,6 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
 
 use serde::Deserialize;
 pub use wyrm_game::config::{GameConfig, LimitsConfig, SpaceConfig};
@@ -32,6 +35,9 @@ pub struct Config {
     /// The cluster this process is part of, if any.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// The certificate of the TLS listeners.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// The plugins to load; their entity types together make the game.
     #[serde(rename = "plugin", default)]
     pub plugins: Vec<PluginConfig>,
@@ -75,7 +81,11 @@ pub struct NetConfig {
     pub tcp: Option<SocketAddr>,
     /// KCP (reliable UDP) with length-prefixed frames.
     pub kcp: Option<SocketAddr>,
-    /// Folder served over HTTP on the WebSocket port.
+    /// TCP with length-prefixed frames, over TLS (`[tls]`).
+    pub tcp_tls: Option<SocketAddr>,
+    /// WebSocket over TLS (`wss://…/ws`) and the web page over HTTPS.
+    pub websocket_tls: Option<SocketAddr>,
+    /// Folder served over HTTP on the WebSocket ports.
     pub web_root: Option<PathBuf>,
     /// Largest frame accepted from a client, in bytes.
     pub max_frame: usize,
@@ -110,6 +120,8 @@ impl Default for NetConfig {
             websocket: None,
             tcp: None,
             kcp: None,
+            tcp_tls: None,
+            websocket_tls: None,
             web_root: None,
             max_frame: wyrm_protocol::DEFAULT_MAX_FRAME,
             client_queue_bytes: 1024 * 1024,
@@ -120,6 +132,35 @@ impl Default for NetConfig {
             idle_timeout_ms: 30_000,
             max_connections: 20_000,
             max_connections_per_address: 1_000,
+        }
+    }
+}
+
+/// `[tls]`: the certificate `[net] tcp_tls` and `websocket_tls` present:
+/// PEM files (reloaded for new connections when they change), or one made
+/// for development.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key: Option<PathBuf>,
+    /// Makes (once, in `<data_dir>/tls/`) a certificate for `localhost`
+    /// issued by an authority of its own, and says how to trust it. For
+    /// development only.
+    pub self_signed: bool,
+    /// How often the files are checked for a new certificate.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            self_signed: false,
+            reload_interval_ms: 2000,
         }
     }
 }
@@ -285,14 +326,41 @@ impl Config {
         }
     }
 
-    /// Where the gate listens.
-    pub fn endpoints(&self) -> wyrm_gate::Endpoints {
+    /// Where the gate listens, with `tls` for its TLS listeners (see
+    /// [`tls`](Self::tls)).
+    pub fn endpoints(&self, tls: Option<Arc<wyrm_gate::net::Tls>>) -> wyrm_gate::Endpoints {
         wyrm_gate::Endpoints {
             tcp: self.net.tcp,
             kcp: self.net.kcp,
             websocket: self.net.websocket,
+            tcp_tls: self.net.tcp_tls,
+            websocket_tls: self.net.websocket_tls,
+            tls,
             web_root: self.net.web_root.clone(),
         }
+    }
+
+    /// The certificate of the TLS listeners, if any is set: loaded from
+    /// `[tls]`'s files, or the development one (made first if need be,
+    /// and returned too, to say how to trust it).
+    pub fn tls(
+        &self,
+    ) -> anyhow::Result<Option<(Arc<wyrm_gate::net::Tls>, Option<wyrm_gate::net::SelfSigned>)>>
+    {
+        if self.net.tcp_tls.is_none() && self.net.websocket_tls.is_none() {
+            return Ok(None);
+        }
+        let t = &self.tls;
+        let (cert, key, dev) = match (&t.cert, &t.key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
+            _ => {
+                let dev = wyrm_gate::net::self_signed(&self.server.data_dir.join("tls"))?;
+                (dev.cert.clone(), dev.key.clone(), Some(dev))
+            }
+        };
+        let tls = wyrm_gate::net::Tls::from_files(&cert, &key)
+            .context("cannot use the TLS certificate ([tls] cert and key)")?;
+        Ok(Some((Arc::new(tls), dev)))
     }
 
     /// Where the game database is.
@@ -401,6 +469,12 @@ impl Config {
         if let Some(w) = &mut self.net.web_root {
             fix(w);
         }
+        for p in [&mut self.tls.cert, &mut self.tls.key]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
         for p in &mut self.plugins {
             fix(&mut p.source);
         }
@@ -438,8 +512,29 @@ impl Config {
             );
         }
         let n = &self.net;
-        if n.websocket.is_none() && n.tcp.is_none() && n.kcp.is_none() {
-            anyhow::bail!("[net] sets no listener: set at least one of websocket, tcp, kcp");
+        let listeners = [n.websocket, n.tcp, n.kcp, n.tcp_tls, n.websocket_tls];
+        if listeners.iter().all(Option::is_none) {
+            anyhow::bail!(
+                "[net] sets no listener: set at least one of websocket, tcp, kcp, websocket_tls, tcp_tls"
+            );
+        }
+        let t = &self.tls;
+        if t.cert.is_some() != t.key.is_some() {
+            anyhow::bail!(
+                "[tls] needs both cert (the PEM certificate chain) and key (its PEM private key)"
+            );
+        }
+        if t.cert.is_some() && t.self_signed {
+            anyhow::bail!("[tls] sets cert and key and self_signed: choose the files, or the development certificate");
+        }
+        if (n.tcp_tls.is_some() || n.websocket_tls.is_some()) && t.cert.is_none() && !t.self_signed
+        {
+            anyhow::bail!(
+                "[net] tcp_tls / websocket_tls need a certificate: set [tls] cert and key (PEM files), or [tls] self_signed = true for development"
+            );
+        }
+        if t.reload_interval_ms < 100 {
+            anyhow::bail!("[tls] reload_interval_ms must be at least 100");
         }
         if n.max_frame < 64 || n.max_frame > 16 * 1024 * 1024 {
             anyhow::bail!("[net] max_frame must be between 64 bytes and 16 MiB");

@@ -222,6 +222,23 @@ fn serve(config: PathBuf, dev: bool) -> anyhow::Result<()> {
         if let Some(addr) = server.kcp {
             println!("KCP clients: {addr}");
         }
+        if let Some(addr) = server.websocket_tls {
+            println!("Over TLS: open https://{addr}/ (WebSocket at wss://{addr}/ws).");
+        }
+        if let Some(addr) = server.tcp_tls {
+            println!("TLS TCP clients: {addr}");
+        }
+        if let Some(dev) = &server.dev_certificate {
+            println!(
+                "TLS uses a development certificate for localhost, issued by an authority made for this machine ({ca}). To trust it:\n  \
+                 Chromium: --ignore-certificate-errors-spki-list={spki}\n  \
+                 Node: NODE_EXTRA_CA_CERTS={ca}, or the SDK's `tls: {{ ca }}` option\n  \
+                 curl: --cacert {ca}\n  \
+                 a browser or the system: import {ca} as a trusted authority.",
+                ca = dev.ca.display(),
+                spki = dev.spki_sha256,
+            );
+        }
         if dev {
             let watch = dev::watch(&cfg, server.swapper());
             tokio::select! {
@@ -255,6 +272,8 @@ fn run_gate(
             ("TCP", gate.tcp),
             ("WebSocket", gate.websocket),
             ("KCP", gate.kcp),
+            ("TLS TCP", gate.tcp_tls),
+            ("TLS WebSocket", gate.websocket_tls),
         ] {
             if let Some(addr) = addr {
                 println!("{name} clients: {addr}");

@@ -32,6 +32,14 @@ pub struct Server {
     pub tcp: Option<SocketAddr>,
     /// Where KCP listens, if enabled.
     pub kcp: Option<SocketAddr>,
+    /// Where TCP over TLS listens, if enabled.
+    pub tcp_tls: Option<SocketAddr>,
+    /// Where WebSocket over TLS (and the page over HTTPS) listen, if
+    /// enabled.
+    pub websocket_tls: Option<SocketAddr>,
+    /// The development certificate the TLS listeners present, if they
+    /// use one (`[tls] self_signed`).
+    pub dev_certificate: Option<wyrm_gate::net::SelfSigned>,
     /// Where the admin endpoint listens, if enabled.
     pub admin: Option<SocketAddr>,
     /// Into each game from inside the server (swaps), by `GameId`.
@@ -161,6 +169,9 @@ impl Server {
             websocket: None,
             tcp: None,
             kcp: None,
+            tcp_tls: None,
+            websocket_tls: None,
+            dev_certificate: None,
             admin: None,
             internal_tx: internal_tx.into(),
             dispatcher,
@@ -177,9 +188,17 @@ impl Server {
             remote_swaps: None,
         };
 
-        let listeners = gate::listen(&cfg.endpoints(), ctx, admission, ids).await?;
+        let tls = cfg.tls()?;
+        if let Some((tls, _)) = &tls {
+            let every = std::time::Duration::from_millis(cfg.tls.reload_interval_ms);
+            tasks.push(tls.watch(every));
+        }
+        let (tls, dev) = tls.unzip();
+        server.dev_certificate = dev.flatten();
+        let listeners = gate::listen(&cfg.endpoints(tls), ctx, admission, ids).await?;
         (server.tcp, server.kcp, server.websocket) =
             (listeners.tcp, listeners.kcp, listeners.websocket);
+        (server.tcp_tls, server.websocket_tls) = (listeners.tcp_tls, listeners.websocket_tls);
         tasks.extend(listeners.tasks);
         if cfg.cluster.nats.is_some() {
             let node =
@@ -211,6 +230,8 @@ impl Server {
             websocket = ?server.websocket,
             tcp = ?server.tcp,
             kcp = ?server.kcp,
+            tcp_tls = ?server.tcp_tls,
+            websocket_tls = ?server.websocket_tls,
             admin = ?server.admin,
             "server started"
         );

@@ -27,6 +27,9 @@ const launchArgs = [
   "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
+// A server with a development certificate (https://): trusted as its own
+// output says, by the SHA-256 of its public key.
+if (process.env.WYRM_TRUST_SPKI) launchArgs.push(`--ignore-certificate-errors-spki-list=${process.env.WYRM_TRUST_SPKI}`);
 
 let browser = null;
 const problems = []; // console errors and page errors, from both pages

@@ -29,7 +29,23 @@ pub async fn login(c: &mut Client, name: &str, password: &str) -> (bool, String)
 
 /// A client over `t` that registered and logged in as `name`.
 pub async fn player(server: &TestServer, t: Transport, name: &str) -> Client {
-    let mut c = server.connect(t).await;
+    registered(server.connect(t).await, name).await
+}
+
+/// `connected` (a connection just made, its own entity on its way),
+/// registered and logged in as `name`.
+pub async fn player_with(
+    connected: Result<Client, wyrm_client::ClientError>,
+    name: &str,
+) -> Client {
+    let mut c = connected.unwrap_or_else(|e| panic!("connect {name}: {e}"));
+    if let Err(e) = c.wait_player(crate::WAIT).await {
+        panic!("no own entity for {name}: {e}");
+    }
+    registered(c, name).await
+}
+
+async fn registered(mut c: Client, name: &str) -> Client {
     let pw = format!("{name}-secret");
     let (ok, msg) = register(&mut c, name, &pw).await;
     assert!(ok, "register {name}: {msg}");

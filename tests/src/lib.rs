@@ -234,6 +234,7 @@ impl TestServer {
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
             cluster: Default::default(),
+            tls: Default::default(),
             limits: LimitsConfig {
                 call_deadline_ms: 200,
                 memory_mb: 64,

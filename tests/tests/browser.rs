@@ -3,7 +3,9 @@
 //! one moves with the keyboard, the other sees it move) and the chatroom
 //! (`tests/browser/chatroom.mjs`: two people register, log in, talk and
 //! change rooms), both on the TypeScript SDK the server serves at
-//! `/wyrm/`. Screenshots go to `target/screenshots/`.
+//! `/wyrm/`, over HTTPS and `wss://` with the server's development
+//! certificate (Chromium trusts it by its key's hash, as the server says
+//! to). Screenshots go to `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` and `playwright-core` from npm:
 //! `scripts/setup-browser` installs both (Chromium through apt-get, so as
@@ -12,12 +14,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use wyrm_client::Transport;
 use wyrm_tests::{repo_root, TestServer};
 
-/// Runs `tests/browser/<driver>` against the page at `url`; returns where
-/// its screenshots went.
-async fn drive(driver: &str, url: String) -> PathBuf {
+/// Runs `tests/browser/<driver>` against the page at `url`, trusting the
+/// development certificate whose public key hashes to `spki`; returns
+/// where its screenshots went.
+async fn drive(driver: &str, url: String, spki: String) -> PathBuf {
     let root = repo_root();
     let setup = Command::new(root.join("scripts/setup-browser"))
         .status()
@@ -37,6 +39,7 @@ async fn drive(driver: &str, url: String) -> PathBuf {
                 .arg(script)
                 .arg(url)
                 .arg(shots)
+                .env("WYRM_TRUST_SPKI", spki)
                 .output()
         })
         .await
@@ -54,6 +57,28 @@ async fn drive(driver: &str, url: String) -> PathBuf {
     shots
 }
 
+/// A server for `plugin` serving `web` (an example's folder) over HTTPS,
+/// with a development certificate; the page's address and the
+/// certificate's key hash.
+async fn https_server(
+    plugin: PathBuf,
+    boot: &str,
+    services: &[&str],
+    web: &str,
+) -> (TestServer, String, String) {
+    let web = repo_root().join(web);
+    let server = TestServer::start(plugin, boot, services, |cfg| {
+        cfg.net.web_root = Some(web);
+        cfg.net.websocket_tls = Some("127.0.0.1:0".parse().expect("address"));
+        cfg.tls.self_signed = true;
+    })
+    .await;
+    let addr = server.server.websocket_tls.expect("https listens");
+    let dev = server.server.dev_certificate.clone();
+    let spki = dev.expect("a development certificate").spki_sha256;
+    (server, format!("https://{addr}/"), spki)
+}
+
 fn assert_screenshots(shots: &std::path::Path, names: &[&str]) {
     for name in names {
         let len = std::fs::metadata(shots.join(name)).map_or(0, |m| m.len());
@@ -63,39 +88,36 @@ fn assert_screenshots(shots: &std::path::Path, names: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_play_the_arena_and_see_each_other_move() {
-    let web = repo_root().join("examples/arena/web");
-    let server = TestServer::start(wyrm_tests::arena_plugin(), "Account", &["Arena"], |cfg| {
-        cfg.net.web_root = Some(web);
-    })
+    let (server, url, spki) = https_server(
+        wyrm_tests::arena_plugin(),
+        "Account",
+        &["Arena"],
+        "examples/arena/web",
+    )
     .await;
     let shots = repo_root().join("target/screenshots");
     for name in ["arena-alice.png", "arena-bob.png"] {
         let _ = std::fs::remove_file(shots.join(name));
     }
-    let url = format!("http://{}/", server.addr(Transport::WebSocket));
-    let shots = drive("arena.mjs", url).await;
+    let shots = drive("arena.mjs", url, spki).await;
     assert_screenshots(&shots, &["arena-alice.png", "arena-bob.png"]);
     server.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_chat_through_the_chatroom_page() {
-    let web = repo_root().join("examples/chatroom/web");
-    let server = TestServer::start(
+    let (server, url, spki) = https_server(
         wyrm_tests::chatroom_plugin(),
         "Account",
         &["Lobby"],
-        |cfg| {
-            cfg.net.web_root = Some(web);
-        },
+        "examples/chatroom/web",
     )
     .await;
     let shots = repo_root().join("target/screenshots");
     for name in ["chatroom-ann.png", "chatroom-bob.png"] {
         let _ = std::fs::remove_file(shots.join(name));
     }
-    let url = format!("http://{}/", server.addr(Transport::WebSocket));
-    let shots = drive("chatroom.mjs", url).await;
+    let shots = drive("chatroom.mjs", url, spki).await;
     assert_screenshots(&shots, &["chatroom-ann.png", "chatroom-bob.png"]);
     server.server.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! The TypeScript client SDK (`client-ts/`): the TypeScript compiler checks
 //! it and writes its declarations, its own tests run under Node's test
-//! runner, and its live tests play the chatroom (over TCP and WebSocket)
-//! and the arena (WebSocket) against real servers.
+//! runner, and its live tests play the chatroom (over TCP and WebSocket,
+//! plain and over TLS) and the arena (WebSocket) against real servers.
 //!
 //! Needs Node.js 20 or later with npm (`scripts/setup-browser` installs
 //! them); installs the SDK's pinned development packages itself (`npm
@@ -80,7 +80,26 @@ async fn the_sdk_type_checks_passes_its_tests_and_plays_real_servers() {
     let unit = node(&dir, &["--test", "test/"], &[]).await;
     assert_ok(&unit, "node --test client-ts/test/");
 
-    let chat = TestServer::chatroom().await;
+    let chat = TestServer::start(
+        wyrm_tests::chatroom_plugin(),
+        "Account",
+        &["Lobby"],
+        |cfg| {
+            cfg.net.tcp_tls = Some("127.0.0.1:0".parse().expect("address"));
+            cfg.net.websocket_tls = Some("127.0.0.1:0".parse().expect("address"));
+            cfg.tls.self_signed = true;
+        },
+    )
+    .await;
+    let dev = chat
+        .server
+        .dev_certificate
+        .clone()
+        .expect("a development certificate");
+    let (tls, wss) = (
+        chat.server.tcp_tls.expect("TLS TCP"),
+        chat.server.websocket_tls.expect("wss"),
+    );
     let web = repo_root().join("examples/arena/web");
     let arena = TestServer::start(wyrm_tests::arena_plugin(), "Account", &["Arena"], |cfg| {
         cfg.net.web_root = Some(web);
@@ -95,6 +114,9 @@ async fn the_sdk_type_checks_passes_its_tests_and_plays_real_servers() {
             "WYRM_CHAT_WS",
             format!("ws://{}/ws", chat.addr(Transport::WebSocket)),
         ),
+        ("WYRM_CHAT_TLS", format!("tls://{tls}")),
+        ("WYRM_CHAT_WSS", format!("wss://{wss}/ws")),
+        ("WYRM_CHAT_CA", dev.ca.display().to_string()),
         (
             "WYRM_ARENA_WS",
             format!("ws://{}/ws", arena.addr(Transport::WebSocket)),
@@ -106,7 +128,10 @@ async fn the_sdk_type_checks_passes_its_tests_and_plays_real_servers() {
         .lines()
         .find_map(|l| l.strip_prefix("# pass ").map(str::to_owned))
         .unwrap_or_default();
-    assert_eq!(passed, "3", "the chat on both transports and the arena ran");
+    assert_eq!(
+        passed, "6",
+        "the chat on four transports, the untrusted certificate and the arena ran"
+    );
     chat.server.shutdown().await;
     arena.server.shutdown().await;
 }

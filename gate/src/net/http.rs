@@ -3,8 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -38,7 +37,9 @@ impl Request {
 }
 
 /// Reads a request head. Returns it with any bytes read past its end.
-pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(Request, Vec<u8>)>> {
+pub async fn read_request(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<(Request, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -86,7 +87,7 @@ pub fn parse_request_head(buf: &[u8]) -> Head {
 /// Reads a request body of `Content-Length` bytes (at most `max`), `rest`
 /// being what was read past the head.
 pub async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     req: &Request,
     mut rest: Vec<u8>,
     max: usize,
@@ -113,7 +114,7 @@ pub async fn read_body(
 
 /// Writes a whole response and closes the write side.
 pub async fn respond_with(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     status: &str,
     ctype: &str,
     body: &[u8],
@@ -199,7 +200,7 @@ fn sdk_module(path: &str) -> Option<&'static str> {
 /// Answers a plain HTTP request from `web_root` (or the SDK, under
 /// [`SDK_PATH`]), then closes.
 pub async fn serve_file(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     req: &Request,
     web_root: Option<&Path>,
 ) -> std::io::Result<()> {
@@ -258,7 +259,7 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     status: &str,
     ctype: &str,
     body: &[u8],

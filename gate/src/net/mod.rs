@@ -1,5 +1,6 @@
 //! Transports: TCP and KCP with length-prefixed frames, WebSocket with one
-//! frame per binary message (beside a static web page on the same port).
+//! frame per binary message (beside a static web page on the same port);
+//! TCP and WebSocket also over TLS.
 //!
 //! Each accepted connection is two halves: a [`FrameConn`], which the
 //! connection's task reads from, and a [`Link`], through which anyone —
@@ -13,6 +14,7 @@ pub mod http;
 mod kcp;
 mod link;
 mod tcp;
+mod tls;
 mod ws;
 
 use std::future::Future;
@@ -23,8 +25,9 @@ pub use admission::{Admission, Refused, Ticket};
 pub use deframe::{Deframer, FramingError, Piece, PrefixDeframer, WsDeframer, WS_PONG};
 pub use kcp::{kcp_conn, listen_kcp, KcpConn};
 pub use link::{CloseReason, Duty, Framing, Link, Overflow};
-pub use tcp::{listen_tcp, refuse_tcp, tcp_conn, TcpConn};
-pub use ws::{accept_http, listen_websocket, refuse_http, ws_control_frame, WsConn};
+pub use tcp::{listen_tcp, refuse_tcp, tcp_conn, tls_tcp_conn, TcpConn};
+pub use tls::{self_signed, SelfSigned, Tls, TlsConn, TlsError};
+pub use ws::{accept_http, accept_https, listen_websocket, refuse_http, ws_control_frame, WsConn};
 
 /// Bytes read from a socket at a time: a read that finds many frames
 /// waiting takes them all in one call.

@@ -178,7 +178,10 @@ impl<D: Deframer + 'static> FrameConn for SocketConn<D> {
 
 /// Sends a connection that was not admitted its reason (`bytes`, whole
 /// or not at all, within the close grace) and closes it.
-pub async fn refuse_tcp(mut stream: TcpStream, bytes: Vec<u8>) {
+pub async fn refuse_tcp<S>(mut stream: S, bytes: Vec<u8>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let finish = async {
         stream.write_all(&bytes).await?;
@@ -208,6 +211,22 @@ pub fn tcp_conn(stream: TcpStream, max_frame: usize, queue: usize) -> (TcpConn, 
         PrefixDeframer::new(max_frame),
         Framing::Prefixed,
         "tcp",
+        queue,
+    )
+}
+
+/// Prepares an accepted TLS stream for the raw TCP framing: frames of at
+/// most `max_frame` bytes in, at most `queue` bytes queued out.
+pub fn tls_tcp_conn(
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    max_frame: usize,
+    queue: usize,
+) -> (super::TlsConn<PrefixDeframer>, Arc<Link>) {
+    super::TlsConn::new(
+        stream,
+        PrefixDeframer::new(max_frame),
+        Framing::Prefixed,
+        "tcp-tls",
         queue,
     )
 }

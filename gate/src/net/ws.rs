@@ -7,14 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::deframe::{put_ws_header, WS_CLOSE, WS_PING};
 use super::http;
 use super::link::{Framing, Link};
 use super::tcp::SocketConn;
+use super::tls::TlsConn;
 use super::WsDeframer;
 
 /// A WebSocket client connection: one protocol frame per binary message,
@@ -38,7 +40,10 @@ pub fn ws_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Answers a connection that was not admitted with `503` and the reason,
 /// and closes it.
-pub async fn refuse_http(stream: TcpStream, reason: impl std::fmt::Display) {
+pub async fn refuse_http<S>(stream: S, reason: impl std::fmt::Display)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let body = format!("{reason}\n");
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -52,13 +57,59 @@ pub async fn refuse_http(stream: TcpStream, reason: impl std::fmt::Display) {
 /// `queue` bytes queued out). The request head must arrive within
 /// `head_timeout` (the frame timeout: it is the connection's first frame).
 pub async fn accept_http(
-    mut stream: TcpStream,
+    stream: TcpStream,
     web_root: Option<&Path>,
     max_frame: usize,
     queue: usize,
     head_timeout: Duration,
 ) -> io::Result<Option<(WsConn, Arc<Link>)>> {
     let _ = stream.set_nodelay(true);
+    let Some((stream, early)) = upgrade(stream, web_root, head_timeout).await? else {
+        return Ok(None);
+    };
+    let deframer = WsDeframer::new(max_frame);
+    let (mut conn, link) =
+        SocketConn::new(stream, deframer, Framing::WebSocket, "websocket", queue);
+    conn.set_goodbye(goodbye());
+    conn.set_probe(ws_control_frame(WS_PING, b""));
+    conn.push_early(early);
+    Ok(Some((conn, link)))
+}
+
+/// [`accept_http`] over TLS (HTTPS, `wss://`), once the TLS handshake is
+/// done.
+pub async fn accept_https(
+    stream: TlsStream<TcpStream>,
+    web_root: Option<&Path>,
+    max_frame: usize,
+    queue: usize,
+    head_timeout: Duration,
+) -> io::Result<Option<(TlsConn<WsDeframer>, Arc<Link>)>> {
+    let Some((stream, early)) = upgrade(stream, web_root, head_timeout).await? else {
+        return Ok(None);
+    };
+    let deframer = WsDeframer::new(max_frame);
+    let (mut conn, link) = TlsConn::new(stream, deframer, Framing::WebSocket, "wss", queue);
+    conn.set_goodbye(goodbye());
+    conn.set_probe(ws_control_frame(WS_PING, b""));
+    conn.push_early(early);
+    Ok(Some((conn, link)))
+}
+
+/// Going away (1001): the server ends the connection.
+fn goodbye() -> Vec<u8> {
+    ws_control_frame(WS_CLOSE, &1001u16.to_be_bytes())
+}
+
+/// Reads the request head: answers a page request (or a bad upgrade) and
+/// returns `None`, or answers the upgrade and returns the stream with the
+/// bytes the client sent behind its head (frames that did not wait for the
+/// answer: they are read first).
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    web_root: Option<&Path>,
+    head_timeout: Duration,
+) -> io::Result<Option<(S, Vec<u8>)>> {
     let Ok(head) = tokio::time::timeout(head_timeout, http::read_request(&mut stream)).await else {
         return Ok(None);
     };
@@ -83,21 +134,6 @@ pub async fn accept_http(
         derive_accept_key(key.as_bytes())
     );
     stream.write_all(response.as_bytes()).await?;
-    let (mut conn, link) = SocketConn::new(
-        stream,
-        WsDeframer::new(max_frame),
-        Framing::WebSocket,
-        "websocket",
-        queue,
-    );
-    // Going away (1001): the server ends the connection.
-    conn.set_goodbye(ws_control_frame(WS_CLOSE, &1001u16.to_be_bytes()));
-    conn.set_probe(ws_control_frame(WS_PING, b""));
-    if !rest.is_empty() {
-        // Frames the client sent right behind its request head: read them
-        // first. Pieces before the first read are rare (a client that does
-        // not wait for the upgrade); keep them for `read`.
-        conn.push_early(rest);
-    }
-    Ok(Some((conn, link)))
+    stream.flush().await?;
+    Ok(Some((stream, rest)))
 }

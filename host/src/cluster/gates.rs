@@ -120,6 +120,10 @@ pub struct GateProcess {
     pub tcp: Option<SocketAddr>,
     /// Where KCP listens, if enabled.
     pub kcp: Option<SocketAddr>,
+    /// Where TCP over TLS listens, if enabled.
+    pub tcp_tls: Option<SocketAddr>,
+    /// Where WebSocket over TLS listens, if enabled.
+    pub websocket_tls: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     _beating: Beating,
 }
@@ -197,19 +201,29 @@ impl GateProcess {
             net::Admission::new(cfg.net.max_connections, cfg.net.max_connections_per_address);
         // Past every id an earlier run of this gate could have given.
         let ids = Arc::new(ClientIds::starting_at(GateId(id), run_id()));
-        let listeners = gate::listen(&cfg.endpoints(), ctx, admission, ids).await?;
+        let tls = cfg.tls()?;
+        if let Some((tls, _)) = &tls {
+            let every = std::time::Duration::from_millis(cfg.tls.reload_interval_ms);
+            tasks.push(tls.watch(every));
+        }
+        let tls = tls.map(|(tls, _)| tls);
+        let listeners = gate::listen(&cfg.endpoints(tls), ctx, admission, ids).await?;
         tasks.extend(listeners.tasks);
         tracing::info!(
             gate = id,
             websocket = ?listeners.websocket,
             tcp = ?listeners.tcp,
             kcp = ?listeners.kcp,
+            tcp_tls = ?listeners.tcp_tls,
+            websocket_tls = ?listeners.websocket_tls,
             "gate started"
         );
         Ok(Self {
             websocket: listeners.websocket,
             tcp: listeners.tcp,
             kcp: listeners.kcp,
+            tcp_tls: listeners.tcp_tls,
+            websocket_tls: listeners.websocket_tls,
             tasks,
             _beating: beating,
         })
