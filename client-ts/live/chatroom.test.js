@@ -51,6 +51,19 @@ for (const transport of /** @type {const} */ (["tcp", "ws", "tls", "wss"])) {
       ann.call("say", ["hello"]);
       assert.deepEqual(await heard, [`ann${tag}`, "lobby", "hello"]);
       assert.deepEqual(await own, [`ann${tag}`, "lobby", "hello"]);
+      // A long line comes compressed (both asked for it, as the SDK does),
+      // and reads the same.
+      assert.equal(bob.compressed, true);
+      const long = "a wyrm, ".repeat(60);
+      let packed = 0;
+      const count = bob.on("received", (bytes) => { if (bytes[0] === 0x8b) packed++; });
+      const longHeard = bob.expect("on_chat");
+      const longSaid = ann.expect("on_chat");
+      ann.call("say", [long]);
+      assert.deepEqual(await longHeard, [`ann${tag}`, "lobby", long]);
+      await longSaid;
+      count();
+      assert.ok(packed >= 1, "the long line came in a Compressed frame");
       // who
       const [room, names] = await bob.request("who", [], "on_who");
       assert.equal(room, "lobby");

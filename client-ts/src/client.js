@@ -61,6 +61,7 @@ import { openTransport } from "./transport.js";
  * @property {number} [maxFrame] the largest frame accepted from the server (default 16 MiB)
  * @property {number} [keepAliveMs] on TCP, a Ping after this long without sending (default 10 s; the server drops a client silent for 30 s)
  * @property {TransportOptions["tls"]} [tls] in Node, for `tls://` and `wss://`: `{ ca }` to trust an authority the system does not (a development certificate)
+ * @property {boolean} [compression] ask the server to compress the frames worth it (LZ4); on by default
  */
 
 /**
@@ -105,6 +106,8 @@ export class Client {
     this.entities = new Map();
     /** The largest frame the server accepts from this client (from its welcome). */
     this.maxFrame = 0;
+    /** Whether the server may send frames compressed (from its welcome). */
+    this.compressed = false;
     /** Whether the connection is open. */
     this.open = true;
     /** @private */
@@ -133,7 +136,9 @@ export class Client {
     this.keepAlive = null;
     transport.onFrame = (bytes) => this.receive(bytes);
     transport.onClose = (why) => this.closed(why);
-    this.send(encodeHello(PROTOCOL_VERSION));
+    this.send(encodeHello(PROTOCOL_VERSION, { compress: options.compression === false ? [] : ["lz4"] }));
+    /** @private */
+    this.maxFrameIn = options.maxFrame;
     if (url.startsWith("tcp:") || url.startsWith("tls:")) {
       const every = options.keepAliveMs ?? 10_000;
       this.keepAlive = setInterval(() => {
@@ -357,7 +362,7 @@ export class Client {
     this.emit("received", bytes);
     let f;
     try {
-      f = decodeServer(bytes, this.positions);
+      f = decodeServer(bytes, this.positions, this.maxFrameIn);
     } catch (e) {
       this.fail(e instanceof ProtocolError ? e : new ProtocolError(String(e)));
       return;
@@ -370,6 +375,7 @@ export class Client {
           return;
         }
         this.maxFrame = f.maxFrame;
+        this.compressed = f.compress === "lz4";
         break;
       case "create": {
         /** @type {EntityView} */

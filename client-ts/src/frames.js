@@ -4,6 +4,7 @@
 
 import * as msgpack from "./msgpack.js";
 import { codeName, ProtocolError } from "./errors.js";
+import { lz4Decompress } from "./lz4.js";
 import { entityId } from "./positions.js";
 
 /** @typedef {import("./msgpack.js").MsgValue} MsgValue */
@@ -12,11 +13,14 @@ import { entityId } from "./positions.js";
 /** @typedef {(string | number)[]} AttrPath */
 
 /** The protocol version this SDK speaks. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+
+/** The largest frame a `Compressed` frame may hold, by default. */
+const DEFAULT_MAX_FRAME = 16 << 20;
 
 /**
  * A frame from the server.
- * @typedef {{ type: "welcome", version: number, maxFrame: number }
+ * @typedef {{ type: "welcome", version: number, maxFrame: number, compress: string | null, compressMin: number }
  *   | { type: "error", reqId: number, code: number, codeName: string, message: string }
  *   | { type: "create", entity: number, typeName: string, own: boolean, attrs: MsgValue }
  *   | { type: "destroy", entity: number }
@@ -33,13 +37,17 @@ const te = new TextEncoder();
 const td = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * `0x04` Hello: the first frame of every connection.
+ * `0x04` Hello: the first frame of every connection; from protocol 4, with
+ * what the client asks for (`compress`: the codecs it reads).
  * @param {number} [version]
+ * @param {{ compress?: string[] }} [options]
  */
-export function encodeHello(version = PROTOCOL_VERSION) {
-  const buf = new Uint8Array(3);
+export function encodeHello(version = PROTOCOL_VERSION, options = {}) {
+  const opts = version >= 4 ? msgpack.encode({ compress: options.compress ?? [] }) : new Uint8Array(0);
+  const buf = new Uint8Array(3 + opts.length);
   buf[0] = 0x04;
   new DataView(buf.buffer).setUint16(1, version, true);
+  buf.set(opts, 3);
   return buf;
 }
 
@@ -98,12 +106,14 @@ const OPS = /** @type {const} */ (["set", "delete", "append"]);
  * comes back as `{type: "unknown"}`, to be skipped (§6). `positions` is the
  * connection's table: a Positions frame is applied to it (its `entries` are
  * the places it gave), a Destroy frees the entity's slot and a ViewReset
- * clears it. Throws a ProtocolError on a malformed frame.
+ * clears it. A `Compressed` frame comes back as the frame it holds (of at
+ * most `maxFrame` bytes). Throws a ProtocolError on a malformed frame.
  * @param {Uint8Array} bytes
  * @param {PositionTable} positions
+ * @param {number} [maxFrame]
  * @returns {ServerFrame}
  */
-export function decodeServer(bytes, positions) {
+export function decodeServer(bytes, positions, maxFrame = DEFAULT_MAX_FRAME) {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 0;
   /** @param {number} n @param {string} what */
@@ -150,9 +160,19 @@ export function decodeServer(bytes, positions) {
   /** @type {ServerFrame} */
   let f;
   switch (type) {
-    case 0x80:
-      f = { type: "welcome", version: u16("version"), maxFrame: u32("max_frame") };
+    case 0x80: {
+      const version = u16("version");
+      const max = u32("max_frame");
+      f = { type: "welcome", version, maxFrame: max, compress: null, compressMin: 0 };
+      if (version >= 4) {
+        const options = value("welcome options");
+        if (options === null || typeof options !== "object" || Array.isArray(options)) throw new ProtocolError("welcome options are not a map");
+        const o = /** @type {{ [key: string]: MsgValue }} */ (options);
+        if (typeof o.compress === "string") f.compress = o.compress;
+        if (typeof o.compress_min === "number") f.compressMin = o.compress_min;
+      }
       break;
+    }
     case 0x81: {
       const reqId = u32("req_id");
       const code = u16("code");
@@ -213,6 +233,20 @@ export function decodeServer(bytes, positions) {
       f = { type: "viewReset" };
       positions.clear();
       break;
+    case 0x8b: {
+      const codec = u8("codec");
+      const size = u32("size");
+      if (codec !== 1) throw new ProtocolError(`a Compressed frame of codec ${codec}, not LZ4`);
+      if (size === 0 || size > maxFrame) throw new ProtocolError(`a Compressed frame of ${size} bytes`);
+      let inner;
+      try {
+        inner = lz4Decompress(bytes.subarray(pos), size);
+      } catch (e) {
+        throw new ProtocolError(`a Compressed frame that does not decompress: ${e instanceof Error ? e.message : e}`);
+      }
+      if (inner[0] === 0x8b) throw new ProtocolError("a Compressed frame inside another");
+      return decodeServer(inner, positions, maxFrame);
+    }
     default:
       return { type: "unknown", code: type };
   }

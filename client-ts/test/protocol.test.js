@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import WebSocket, { WebSocketServer } from "ws";
 
+import { lz4Decompress } from "../src/lz4.js";
 import {
   PositionTable, ProtocolError, WyrmError, ConnectionClosedError, ErrorCode, applyAttr, connect, decodeServer,
   encodeCall, encodeHello, msgpack,
@@ -89,8 +90,30 @@ const place = (entity, p, res) => ({ entity, x: p.x * 2 ** res, y: p.y * 2 ** re
 // The Positions decoder
 // ---------------------------------------------------------------------------
 
-test("Hello is 04 03 00", () => {
+test("Hello is 04 03 00 in protocol 3", () => {
   assert.deepEqual([...encodeHello(3)], [0x04, 0x03, 0x00]);
+});
+
+test("a Compressed frame is the frame it holds; LZ4 input that lies is refused", () => {
+  const t = new PositionTable();
+  const inner = [...callOwn("x", ["abcabcabcabcabcabc"])];
+  // Literals only (token 0xf0 and length bytes), which any LZ4 decoder reads.
+  const literalsOnly = (bytes) => {
+    const n = bytes.length, out = [];
+    if (n < 15) out.push(n << 4);
+    else { out.push(0xf0); let r = n - 15; while (r >= 255) { out.push(255); r -= 255; } out.push(r); }
+    return [...out, ...bytes];
+  };
+  const frame = (codec, size, data) => Uint8Array.from([0x8b, codec, size & 0xff, (size >> 8) & 0xff, 0, 0, ...data]);
+  assert.deepEqual(decodeServer(frame(1, inner.length, literalsOnly(inner)), t), { type: "callOwn", method: "x", args: ["abcabcabcabcabcabc"] });
+  // A match: "abc", then 15 copied from 3 back, overlapping what it writes.
+  const text = new TextEncoder().encode("abcabcabcabcabcabc");
+  const matched = [0x3b, 0x61, 0x62, 0x63, 0x03, 0x00];
+  assert.deepEqual(lz4Decompress(Uint8Array.from(matched), 18), text);
+  assert.throws(() => lz4Decompress(Uint8Array.from([0x3b, 0x61, 0x62, 0x63, 0x04, 0x00]), 18), /reaches before the start/);
+  assert.throws(() => lz4Decompress(Uint8Array.from(matched), 17), /past the output/);
+  assert.throws(() => lz4Decompress(Uint8Array.from(matched), 19), /not the 19 said/);
+  assert.throws(() => lz4Decompress(Uint8Array.from([0xf0]), 10), /past the end/);
 });
 
 test("the example in docs/protocol.md §4", () => {
@@ -385,7 +408,14 @@ test("Call, Hello and the frames a server sends decode as docs/protocol.md §8 s
   // say("hello") on entity 42, req_id 1.
   assert.deepEqual([...encodeCall(1, 42, "say", ["hello"])], [...hex("01 01 00 00 00 2a 00 00 00 00 00 00 00 03 00 73 61 79 91 a5 68 65 6c 6c 6f")]);
   const t = new PositionTable();
-  assert.deepEqual(decodeServer(hex("80 03 00 00 00 01 00"), t), { type: "welcome", version: 3, maxFrame: 65536 });
+  assert.deepEqual(decodeServer(hex("80 03 00 00 00 01 00"), t), { type: "welcome", version: 3, maxFrame: 65536, compress: null, compressMin: 0 });
+  // Protocol 4: options follow, a map.
+  assert.deepEqual(
+    plain(decodeServer(Uint8Array.from([0x80, 4, 0, 0, 0, 1, 0, ...msgpack.encode({ compress: "lz4", compress_min: 256, later: 1 })]), t)),
+    { type: "welcome", version: 4, maxFrame: 65536, compress: "lz4", compressMin: 256 },
+  );
+  assert.deepEqual([...encodeHello(3)], [0x04, 0x03, 0x00]);
+  assert.deepEqual([...encodeHello(4, { compress: ["lz4"] })], [...hex("04 04 00 81 a8 63 6f 6d 70 72 65 73 73 91 a3 6c 7a 34")]);
   const create = decodeServer(hex("82 2a 00 00 00 00 00 00 00 06 00 41 76 61 74 61 72 01 81 a4 6e 61 6d 65 a3 61 6e 6e"), t);
   assert.deepEqual(plain(create), { type: "create", entity: 42, typeName: "Avatar", own: true, attrs: { name: "ann" } });
   assert.deepEqual(decodeServer(hex("85 2a 00 00 00 00 00 00 00 00 91 a4 72 6f 6f 6d a5 6c 6f 62 62 79"), t),
@@ -399,6 +429,12 @@ test("Call, Hello and the frames a server sends decode as docs/protocol.md §8 s
   // Malformed: each is refused with a ProtocolError.
   for (const [bytes, re] of [
     ["80 03 00 00", /truncated at max_frame/],
+    ["80 04 00 00 00 01 00", /MessagePack/],
+    ["80 04 00 00 00 01 00 91 01", /not a map/],
+    ["8b 02 05 00 00 00 50 61 62 63 64 65", /codec 2/],
+    ["8b 01 00 00 00 02 50 61 62 63 64 65", /of 33554432 bytes/],
+    ["8b 01 05 00 00 00 50 61 62 63", /does not decompress/],
+    ["8b 01 03 00 00 00 30 8b 00 00", /inside another/],
     ["83 2a 00 00 00 00 00 00 00 00", /trailing/],
     ["84 2a 00 00 00 00 00 00 00 01 00 61 01", /not an array/],
     ["85 2a 00 00 00 00 00 00 00 03 90", /bad attr op/],
@@ -412,7 +448,8 @@ test("Call, Hello and the frames a server sends decode as docs/protocol.md §8 s
 // A connection, against a stand-in server
 // ---------------------------------------------------------------------------
 
-const welcome = (version) => Uint8Array.from([0x80, version & 0xff, version >> 8, 0, 0, 1, 0]);
+// A Welcome; from protocol 4 with options (none: an empty map).
+const welcome = (version) => Uint8Array.from([0x80, version & 0xff, version >> 8, 0, 0, 1, 0, ...(version >= 4 ? [0x80] : [])]);
 function create(entity, type, own) {
   const t = new TextEncoder().encode(type);
   const b = new Uint8Array(1 + 8 + 2 + t.length + 1 + 1);
@@ -455,7 +492,7 @@ test("a connection says Hello first, keeps its view and answers requests", { tim
   let first = null;
   const srv = await server((s, hello) => {
     first = hello;
-    s.send(welcome(3));
+    s.send(welcome(4));
     s.send(create(42, "Player", true));
     s.send(create(300, "Player", false));
     s.on("message", (data) => {
@@ -480,7 +517,7 @@ test("a connection says Hello first, keeps its view and answers requests", { tim
     c.on("call", (call) => calls.push(call));
     const rtt = await c.ping();
     assert.ok(rtt >= 0);
-    assert.deepEqual([...first], [0x04, 0x03, 0x00]);
+    assert.deepEqual([...first], [...encodeHello(4, { compress: ["lz4"] })]);
     assert.equal(c.me, 42);
     assert.equal(c.maxFrame, 65536);
     assert.deepEqual(places[0].find((e) => e.entity === c.me), { entity: 42, x: 10, y: -2, z: 0, yaw: 0 });
@@ -501,7 +538,7 @@ test("a connection says Hello first, keeps its view and answers requests", { tim
 
 test("what waits is told when the connection closes", { timeout: 10000 }, async () => {
   const srv = await server((s) => {
-    s.send(welcome(3));
+    s.send(welcome(4));
     s.send(create(1, "Player", true));
     s.on("message", () => s.terminate());
   });
@@ -520,7 +557,7 @@ test("what waits is told when the connection closes", { timeout: 10000 }, async 
 test("a server of another version is given up on, clearly", { timeout: 10000 }, async () => {
   const srv = await server((s) => { s.send(welcome(2)); s.send(hex("87 00 00")); });
   try {
-    await assert.rejects(connect(srv.url, { WebSocket }), /the server speaks protocol 2; this client speaks 3/);
+    await assert.rejects(connect(srv.url, { WebSocket }), /the server speaks protocol 2; this client speaks 4/);
   } finally {
     await srv.close();
   }
@@ -528,12 +565,11 @@ test("a server of another version is given up on, clearly", { timeout: 10000 }, 
 
 test("UNSUPPORTED_VERSION is reported with its message", { timeout: 10000 }, async () => {
   const srv = await server((s) => {
-    s.send(welcome(3));
-    s.send(errorFrame(10, "this server speaks protocol 3; the client said 7"));
+    s.send(errorFrame(10, "this server speaks protocols 5 to 6; the client speaks 4"));
     s.close();
   });
   try {
-    await assert.rejects(connect(srv.url, { WebSocket }), /refused protocol 3: this server speaks protocol 3; the client said 7/);
+    await assert.rejects(connect(srv.url, { WebSocket }), /refused protocol 4: this server speaks protocols 5 to 6/);
   } finally {
     await srv.close();
   }

@@ -92,6 +92,10 @@ pub struct Welcome {
     /// The largest frame the server accepts; [`Client::call`] refuses to
     /// send larger ones.
     pub max_frame: u32,
+    /// Whether the server may send frames compressed (LZ4; the client asked
+    /// for it, see [`ClientBuilder::compression`]). They are decompressed
+    /// here: events are the same either way.
+    pub compressed: bool,
 }
 
 /// Connection options. [`Client::connect`] uses the defaults.
@@ -101,6 +105,7 @@ pub struct ClientBuilder {
     max_frame: usize,
     connect_timeout: Duration,
     tls: Option<ClientTls>,
+    compression: bool,
 }
 
 /// TLS for a connection (TCP, or WebSocket as `wss://`): the authorities
@@ -166,7 +171,15 @@ impl ClientBuilder {
             max_frame: 16 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            compression: true,
         }
+    }
+
+    /// Whether to ask the server to compress the frames it sends (LZ4, for
+    /// frames worth it); on by default.
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
     }
 
     /// Connects over TLS (TCP, or WebSocket as `wss://`), trusting what
@@ -212,7 +225,10 @@ impl ClientBuilder {
             welcome: Welcome {
                 version: 0,
                 max_frame: 0,
+                compressed: false,
             },
+            max_frame: self.max_frame,
+            compressed_frames: 0,
             state: State::Open,
             backlog: VecDeque::new(),
             entities: FxHashMap::default(),
@@ -227,6 +243,13 @@ impl ClientBuilder {
         client
             .send_frame(&ClientFrame::Hello {
                 version: PROTOCOL_VERSION,
+                options: wyrm_protocol::HelloOptions {
+                    compress: if self.compression {
+                        vec![wyrm_protocol::LZ4_NAME.to_owned()]
+                    } else {
+                        Vec::new()
+                    },
+                },
             })
             .await?;
         let frame = match client.conn.recv().await? {
@@ -246,8 +269,17 @@ impl ClientBuilder {
                     client: PROTOCOL_VERSION,
                 })
             }
-            ServerFrame::Welcome { version, max_frame } => {
-                client.welcome = Welcome { version, max_frame };
+            ServerFrame::Welcome {
+                version,
+                max_frame,
+                options,
+            } => {
+                let compressed = options.compress.as_deref() == Some(wyrm_protocol::LZ4_NAME);
+                client.welcome = Welcome {
+                    version,
+                    max_frame,
+                    compressed,
+                };
                 Ok(client)
             }
             ServerFrame::Error {
@@ -292,6 +324,11 @@ pub struct Client {
     next_nonce: u64,
     /// When this client last sent anything (its keepalive counts from it).
     last_sent: Instant,
+    /// The largest frame accepted from the server (a compressed one's
+    /// size included).
+    max_frame: usize,
+    /// `Compressed` frames received.
+    compressed_frames: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -328,6 +365,12 @@ impl Client {
     /// The transport in use.
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// `Compressed` frames received so far (decompressed, and reported as
+    /// the frames they hold).
+    pub fn compressed_frames(&self) -> u64 {
+        self.compressed_frames
     }
 
     /// What the server said in `Welcome`.
@@ -770,6 +813,24 @@ impl Client {
     /// Decodes a server frame, updates the local view, and returns the event
     /// to report (`None` for frames the client handles itself).
     fn apply_frame(&mut self, frame: &[u8]) -> Result<Option<Event>, ClientError> {
+        if frame.first() == Some(&wyrm_protocol::COMPRESSED_TYPE) {
+            let ServerFrame::Compressed { codec, size, data } = ServerFrame::decode(frame)? else {
+                return Err(ClientError::Protocol("a bad Compressed frame".into()));
+            };
+            if !self.welcome.compressed {
+                return Err(ClientError::Protocol(
+                    "a Compressed frame, which this client did not ask for".into(),
+                ));
+            }
+            let inner = wyrm_protocol::decompress_frame(codec, size, &data, self.max_frame)?;
+            if inner.first() == Some(&wyrm_protocol::COMPRESSED_TYPE) {
+                return Err(ClientError::Protocol(
+                    "a Compressed frame inside another".into(),
+                ));
+            }
+            self.compressed_frames += 1;
+            return self.apply_frame(&inner);
+        }
         if let Some((&wyrm_protocol::POSITIONS_TYPE, body)) = frame.split_first() {
             // Applied straight from the frame: the table is the decoder,
             // and where each entity is.
@@ -880,6 +941,11 @@ impl Client {
             ServerFrame::Call { .. } | ServerFrame::CallOwn { .. } => {
                 return Err(ClientError::Protocol("a call that was not read".into()))
             }
+            ServerFrame::Compressed { .. } => {
+                return Err(ClientError::Protocol(
+                    "a Compressed frame that was not read".into(),
+                ))
+            }
             ServerFrame::ViewReset => {
                 self.entities.clear();
                 self.positions = PositionTable::new();
@@ -980,6 +1046,7 @@ mod tests {
                 ServerFrame::Welcome {
                     version: 1,
                     max_frame: 65536,
+                    options: Default::default(),
                 },
                 "80 | 01 00 | 00 00 01 00",
             ),

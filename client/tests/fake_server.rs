@@ -55,6 +55,7 @@ fn greeting() -> Vec<Reply> {
         Reply::Frame(ServerFrame::Welcome {
             version: PROTOCOL_VERSION,
             max_frame: SERVER_MAX as u32,
+            options: Default::default(),
         }),
         Reply::Frame(ServerFrame::Create {
             entity: 7,
@@ -723,6 +724,7 @@ async fn an_older_server_is_refused() {
         let welcome = ServerFrame::Welcome {
             version: 2,
             max_frame: 65536,
+            options: Default::default(),
         };
         write_prefixed(&mut wire, &welcome.to_bytes());
         s.write_all(&wire).await.unwrap();
@@ -751,7 +753,10 @@ async fn an_older_server_is_refused() {
     assert_eq!(
         sent,
         [ClientFrame::Hello {
-            version: PROTOCOL_VERSION
+            version: PROTOCOL_VERSION,
+            options: wyrm_protocol::HelloOptions {
+                compress: vec!["lz4".into()],
+            },
         }]
     );
 }

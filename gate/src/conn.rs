@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
-use wyrm_protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
+use wyrm_protocol::{
+    ClientFrame, ErrorCode, ServerFrame, WelcomeOptions, COMPRESS_MIN, LZ4_NAME,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
 use crate::net::{
     ws_control_frame, CloseReason, Duty, FrameConn, Link, NetError, Piece, ReadEnd, Ticket, WS_PONG,
@@ -88,14 +91,7 @@ async fn serve<C: FrameConn, U: Upstream>(
     client: ClientId,
     ctx: ConnContext<U>,
 ) {
-    let welcome = ServerFrame::Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame: ctx.limits.max_frame as u32,
-    };
-    if link.push_slice(&welcome.to_bytes()).is_err() {
-        return;
-    }
-    link.flush();
+    // `Welcome` answers `Hello` (its layout is the client's version's).
     let registration = Registration::Register {
         client,
         link: link.clone(),
@@ -132,6 +128,10 @@ async fn serve<C: FrameConn, U: Upstream>(
                     Err(NetError::Io(e)) => break End::Io(e.to_string()),
                     Err(e @ NetError::Framing(_)) => break End::Malformed(e.to_string()),
                 };
+                // What the session answered itself (a Welcome, pongs,
+                // refusals) leaves now: handing the rest on may wait (for
+                // room in a game, or for a game to come up).
+                link.flush();
                 // What the read brought goes to the game before anything
                 // else happens, even if the read also ended the connection.
                 let mut stopped = false;
@@ -141,7 +141,6 @@ async fn serve<C: FrameConn, U: Upstream>(
                         break;
                     }
                 }
-                link.flush();
                 if stopped {
                     break End::GameStopped;
                 }
@@ -415,7 +414,25 @@ impl Session<'_> {
     /// The first frame: it must be `Hello` with this server's version.
     fn greet(&mut self, frame: ClientFrame) -> ControlFlow<()> {
         let message = match frame {
-            ClientFrame::Hello { version } if version == PROTOCOL_VERSION => {
+            ClientFrame::Hello { version, options }
+                if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
+            {
+                // LZ4 for a client of protocol 4 that reads it.
+                let lz4 = version >= 4 && options.compress.iter().any(|c| c == LZ4_NAME);
+                let welcome = ServerFrame::Welcome {
+                    version,
+                    max_frame: self.max_frame as u32,
+                    options: WelcomeOptions {
+                        compress: lz4.then(|| LZ4_NAME.to_owned()),
+                        compress_min: if lz4 { COMPRESS_MIN } else { 0 },
+                    },
+                };
+                if self.link.push_slice(&welcome.to_bytes()).is_err() {
+                    return self.stop(End::Io("outbound queue full".into()));
+                }
+                if lz4 {
+                    self.link.compress_from(COMPRESS_MIN);
+                }
                 self.greeted = true;
                 self.to_game.push(ToGame::ClientConnected {
                     client: self.client,
@@ -423,8 +440,8 @@ impl Session<'_> {
                 tracing::debug!("connected");
                 return ControlFlow::Continue(());
             }
-            ClientFrame::Hello { version } => format!(
-                "this server speaks protocol {PROTOCOL_VERSION}; the client speaks {version}"
+            ClientFrame::Hello { version, .. } => format!(
+                "this server speaks protocols {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the client speaks {version}"
             ),
             _ => format!(
                 "this server speaks protocol {PROTOCOL_VERSION}: a client must open with Hello{{version: {PROTOCOL_VERSION}}} \

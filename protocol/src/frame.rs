@@ -19,6 +19,7 @@ mod ty {
     pub const S_POSITIONS: u8 = crate::positions::POSITIONS_TYPE;
     pub const S_CALL_OWN: u8 = 0x89;
     pub const S_VIEW_RESET: u8 = 0x8a;
+    pub const S_COMPRESSED: u8 = 0x8b;
 }
 
 /// A frame a client sends.
@@ -37,8 +38,28 @@ pub enum ClientFrame {
     /// Moves the client's own entity, if the game lets its client move it.
     Move { pos: Position, yaw: f32 },
     /// The first frame of every connection: the protocol version the client
-    /// speaks.
-    Hello { version: u16 },
+    /// speaks and, from version 4, what it asks for.
+    Hello { version: u16, options: HelloOptions },
+}
+
+/// What a client of protocol 4 asks for in its `Hello` (a MessagePack map
+/// on the wire; keys this version does not know are ignored, so later
+/// ones can be added). A protocol-3 `Hello` has none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HelloOptions {
+    /// The compression codecs the client can read, preferred first
+    /// (`"lz4"` is the one there is).
+    pub compress: Vec<String>,
+}
+
+/// What the server chose, in its `Welcome` to a protocol-4 client (a
+/// MessagePack map on the wire, like [`HelloOptions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WelcomeOptions {
+    /// The codec of the `Compressed` frames the server may send, if any.
+    pub compress: Option<String>,
+    /// Frames shorter than this are never compressed.
+    pub compress_min: u32,
 }
 
 /// A point in a space: x/y is the ground plane, z is height.
@@ -63,8 +84,12 @@ pub struct EntityPosition {
 /// A frame a server sends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
-    /// First frame on every connection.
-    Welcome { version: u16, max_frame: u32 },
+    /// The answer to `Hello`; its options only from version 4.
+    Welcome {
+        version: u16,
+        max_frame: u32,
+        options: WelcomeOptions,
+    },
     /// A request failed, or the connection is about to close (`req_id` 0
     /// when no request is concerned).
     Error {
@@ -112,6 +137,86 @@ pub enum ServerFrame {
     /// the frames that follow (the client's entity came back on another
     /// game after the one that ran it died).
     ViewReset,
+    /// Another frame, compressed with `codec` ([`LZ4`] is 1); `size` is
+    /// the frame's length. Sent only to a client that asked for the codec.
+    Compressed { codec: u8, size: u32, data: Vec<u8> },
+}
+
+/// The codec byte of LZ4 (block format) in a `Compressed` frame.
+pub const LZ4: u8 = 1;
+
+/// The type byte of a `Compressed` frame.
+pub const COMPRESSED_TYPE: u8 = ty::S_COMPRESSED;
+
+/// `frame` compressed with LZ4 into a `Compressed` frame, if that is
+/// smaller.
+pub fn compress_frame(frame: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::try_from(frame.len()).ok()?;
+    let mut out = Vec::with_capacity(6 + lz4_flex::block::get_maximum_output_size(frame.len()));
+    out.push(ty::S_COMPRESSED);
+    out.push(LZ4);
+    put_u32(&mut out, size);
+    let head = out.len();
+    out.resize(
+        head + lz4_flex::block::get_maximum_output_size(frame.len()),
+        0,
+    );
+    let n = lz4_flex::block::compress_into(frame, &mut out[head..]).ok()?;
+    out.truncate(head + n);
+    (out.len() < frame.len()).then_some(out)
+}
+
+/// The frame inside a `Compressed` frame's fields, refusing one that says
+/// it is larger than `max` bytes (or that does not come out the size it
+/// says).
+pub fn decompress_frame(
+    codec: u8,
+    size: u32,
+    data: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    if codec != LZ4 {
+        return Err(DecodeError::Invalid("compression codec"));
+    }
+    let size = size as usize;
+    if size == 0 || size > max {
+        return Err(DecodeError::Invalid("compressed frame size"));
+    }
+    let mut out = vec![0; size];
+    match lz4_flex::block::decompress_into(data, &mut out) {
+        Ok(n) if n == size => Ok(out),
+        _ => Err(DecodeError::Invalid("compressed frame")),
+    }
+}
+
+/// Encodes options as a MessagePack map of their set fields.
+fn put_options(out: &mut Vec<u8>, fields: &[(&str, rmpv::Value)]) {
+    let map = rmpv::Value::Map(
+        fields
+            .iter()
+            .map(|(k, v)| (rmpv::Value::from(*k), v.clone()))
+            .collect(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(out, &map);
+}
+
+/// The map that fills the rest of a frame, as (key, value) pairs; keys
+/// that are not strings are skipped.
+fn read_options(r: &mut Reader<'_>) -> Result<Vec<(String, rmpv::Value)>, DecodeError> {
+    const BAD: DecodeError = DecodeError::Invalid("options");
+    let mut rest = r.rest();
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, 8).map_err(|_| BAD)?;
+    if !rest.is_empty() {
+        return Err(BAD);
+    }
+    let rmpv::Value::Map(entries) = value else {
+        return Err(BAD);
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|(k, v)| k.as_str().map(|k| (k.to_owned(), v)))
+        .collect())
 }
 
 /// Why a request failed. Numeric values are part of the protocol.
@@ -213,9 +318,13 @@ impl ClientFrame {
                 put_f32(out, pos.z);
                 put_f32(out, *yaw);
             }
-            Self::Hello { version } => {
+            Self::Hello { version, options } => {
                 out.push(ty::C_HELLO);
                 put_u16(out, *version);
+                if *version >= 4 {
+                    let codecs = options.compress.iter().map(|c| c.as_str().into()).collect();
+                    put_options(out, &[("compress", rmpv::Value::Array(codecs))]);
+                }
             }
         }
     }
@@ -238,9 +347,22 @@ impl ClientFrame {
                 pos: read_position(&mut r)?,
                 yaw: r.f32("yaw")?,
             },
-            ty::C_HELLO => Self::Hello {
-                version: r.u16("version")?,
-            },
+            ty::C_HELLO => {
+                let version = r.u16("version")?;
+                let mut options = HelloOptions::default();
+                if version >= 4 {
+                    for (k, v) in read_options(&mut r)? {
+                        if k == "compress" {
+                            let codecs = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                            options.compress = codecs
+                                .iter()
+                                .filter_map(|c| c.as_str().map(str::to_owned))
+                                .collect();
+                        }
+                    }
+                }
+                Self::Hello { version, options }
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         expect_end(&r)?;
@@ -284,10 +406,24 @@ impl ServerFrame {
     /// Appends the encoded frame (type byte and body) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Welcome { version, max_frame } => {
+            Self::Welcome {
+                version,
+                max_frame,
+                options,
+            } => {
                 out.push(ty::S_WELCOME);
                 put_u16(out, *version);
                 put_u32(out, *max_frame);
+                if *version >= 4 {
+                    let mut fields = Vec::new();
+                    if let Some(codec) = &options.compress {
+                        fields.push(("compress", codec.as_str().into()));
+                    }
+                    if options.compress_min != 0 {
+                        fields.push(("compress_min", options.compress_min.into()));
+                    }
+                    put_options(out, &fields);
+                }
             }
             Self::Error {
                 req_id,
@@ -351,6 +487,12 @@ impl ServerFrame {
                 out.extend_from_slice(args);
             }
             Self::ViewReset => out.push(ty::S_VIEW_RESET),
+            Self::Compressed { codec, size, data } => {
+                out.push(ty::S_COMPRESSED);
+                out.push(*codec);
+                put_u32(out, *size);
+                out.extend_from_slice(data);
+            }
         }
     }
 
@@ -366,10 +508,28 @@ impl ServerFrame {
         let (&t, body) = frame.split_first().ok_or(DecodeError::Empty)?;
         let mut r = Reader::new(body);
         let f = match t {
-            ty::S_WELCOME => Self::Welcome {
-                version: r.u16("version")?,
-                max_frame: r.u32("max_frame")?,
-            },
+            ty::S_WELCOME => {
+                let version = r.u16("version")?;
+                let max_frame = r.u32("max_frame")?;
+                let mut options = WelcomeOptions::default();
+                if version >= 4 {
+                    for (k, v) in read_options(&mut r)? {
+                        match k.as_str() {
+                            "compress" => options.compress = v.as_str().map(str::to_owned),
+                            "compress_min" => {
+                                options.compress_min =
+                                    v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Self::Welcome {
+                    version,
+                    max_frame,
+                    options,
+                }
+            }
             ty::S_ERROR => Self::Error {
                 req_id: r.u32("req_id")?,
                 code: ErrorCode::from_u16(r.u16("code")?),
@@ -416,6 +576,11 @@ impl ServerFrame {
                 args: r.rest().to_vec(),
             },
             ty::S_VIEW_RESET => Self::ViewReset,
+            ty::S_COMPRESSED => Self::Compressed {
+                codec: r.u8("codec")?,
+                size: r.u32("size")?,
+                data: r.rest().to_vec(),
+            },
             other => return Err(DecodeError::UnknownType(other)),
         };
         expect_end(&r)?;
@@ -496,6 +661,7 @@ mod tests {
         round_trip_server(ServerFrame::Welcome {
             version: 1,
             max_frame: 65536,
+            options: WelcomeOptions::default(),
         });
         round_trip_server(ServerFrame::Error {
             req_id: 7,
@@ -548,14 +714,121 @@ mod tests {
         for cut in 0..out.len() {
             assert!(ClientFrame::decode(&out[..cut]).is_err());
         }
+        let v3 = ClientFrame::Hello {
+            version: 3,
+            options: HelloOptions::default(),
+        };
         let mut hello = Vec::new();
-        ClientFrame::Hello { version: 3 }.encode(&mut hello);
-        assert_eq!(hello, [0x04, 3, 0]);
-        assert_eq!(
-            ClientFrame::decode(&hello),
-            Ok(ClientFrame::Hello { version: 3 })
-        );
+        v3.encode(&mut hello);
+        assert_eq!(hello, [0x04, 3, 0], "protocol 3's Hello has no options");
+        assert_eq!(ClientFrame::decode(&hello), Ok(v3));
         assert_eq!(ErrorCode::from_u16(10), ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
+    fn protocol_4_says_what_each_side_wants_in_hello_and_welcome() {
+        let hello = ClientFrame::Hello {
+            version: 4,
+            options: HelloOptions {
+                compress: vec!["lz4".into()],
+            },
+        };
+        let mut bytes = Vec::new();
+        hello.encode(&mut bytes);
+        // 04 | 04 00 | {"compress": ["lz4"]}
+        assert_eq!(
+            bytes,
+            [
+                0x04, 4, 0, 0x81, 0xa8, b'c', b'o', b'm', b'p', b'r', b'e', b's', b's', 0x91, 0xa3,
+                b'l', b'z', b'4'
+            ]
+        );
+        assert_eq!(ClientFrame::decode(&bytes), Ok(hello));
+        // Keys a server does not know are skipped; an empty map asks for
+        // nothing; no map at all is malformed.
+        let mut more = vec![0x04, 4, 0, 0x82, 0xa1, b'x', 0x01];
+        more.extend_from_slice(&bytes[3 + 1..]);
+        assert_eq!(
+            ClientFrame::decode(&more),
+            Ok(ClientFrame::Hello {
+                version: 4,
+                options: HelloOptions {
+                    compress: vec!["lz4".into()]
+                }
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(&[0x04, 4, 0, 0x80]),
+            Ok(ClientFrame::Hello {
+                version: 4,
+                options: HelloOptions::default()
+            })
+        );
+        assert!(ClientFrame::decode(&[0x04, 4, 0]).is_err());
+        assert!(ClientFrame::decode(&[0x04, 4, 0, 0x91, 0x01]).is_err());
+        let welcome = ServerFrame::Welcome {
+            version: 4,
+            max_frame: 65536,
+            options: WelcomeOptions {
+                compress: Some("lz4".into()),
+                compress_min: 256,
+            },
+        };
+        // As docs/protocol.md §8 spells it.
+        assert_eq!(
+            welcome.to_bytes(),
+            [
+                0x80, 4, 0, 0, 0, 1, 0, 0x82, 0xa8, b'c', b'o', b'm', b'p', b'r', b'e', b's', b's',
+                0xa3, b'l', b'z', b'4', 0xac, b'c', b'o', b'm', b'p', b'r', b'e', b's', b's', b'_',
+                b'm', b'i', b'n', 0xcd, 1, 0
+            ]
+        );
+        round_trip_server(welcome);
+        let plain = ServerFrame::Welcome {
+            version: 4,
+            max_frame: 1024,
+            options: WelcomeOptions::default(),
+        };
+        assert_eq!(plain.to_bytes(), [0x80, 4, 0, 0, 4, 0, 0, 0x80]);
+        round_trip_server(plain);
+    }
+
+    #[test]
+    fn a_compressed_frame_holds_a_whole_frame_and_is_refused_when_it_lies() {
+        let history = ServerFrame::CallOwn {
+            method: "on_history".into(),
+            args: "line of chat ".repeat(100).into_bytes(),
+        }
+        .to_bytes();
+        let packed = compress_frame(&history).expect("worth compressing");
+        assert!(
+            packed.len() < history.len() / 4,
+            "{} of {}",
+            packed.len(),
+            history.len()
+        );
+        let ServerFrame::Compressed { codec, size, data } =
+            ServerFrame::decode(&packed).expect("a Compressed frame")
+        else {
+            panic!("not a Compressed frame");
+        };
+        assert_eq!((codec, size as usize), (LZ4, history.len()));
+        assert_eq!(
+            decompress_frame(codec, size, &data, 1 << 20),
+            Ok(history.clone())
+        );
+        // Too large for the reader, another size than said, another codec,
+        // broken data: refused.
+        assert!(decompress_frame(codec, size, &data, 100).is_err());
+        assert!(decompress_frame(codec, size + 1, &data, 1 << 20).is_err());
+        assert!(decompress_frame(codec, size - 1, &data, 1 << 20).is_err());
+        assert!(decompress_frame(2, size, &data, 1 << 20).is_err());
+        assert!(decompress_frame(codec, size, &data[..data.len() / 2], 1 << 20).is_err());
+        // Not worth it: not compressed.
+        assert_eq!(
+            compress_frame(&ServerFrame::Pong { nonce: 1 }.to_bytes()),
+            None
+        );
     }
 
     #[test]

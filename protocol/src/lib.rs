@@ -15,7 +15,8 @@ mod stream;
 
 pub use codec::DecodeError;
 pub use frame::{
-    AttrOp, CallRef, ClientFrame, EntityPosition, ErrorCode, PathSegment, Position, ServerFrame,
+    compress_frame, decompress_frame, AttrOp, CallRef, ClientFrame, EntityPosition, ErrorCode,
+    HelloOptions, PathSegment, Position, ServerFrame, WelcomeOptions, COMPRESSED_TYPE, LZ4,
 };
 pub use positions::{
     put_signed, put_varint, quantize_yaw, yaw_value, PositionTable, PositionsWriter, QuantPos,
@@ -24,7 +25,17 @@ pub use positions::{
 pub use stream::{write_prefixed, FrameDecoder, FrameError, LENGTH_PREFIX, STREAM_WRITE_CHUNK};
 
 /// Version of the protocol this crate speaks; sent in `Welcome`.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The oldest version a server still speaks (to clients that say so in
+/// their `Hello`).
+pub const OLDEST_PROTOCOL_VERSION: u16 = 3;
+
+/// The name of LZ4 compression in `Hello` and `Welcome` options.
+pub const LZ4_NAME: &str = "lz4";
+
+/// Frames shorter than this are not worth compressing.
+pub const COMPRESS_MIN: u32 = 256;
 
 /// Default largest frame (type byte + body) either side accepts.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;

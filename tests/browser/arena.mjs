@@ -135,7 +135,7 @@ async function run() {
     const out = {};
     for (const [name, page] of Object.entries(pages)) {
       const w = await page.evaluate(() => window.arena.welcome);
-      if (!w || w.version !== 3) throw fail(`${name}: Welcome.version is ${w ? w.version : "missing"}, expected 3`);
+      if (!w || w.version !== 4) throw fail(`${name}: Welcome.version is ${w ? w.version : "missing"}, expected 4`);
       out[name] = await page.evaluate(() => window.arena.me);
     }
     return out;

@@ -97,6 +97,7 @@ fn hello_frame() -> Vec<u8> {
     let mut b = Vec::new();
     ClientFrame::Hello {
         version: PROTOCOL_VERSION,
+        options: Default::default(),
     }
     .encode(&mut b);
     b

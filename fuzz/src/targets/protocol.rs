@@ -118,7 +118,16 @@ const FRAME_DICT: &[&[u8]] = &[
 
 fn client_seeds() -> Vec<Vec<u8>> {
     let frames = [
-        ClientFrame::Hello { version: 3 },
+        ClientFrame::Hello {
+            version: 3,
+            options: Default::default(),
+        },
+        ClientFrame::Hello {
+            version: 4,
+            options: wyrm_protocol::HelloOptions {
+                compress: vec!["lz4".into(), "zstd".into()],
+            },
+        },
         ClientFrame::Ping {
             nonce: 0x0102_0304_0506_0708,
         },
@@ -157,10 +166,19 @@ fn client_frame(data: &[u8]) -> Verdict {
     let Ok(frame) = ClientFrame::decode(data) else {
         return Verdict::Rejected;
     };
-    // The layout has one encoding per frame (strings carry their length,
-    // floats their bits), so a frame that decodes re-encodes to itself.
     let mut out = Vec::new();
     frame.encode(&mut out);
+    if matches!(frame, ClientFrame::Hello { version: 4.., .. }) {
+        // Options are a MessagePack map, of many encodings and with keys
+        // this version skips: what is stable is the re-encoding.
+        ensure!(
+            ClientFrame::decode(&out).as_ref() == Ok(&frame),
+            "a Hello re-encodes to one that decodes differently: {frame:?}"
+        );
+        return Verdict::Accepted;
+    }
+    // The rest have one encoding per frame (strings carry their length,
+    // floats their bits), so a frame that decodes re-encodes to itself.
     ensure!(
         out == data,
         "a client frame does not re-encode to its bytes: {frame:?} to {out:02x?}, from {data:02x?}"
@@ -175,6 +193,22 @@ fn server_frames() -> Vec<ServerFrame> {
         ServerFrame::Welcome {
             version: 3,
             max_frame: 65_536,
+            options: Default::default(),
+        },
+        ServerFrame::Welcome {
+            version: 4,
+            max_frame: 65_536,
+            options: wyrm_protocol::WelcomeOptions {
+                compress: Some("lz4".into()),
+                compress_min: 256,
+            },
+        },
+        ServerFrame::Compressed {
+            codec: wyrm_protocol::LZ4,
+            size: 300,
+            data: wyrm_protocol::compress_frame(&[0x89; 300])
+                .map(|c| c[6..].to_vec())
+                .unwrap_or_default(),
         },
         ServerFrame::Error {
             req_id: 3,
@@ -287,6 +321,15 @@ fn server_frame(data: &[u8]) -> Verdict {
     }
     if let ServerFrame::Positions { body } = &frame {
         let _ = PositionTable::new().apply(body, &mut Vec::new());
+    }
+    if let ServerFrame::Compressed { codec, size, data } = &frame {
+        // Whatever it holds, it comes out the size it says or is refused.
+        if let Ok(inner) = wyrm_protocol::decompress_frame(*codec, *size, data, 1 << 20) {
+            ensure!(
+                inner.len() == *size as usize,
+                "a Compressed frame decompressed to another size"
+            );
+        }
     }
     Verdict::Accepted
 }

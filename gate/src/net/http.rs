@@ -160,35 +160,25 @@ fn parse_head(head: &[u8]) -> Option<Request> {
 /// whatever its web root holds: a page imports `/wyrm/index.js`.
 pub const SDK_PATH: &str = "/wyrm/";
 
+/// Each named module of `client-ts/src`, with its text.
+macro_rules! sdk_modules {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../client-ts/src/", $name)))),*]
+    };
+}
+
 /// The SDK's modules, built into the server so that its pages work with no
 /// build step and always speak this server's protocol.
-const SDK: &[(&str, &str)] = &[
-    ("index.js", include_str!("../../../client-ts/src/index.js")),
-    (
-        "client.js",
-        include_str!("../../../client-ts/src/client.js"),
-    ),
-    (
-        "transport.js",
-        include_str!("../../../client-ts/src/transport.js"),
-    ),
-    (
-        "frames.js",
-        include_str!("../../../client-ts/src/frames.js"),
-    ),
-    (
-        "positions.js",
-        include_str!("../../../client-ts/src/positions.js"),
-    ),
-    ("attrs.js", include_str!("../../../client-ts/src/attrs.js")),
-    (
-        "msgpack.js",
-        include_str!("../../../client-ts/src/msgpack.js"),
-    ),
-    (
-        "errors.js",
-        include_str!("../../../client-ts/src/errors.js"),
-    ),
+const SDK: &[(&str, &str)] = sdk_modules![
+    "index.js",
+    "client.js",
+    "transport.js",
+    "frames.js",
+    "positions.js",
+    "attrs.js",
+    "msgpack.js",
+    "lz4.js",
+    "errors.js",
 ];
 
 /// The SDK module at URL path `path`, if it names one.

@@ -113,6 +113,8 @@ pub struct Link {
     limit: usize,
     out: Mutex<Outbox>,
     wake: Notify,
+    /// Frames of at least this many bytes are compressed; 0: none is.
+    compress_min: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -212,6 +214,7 @@ impl Link {
             limit,
             out: Mutex::new(Outbox::default()),
             wake: Notify::new(),
+            compress_min: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -221,9 +224,29 @@ impl Link {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// From now on, frames of at least `min` bytes are sent compressed
+    /// (LZ4, in a `Compressed` frame) when that makes them smaller: the
+    /// client asked for it in its `Hello`.
+    pub fn compress_from(&self, min: u32) {
+        self.compress_min
+            .store(min.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `frame` compressed, if this link compresses and it is worth it.
+    fn compressed(&self, frame: &[u8]) -> Option<Vec<u8>> {
+        let min = self.compress_min.load(std::sync::atomic::Ordering::Relaxed);
+        if min == 0 || frame.len() < min as usize {
+            return None;
+        }
+        wyrm_protocol::compress_frame(frame)
+    }
+
     /// Queues one frame (type byte and body); large frames are referenced,
     /// not copied. A closed link takes it and drops it.
     pub fn push(&self, frame: &Bytes) -> Result<(), Overflow> {
+        if let Some(smaller) = self.compressed(frame) {
+            return self.push_slice_as_is(&smaller);
+        }
         self.push_with(frame, |out, f| {
             if f.len() <= COPY_MAX {
                 out.open.extend_from_slice(f);
@@ -236,6 +259,13 @@ impl Link {
 
     /// Queues one frame given as a slice (copied).
     pub fn push_slice(&self, frame: &[u8]) -> Result<(), Overflow> {
+        match self.compressed(frame) {
+            Some(smaller) => self.push_slice_as_is(&smaller),
+            None => self.push_slice_as_is(frame),
+        }
+    }
+
+    fn push_slice_as_is(&self, frame: &[u8]) -> Result<(), Overflow> {
         self.push_with(frame, |out, f| out.open.extend_from_slice(f))
     }
 
