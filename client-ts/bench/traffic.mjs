@@ -22,8 +22,8 @@ async function run(compression) {
     clients.push(c);
     const name = `${compression ? "z" : "p"}${tag}${i}`;
     if (kind === "chat") {
-      await c.request("register", [name, "pw"], "on_register");
-      await c.request("login", [name, "pw"], "on_login");
+      await c.request("register", [name, "pw-secret"], "on_register");
+      await c.request("login", [name, "pw-secret"], "on_login");
       for (let k = 0; k < 5; k++) c.call("say", [`line ${k} from ${name}: anyone up for a round in the arena?`]);
     } else {
       c.call("login", [name]);
