@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use wyrm_client::{Client, Event, Transport};
+use wyrm_client::{Client, Transport};
 
 mod support;
 use support::{cpu_time, median, ServerProcess};
@@ -22,29 +22,6 @@ const IN_FLIGHT: usize = 8;
 const WARMUP: Duration = Duration::from_secs(1);
 const WINDOW: Duration = Duration::from_secs(5);
 const RUNS: usize = 3;
-
-/// Keeps `IN_FLIGHT` echo calls outstanding until `stop`; returns the
-/// answers received after `count_from`.
-async fn client_loop(mut c: Client, count_from: Instant, stop: Instant) -> anyhow::Result<u64> {
-    for _ in 0..IN_FLIGHT {
-        c.call_player("echo", (1,)).await?;
-    }
-    let mut answered = 0;
-    while Instant::now() < stop {
-        match c.next_event_timeout(Duration::from_secs(5)).await? {
-            Some(Event::Call { method, .. }) if method == "on_echo" => {
-                if Instant::now() >= count_from {
-                    answered += 1;
-                }
-                c.call_player("echo", (1,)).await?;
-            }
-            Some(Event::Error { message, .. }) => anyhow::bail!("call failed: {message}"),
-            Some(_) => {}
-            None => anyhow::bail!("no answer for 5 s"),
-        }
-    }
-    Ok(answered)
-}
 
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -78,7 +55,7 @@ fn main() -> anyhow::Result<()> {
             let stop = count_from + WINDOW;
             let tasks: Vec<_> = clients
                 .into_iter()
-                .map(|c| tokio::spawn(client_loop(c, count_from, stop)))
+                .map(|c| tokio::spawn(support::echo_loop(c, IN_FLIGHT, count_from, stop)))
                 .collect();
             tokio::time::sleep_until(count_from.into()).await;
             let (s0, o0) = (cpu_time(server.pid())?, cpu_time(std::process::id())?);

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wyrm_client::{Client, ClientTls, Event, Transport};
+use wyrm_client::{Client, ClientTls, Transport};
 
 mod support;
 use support::{cpu_time, median, ms, percentile};
@@ -120,27 +120,6 @@ async fn handshakes(
     ))
 }
 
-async fn echo_loop(mut c: Client, count_from: Instant, stop: Instant) -> anyhow::Result<u64> {
-    for _ in 0..IN_FLIGHT {
-        c.call_player("echo", (1,)).await?;
-    }
-    let mut answered = 0;
-    while Instant::now() < stop {
-        match c.next_event_timeout(Duration::from_secs(5)).await? {
-            Some(Event::Call { method, .. }) if method == "on_echo" => {
-                if Instant::now() >= count_from {
-                    answered += 1;
-                }
-                c.call_player("echo", (1,)).await?;
-            }
-            Some(Event::Error { message, .. }) => anyhow::bail!("call failed: {message}"),
-            Some(_) => {}
-            None => anyhow::bail!("no answer for 5 s"),
-        }
-    }
-    Ok(answered)
-}
-
 /// RPCs per second over `CLIENTS` clients, and the server's CPU per RPC
 /// in microseconds.
 async fn rpcs(pid: u32, addr: &str, tls: Option<&ClientTls>) -> anyhow::Result<(f64, f64)> {
@@ -152,7 +131,7 @@ async fn rpcs(pid: u32, addr: &str, tls: Option<&ClientTls>) -> anyhow::Result<(
     let stop = count_from + WINDOW;
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|c| tokio::spawn(echo_loop(c, count_from, stop)))
+        .map(|c| tokio::spawn(support::echo_loop(c, IN_FLIGHT, count_from, stop)))
         .collect();
     tokio::time::sleep_until(count_from.into()).await;
     let cpu0 = cpu_time(pid)?;

@@ -499,3 +499,33 @@ pub async fn migrations(
     );
     Ok(pauses)
 }
+
+/// Keeps `in_flight` `Probe.echo` calls outstanding on `c` until `stop`
+/// (each answer, `on_echo`, sends the next); returns the answers that came
+/// after `count_from`.
+pub async fn echo_loop(
+    mut c: wyrm_client::Client,
+    in_flight: usize,
+    count_from: std::time::Instant,
+    stop: std::time::Instant,
+) -> anyhow::Result<u64> {
+    use wyrm_client::Event;
+    for _ in 0..in_flight {
+        c.call_player("echo", (1,)).await?;
+    }
+    let mut answered = 0;
+    while std::time::Instant::now() < stop {
+        match c.next_event_timeout(Duration::from_secs(5)).await? {
+            Some(Event::Call { method, .. }) if method == "on_echo" => {
+                if std::time::Instant::now() >= count_from {
+                    answered += 1;
+                }
+                c.call_player("echo", (1,)).await?;
+            }
+            Some(Event::Error { message, .. }) => anyhow::bail!("call failed: {message}"),
+            Some(_) => {}
+            None => anyhow::bail!("no answer for 5 s"),
+        }
+    }
+    Ok(answered)
+}
