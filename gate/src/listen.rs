@@ -181,36 +181,24 @@ pub async fn listen<U: Upstream>(
             .await
             .map_err(failed("TLS TCP", addr))?;
         out.tcp_tls = Some(listener.local_addr().map_err(failed("TLS TCP", addr))?);
-        let (ctx, ids, admission) = (ctx.clone(), ids.clone(), admission.clone());
-        out.tasks.push(tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        accept_failed("tcp-tls", e).await;
-                        continue;
-                    }
-                };
-                let admitted = admission.admit(peer, "tcp-tls");
-                let (ctx, ids, tls) = (ctx.clone(), ids.clone(), tls.clone());
-                // The handshake on the connection's own task: a slow one
-                // holds up no other.
-                tokio::spawn(async move {
-                    let l = ctx.limits;
-                    let Ok(stream) = tls.accept(stream, l.frame_timeout).await else {
-                        return;
-                    };
-                    match admitted {
-                        Ok(ticket) => {
-                            let (conn, link) =
-                                net::tls_tcp_conn(stream, l.max_frame, l.queue_bytes);
-                            serve_connection(conn, link, ids.next(), ctx, ticket).await;
-                        }
-                        Err(refused) => net::refuse_tcp(stream, refusal_frame(refused)).await,
-                    }
-                });
+        let timeout = ctx.limits.frame_timeout;
+        let (ctx, ids) = (ctx.clone(), ids.clone());
+        let serve = move |stream, ticket| {
+            let (ctx, ids) = (ctx.clone(), ids.clone());
+            async move {
+                let l = ctx.limits;
+                let (conn, link) = net::tls_tcp_conn(stream, l.max_frame, l.queue_bytes);
+                serve_connection(conn, link, ids.next(), ctx, ticket).await;
             }
-        }));
+        };
+        out.tasks.push(accept_tls(
+            listener,
+            tls,
+            admission.clone(),
+            "tcp-tls",
+            timeout,
+            serve,
+        ));
     }
     if let Some(addr) = at.websocket_tls {
         let tls = tls_for("TLS WebSocket")?;
@@ -223,48 +211,71 @@ pub async fn listen<U: Upstream>(
                 .map_err(failed("TLS WebSocket", addr))?,
         );
         let web_root: Option<Arc<std::path::Path>> = at.web_root.clone().map(Into::into);
-        out.tasks.push(tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        accept_failed("wss", e).await;
-                        continue;
-                    }
-                };
-                let admitted = admission.admit(peer, "wss");
-                let (ctx, ids, tls, web_root) =
-                    (ctx.clone(), ids.clone(), tls.clone(), web_root.clone());
-                tokio::spawn(async move {
-                    let l = ctx.limits;
-                    let Ok(stream) = tls.accept(stream, l.frame_timeout).await else {
-                        return;
-                    };
-                    let ticket = match admitted {
-                        Ok(ticket) => ticket,
-                        Err(refused) => return net::refuse_http(stream, refused).await,
-                    };
-                    let root = web_root.as_deref();
-                    match net::accept_https(
-                        stream,
-                        root,
-                        l.max_frame,
-                        l.queue_bytes,
-                        l.frame_timeout,
-                    )
+        let timeout = ctx.limits.frame_timeout;
+        let serve = move |stream, ticket| {
+            let (ctx, ids, web_root) = (ctx.clone(), ids.clone(), web_root.clone());
+            async move {
+                let l = ctx.limits;
+                let root = web_root.as_deref();
+                match net::accept_https(stream, root, l.max_frame, l.queue_bytes, l.frame_timeout)
                     .await
-                    {
-                        Ok(Some((conn, link))) => {
-                            serve_connection(conn, link, ids.next(), ctx, ticket).await
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::debug!("https connection failed: {e}"),
+                {
+                    Ok(Some((conn, link))) => {
+                        serve_connection(conn, link, ids.next(), ctx, ticket).await
                     }
-                });
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("https connection failed: {e}"),
+                }
             }
-        }));
+        };
+        out.tasks
+            .push(accept_tls(listener, tls, admission, "wss", timeout, serve));
     }
     Ok(out)
+}
+
+/// Accepts TLS connections on `listener` until aborted: each is admitted
+/// under `admission`, does its handshake (within `timeout`) on a task of
+/// its own, so a slow one holds up no other, and is then `serve`d with its
+/// ticket. A connection refused under the limits is closed before its
+/// handshake, without a word: a handshake costs the server about a
+/// millisecond of CPU, which a flood at the limit must not buy.
+fn accept_tls<F, Fut>(
+    listener: tokio::net::TcpListener,
+    tls: Arc<net::Tls>,
+    admission: Admission,
+    transport: &'static str,
+    timeout: Duration,
+    serve: F,
+) -> JoinHandle<()>
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, net::Ticket) -> Fut
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(transport, e).await;
+                    continue;
+                }
+            };
+            let Ok(ticket) = admission.admit(peer, transport) else {
+                continue;
+            };
+            let (tls, serve) = (tls.clone(), serve.clone());
+            tokio::spawn(async move {
+                if let Ok(stream) = tls.accept(stream, timeout).await {
+                    serve(stream, ticket).await;
+                }
+            });
+        }
+    })
 }
 
 /// The frame a refused connection is sent before it is closed.

@@ -164,3 +164,41 @@ async fn a_certificate_replaced_in_its_files_serves_new_connections_without_a_re
     assert_eq!((from.as_str(), text.as_str()), ("kept", "still here"));
     server.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_the_limit_is_closed_before_its_handshake() {
+    let server = TestServer::start(chatroom_plugin(), "Account", &["Lobby"], |cfg| {
+        cfg.net.tcp_tls = Some("127.0.0.1:0".parse().expect("address"));
+        cfg.net.max_connections = 1;
+        cfg.tls.self_signed = true;
+    })
+    .await;
+    let tcp = server.server.tcp_tls.expect("TLS TCP listens").to_string();
+    let ca = server
+        .server
+        .dev_certificate
+        .clone()
+        .expect("dev certificate")
+        .ca;
+    let mut first = connect_tls(Transport::Tcp, &tcp, trust(&ca))
+        .await
+        .expect("the first connection");
+    first
+        .wait_player(wyrm_tests::WAIT)
+        .await
+        .expect("own entity");
+    let refused = connect_tls(Transport::Tcp, &tcp, trust(&ca)).await;
+    let text = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(text.contains("TLS handshake failed"), "{text}");
+    // Room again once the first has gone.
+    first.close().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect_tls(Transport::Tcp, &tcp, trust(&ca)).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "never let in again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.server.shutdown().await;
+}

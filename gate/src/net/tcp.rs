@@ -178,10 +178,7 @@ impl<D: Deframer + 'static> FrameConn for SocketConn<D> {
 
 /// Sends a connection that was not admitted its reason (`bytes`, whole
 /// or not at all, within the close grace) and closes it.
-pub async fn refuse_tcp<S>(mut stream: S, bytes: Vec<u8>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+pub async fn refuse_tcp(mut stream: TcpStream, bytes: Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let finish = async {
         stream.write_all(&bytes).await?;

@@ -40,10 +40,7 @@ pub fn ws_control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Answers a connection that was not admitted with `503` and the reason,
 /// and closes it.
-pub async fn refuse_http<S>(stream: S, reason: impl std::fmt::Display)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn refuse_http(stream: TcpStream, reason: impl std::fmt::Display) {
     let body = format!("{reason}\n");
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
