@@ -5,58 +5,13 @@
 //   scripts/setup-browser
 //   node tests/browser/arena.mjs http://127.0.0.1:PORT/ <out_dir>
 //
-// Uses the system Chromium (WYRM_CHROMIUM or /usr/bin/chromium) through
-// playwright-core. Prints one JSON summary line and exits 0, or prints why
-// it failed and exits 1. Never runs longer than OVERALL_MS.
+// Chromium, steps and the run's end: driver.mjs.
 
 import fs from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
 
-const OVERALL_MS = 60_000;
-const STEP_MS = 15_000;
+import { STEP_MS, checkProblems, drive, fail, launch, step, waiter, watch } from "./driver.mjs";
 
-const [baseUrl, outDir] = process.argv.slice(2);
-if (!baseUrl || !outDir || !/^https?:\/\//.test(baseUrl)) {
-  console.error("usage: node tests/browser/arena.mjs <base_url, e.g. http://127.0.0.1:PORT/> <out_dir>");
-  process.exit(2);
-}
-
-const executablePath = process.env.WYRM_CHROMIUM || "/usr/bin/chromium";
-const launchArgs = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
-// A server with a development certificate (https://): trusted as its own
-// output says, by the SHA-256 of its public key.
-if (process.env.WYRM_TRUST_SPKI) launchArgs.push(`--ignore-certificate-errors-spki-list=${process.env.WYRM_TRUST_SPKI}`);
-
-let browser = null;
-const problems = []; // console errors and page errors, from both pages
-
-function fail(message) {
-  const err = new Error(message);
-  err.stepFailure = true;
-  return err;
-}
-
-// Runs `fn` as a named step with a deadline; any failure names the step.
-async function step(name, timeoutMs, fn) {
-  let timer;
-  const deadline = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(fail(`step "${name}" timed out after ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([fn(), deadline]);
-  } catch (e) {
-    if (e && e.stepFailure && e.message.startsWith("step ")) throw e;
-    throw fail(`step "${name}" failed: ${e && e.message ? e.message.split("\n")[0] : e}`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// What a page knows, for failure messages and the summary.
 async function diag(page) {
   try {
     return await page.evaluate(() => {
@@ -76,28 +31,7 @@ async function diag(page) {
   }
 }
 
-// Waits for `predicate(arg)` to hold in the page; on timeout throws with
-// `what` and what the page knows.
-async function waitIn(page, label, what, predicate, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(predicate, arg, { timeout: timeoutMs, polling: 100 });
-  } catch (e) {
-    const d = await diag(page);
-    throw fail(`${label}: ${what} (not within ${timeoutMs} ms); page state: ${JSON.stringify(d)}`);
-  }
-}
-
-function watch(page, label) {
-  page.on("console", (msg) => {
-    if (msg.type() === "error") problems.push(`${label} console error: ${msg.text()}`);
-  });
-  page.on("pageerror", (err) => problems.push(`${label} page error: ${err && err.message ? err.message : err}`));
-  page.on("crash", () => problems.push(`${label} page crashed`));
-}
-
-function checkProblems(where) {
-  if (problems.length) throw fail(`errors in the pages (seen by ${where}): ${problems.join(" | ")}`);
-}
+const waitIn = waiter(diag);
 
 const ownPlaced = () => {
   const a = window.arena;
@@ -106,9 +40,8 @@ const ownPlaced = () => {
   return !!(e && e.type === "Player" && e.placed);
 };
 
-async function run() {
-  browser = await step("launch chromium", STEP_MS, () =>
-    chromium.launch({ executablePath, headless: true, args: launchArgs, timeout: STEP_MS }));
+async function run({ baseUrl, outDir }) {
+  const browser = await launch();
 
   const pages = {};
   for (const label of ["alice", "bob"]) {
@@ -230,29 +163,4 @@ async function run() {
   };
 }
 
-async function closeBrowser() {
-  if (!browser) return;
-  const b = browser;
-  browser = null;
-  await Promise.race([b.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-}
-
-const overall = setTimeout(async () => {
-  console.error(`arena browser test: FAILED: overall timeout of ${OVERALL_MS} ms`);
-  await closeBrowser();
-  process.exit(1);
-}, OVERALL_MS);
-
-let code = 1;
-try {
-  const summary = await run();
-  console.log(JSON.stringify(summary));
-  code = 0;
-} catch (e) {
-  console.error(`arena browser test: FAILED: ${e && e.message ? e.message : e}`);
-  if (problems.length) console.error(`page errors: ${problems.join(" | ")}`);
-} finally {
-  await closeBrowser();
-  clearTimeout(overall);
-}
-process.exit(code);
+drive("arena", run);

@@ -57,15 +57,16 @@ async fn drive(driver: &str, url: String, spki: String) -> PathBuf {
     shots
 }
 
-/// A server for `plugin` serving `web` (an example's folder) over HTTPS,
-/// with a development certificate; the page's address and the
-/// certificate's key hash.
-async fn https_server(
+/// Plays the example in `web` (its folder) with `plugin` in Chromium over
+/// HTTPS, with the server's development certificate: `driver` runs the
+/// pages and must leave the screenshots `shots`.
+async fn play(
     plugin: PathBuf,
-    boot: &str,
-    services: &[&str],
+    (boot, services): (&str, &[&str]),
     web: &str,
-) -> (TestServer, String, String) {
+    driver: &str,
+    shots: &[&str],
+) {
     let web = repo_root().join(web);
     let server = TestServer::start(plugin, boot, services, |cfg| {
         cfg.net.web_root = Some(web);
@@ -76,48 +77,38 @@ async fn https_server(
     let addr = server.server.websocket_tls.expect("https listens");
     let dev = server.server.dev_certificate.clone();
     let spki = dev.expect("a development certificate").spki_sha256;
-    (server, format!("https://{addr}/"), spki)
-}
-
-fn assert_screenshots(shots: &std::path::Path, names: &[&str]) {
-    for name in names {
-        let len = std::fs::metadata(shots.join(name)).map_or(0, |m| m.len());
+    let dir = repo_root().join("target/screenshots");
+    for name in shots {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let dir = drive(driver, format!("https://{addr}/"), spki).await;
+    for name in shots {
+        let len = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
         assert!(len > 1000, "screenshot {name} missing or empty");
     }
+    server.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_play_the_arena_and_see_each_other_move() {
-    let (server, url, spki) = https_server(
+    play(
         wyrm_tests::arena_plugin(),
-        "Account",
-        &["Arena"],
+        ("Account", &["Arena"]),
         "examples/arena/web",
+        "arena.mjs",
+        &["arena-alice.png", "arena-bob.png"],
     )
     .await;
-    let shots = repo_root().join("target/screenshots");
-    for name in ["arena-alice.png", "arena-bob.png"] {
-        let _ = std::fs::remove_file(shots.join(name));
-    }
-    let shots = drive("arena.mjs", url, spki).await;
-    assert_screenshots(&shots, &["arena-alice.png", "arena-bob.png"]);
-    server.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_chat_through_the_chatroom_page() {
-    let (server, url, spki) = https_server(
+    play(
         wyrm_tests::chatroom_plugin(),
-        "Account",
-        &["Lobby"],
+        ("Account", &["Lobby"]),
         "examples/chatroom/web",
+        "chatroom.mjs",
+        &["chatroom-ann.png", "chatroom-bob.png"],
     )
     .await;
-    let shots = repo_root().join("target/screenshots");
-    for name in ["chatroom-ann.png", "chatroom-bob.png"] {
-        let _ = std::fs::remove_file(shots.join(name));
-    }
-    let shots = drive("chatroom.mjs", url, spki).await;
-    assert_screenshots(&shots, &["chatroom-ann.png", "chatroom-bob.png"]);
-    server.server.shutdown().await;
 }
